@@ -1,0 +1,17 @@
+//! The platform box: every OS call hakmem makes goes through here.
+//!
+//! Layers above never call `libc` for memory management directly; they are
+//! written against the [`Pal`] trait (platform abstraction layer, as in
+//! snmalloc), so tests can substitute a counting or failing platform.
+//!
+//! Nothing in this crate allocates through the global allocator: it is used
+//! from inside `malloc`.
+#![cfg_attr(not(test), no_std)]
+
+mod errno;
+mod os;
+mod spin;
+
+pub use errno::{errno, set_errno, ErrnoGuard};
+pub use os::{Linux, Pal, CHUNK_SIZE, PAGE_SIZE};
+pub use spin::{SpinGuard, SpinLock};

@@ -1,0 +1,191 @@
+//! Memory mapping: the platform abstraction layer.
+
+use core::ptr::NonNull;
+
+/// The page size hakmem's layouts assume (x86_64 / aarch64 Linux with 4 KiB
+/// pages). [`Linux::check_page_size`] verifies it once at start-up.
+pub const PAGE_SIZE: usize = 4096;
+
+/// The granule of hakmem's address-space registry: superslabs are exactly one
+/// chunk, and large mappings are whole, chunk-aligned multiples of it, so
+/// `ptr & !(CHUNK_SIZE - 1)` names the one owner of any address.
+pub const CHUNK_SIZE: usize = 2 << 20;
+
+/// The operating-system interface every box is written against.
+///
+/// Implementations must not allocate through the global allocator.
+pub trait Pal {
+    /// Maps `len` bytes of zeroed, read-write memory aligned to `align`.
+    ///
+    /// `len` must be a multiple of [`PAGE_SIZE`] and `align` a power of two;
+    /// alignments below a page are rounded up. Returns `None` when the OS
+    /// refuses (the caller reports `ENOMEM`).
+    fn map(len: usize, align: usize) -> Option<NonNull<u8>>;
+
+    /// Unmaps a region obtained from [`Pal::map`] (or a page-aligned part of one).
+    ///
+    /// # Safety
+    /// `ptr..ptr+len` must be mapped, page aligned, and no longer referenced.
+    unsafe fn unmap(ptr: NonNull<u8>, len: usize);
+
+    /// Returns the physical pages behind a range to the OS while keeping the
+    /// address range reserved; the next touch sees zeroed pages.
+    ///
+    /// # Safety
+    /// `ptr..ptr+len` must be mapped, page aligned, and hold nothing live.
+    unsafe fn purge(ptr: NonNull<u8>, len: usize);
+
+    /// Resizes a mapping in place or by moving its pages (`mremap`); returns
+    /// the new address, or `None` if the OS refused (the old mapping is
+    /// untouched then).
+    ///
+    /// # Safety
+    /// `ptr..ptr+old_len` must be a mapping obtained from this platform that
+    /// the caller owns.
+    unsafe fn remap(ptr: NonNull<u8>, old_len: usize, new_len: usize, may_move: bool)
+        -> Option<NonNull<u8>>;
+}
+
+/// The Linux platform.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Linux;
+
+impl Linux {
+    /// Returns true when the running kernel's page size is the one hakmem's
+    /// layouts were built for.
+    pub fn check_page_size() -> bool {
+        // SAFETY: sysconf has no preconditions.
+        let ps = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        ps == PAGE_SIZE as libc::c_long
+    }
+
+    fn mmap_raw(len: usize) -> Option<NonNull<u8>> {
+        // SAFETY: an anonymous private mapping with no address hint has no
+        // preconditions; failure is reported as MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            None
+        } else {
+            NonNull::new(p.cast())
+        }
+    }
+}
+
+impl Pal for Linux {
+    fn map(len: usize, align: usize) -> Option<NonNull<u8>> {
+        debug_assert!(len % PAGE_SIZE == 0 && len > 0);
+        debug_assert!(align.is_power_of_two());
+        if align <= PAGE_SIZE {
+            return Self::mmap_raw(len);
+        }
+        // Over-map by the alignment and trim both ends. The kernel often
+        // returns an aligned address for chunk-multiple sizes, in which case
+        // only the tail is trimmed.
+        let total = len.checked_add(align - PAGE_SIZE)?;
+        let raw = Self::mmap_raw(total)?;
+        let start = raw.as_ptr() as usize;
+        let aligned = (start + align - 1) & !(align - 1);
+        let head = aligned - start;
+        let tail = total - head - len;
+        // SAFETY: both trimmed pieces lie inside the mapping we just created
+        // and are page aligned (start, aligned and len are page multiples).
+        unsafe {
+            if head != 0 {
+                libc::munmap(raw.as_ptr().cast(), head);
+            }
+            if tail != 0 {
+                libc::munmap((aligned + len) as *mut libc::c_void, tail);
+            }
+        }
+        NonNull::new(aligned as *mut u8)
+    }
+
+    unsafe fn unmap(ptr: NonNull<u8>, len: usize) {
+        // SAFETY: the caller guarantees the range is a mapping it owns.
+        let rc = unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
+        debug_assert_eq!(rc, 0, "munmap failed");
+    }
+
+    unsafe fn purge(ptr: NonNull<u8>, len: usize) {
+        // SAFETY: the caller guarantees the range is mapped and unused;
+        // MADV_DONTNEED on private anonymous memory drops the pages and makes
+        // the next access read zeroes.
+        unsafe {
+            libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_DONTNEED);
+        }
+    }
+
+    unsafe fn remap(
+        ptr: NonNull<u8>,
+        old_len: usize,
+        new_len: usize,
+        may_move: bool,
+    ) -> Option<NonNull<u8>> {
+        let flags = if may_move { libc::MREMAP_MAYMOVE } else { 0 };
+        // SAFETY: the caller owns the mapping; mremap either resizes it or
+        // fails leaving it untouched.
+        let p = unsafe { libc::mremap(ptr.as_ptr().cast(), old_len, new_len, flags) };
+        if p == libc::MAP_FAILED {
+            None
+        } else {
+            NonNull::new(p.cast())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_size_matches() {
+        assert!(Linux::check_page_size());
+    }
+
+    #[test]
+    fn aligned_maps_are_aligned_zeroed_and_writable() {
+        for &align in &[PAGE_SIZE, 1 << 16, CHUNK_SIZE, 8 << 20] {
+            let len = 3 * PAGE_SIZE;
+            let p = Linux::map(len, align).expect("map");
+            assert_eq!(p.as_ptr() as usize % align, 0);
+            // SAFETY: the mapping is len bytes long and ours.
+            let s = unsafe { core::slice::from_raw_parts_mut(p.as_ptr(), len) };
+            assert!(s.iter().all(|&b| b == 0));
+            s.fill(0xAB);
+            // SAFETY: mapped above, fully ours.
+            unsafe { Linux::purge(p, len) };
+            assert!(s.iter().all(|&b| b == 0), "purged pages read back as zero");
+            // SAFETY: the mapping is ours and no longer referenced.
+            unsafe { Linux::unmap(p, len) };
+        }
+    }
+
+    #[test]
+    fn remap_grows_and_keeps_contents() {
+        let p = Linux::map(PAGE_SIZE, PAGE_SIZE).unwrap();
+        // SAFETY: one page mapped above.
+        unsafe { p.as_ptr().write(42) };
+        // SAFETY: p is our mapping of one page.
+        let q = unsafe { Linux::remap(p, PAGE_SIZE, 64 * PAGE_SIZE, true) }.unwrap();
+        // SAFETY: q now maps 64 pages starting with the old contents.
+        unsafe {
+            assert_eq!(q.as_ptr().read(), 42);
+            Linux::unmap(q, 64 * PAGE_SIZE);
+        }
+    }
+
+    #[test]
+    fn absurd_sizes_fail_cleanly() {
+        assert!(Linux::map(1 << 62, PAGE_SIZE).is_none());
+        assert!(Linux::map(1 << 62, CHUNK_SIZE).is_none());
+    }
+}

@@ -1,0 +1,1 @@
+//! libhakmem.so (work in progress)
