@@ -1,1 +1,58 @@
+//! The superslab box: where tiny and mid blocks come from.
+//!
+//! A **superslab** is one 2 MiB, 2 MiB-aligned chunk. Its first 64 KiB slot
+//! holds the [`Superslab`] header; the other 31 slots are carved into
+//! **slabs**, each a run of one or more slots holding blocks of one class.
+//! `ptr & !(2 MiB - 1)` finds the header of any block in one AND, and
+//! `(ptr >> 16) & 31` its slot.
+//!
+//! # Ownership, remote drain and bind
+//!
+//! Every live superslab has exactly one owner at a time: a thread's heap, or
+//! the [`Orphanage`] after its thread exited. Only the owner touches a slab's
+//! non-atomic state (its local free list, counters, list links). Ownership is
+//! a type: an [`OwnedSuperslab`] is the token for a whole superslab, and a
+//! [`SlabHandle`] — obtainable only from one, or by an `unsafe` assertion of
+//! ownership on a [`SlabRef`] — is the only way to take blocks from a slab,
+//! give them back, or drain its remote frees.
+//!
+//! A thread that frees a block it does not own calls [`remote_free`], which
+//! pushes the block on the slab's lock-free MPSC stack. The first such push
+//! after the owner last looked also puts the slab on the owner's
+//! [`PendingList`], so the owner finds exactly the slabs that have remote
+//! frees, in its slow path, without scanning. The pusher's last access to the
+//! superslab is the push itself, and a slab waiting in a pending list is never
+//! recycled; together these make it safe for the owner to release a
+//! superslab to the OS as soon as every block in it is free.
+//!
+//! Exiting threads give their superslabs to the [`Orphanage`]; other threads
+//! adopt them when they need memory. Empty superslabs go to the
+//! [`SuperslabPool`], which keeps a bounded number and unmaps the rest.
 #![cfg_attr(not(test), no_std)]
+
+mod lists;
+mod orphanage;
+mod pool;
+mod remote;
+mod slab;
+mod superslab;
+
+pub use lists::{SlabList, SuperslabList};
+pub use orphanage::Orphanage;
+pub use pool::{PoolStats, SuperslabPool};
+pub use remote::{remote_free, PendingList};
+pub use slab::{Put, Slab, SlabHandle, SlabRef};
+pub use superslab::{OwnedSuperslab, Superslab};
+
+/// Size and alignment of a superslab: one page-map chunk.
+pub const SUPERSLAB_SIZE: usize = hakmem_platform::CHUNK_SIZE;
+/// log2 of [`SLOT_SIZE`].
+pub const SLOT_SHIFT: u32 = 16;
+/// A slot: the unit slabs are made of.
+pub const SLOT_SIZE: usize = 1 << SLOT_SHIFT;
+/// Slots per superslab (slot 0 holds the header).
+pub const SLOTS: usize = SUPERSLAB_SIZE / SLOT_SIZE;
+/// The class byte of a slot that holds no blocks.
+pub const NO_CLASS: u8 = 0xFF;
+/// The largest slab, in slots.
+pub const MAX_SPAN: usize = SLOTS - 1;

@@ -1,0 +1,90 @@
+//! Superslabs whose thread exited, waiting for another thread to adopt them.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use hakmem_pagemap::{Entry, PageMap};
+use hakmem_platform::SpinLock;
+
+use crate::lists::SuperslabList;
+use crate::remote::PendingList;
+use crate::superslab::OwnedSuperslab;
+
+/// The owner of abandoned superslabs.
+///
+/// It behaves like a heap that never allocates: frees into its superslabs
+/// queue their slabs on its pending list like on any owner's; whoever adopts
+/// a superslab takes ownership under the lock and forwards the pending
+/// entries to their new owners.
+#[derive(Debug)]
+pub struct Orphanage {
+    list: SpinLock<SuperslabList>,
+    pending: PendingList,
+    count: AtomicUsize,
+}
+
+// SAFETY: the list is only touched under its lock.
+unsafe impl Sync for Orphanage {}
+
+impl Default for Orphanage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Orphanage {
+    /// An empty orphanage.
+    pub const fn new() -> Self {
+        Orphanage {
+            list: SpinLock::new(SuperslabList::new()),
+            pending: PendingList::new(),
+            count: AtomicUsize::new(0),
+        }
+    }
+
+    /// Number of superslabs waiting.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// True when nothing waits (a relaxed load: cheap to poll).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Publishes a superslab whose owner is going away. The caller must have
+    /// flushed its own caches of blocks from it and removed it from its lists.
+    pub fn abandon(&self, map: &PageMap, mut ss: OwnedSuperslab) {
+        ss.set_owner(&self.pending);
+        map.set(ss.base(), Entry::ORPHANED);
+        let mut g = self.list.lock();
+        g.push_front(&mut ss, 0);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adopts one abandoned superslab for the heap with `tag` and pending
+    /// list `owner`. The caller must then drain and classify its slabs.
+    pub fn adopt(&self, map: &PageMap, tag: u32, owner: &PendingList) -> Option<OwnedSuperslab> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut g = self.list.lock();
+        let mut ss = g.pop_front()?;
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        ss.set_owner(owner);
+        map.set(ss.base(), Entry::owned(tag));
+        // Slabs queued while orphaned go to their current owners (the adopter
+        // for this superslab, back here for the others).
+        for slab in self.pending.take_all() {
+            PendingList::forward(slab);
+        }
+        drop(g);
+        Some(ss)
+    }
+
+    /// The lock, for the fork handlers.
+    pub fn fork_lock(&self) -> &SpinLock<impl Sized> {
+        &self.list
+    }
+}

@@ -1,0 +1,311 @@
+//! The superslab header and the ownership token for a whole superslab.
+
+use core::cell::UnsafeCell;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+
+use crate::remote::PendingList;
+use crate::slab::{Slab, SlabRef};
+use crate::{NO_CLASS, SLOTS, SLOT_SHIFT, SLOT_SIZE, SUPERSLAB_SIZE};
+
+const MAGIC: u64 = 0x6861_6b6d_5353_3031; // "hakmSS01"
+
+/// The header at the start of every superslab.
+///
+/// Invariants:
+/// * `class_of_slot[s]` is the class of the slab covering slot `s`, or
+///   [`NO_CLASS`] when slot `s` is free or is the header slot 0. It changes only
+///   while no block of the slot is live, so any thread holding a live block
+///   may read its class.
+/// * `first_slot[s]` is the first slot of the slab covering `s` (meaningful
+///   when the class is not `NO_CLASS`); that slab's metadata is `slabs[first]`.
+/// * `owner` points at the owner's pending list (a heap's, or the orphanage's)
+///   while the superslab is live. Only the owner changes it.
+/// * Everything in `local` belongs to the owner.
+#[repr(C, align(64))]
+pub struct Superslab {
+    // Offset 0: read by every free fast path.
+    class_of_slot: [AtomicU8; SLOTS],
+    first_slot: [AtomicU8; SLOTS],
+    magic: u64,
+    owner: AtomicPtr<PendingList>,
+    local: UnsafeCell<SsLocal>,
+    slabs: [Slab; SLOTS],
+}
+
+/// Owner-only state.
+struct SsLocal {
+    /// Bit `s` set: slot `s` is free. Slot 0 is never free.
+    free_slots: u32,
+    /// Links in the owner's superslab list.
+    next: *mut Superslab,
+    prev: *mut Superslab,
+    /// Which list of the owner this superslab is on (owner-defined).
+    list_tag: u8,
+}
+
+const ALL_BLOCK_SLOTS: u32 = !1u32;
+
+// The header must fit in slot 0.
+const _: () = assert!(core::mem::size_of::<Superslab>() <= SLOT_SIZE);
+const _: () = assert!(SLOTS == 32);
+
+impl core::fmt::Debug for Superslab {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Superslab")
+            .field("base", &(self as *const _))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Superslab {
+    /// The superslab header of the chunk holding `p`. Pure arithmetic: the
+    /// result is only meaningful if the page map says the chunk is a superslab.
+    #[inline(always)]
+    pub fn of(p: *const u8) -> *const Superslab {
+        ((p as usize) & !(SUPERSLAB_SIZE - 1)) as *const Superslab
+    }
+
+    /// The slot index of `p` within its superslab.
+    #[inline(always)]
+    pub fn slot_of(p: *const u8) -> usize {
+        ((p as usize) >> SLOT_SHIFT) & (SLOTS - 1)
+    }
+
+    /// Reads the class byte of the slot holding `p` without going through a
+    /// reference: the free fast path.
+    ///
+    /// # Safety
+    /// The chunk holding `p` must be a live superslab (checked in the page map).
+    #[inline(always)]
+    pub unsafe fn class_at(p: *const u8) -> u8 {
+        let ss = Self::of(p);
+        // SAFETY: the caller checked the chunk is a live superslab, whose
+        // header starts with the class array; the index is masked to SLOTS.
+        unsafe { (*ss).class_of_slot.get_unchecked(Self::slot_of(p)).load(Ordering::Relaxed) }
+    }
+
+    /// The class of the slab holding `p`, or [`NO_CLASS`].
+    #[inline]
+    pub fn class_of(&self, p: *const u8) -> u8 {
+        self.class_of_slot[Self::slot_of(p)].load(Ordering::Relaxed)
+    }
+
+    /// True if the header carries the superslab magic (a sanity check).
+    pub fn magic_ok(&self) -> bool {
+        self.magic == MAGIC
+    }
+
+    /// The slab holding `p`, if `p` lies in a slot that belongs to one.
+    #[inline]
+    pub fn slab_of(&self, p: *const u8) -> Option<&Slab> {
+        let s = Self::slot_of(p);
+        if self.class_of_slot[s].load(Ordering::Relaxed) == NO_CLASS {
+            return None;
+        }
+        let first = self.first_slot[s].load(Ordering::Relaxed) as usize;
+        Some(&self.slabs[first])
+    }
+
+    /// The owner's pending list.
+    #[inline]
+    pub fn owner(&self) -> *const PendingList {
+        self.owner.load(Ordering::Acquire)
+    }
+
+    /// The base address.
+    #[inline]
+    pub fn base(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    pub(crate) fn slab(&self, first: usize) -> &Slab {
+        &self.slabs[first]
+    }
+}
+
+/// Exclusive ownership of one live superslab.
+///
+/// Holding it means: this thread (or the lock holder of the orphanage) is
+/// the superslab's owner, and may touch all owner-only state of it and its
+/// slabs. It is not `Clone`; it moves between owners at abandonment and
+/// adoption.
+#[derive(Debug)]
+pub struct OwnedSuperslab(NonNull<Superslab>);
+
+// SAFETY: ownership of a superslab may move between threads; the token is
+// the only way to touch owner state, and it is unique.
+unsafe impl Send for OwnedSuperslab {}
+
+impl OwnedSuperslab {
+    /// Formats freshly mapped (zeroed) or recycled memory as an empty
+    /// superslab owned by `owner`.
+    ///
+    /// # Safety
+    /// `base` must be a mapped, `SUPERSLAB_SIZE`-aligned chunk of
+    /// `SUPERSLAB_SIZE` bytes holding no live blocks and no slab waiting in a
+    /// pending list, not otherwise referenced, and either zeroed or a former
+    /// superslab.
+    pub unsafe fn format(base: NonNull<u8>, owner: &PendingList) -> OwnedSuperslab {
+        let ss = base.cast::<Superslab>();
+        let p = ss.as_ptr();
+        // SAFETY: the caller hands us exclusive use of the chunk; we write the
+        // header fields in place through raw pointers (no references to
+        // uninitialised memory are formed).
+        unsafe {
+            for s in 0..SLOTS {
+                ptr::addr_of_mut!((*p).class_of_slot[s]).write(AtomicU8::new(NO_CLASS));
+                ptr::addr_of_mut!((*p).first_slot[s]).write(AtomicU8::new(0));
+                Slab::format(ptr::addr_of_mut!((*p).slabs[s]));
+            }
+            ptr::addr_of_mut!((*p).magic).write(MAGIC);
+            ptr::addr_of_mut!((*p).owner).write(AtomicPtr::new(owner as *const _ as *mut _));
+            ptr::addr_of_mut!((*p).local).write(UnsafeCell::new(SsLocal {
+                free_slots: ALL_BLOCK_SLOTS,
+                next: ptr::null_mut(),
+                prev: ptr::null_mut(),
+                list_tag: 0,
+            }));
+        }
+        OwnedSuperslab(ss)
+    }
+
+    /// Re-creates the token for a superslab the caller owns.
+    ///
+    /// # Safety
+    /// The calling context must own the superslab at `ss` (for example it is
+    /// on the caller's heap's superslab list) and must not hold another token
+    /// for it at the same time.
+    #[inline]
+    pub unsafe fn assume_owned(ss: NonNull<Superslab>) -> OwnedSuperslab {
+        OwnedSuperslab(ss)
+    }
+
+    /// Gives up the token without changing anything (the owner keeps the
+    /// superslab on its lists and re-creates the token with
+    /// [`OwnedSuperslab::assume_owned`]).
+    #[inline]
+    pub fn into_raw(self) -> NonNull<Superslab> {
+        self.0
+    }
+
+    /// The header.
+    #[inline]
+    pub fn header(&self) -> &Superslab {
+        // SAFETY: a token refers to a live superslab.
+        unsafe { self.0.as_ref() }
+    }
+
+    #[inline]
+    fn local(&mut self) -> &mut SsLocal {
+        // SAFETY: the token grants exclusive access to owner-only state.
+        unsafe { &mut *self.header().local.get() }
+    }
+
+    #[inline]
+    fn local_ref(&self) -> &SsLocal {
+        // SAFETY: as above; shared access while the token is borrowed.
+        unsafe { &*self.header().local.get() }
+    }
+
+    /// The base address.
+    #[inline]
+    pub fn base(&self) -> usize {
+        self.0.as_ptr() as usize
+    }
+
+    /// Changes the owner (abandonment, adoption). The caller updates the page map.
+    pub fn set_owner(&mut self, owner: &PendingList) {
+        self.header()
+            .owner
+            .store(owner as *const _ as *mut _, Ordering::Release);
+    }
+
+    /// True when no slab is allocated in it.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.local_ref().free_slots == ALL_BLOCK_SLOTS
+    }
+
+    /// Free slots (bit per slot).
+    #[inline]
+    pub fn free_slots(&self) -> u32 {
+        self.local_ref().free_slots
+    }
+
+    /// The owner's list links and tag (for [`crate::SuperslabList`]).
+    pub(crate) fn links(&mut self) -> (&mut *mut Superslab, &mut *mut Superslab, &mut u8) {
+        let l = self.local();
+        (&mut l.next, &mut l.prev, &mut l.list_tag)
+    }
+
+    /// Which of the owner's lists the superslab is on.
+    pub fn list_tag(&self) -> u8 {
+        self.local_ref().list_tag
+    }
+
+    /// Finds `span` consecutive free slots, carves a slab for `class` with
+    /// blocks of `block_size` bytes there, and returns it.
+    pub fn alloc_slab(&mut self, class: u8, block_size: u32, span: usize) -> Option<SlabRef> {
+        debug_assert!(class != NO_CLASS && span >= 1 && span < SLOTS);
+        let free = self.local_ref().free_slots;
+        let mut run = free;
+        for k in 1..span {
+            run &= free >> k;
+        }
+        if run == 0 {
+            return None;
+        }
+        let first = run.trailing_zeros() as usize;
+        let mask = (((1u64 << span) - 1) as u32) << first;
+        self.local().free_slots &= !mask;
+        let hdr = self.header();
+        for s in first..first + span {
+            hdr.first_slot[s].store(first as u8, Ordering::Relaxed);
+            hdr.class_of_slot[s].store(class, Ordering::Release);
+        }
+        let data = (self.base() + first * SLOT_SIZE) as *mut u8;
+        let slab = hdr.slab(first);
+        // SAFETY: the slots were free, so no block or pending entry refers to
+        // this slab; we own the superslab.
+        unsafe { slab.init(class, block_size, span as u8, first as u8, data) };
+        Some(SlabRef::new(slab))
+    }
+
+    /// Returns a slab's slots to the superslab.
+    ///
+    /// # Safety
+    /// `slab` must belong to this superslab, hold no live block, and not be
+    /// waiting in any pending list (see [`crate::SlabHandle::is_releasable`]);
+    /// the caller must have removed it from all of its own lists.
+    pub unsafe fn release_slab(&mut self, slab: SlabRef) {
+        // SAFETY: the caller guarantees the slab is ours and idle.
+        let h = unsafe { slab.handle() };
+        debug_assert!(h.is_releasable());
+        let first = h.first_slot() as usize;
+        let span = h.span() as usize;
+        let hdr = self.header();
+        for s in first..first + span {
+            hdr.class_of_slot[s].store(NO_CLASS, Ordering::Release);
+        }
+        let mask = (((1u64 << span) - 1) as u32) << first;
+        self.local().free_slots |= mask;
+    }
+
+    /// Every allocated slab of the superslab (first slots), for abandonment,
+    /// adoption and accounting.
+    pub fn slabs(&self) -> impl Iterator<Item = SlabRef> + '_ {
+        let hdr = self.header();
+        let free = self.local_ref().free_slots;
+        (1..SLOTS).filter_map(move |s| {
+            if free & (1 << s) != 0 {
+                return None;
+            }
+            let first = hdr.first_slot[s].load(Ordering::Relaxed) as usize;
+            if first != s {
+                return None;
+            }
+            Some(SlabRef::new(hdr.slab(s)))
+        })
+    }
+}

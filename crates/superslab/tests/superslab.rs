@@ -1,0 +1,340 @@
+//! The superslab box on its own: carving, ownership, remote frees, pool and
+//! orphanage, against a private page map.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hakmem_pagemap::{Entry, PageMap};
+use hakmem_platform::Linux;
+use hakmem_superslab::*;
+use hakmem_tiny_sll::Chain;
+use proptest::prelude::*;
+
+fn new_map() -> &'static PageMap {
+    Box::leak(Box::new(PageMap::new()))
+}
+
+fn new_owner() -> &'static PendingList {
+    Box::leak(Box::new(PendingList::new()))
+}
+
+fn chain_blocks(mut c: Chain) -> Vec<usize> {
+    let mut v = Vec::new();
+    // SAFETY: chains handed out by a slab are valid lists.
+    while let Some(b) = unsafe { c.pop() } {
+        v.push(b as usize);
+    }
+    v
+}
+
+#[test]
+fn slabs_are_carved_from_free_slot_runs() {
+    let map = new_map();
+    let pool = SuperslabPool::<Linux>::new(4, 1);
+    let owner = new_owner();
+    let mut ss = pool.acquire(map, 100, owner).expect("superslab");
+    assert_eq!(map.get(ss.base()), Entry(100));
+    assert!(ss.is_empty());
+    let a = ss.alloc_slab(3, 48, 1).unwrap();
+    let b = ss.alloc_slab(40, 20480, 4).unwrap();
+    // SAFETY: we own the superslab.
+    let (ha, hb) = unsafe { (a.handle(), b.handle()) };
+    assert_eq!(ha.first_slot(), 1);
+    assert_eq!(hb.first_slot(), 2);
+    assert_eq!(ha.capacity() as usize, SLOT_SIZE / 48);
+    assert_eq!(hb.capacity() as usize, 4 * SLOT_SIZE / 20480);
+    let hdr = ss.header();
+    let pa = ha.data();
+    let pb = hb.data();
+    assert_eq!(hdr.class_of(pa), 3);
+    // every slot of the 4-slot slab reports its class and its slab
+    for k in 0..4 {
+        let p = pb.wrapping_add(k * SLOT_SIZE + 100);
+        assert_eq!(hdr.class_of(p), 40);
+        assert!(std::ptr::eq(hdr.slab_of(p).unwrap(), b.slab()));
+    }
+    assert_eq!(hdr.class_of(hdr.base() as *const u8), NO_CLASS, "header slot");
+    assert!(hdr.slab_of((hdr.base() + 10 * SLOT_SIZE) as *const u8).is_none());
+    drop((ha, hb));
+    // fill the rest with 1-slot slabs: 31 - 1 - 4 = 26 of them
+    let mut n = 0;
+    while ss.alloc_slab(5, 64, 1).is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 26);
+    assert!(ss.alloc_slab(5, 64, 1).is_none());
+    // SAFETY: the slabs hold no live blocks and were never queued.
+    unsafe {
+        ss.release_slab(a);
+        ss.release_slab(b);
+    }
+    assert!(ss.alloc_slab(6, 96, 5).is_some(), "a and b were adjacent: 5 free slots");
+    assert!(ss.alloc_slab(6, 96, 1).is_none());
+}
+
+#[test]
+fn take_and_put_track_used_and_transitions() {
+    let map = new_map();
+    let pool = SuperslabPool::<Linux>::new(4, 1);
+    let owner = new_owner();
+    let mut ss = pool.acquire(map, 101, owner).unwrap();
+    let r = ss.alloc_slab(1, 1024, 1).unwrap(); // 64 blocks
+    // SAFETY: we own the superslab.
+    let mut h = unsafe { r.handle() };
+    let first = chain_blocks(h.take(10));
+    assert_eq!(first.len(), 10);
+    let rest = chain_blocks(h.take(1000));
+    assert_eq!(rest.len(), 54);
+    assert!(h.is_full());
+    assert!(h.take(1).is_empty());
+    let all: Vec<usize> = first.iter().chain(rest.iter()).copied().collect();
+    let set: HashSet<usize> = all.iter().copied().collect();
+    assert_eq!(set.len(), 64, "no block handed out twice");
+    for &p in &all {
+        assert!(h.is_block_start(p as *const u8));
+        assert!(!h.is_block_start((p + 8) as *const u8), "interior pointer");
+        assert_eq!((p - h.data() as usize) % 1024, 0);
+    }
+    assert_eq!(h.used(), 64);
+    // SAFETY: each block is ours and handed back once.
+    let t = unsafe { h.put(all[0] as *mut _) };
+    assert_eq!(t, Put::WasFull);
+    for &p in &all[1..63] {
+        // SAFETY: as above.
+        assert_eq!(unsafe { h.put(p as *mut _) }, Put::Normal);
+    }
+    // SAFETY: as above.
+    assert_eq!(unsafe { h.put(all[63] as *mut _) }, Put::Empty);
+    assert!(h.is_releasable());
+    // the whole free list comes back in one take
+    let again = chain_blocks(h.take(64));
+    assert_eq!(again.iter().copied().collect::<HashSet<_>>(), set);
+}
+
+#[test]
+fn remote_frees_reach_the_owner_through_the_pending_list() {
+    let map = new_map();
+    let pool = SuperslabPool::<Linux>::new(4, 1);
+    let owner = new_owner();
+    let mut ss = pool.acquire(map, 102, owner).unwrap();
+    let slabs: Vec<SlabRef> = (0..4).map(|_| ss.alloc_slab(2, 32, 1).unwrap()).collect();
+    let mut blocks = Vec::new();
+    for s in &slabs {
+        // SAFETY: we own the superslab.
+        blocks.extend(chain_blocks(unsafe { s.handle() }.take(2048)));
+    }
+    assert_eq!(blocks.len(), 4 * 2048);
+    let base = ss.base();
+    // four threads free disjoint quarters, interleaved across slabs
+    let freed = AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        for t in 0..4 {
+            let mine: Vec<usize> = blocks.iter().copied().skip(t).step_by(4).collect();
+            let freed = &freed;
+            sc.spawn(move || {
+                // SAFETY: base is a live superslab while the scope runs.
+                let hdr = unsafe { &*(base as *const Superslab) };
+                for p in mine {
+                    // SAFETY: each block is live and freed exactly once.
+                    unsafe { remote_free(hdr, p as *mut u8) };
+                    freed.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    assert_eq!(freed.load(Ordering::Relaxed), 4 * 2048);
+    let mut seen = 0;
+    let mut drained = 0;
+    for s in owner.take_all() {
+        seen += 1;
+        // SAFETY: we own the superslab of every slab on our pending list.
+        drained += unsafe { s.handle() }.drain_pending();
+    }
+    assert!(seen >= 4 && seen <= 4 * 2048, "each slab queued, at most once per push");
+    assert_eq!(drained, 4 * 2048);
+    for s in &slabs {
+        // SAFETY: owned.
+        let h = unsafe { s.handle() };
+        assert!(h.is_releasable(), "{h:?}");
+        assert!(!h.is_queued());
+    }
+    for s in slabs {
+        // SAFETY: releasable, checked above.
+        unsafe { ss.release_slab(s) };
+    }
+    assert!(ss.is_empty());
+    pool.release(map, ss);
+    assert_eq!(map.get(base), Entry::FREE_SUPERSLAB);
+}
+
+#[test]
+fn a_queued_slab_is_not_releasable_until_processed() {
+    let map = new_map();
+    let pool = SuperslabPool::<Linux>::new(4, 1);
+    let owner = new_owner();
+    let mut ss = pool.acquire(map, 103, owner).unwrap();
+    let s = ss.alloc_slab(2, 32, 1).unwrap();
+    // SAFETY: owned.
+    let b = chain_blocks(unsafe { s.handle() }.take(1));
+    // SAFETY: live block freed once.
+    unsafe { remote_free(ss.header(), b[0] as *mut u8) };
+    // SAFETY: owned.
+    let mut h = unsafe { s.handle() };
+    assert_eq!(h.drain_remote(), 1, "direct drain takes the block");
+    assert_eq!(h.used(), 0);
+    assert!(h.is_queued() && !h.is_releasable(), "still on the pending list");
+    drop(h);
+    let taken: Vec<SlabRef> = owner.take_all().collect();
+    assert_eq!(taken, vec![s]);
+    // SAFETY: owned.
+    let mut h = unsafe { s.handle() };
+    assert_eq!(h.drain_pending(), 0);
+    assert!(h.is_releasable());
+}
+
+#[test]
+fn pool_keeps_a_bounded_number_and_unmaps_the_rest() {
+    let map = new_map();
+    let pool = SuperslabPool::<Linux>::new(2, 1);
+    let owner = new_owner();
+    let all: Vec<OwnedSuperslab> = (0..5).map(|_| pool.acquire(map, 104, owner).unwrap()).collect();
+    let bases: Vec<usize> = all.iter().map(|s| s.base()).collect();
+    for s in all {
+        pool.release(map, s);
+    }
+    let st = pool.stats();
+    assert_eq!(st.mapped, 5);
+    assert_eq!(st.pooled, 2);
+    assert_eq!(st.unmapped, 3);
+    assert_eq!(st.purged, 1);
+    let pooled = bases.iter().filter(|&&b| map.get(b) == Entry::FREE_SUPERSLAB).count();
+    let gone = bases.iter().filter(|&&b| map.get(b) == Entry::NONE).count();
+    assert_eq!((pooled, gone), (2, 3));
+    let again = pool.acquire(map, 105, owner).unwrap();
+    assert!(bases.contains(&again.base()));
+    assert_eq!(pool.stats().reused, 1);
+    pool.release(map, again);
+    pool.trim(map);
+    assert_eq!(pool.stats().pooled, 0);
+}
+
+#[test]
+fn orphans_are_adopted_and_their_queued_slabs_forwarded() {
+    let map = new_map();
+    let pool = SuperslabPool::<Linux>::new(4, 1);
+    let orphanage = Orphanage::new();
+    let old_owner = new_owner();
+    let new_owner_list = new_owner();
+    let mut ss = pool.acquire(map, 106, old_owner).unwrap();
+    let s = ss.alloc_slab(2, 32, 1).unwrap();
+    // SAFETY: owned.
+    let blocks = chain_blocks(unsafe { s.handle() }.take(3));
+    let base = ss.base();
+    orphanage.abandon(map, ss);
+    assert_eq!(map.get(base), Entry::ORPHANED);
+    assert_eq!(orphanage.len(), 1);
+    // SAFETY: the superslab is live; the block is live and freed once.
+    unsafe { remote_free(&*(base as *const Superslab), blocks[0] as *mut u8) };
+    assert!(!old_owner.has_pending(), "the orphanage is the owner now");
+    let mut adopted = orphanage.adopt(map, 107, new_owner_list).unwrap();
+    assert_eq!(map.get(base), Entry(107));
+    assert!(orphanage.is_empty());
+    let fwd: Vec<SlabRef> = new_owner_list.take_all().collect();
+    assert_eq!(fwd, vec![s], "the queued slab followed its superslab");
+    // SAFETY: we own it now.
+    let mut h = unsafe { s.handle() };
+    assert_eq!(h.drain_pending(), 1);
+    for &b in &blocks[1..] {
+        // SAFETY: live blocks, returned once.
+        unsafe { h.put(b as *mut _) };
+    }
+    assert!(h.is_releasable());
+    drop(h);
+    // SAFETY: releasable.
+    unsafe { adopted.release_slab(s) };
+    pool.release(map, adopted);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Take(u32),
+    Put(usize),
+    Remote(usize),
+    Drain,
+    Pending,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (1u32..40).prop_map(Op::Take),
+        3 => any::<usize>().prop_map(Op::Put),
+        2 => any::<usize>().prop_map(Op::Remote),
+        1 => Just(Op::Drain),
+        1 => Just(Op::Pending),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Model test of one slab: blocks handed out are unique, aligned, inside
+    /// the slab, and the used count always equals live + remote blocks.
+    #[test]
+    fn slab_matches_model(bs_idx in 0usize..4, ops in proptest::collection::vec(op(), 1..120)) {
+        let bs = [16u32, 48, 1024, 5120][bs_idx];
+        let map = new_map();
+        let pool = SuperslabPool::<Linux>::new(1, 1);
+        let owner = new_owner();
+        let mut ss = pool.acquire(map, 110, owner).unwrap();
+        let r = ss.alloc_slab(7, bs, 1).unwrap();
+        let mut live: Vec<usize> = Vec::new();
+        let mut remote: usize = 0;
+        let mut ever: HashSet<usize> = HashSet::new();
+        for o in ops {
+            // SAFETY: we own the superslab; one handle at a time.
+            let mut h = unsafe { r.handle() };
+            match o {
+                Op::Take(n) => {
+                    let got = chain_blocks(h.take(n));
+                    for &p in &got {
+                        prop_assert!(h.is_block_start(p as *const u8));
+                        prop_assert!(!live.contains(&p));
+                        // write the whole block: it must be ours to write
+                        // SAFETY: the block is live and bs bytes long.
+                        unsafe { std::ptr::write_bytes(p as *mut u8, 0x5a, bs as usize) };
+                        ever.insert(p);
+                    }
+                    live.extend(got);
+                }
+                Op::Put(i) if !live.is_empty() => {
+                    let p = live.swap_remove(i % live.len());
+                    // SAFETY: a live block of this slab, returned once.
+                    unsafe { h.put(p as *mut _) };
+                }
+                Op::Remote(i) if !live.is_empty() => {
+                    let p = live.swap_remove(i % live.len());
+                    drop(h);
+                    // SAFETY: as above, through the remote path.
+                    unsafe { remote_free(ss.header(), p as *mut u8) };
+                    remote += 1;
+                    continue;
+                }
+                Op::Drain => remote -= h.drain_remote() as usize,
+                Op::Pending => {
+                    drop(h);
+                    for s in owner.take_all() {
+                        prop_assert_eq!(s, r);
+                        // SAFETY: owned.
+                        remote -= unsafe { s.handle() }.drain_pending() as usize;
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            // SAFETY: owned.
+            let h = unsafe { r.handle() };
+            prop_assert_eq!(h.used() as usize, live.len() + remote);
+            prop_assert!(h.carved() <= h.capacity());
+        }
+        prop_assert!(ever.len() <= (SLOT_SIZE / bs as usize));
+    }
+}

@@ -1,0 +1,369 @@
+//! Intrusive free lists.
+
+use core::ptr;
+
+/// A free block. While a block is free its first word links it to the next
+/// free block; the rest of its bytes are untouched. Blocks are at least 8
+/// bytes and 8-byte aligned.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Block {
+    /// The next free block, or null.
+    pub next: *mut Block,
+}
+
+/// A detached run of free blocks: `head → … → tail`, `len` of them, and the
+/// last block's link is null (chains are null-terminated lists). `tail` may
+/// be null when the producer did not track it; consumers that need it walk.
+/// The empty chain has a null head and `len == 0`.
+#[derive(Debug, Clone, Copy)]
+pub struct Chain {
+    /// First block, or null when empty.
+    pub head: *mut Block,
+    /// Last block, or null when empty or not known.
+    pub tail: *mut Block,
+    /// Number of blocks.
+    pub len: u32,
+}
+
+impl Chain {
+    /// The empty chain.
+    pub const EMPTY: Chain = Chain {
+        head: ptr::null_mut(),
+        tail: ptr::null_mut(),
+        len: 0,
+    };
+
+    /// True when the chain holds no blocks.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Prepends one block.
+    ///
+    /// # Safety
+    /// `b` must be a valid, writable free block not already in any list.
+    #[inline]
+    pub unsafe fn push(&mut self, b: *mut Block) {
+        if self.len == 0 {
+            self.tail = b;
+            self.head = ptr::null_mut();
+        }
+        // SAFETY: the caller gives us an exclusively owned free block.
+        unsafe { (*b).next = self.head };
+        self.head = b;
+        self.len += 1;
+    }
+
+    /// Removes and returns the first block.
+    ///
+    /// # Safety
+    /// The chain's links must be intact (`len` blocks reachable from `head`).
+    #[inline]
+    pub unsafe fn pop(&mut self) -> Option<*mut Block> {
+        if self.len == 0 {
+            return None;
+        }
+        let b = self.head;
+        self.len -= 1;
+        // SAFETY: len > 0, so head is a valid block of this chain.
+        self.head = if self.len == 0 { ptr::null_mut() } else { unsafe { (*b).next } };
+        if self.len == 0 {
+            self.tail = ptr::null_mut();
+        }
+        Some(b)
+    }
+
+    /// Builds a chain from the first `n` blocks of a null-terminated list,
+    /// returning it and the rest of the list. Walks `n` links.
+    ///
+    /// # Safety
+    /// `list` must be a valid null-terminated list of at least `n` blocks, or
+    /// of fewer, in which case the whole list is taken.
+    #[inline]
+    pub unsafe fn split_list(list: *mut Block, n: u32) -> (Chain, *mut Block) {
+        if list.is_null() || n == 0 {
+            return (Chain::EMPTY, list);
+        }
+        let mut tail = list;
+        let mut len = 1;
+        // SAFETY: every node reached is a valid block of the list.
+        unsafe {
+            while len < n && !(*tail).next.is_null() {
+                tail = (*tail).next;
+                len += 1;
+            }
+            let rest = (*tail).next;
+            (*tail).next = ptr::null_mut();
+            (Chain { head: list, tail, len }, rest)
+        }
+    }
+}
+
+/// One size class's thread-local free list with a capacity.
+///
+/// Invariant: `room + len == cap`, where `len` is the number of blocks
+/// reachable from `head` (null-terminated). The owner thread alone touches a
+/// bin. `room == 0` (a full bin, or a bin with no capacity such as the
+/// placeholder of a thread that has no heap yet) makes [`Bin::try_push`] fail,
+/// which is the free path's single exit to its cold path.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Bin {
+    head: *mut Block,
+    room: u32,
+    cap: u32,
+}
+
+impl Bin {
+    /// An empty bin with capacity 0: every push fails, every pop misses.
+    pub const DISABLED: Bin = Bin {
+        head: ptr::null_mut(),
+        room: 0,
+        cap: 0,
+    };
+
+    /// An empty bin that will hold up to `cap` blocks.
+    pub const fn with_capacity(cap: u32) -> Bin {
+        Bin {
+            head: ptr::null_mut(),
+            room: cap,
+            cap,
+        }
+    }
+
+    /// Pops a block: the malloc fast path.
+    #[inline(always)]
+    pub fn pop(&mut self) -> Option<*mut u8> {
+        let b = self.head;
+        if b.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null head is a free block owned by this bin.
+        self.head = unsafe { (*b).next };
+        self.room += 1;
+        Some(b.cast())
+    }
+
+    /// Pushes a block unless the bin is full: the free fast path.
+    ///
+    /// # Safety
+    /// `p` must be a free block (at least 8 bytes, 8-aligned, writable, in no
+    /// other list) of this bin's class.
+    #[inline(always)]
+    pub unsafe fn try_push(&mut self, p: *mut u8) -> bool {
+        if self.room == 0 {
+            return false;
+        }
+        self.room -= 1;
+        let b = p.cast::<Block>();
+        // SAFETY: the caller hands us an exclusively owned free block.
+        unsafe { (*b).next = self.head };
+        self.head = b;
+        true
+    }
+
+    /// Blocks in the bin.
+    #[inline]
+    pub fn len(&self) -> u32 {
+        self.cap - self.room
+    }
+
+    /// True when the bin holds no blocks.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+
+    /// The capacity.
+    #[inline]
+    pub fn cap(&self) -> u32 {
+        self.cap
+    }
+
+    /// Free places left.
+    #[inline]
+    pub fn room(&self) -> u32 {
+        self.room
+    }
+
+    /// Removes up to `n` blocks from the top (most recently freed first).
+    #[inline]
+    pub fn take(&mut self, n: u32) -> Chain {
+        // SAFETY: the bin's list is valid by the type invariant.
+        let (chain, rest) = unsafe { Chain::split_list(self.head, n) };
+        self.head = rest;
+        self.room += chain.len;
+        chain
+    }
+
+    /// Removes every block.
+    #[inline]
+    pub fn take_all(&mut self) -> Chain {
+        let n = self.len();
+        self.take(n)
+    }
+
+    /// Puts a chain of blocks on top of the bin, if there is room for all of
+    /// them; returns false (and changes nothing) otherwise.
+    ///
+    /// # Safety
+    /// The chain must be valid and its blocks of this bin's class.
+    #[inline]
+    pub unsafe fn push_chain(&mut self, chain: Chain) -> bool {
+        if chain.len > self.room {
+            return false;
+        }
+        if chain.len == 0 {
+            return true;
+        }
+        if !self.head.is_null() {
+            let mut tail = chain.tail;
+            if tail.is_null() {
+                tail = chain.head;
+                // SAFETY: a chain is a valid null-terminated list.
+                unsafe {
+                    while !(*tail).next.is_null() {
+                        tail = (*tail).next;
+                    }
+                }
+            }
+            // SAFETY: tail is the chain's last block, which we may relink.
+            unsafe { (*tail).next = self.head };
+        }
+        self.head = chain.head;
+        self.room -= chain.len;
+        true
+    }
+
+    /// Changes the capacity. Blocks beyond the new capacity are removed and
+    /// returned for the caller to give back.
+    pub fn set_cap(&mut self, cap: u32) -> Chain {
+        let len = self.len();
+        let excess = if len > cap { self.take(len - cap) } else { Chain::EMPTY };
+        let len = self.len();
+        self.cap = cap;
+        self.room = cap - len;
+        excess
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arena(n: usize) -> Vec<Block> {
+        (0..n).map(|_| Block { next: ptr::null_mut() }).collect()
+    }
+
+    #[test]
+    fn disabled_bin_never_accepts() {
+        let mut blocks = arena(1);
+        let mut b = Bin::DISABLED;
+        // SAFETY: the arena block is free and ours.
+        assert!(!unsafe { b.try_push((&mut blocks[0] as *mut Block).cast()) });
+        assert!(b.pop().is_none());
+    }
+
+    #[test]
+    fn chain_push_pop_split() {
+        let mut blocks = arena(5);
+        let mut c = Chain::EMPTY;
+        for b in blocks.iter_mut() {
+            // SAFETY: arena blocks are free and ours.
+            unsafe { c.push(b) };
+        }
+        assert_eq!(c.len, 5);
+        // SAFETY: the chain was built above.
+        unsafe { (*c.tail).next = ptr::null_mut() };
+        // SAFETY: the chain is a valid null-terminated list now.
+        let (first, rest) = unsafe { Chain::split_list(c.head, 2) };
+        assert_eq!(first.len, 2);
+        // SAFETY: rest is the remainder of the same list.
+        let (second, none) = unsafe { Chain::split_list(rest, 10) };
+        assert_eq!(second.len, 3);
+        assert!(none.is_null());
+        let mut first = first;
+        // SAFETY: valid chain.
+        unsafe {
+            assert!(first.pop().is_some());
+            assert!(first.pop().is_some());
+            assert!(first.pop().is_none());
+        }
+        assert!(first.head.is_null() && first.tail.is_null());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(usize),
+        Pop,
+        Take(u32),
+        SetCap(u32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0usize..64).prop_map(Op::Push),
+            4 => Just(Op::Pop),
+            1 => (0u32..20).prop_map(Op::Take),
+            1 => (0u32..40).prop_map(Op::SetCap),
+        ]
+    }
+
+    proptest! {
+        /// Model test: a bin behaves as a bounded LIFO stack.
+        #[test]
+        fn bin_is_a_bounded_stack(cap in 0u32..40, ops in proptest::collection::vec(op(), 1..200)) {
+            let mut blocks = arena(64);
+            let base = blocks.as_mut_ptr();
+            let mut free: Vec<bool> = vec![true; 64]; // not in the bin
+            let mut bin = Bin::with_capacity(cap);
+            let mut model: Vec<usize> = Vec::new();
+            let mut model_cap = cap;
+            for o in ops {
+                match o {
+                    Op::Push(i) => {
+                        if !free[i] { continue; }
+                        // SAFETY: block i is in no list (tracked by `free`).
+                        let ok = unsafe { bin.try_push(base.add(i).cast()) };
+                        prop_assert_eq!(ok, (model.len() as u32) < model_cap);
+                        if ok { model.push(i); free[i] = false; }
+                    }
+                    Op::Pop => {
+                        let got = bin.pop().map(|p| (p as usize - base as usize) / core::mem::size_of::<Block>());
+                        prop_assert_eq!(got, model.pop());
+                        if let Some(i) = got { free[i] = true; }
+                    }
+                    Op::Take(n) => {
+                        let mut c = bin.take(n);
+                        let want = (n as usize).min(model.len());
+                        prop_assert_eq!(c.len as usize, want);
+                        for _ in 0..want {
+                            // SAFETY: chain from take() is valid.
+                            let p = unsafe { c.pop() }.unwrap();
+                            let i = (p as usize - base as usize) / core::mem::size_of::<Block>();
+                            prop_assert_eq!(Some(i), model.pop());
+                            free[i] = true;
+                        }
+                    }
+                    Op::SetCap(c2) => {
+                        let mut ex = bin.set_cap(c2);
+                        model_cap = c2;
+                        while model.len() as u32 > c2 {
+                            // SAFETY: the excess chain is valid.
+                            let p = unsafe { ex.pop() }.unwrap();
+                            let i = (p as usize - base as usize) / core::mem::size_of::<Block>();
+                            prop_assert_eq!(Some(i), model.pop());
+                            free[i] = true;
+                        }
+                        prop_assert!(ex.is_empty());
+                    }
+                }
+                prop_assert_eq!(bin.len() as usize, model.len());
+                prop_assert_eq!(bin.room() + bin.len(), model_cap);
+            }
+        }
+    }
+}
