@@ -9,9 +9,11 @@
 #![cfg_attr(not(test), no_std)]
 
 mod errno;
+mod fatal;
 mod os;
 mod spin;
 
 pub use errno::{errno, set_errno, ErrnoGuard};
+pub use fatal::{fatal, fatal_at, Line};
 pub use os::{Linux, Pal, CHUNK_SIZE, PAGE_SIZE};
 pub use spin::{SpinGuard, SpinLock};
