@@ -46,7 +46,10 @@ impl LargeHeader {
     /// a chunk-aligned mapping).
     #[inline]
     pub fn alignment(&self) -> usize {
-        1 << self.offset.trailing_zeros().min(CHUNK_SIZE.trailing_zeros())
+        1 << self
+            .offset
+            .trailing_zeros()
+            .min(CHUNK_SIZE.trailing_zeros())
     }
 
     /// Mapping length.
@@ -188,7 +191,8 @@ impl<P: Pal> Large<P> {
         for i in 0..g.n {
             let c = g.slots[i];
             // reuse a mapping at most 25% larger than needed
-            if c.len >= len && c.len - len <= len / 4 && best.is_none_or(|b| g.slots[b].len > c.len) {
+            if c.len >= len && c.len - len <= len / 4 && best.is_none_or(|b| g.slots[b].len > c.len)
+            {
                 best = Some(i);
             }
         }
@@ -282,30 +286,47 @@ impl<P: Pal> Large<P> {
         let Some(need) = h.offset.checked_add(new_size) else {
             return false;
         };
-        let Some(new_len) = need.checked_add(CHUNK_SIZE - 1).map(|v| v & !(CHUNK_SIZE - 1)) else {
+        let Some(new_len) = need
+            .checked_add(CHUNK_SIZE - 1)
+            .map(|v| v & !(CHUNK_SIZE - 1))
+        else {
             return false;
         };
         let old_len = h.map_len();
         if new_len <= old_len {
             return true;
         }
-        if new_len > isize::MAX as usize || new_len / CHUNK_SIZE >= Entry::MAX_LARGE_CHUNKS as usize {
+        if new_len > isize::MAX as usize || new_len / CHUNK_SIZE >= Entry::MAX_LARGE_CHUNKS as usize
+        {
             return false;
         }
         let base = h as *const LargeHeader as usize;
         // SAFETY: the mapping is the caller's; mremap without MAYMOVE only
         // extends it if the following range is free.
         let ok = unsafe {
-            P::remap(NonNull::new_unchecked(base as *mut u8), old_len, new_len, false).is_some()
+            P::remap(
+                NonNull::new_unchecked(base as *mut u8),
+                old_len,
+                new_len,
+                false,
+            )
+            .is_some()
         };
         if !ok {
             return false;
         }
         let first = (old_len / CHUNK_SIZE) as u32;
-        if !map.set_range::<P>(base + old_len, new_len - old_len, |k| Entry::large(first + k)) {
+        if !map.set_range::<P>(base + old_len, new_len - old_len, |k| {
+            Entry::large(first + k)
+        }) {
             // SAFETY: undo our own extension.
             unsafe {
-                P::remap(NonNull::new_unchecked(base as *mut u8), new_len, old_len, false);
+                P::remap(
+                    NonNull::new_unchecked(base as *mut u8),
+                    new_len,
+                    old_len,
+                    false,
+                );
             }
             return false;
         }
@@ -360,7 +381,13 @@ mod tests {
     #[test]
     fn blocks_are_registered_aligned_and_writable() {
         let (map, large) = setup();
-        for &(size, align) in &[(1 << 20, 16), (3 << 20, 4096), (5 << 20, 1 << 16), (1 << 20, 4 << 20), (100, 64 << 20)] {
+        for &(size, align) in &[
+            (1 << 20, 16),
+            (3 << 20, 4096),
+            (5 << 20, 1 << 16),
+            (1 << 20, 4 << 20),
+            (100, 64 << 20),
+        ] {
             let a = large.alloc(map, size, align).unwrap();
             let p = a.ptr.as_ptr();
             assert_eq!(p as usize % align, 0, "size {size} align {align}");
@@ -376,11 +403,26 @@ mod tests {
             let e_last = map.get(last);
             assert!(e_last.is_large());
             let back = (last & !(CHUNK_SIZE - 1)) - e_last.large_offset() * CHUNK_SIZE;
-            assert_eq!(back, h as *const LargeHeader as usize, "every chunk leads to the header");
+            assert_eq!(
+                back, h as *const LargeHeader as usize,
+                "every chunk leads to the header"
+            );
             assert!(Large::<Linux>::lookup(e_last, last as *const u8).is_none());
-            assert!(Large::<Linux>::lookup(e, p.wrapping_add(16)).is_none(), "interior pointer");
+            assert!(
+                Large::<Linux>::lookup(e, p.wrapping_add(16)).is_none(),
+                "interior pointer"
+            );
             // SAFETY: freeing our block once.
-            unsafe { large.free(map, h, CacheLimits { budget: 0, max_block: 0 }) };
+            unsafe {
+                large.free(
+                    map,
+                    h,
+                    CacheLimits {
+                        budget: 0,
+                        max_block: 0,
+                    },
+                )
+            };
             assert_eq!(map.get(p as usize), Entry::NONE);
         }
     }
@@ -393,14 +435,19 @@ mod tests {
         let h = Large::<Linux>::lookup(map.get(p as usize), p).unwrap();
         // SAFETY: freeing once.
         unsafe { large.free(map, h, LIMITS) };
-        assert!(Large::<Linux>::lookup(map.get(p as usize), p).is_none(), "freed block no longer valid");
+        assert!(
+            Large::<Linux>::lookup(map.get(p as usize), p).is_none(),
+            "freed block no longer valid"
+        );
         assert_eq!(large.cached(), (1, 4 << 20));
         let b = large.alloc(map, 3 << 20, 16).unwrap();
         assert_eq!(b.ptr, a.ptr);
         assert!(!b.fresh);
         assert_eq!(large.cached(), (0, 0));
         // fill beyond the budget: the cache never exceeds it
-        let blocks: Vec<_> = (0..10).map(|_| large.alloc(map, 3 << 20, 16).unwrap()).collect();
+        let blocks: Vec<_> = (0..10)
+            .map(|_| large.alloc(map, 3 << 20, 16).unwrap())
+            .collect();
         for x in blocks.iter().chain(std::iter::once(&b)) {
             let p = x.ptr.as_ptr();
             let h = Large::<Linux>::lookup(map.get(p as usize), p).unwrap();
@@ -413,7 +460,13 @@ mod tests {
         let big = large.alloc(map, 9 << 20, 16).unwrap();
         let bp = big.ptr.as_ptr();
         // SAFETY: freeing once.
-        unsafe { large.free(map, Large::<Linux>::lookup(map.get(bp as usize), bp).unwrap(), LIMITS) };
+        unsafe {
+            large.free(
+                map,
+                Large::<Linux>::lookup(map.get(bp as usize), bp).unwrap(),
+                LIMITS,
+            )
+        };
         assert_eq!(large.cached(), (4, 16 << 20));
         assert_eq!(map.get(bp as usize), Entry::NONE);
         large.trim(map);
@@ -448,7 +501,10 @@ mod tests {
         let (map, large) = setup();
         assert!(large.alloc(map, usize::MAX - 10, 16).is_none());
         assert!(large.alloc(map, isize::MAX as usize, 16).is_none());
-        assert!(large.alloc(map, 1 << 50, 16).is_none(), "more than the address space");
+        assert!(
+            large.alloc(map, 1 << 50, 16).is_none(),
+            "more than the address space"
+        );
     }
 
     proptest! {

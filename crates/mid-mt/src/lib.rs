@@ -89,7 +89,11 @@ mod tests {
         }
         for c in 0..MID_CLASSES {
             assert_eq!(mid_class(mid_size(c)), c);
-            assert_eq!(mid_size(c) % 128, 0, "mid blocks stay 128-byte aligned in a 64 KiB slot");
+            assert_eq!(
+                mid_size(c) % 128,
+                0,
+                "mid blocks stay 128-byte aligned in a 64 KiB slot"
+            );
         }
     }
 

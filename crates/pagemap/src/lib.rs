@@ -148,7 +148,12 @@ impl PageMap {
     ///
     /// Returns false (and changes nothing) if a leaf could not be mapped.
     /// `start` must be chunk aligned and `len` a positive chunk multiple.
-    pub fn set_range<P: Pal>(&self, start: usize, len: usize, entry: impl Fn(u32) -> Entry) -> bool {
+    pub fn set_range<P: Pal>(
+        &self,
+        start: usize,
+        len: usize,
+        entry: impl Fn(u32) -> Entry,
+    ) -> bool {
         debug_assert!(start % CHUNK_SIZE == 0 && len % CHUNK_SIZE == 0 && len > 0);
         let n = len / CHUNK_SIZE;
         if !self.ensure_leaves::<P>(start, n) {
@@ -173,16 +178,23 @@ impl PageMap {
     pub fn clear_range(&self, start: usize, len: usize) {
         let n = len / CHUNK_SIZE;
         for k in 0..n {
-            self.slot(start + k * CHUNK_SIZE).store(0, Ordering::Release);
+            self.slot(start + k * CHUNK_SIZE)
+                .store(0, Ordering::Release);
         }
     }
 
     /// The atomic slot of a chunk whose leaf exists.
     fn slot(&self, addr: usize) -> &AtomicU32 {
         let top = addr >> TOP_SHIFT;
-        assert!(top < TOP_LEN, "hakmem: address {addr:#x} beyond the page map");
+        assert!(
+            top < TOP_LEN,
+            "hakmem: address {addr:#x} beyond the page map"
+        );
         let leaf = self.top[top].load(Ordering::Acquire);
-        assert!(!leaf.is_null(), "hakmem: page map leaf missing for {addr:#x}");
+        assert!(
+            !leaf.is_null(),
+            "hakmem: page map leaf missing for {addr:#x}"
+        );
         // SAFETY: the leaf is live forever and the index is masked.
         unsafe { &(*leaf)[(addr >> CHUNK_SHIFT) & (LEAF_LEN - 1)] }
     }
@@ -224,7 +236,6 @@ impl PageMap {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,7 +250,15 @@ mod tests {
     #[test]
     fn unknown_addresses_read_none() {
         let m = boxed_map();
-        for a in [0usize, 1, 0x1000, 0x7fff_ffff_f000, 1 << 47, usize::MAX, 0xdead_beef_dead_beef] {
+        for a in [
+            0usize,
+            1,
+            0x1000,
+            0x7fff_ffff_f000,
+            1 << 47,
+            usize::MAX,
+            0xdead_beef_dead_beef,
+        ] {
             assert_eq!(m.get(a), Entry::NONE);
         }
         assert_eq!(m.leaves(), 0);

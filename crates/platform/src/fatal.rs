@@ -20,7 +20,10 @@ impl Default for Line {
 impl Line {
     /// An empty line.
     pub const fn new() -> Self {
-        Line { buf: [0; 256], len: 0 }
+        Line {
+            buf: [0; 256],
+            len: 0,
+        }
     }
 
     /// Appends text.
@@ -88,9 +91,7 @@ impl Line {
         let mut off = 0;
         while off <= self.len {
             // SAFETY: writing our own initialised buffer to fd 2.
-            let n = unsafe {
-                libc::write(2, self.buf[off..].as_ptr().cast(), self.len + 1 - off)
-            };
+            let n = unsafe { libc::write(2, self.buf[off..].as_ptr().cast(), self.len + 1 - off) };
             if n <= 0 {
                 break;
             }
@@ -112,7 +113,12 @@ pub fn fatal(msg: &str) -> ! {
 #[cold]
 #[inline(never)]
 pub fn fatal_at(msg: &str, addr: usize) -> ! {
-    Line::new().str("hakmem: ").str(msg).str(" ").hex(addr).emit();
+    Line::new()
+        .str("hakmem: ")
+        .str(msg)
+        .str(" ")
+        .hex(addr)
+        .emit();
     // SAFETY: abort has no preconditions.
     unsafe { libc::abort() }
 }
@@ -124,7 +130,14 @@ mod tests {
     #[test]
     fn formats_numbers() {
         let mut l = Line::new();
-        l.str("x=").hex(0).str(" y=").hex(0xdead_beef).str(" z=").dec(0).str(",").dec(18446744073709551615);
+        l.str("x=")
+            .hex(0)
+            .str(" y=")
+            .hex(0xdead_beef)
+            .str(" z=")
+            .dec(0)
+            .str(",")
+            .dec(18446744073709551615);
         assert_eq!(l.as_str(), "x=0x0 y=0xdeadbeef z=0,18446744073709551615");
     }
 

@@ -42,8 +42,12 @@ pub trait Pal {
     /// # Safety
     /// `ptr..ptr+old_len` must be a mapping obtained from this platform that
     /// the caller owns.
-    unsafe fn remap(ptr: NonNull<u8>, old_len: usize, new_len: usize, may_move: bool)
-        -> Option<NonNull<u8>>;
+    unsafe fn remap(
+        ptr: NonNull<u8>,
+        old_len: usize,
+        new_len: usize,
+        may_move: bool,
+    ) -> Option<NonNull<u8>>;
 }
 
 /// The Linux platform.

@@ -48,7 +48,11 @@ const fn default_policy() -> FrozenPolicy {
     let mut c = 0;
     while c < TINY_CLASSES {
         // about 32 KiB of cached blocks per class, 32..=512 blocks
-        let cap = clamp(32768 / hakmem_tiny_sll::classes::TINY_SIZES[c] as usize, 32, 512);
+        let cap = clamp(
+            32768 / hakmem_tiny_sll::classes::TINY_SIZES[c] as usize,
+            32,
+            512,
+        );
         tiny_cap[c] = cap as u16;
         tiny_refill[c] = clamp(cap / 2, 8, 64) as u16;
         c += 1;
@@ -100,7 +104,9 @@ impl FrozenPolicy {
 
     /// Bytes a full set of bins may hold (a bound on per-thread caching).
     pub fn max_cached_bytes(&self) -> usize {
-        let tiny: usize = (0..TINY_CLASSES).map(|c| self.tiny_cap[c] as usize * tiny_size(c)).sum();
+        let tiny: usize = (0..TINY_CLASSES)
+            .map(|c| self.tiny_cap[c] as usize * tiny_size(c))
+            .sum();
         let mid: usize = (0..MID_CLASSES)
             .map(|c| self.mid_cap[c] as usize * hakmem_mid_mt::mid_size(c))
             .sum();
@@ -139,7 +145,8 @@ impl PolicyCell {
 
     /// Publishes a new snapshot; readers see it from their next slow path.
     pub fn publish(&self, p: &'static FrozenPolicy) {
-        self.current.store(p as *const _ as *mut _, Ordering::Release);
+        self.current
+            .store(p as *const _ as *mut _, Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }

@@ -174,11 +174,15 @@ impl SuperslabList {
             self.head = next;
         } else {
             // SAFETY: neighbours are superslabs of the same owner.
-            *unsafe { OwnedSuperslab::assume_owned(NonNull::new_unchecked(prev)) }.links().0 = next;
+            *unsafe { OwnedSuperslab::assume_owned(NonNull::new_unchecked(prev)) }
+                .links()
+                .0 = next;
         }
         if !next.is_null() {
             // SAFETY: as above.
-            *unsafe { OwnedSuperslab::assume_owned(NonNull::new_unchecked(next)) }.links().1 = prev;
+            *unsafe { OwnedSuperslab::assume_owned(NonNull::new_unchecked(next)) }
+                .links()
+                .1 = prev;
         }
         self.len -= 1;
     }

@@ -54,7 +54,9 @@ unsafe impl<P: Pal> Send for SuperslabPool<P> {}
 
 impl<P: Pal> core::fmt::Debug for SuperslabPool<P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("SuperslabPool").field("keep", &self.keep).finish_non_exhaustive()
+        f.debug_struct("SuperslabPool")
+            .field("keep", &self.keep)
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,7 +100,9 @@ impl<P: Pal> SuperslabPool<P> {
             Some(b) => b,
             None => {
                 let b = P::map(SUPERSLAB_SIZE, SUPERSLAB_SIZE)?;
-                if !map.set_range::<P>(b.as_ptr() as usize, SUPERSLAB_SIZE, |_| Entry::FREE_SUPERSLAB) {
+                if !map.set_range::<P>(b.as_ptr() as usize, SUPERSLAB_SIZE, |_| {
+                    Entry::FREE_SUPERSLAB
+                }) {
                     // SAFETY: we just mapped it and nobody knows about it.
                     unsafe { P::unmap(b, SUPERSLAB_SIZE) };
                     return None;
@@ -119,7 +123,10 @@ impl<P: Pal> SuperslabPool<P> {
     /// The caller must have made sure no slab of it is waiting in a pending
     /// list and no block of it is live (an empty superslab: all slabs released).
     pub fn release(&self, map: &PageMap, ss: OwnedSuperslab) {
-        assert!(ss.is_empty(), "hakmem: releasing a superslab that still has slabs");
+        assert!(
+            ss.is_empty(),
+            "hakmem: releasing a superslab that still has slabs"
+        );
         let base = ss.into_raw().cast::<u8>();
         let addr = base.as_ptr() as usize;
         map.set(addr, Entry::FREE_SUPERSLAB);

@@ -126,7 +126,12 @@ pub unsafe fn remote_free(ss: &Superslab, p: *mut u8) {
     loop {
         if old & QUEUED == 0 {
             // Become the one who notifies the owner.
-            match remote.compare_exchange_weak(old, old | QUEUED, Ordering::AcqRel, Ordering::Relaxed) {
+            match remote.compare_exchange_weak(
+                old,
+                old | QUEUED,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => {
                     let owner = ss.owner();
                     // SAFETY: owners' pending lists live forever; our block
@@ -140,7 +145,12 @@ pub unsafe fn remote_free(ss: &Superslab, p: *mut u8) {
         }
         // SAFETY: the caller gave up the block; we may write its link.
         unsafe { (*b).next = (old & !QUEUED) as *mut Block };
-        match remote.compare_exchange_weak(old, b as usize | QUEUED, Ordering::Release, Ordering::Relaxed) {
+        match remote.compare_exchange_weak(
+            old,
+            b as usize | QUEUED,
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
             Ok(_) => return,
             Err(x) => old = x,
         }

@@ -31,7 +31,10 @@ pub struct Slab {
 impl core::fmt::Debug for Slab {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Slab")
-            .field("remote", &(self.remote.load(Ordering::Relaxed) as *const u8))
+            .field(
+                "remote",
+                &(self.remote.load(Ordering::Relaxed) as *const u8),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -90,7 +93,14 @@ impl Slab {
     /// # Safety
     /// The caller owns the superslab and the slab is idle (no live blocks, not
     /// queued).
-    pub(crate) unsafe fn init(&self, class: u8, block_size: u32, span: u8, first: u8, data: *mut u8) {
+    pub(crate) unsafe fn init(
+        &self,
+        class: u8,
+        block_size: u32,
+        span: u8,
+        first: u8,
+        data: *mut u8,
+    ) {
         debug_assert_eq!(self.remote.load(Ordering::Relaxed), 0);
         // SAFETY: the caller owns the slab.
         let l = unsafe { &mut *self.local.get() };

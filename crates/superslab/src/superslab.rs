@@ -82,7 +82,12 @@ impl Superslab {
         let ss = Self::of(p);
         // SAFETY: the caller checked the chunk is a live superslab, whose
         // header starts with the class array; the index is masked to SLOTS.
-        unsafe { (*ss).class_of_slot.get_unchecked(Self::slot_of(p)).load(Ordering::Relaxed) }
+        unsafe {
+            (*ss)
+                .class_of_slot
+                .get_unchecked(Self::slot_of(p))
+                .load(Ordering::Relaxed)
+        }
     }
 
     /// The class of the slab holding `p`, or [`NO_CLASS`].
@@ -105,6 +110,20 @@ impl Superslab {
         }
         let first = self.first_slot[s].load(Ordering::Relaxed) as usize;
         Some(&self.slabs[first])
+    }
+
+    /// True if `p` is the start of a block of `block_size` bytes in the slab
+    /// covering its slot (not an interior pointer). Reads only the atomic
+    /// slot map, so any thread may ask about a block it holds.
+    #[inline]
+    pub fn is_block_start(&self, p: *const u8, block_size: usize) -> bool {
+        let s = Self::slot_of(p);
+        if self.class_of_slot[s].load(Ordering::Relaxed) == NO_CLASS {
+            return false;
+        }
+        let first = self.first_slot[s].load(Ordering::Relaxed) as usize;
+        let data = self.base() + first * SLOT_SIZE;
+        (p as usize - data) % block_size == 0
     }
 
     /// The owner's pending list.

@@ -53,8 +53,14 @@ fn slabs_are_carved_from_free_slot_runs() {
         assert_eq!(hdr.class_of(p), 40);
         assert!(std::ptr::eq(hdr.slab_of(p).unwrap(), b.slab()));
     }
-    assert_eq!(hdr.class_of(hdr.base() as *const u8), NO_CLASS, "header slot");
-    assert!(hdr.slab_of((hdr.base() + 10 * SLOT_SIZE) as *const u8).is_none());
+    assert_eq!(
+        hdr.class_of(hdr.base() as *const u8),
+        NO_CLASS,
+        "header slot"
+    );
+    assert!(hdr
+        .slab_of((hdr.base() + 10 * SLOT_SIZE) as *const u8)
+        .is_none());
     drop((ha, hb));
     // fill the rest with 1-slot slabs: 31 - 1 - 4 = 26 of them
     let mut n = 0;
@@ -68,7 +74,10 @@ fn slabs_are_carved_from_free_slot_runs() {
         ss.release_slab(a);
         ss.release_slab(b);
     }
-    assert!(ss.alloc_slab(6, 96, 5).is_some(), "a and b were adjacent: 5 free slots");
+    assert!(
+        ss.alloc_slab(6, 96, 5).is_some(),
+        "a and b were adjacent: 5 free slots"
+    );
     assert!(ss.alloc_slab(6, 96, 1).is_none());
 }
 
@@ -79,7 +88,7 @@ fn take_and_put_track_used_and_transitions() {
     let owner = new_owner();
     let mut ss = pool.acquire(map, 101, owner).unwrap();
     let r = ss.alloc_slab(1, 1024, 1).unwrap(); // 64 blocks
-    // SAFETY: we own the superslab.
+                                                // SAFETY: we own the superslab.
     let mut h = unsafe { r.handle() };
     let first = chain_blocks(h.take(10));
     assert_eq!(first.len(), 10);
@@ -150,7 +159,10 @@ fn remote_frees_reach_the_owner_through_the_pending_list() {
         // SAFETY: we own the superslab of every slab on our pending list.
         drained += unsafe { s.handle() }.drain_pending();
     }
-    assert!(seen >= 4 && seen <= 4 * 2048, "each slab queued, at most once per push");
+    assert!(
+        seen >= 4 && seen <= 4 * 2048,
+        "each slab queued, at most once per push"
+    );
     assert_eq!(drained, 4 * 2048);
     for s in &slabs {
         // SAFETY: owned.
@@ -182,7 +194,10 @@ fn a_queued_slab_is_not_releasable_until_processed() {
     let mut h = unsafe { s.handle() };
     assert_eq!(h.drain_remote(), 1, "direct drain takes the block");
     assert_eq!(h.used(), 0);
-    assert!(h.is_queued() && !h.is_releasable(), "still on the pending list");
+    assert!(
+        h.is_queued() && !h.is_releasable(),
+        "still on the pending list"
+    );
     drop(h);
     let taken: Vec<SlabRef> = owner.take_all().collect();
     assert_eq!(taken, vec![s]);
@@ -197,7 +212,9 @@ fn pool_keeps_a_bounded_number_and_unmaps_the_rest() {
     let map = new_map();
     let pool = SuperslabPool::<Linux>::new(2, 1);
     let owner = new_owner();
-    let all: Vec<OwnedSuperslab> = (0..5).map(|_| pool.acquire(map, 104, owner).unwrap()).collect();
+    let all: Vec<OwnedSuperslab> = (0..5)
+        .map(|_| pool.acquire(map, 104, owner).unwrap())
+        .collect();
     let bases: Vec<usize> = all.iter().map(|s| s.base()).collect();
     for s in all {
         pool.release(map, s);
@@ -207,7 +224,10 @@ fn pool_keeps_a_bounded_number_and_unmaps_the_rest() {
     assert_eq!(st.pooled, 2);
     assert_eq!(st.unmapped, 3);
     assert_eq!(st.purged, 1);
-    let pooled = bases.iter().filter(|&&b| map.get(b) == Entry::FREE_SUPERSLAB).count();
+    let pooled = bases
+        .iter()
+        .filter(|&&b| map.get(b) == Entry::FREE_SUPERSLAB)
+        .count();
     let gone = bases.iter().filter(|&&b| map.get(b) == Entry::NONE).count();
     assert_eq!((pooled, gone), (2, 3));
     let again = pool.acquire(map, 105, owner).unwrap();

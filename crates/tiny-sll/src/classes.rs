@@ -86,7 +86,11 @@ mod tests {
             let c = tiny_class(size);
             assert!(tiny_size(c) >= size.max(1), "size {size} class {c}");
             if c > 0 {
-                assert!(tiny_size(c - 1) < size, "size {size} could use class {}", c - 1);
+                assert!(
+                    tiny_size(c - 1) < size,
+                    "size {size} could use class {}",
+                    c - 1
+                );
             }
         }
     }
@@ -107,7 +111,10 @@ mod tests {
         for size in 64..=TINY_MAX {
             let waste = (tiny_size(tiny_class(size)) - size) as f64 / size as f64;
             let bound = if size >= 128 { 0.125 } else { 15.0 / 65.0 };
-            assert!(waste <= bound + 1e-9, "size {size}: waste {waste:.3} > {bound:.3}");
+            assert!(
+                waste <= bound + 1e-9,
+                "size {size}: waste {waste:.3} > {bound:.3}"
+            );
         }
     }
 }

@@ -68,7 +68,11 @@ impl Chain {
         let b = self.head;
         self.len -= 1;
         // SAFETY: len > 0, so head is a valid block of this chain.
-        self.head = if self.len == 0 { ptr::null_mut() } else { unsafe { (*b).next } };
+        self.head = if self.len == 0 {
+            ptr::null_mut()
+        } else {
+            unsafe { (*b).next }
+        };
         if self.len == 0 {
             self.tail = ptr::null_mut();
         }
@@ -96,7 +100,14 @@ impl Chain {
             }
             let rest = (*tail).next;
             (*tail).next = ptr::null_mut();
-            (Chain { head: list, tail, len }, rest)
+            (
+                Chain {
+                    head: list,
+                    tail,
+                    len,
+                },
+                rest,
+            )
         }
     }
 }
@@ -162,6 +173,48 @@ impl Bin {
         unsafe { (*b).next = self.head };
         self.head = b;
         true
+    }
+
+    /// [`Bin::pop`] through a raw pointer, without forming a reference: the
+    /// form the allocator's fast path uses, because the placeholder heap's
+    /// bins are shared by every thread that has no heap yet (and are never
+    /// written, since they are empty and have no room).
+    ///
+    /// Returns null when the bin is empty.
+    ///
+    /// # Safety
+    /// `bin` must point at a valid bin that only the calling thread writes.
+    #[inline(always)]
+    pub unsafe fn pop_raw(bin: *mut Bin) -> *mut u8 {
+        // SAFETY: the caller guarantees a valid bin; we only write when the
+        // bin is non-empty, which the shared placeholder never is.
+        unsafe {
+            let b = (*bin).head;
+            if !b.is_null() {
+                (*bin).head = (*b).next;
+                (*bin).room += 1;
+            }
+            b.cast()
+        }
+    }
+
+    /// [`Bin::try_push`] through a raw pointer (see [`Bin::pop_raw`]).
+    ///
+    /// # Safety
+    /// As for [`Bin::pop_raw`] and [`Bin::try_push`].
+    #[inline(always)]
+    pub unsafe fn try_push_raw(bin: *mut Bin, p: *mut u8) -> bool {
+        // SAFETY: as in pop_raw; a bin with no room is never written.
+        unsafe {
+            if (*bin).room == 0 {
+                return false;
+            }
+            (*bin).room -= 1;
+            let b = p.cast::<Block>();
+            (*b).next = (*bin).head;
+            (*bin).head = b;
+            true
+        }
     }
 
     /// Blocks in the bin.
@@ -241,7 +294,11 @@ impl Bin {
     /// returned for the caller to give back.
     pub fn set_cap(&mut self, cap: u32) -> Chain {
         let len = self.len();
-        let excess = if len > cap { self.take(len - cap) } else { Chain::EMPTY };
+        let excess = if len > cap {
+            self.take(len - cap)
+        } else {
+            Chain::EMPTY
+        };
         let len = self.len();
         self.cap = cap;
         self.room = cap - len;
@@ -255,7 +312,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn arena(n: usize) -> Vec<Block> {
-        (0..n).map(|_| Block { next: ptr::null_mut() }).collect()
+        (0..n)
+            .map(|_| Block {
+                next: ptr::null_mut(),
+            })
+            .collect()
     }
 
     #[test]
@@ -265,6 +326,26 @@ mod tests {
         // SAFETY: the arena block is free and ours.
         assert!(!unsafe { b.try_push((&mut blocks[0] as *mut Block).cast()) });
         assert!(b.pop().is_none());
+    }
+
+    #[test]
+    fn raw_ops_match_reference_ops() {
+        let mut blocks = arena(3);
+        let mut b = Bin::with_capacity(2);
+        let bp: *mut Bin = &mut b;
+        // SAFETY: bp is our bin; blocks are free and ours.
+        unsafe {
+            assert!(Bin::try_push_raw(bp, (&mut blocks[0] as *mut Block).cast()));
+            assert!(Bin::try_push_raw(bp, (&mut blocks[1] as *mut Block).cast()));
+            assert!(
+                !Bin::try_push_raw(bp, (&mut blocks[2] as *mut Block).cast()),
+                "full"
+            );
+            assert_eq!(Bin::pop_raw(bp), (&mut blocks[1] as *mut Block).cast());
+            assert_eq!(Bin::pop_raw(bp), (&mut blocks[0] as *mut Block).cast());
+            assert!(Bin::pop_raw(bp).is_null());
+        }
+        assert_eq!(b.room(), 2);
     }
 
     #[test]

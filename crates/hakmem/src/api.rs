@@ -1,0 +1,300 @@
+//! The allocation entry points, shared by the Rust `GlobalAlloc` and the C
+//! API of `libhakmem.so`.
+//!
+//! `malloc` and `free` are split mimalloc-style: a tiny inlined fast path
+//! with one unlikely exit to a `#[cold]` slow path.
+//!
+//! * `malloc(n)`, `n ≤ 1 KiB`: class from a table, pop the thread's bin.
+//! * `free(p)`: one page-map load tells whether `p` is in a superslab this
+//!   thread owns; if so, push it on the bin of the class its slot records.
+//!
+//! Everything else — refills, spills, mid and large sizes, foreign and
+//! cross-thread pointers, a thread's first call — goes to the slow paths.
+
+use core::ptr;
+
+use hakmem_large_cache::{Large, LargeHeader};
+use hakmem_pagemap::Entry;
+use hakmem_platform::{set_errno, ErrnoGuard, PAGE_SIZE};
+use hakmem_superslab::{remote_free, Superslab, NO_CLASS, SLOT_SIZE};
+use hakmem_tiny_sll::{tiny_class, Bin, TINY_MAX};
+
+use crate::classes::{class_for_aligned, class_of, class_size, SLAB_MAX};
+use crate::heap::{Heap, PLACEHOLDER};
+use crate::report::invalid_pointer;
+use crate::state::{cache_limits, Os, LARGE, LARGE_STATS, PAGE_MAP, POLICY};
+use crate::thread::with_heap;
+use crate::tls;
+
+/// The alignment every `malloc` result has (for sizes above 8 bytes).
+pub const MIN_ALIGN: usize = 16;
+
+/// What a pointer handed to `free`/`realloc`/`malloc_usable_size` is.
+enum Located {
+    /// A superslab block of this class.
+    Small(usize),
+    /// A large block.
+    Large(&'static LargeHeader),
+}
+
+/// Classifies `p` (non-null), or reports it as invalid on behalf of `op`.
+fn locate(op: &str, p: *const u8) -> Located {
+    let e = PAGE_MAP.get(p as usize);
+    if e.is_large() {
+        return match Large::<Os>::lookup(e, p) {
+            Some(h) => Located::Large(h),
+            None => invalid_pointer(op, p, "not the start of a live large block"),
+        };
+    }
+    if !e.is_live_superslab() {
+        invalid_pointer(op, p, "not allocated by hakmem");
+    }
+    // SAFETY: the page map says the chunk is a live superslab.
+    let ss = unsafe { &*Superslab::of(p) };
+    let class = ss.class_of(p);
+    if class == NO_CLASS {
+        invalid_pointer(op, p, "points into unused superslab space");
+    }
+    if !ss.is_block_start(p, class_size(class as usize)) {
+        invalid_pointer(op, p, "interior pointer (not the start of a block)");
+    }
+    Located::Small(class as usize)
+}
+
+/// `malloc`: `size` bytes, aligned to 16 (8 for sizes ≤ 8); null with
+/// `errno = ENOMEM` on failure. `malloc(0)` returns a unique pointer.
+#[inline(always)]
+pub fn malloc(size: usize) -> *mut u8 {
+    let heap = tls::heap();
+    if size <= TINY_MAX {
+        // SAFETY: `heap` is this thread's heap or the placeholder.
+        let p = unsafe { Bin::pop_raw(Heap::bin_ptr(heap, tiny_class(size))) };
+        if !p.is_null() {
+            return p;
+        }
+    }
+    malloc_slow(size)
+}
+
+#[cold]
+#[inline(never)]
+fn malloc_slow(size: usize) -> *mut u8 {
+    if size > SLAB_MAX {
+        return large_alloc(size, PAGE_SIZE, false);
+    }
+    let class = class_of(size);
+    let p = with_heap(|h| h.alloc_class(class)).unwrap_or(ptr::null_mut());
+    if p.is_null() {
+        set_errno(libc::ENOMEM);
+    }
+    p
+}
+
+/// `free`. Null is ignored; `errno` is preserved; a pointer hakmem did not
+/// hand out is reported and the process aborts.
+///
+/// # Safety
+/// `p` must be null or a live block from this allocator that the caller
+/// gives up.
+#[inline(always)]
+pub unsafe fn free(p: *mut u8) {
+    let heap = tls::heap();
+    let e = PAGE_MAP.get(p as usize);
+    // SAFETY: `heap` is this thread's heap or the placeholder; its tag is
+    // immutable while the thread lives.
+    if e.0 == unsafe { (*heap).tag } {
+        // SAFETY: the chunk is a live superslab owned by this thread.
+        let class = unsafe { Superslab::class_at(p) };
+        // SAFETY: own block of that class; a full or disabled bin refuses.
+        if unsafe { Bin::try_push_raw(Heap::bin_ptr(heap, class as usize), p) } {
+            return;
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { free_slow(p, e) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(p: *mut u8, e: Entry) {
+    if p.is_null() {
+        return;
+    }
+    let class = match locate("free", p) {
+        Located::Large(h) => {
+            let _errno = ErrnoGuard::new();
+            LARGE_STATS.frees.add(1);
+            LARGE_STATS.bytes_live.sub(h.map_len() as u64);
+            // SAFETY: a live large block the caller gives up.
+            unsafe { LARGE.free(&PAGE_MAP, h, cache_limits(POLICY.load())) };
+            return;
+        }
+        Located::Small(c) => c,
+    };
+    let heap = tls::heap();
+    // SAFETY: the slot's heap is ours (or the placeholder, never written).
+    if e.0 == unsafe { (*heap).tag } {
+        // SAFETY: our own heap.
+        unsafe { (*heap).free_local(p, class) };
+    } else {
+        // SAFETY: the chunk is a live superslab holding this live block.
+        unsafe { remote_free(&*Superslab::of(p), p) };
+        if heap != PLACEHOLDER.get() {
+            // SAFETY: our own heap's counters.
+            unsafe { (*heap).stats.classes[class].remote_frees.inc() };
+        }
+    }
+}
+
+fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
+    if size > isize::MAX as usize {
+        set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    }
+    match LARGE.alloc(&PAGE_MAP, size, align) {
+        Some(a) => {
+            LARGE_STATS.allocs.add(1);
+            LARGE_STATS.bytes_live.add(a.map_len as u64);
+            if !a.fresh {
+                LARGE_STATS.cache_hits.add(1);
+                if zero {
+                    // SAFETY: the block has at least `size` bytes.
+                    unsafe { ptr::write_bytes(a.ptr.as_ptr(), 0, size) };
+                }
+            }
+            a.ptr.as_ptr()
+        }
+        None => {
+            set_errno(libc::ENOMEM);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// `size` bytes aligned to `align` (any power of two); null with `ENOMEM`
+/// on failure. The caller validates `align`.
+pub fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two());
+    if align <= MIN_ALIGN {
+        return malloc(if align == MIN_ALIGN {
+            size.max(MIN_ALIGN)
+        } else {
+            size
+        });
+    }
+    if align <= SLOT_SIZE {
+        if let Some(class) = class_for_aligned(size, align) {
+            let p = with_heap(|h| h.alloc_class(class)).unwrap_or(ptr::null_mut());
+            if p.is_null() {
+                set_errno(libc::ENOMEM);
+            }
+            return p;
+        }
+    }
+    large_alloc(size, align, false)
+}
+
+/// `size` zeroed bytes aligned to `align`.
+pub fn zeroed_alloc(size: usize, align: usize) -> *mut u8 {
+    if size > SLAB_MAX {
+        return large_alloc(size, align.max(PAGE_SIZE), true);
+    }
+    let p = aligned_alloc(align, size);
+    if !p.is_null() {
+        // SAFETY: the block has at least `size` bytes.
+        unsafe { ptr::write_bytes(p, 0, size) };
+    }
+    p
+}
+
+/// `calloc`: overflow of `n * size` gives null with `ENOMEM`.
+pub fn calloc(n: usize, size: usize) -> *mut u8 {
+    match n.checked_mul(size) {
+        Some(total) => zeroed_alloc(total, MIN_ALIGN),
+        None => {
+            set_errno(libc::ENOMEM);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// Usable size of a live block (0 for null).
+///
+/// # Safety
+/// `p` must be null or a live block from this allocator.
+pub unsafe fn usable_size(p: *const u8) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    match locate("malloc_usable_size", p) {
+        Located::Small(c) => class_size(c),
+        Located::Large(h) => h.usable(),
+    }
+}
+
+/// `realloc` with C semantics: null `p` is `malloc`; size 0 frees and
+/// returns null (as glibc does); failure returns null with `ENOMEM` and
+/// leaves the block untouched. The result keeps `MIN_ALIGN` alignment; use
+/// [`realloc_aligned`] for more.
+///
+/// # Safety
+/// `p` must be null or a live block from this allocator; on success the
+/// caller must use the returned pointer instead.
+pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+    // SAFETY: forwarded contract.
+    unsafe { realloc_aligned(p, size, MIN_ALIGN) }
+}
+
+/// [`realloc`] keeping an alignment of `align` (a power of two).
+///
+/// # Safety
+/// As for [`realloc`], and the block must have been allocated with at least
+/// `align` alignment.
+pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 {
+    if p.is_null() {
+        return aligned_alloc(align, size);
+    }
+    if size == 0 {
+        // SAFETY: forwarded.
+        unsafe { free(p) };
+        return ptr::null_mut();
+    }
+    let usable = match locate("realloc", p) {
+        Located::Small(c) => {
+            let us = class_size(c);
+            // In place when the new size maps to the same class, or shrinks
+            // by less than half.
+            if size <= us && (size * 2 > us || (size <= SLAB_MAX && class_of(size) == c)) {
+                return p;
+            }
+            us
+        }
+        Located::Large(h) => {
+            let us = h.usable();
+            if size <= us {
+                if size * 2 > us {
+                    LARGE_STATS.realloc_in_place.add(1);
+                    return p;
+                }
+            } else if size > SLAB_MAX && h.alignment() >= align {
+                // SAFETY: our live block.
+                if unsafe { Large::<Os>::grow_in_place(&PAGE_MAP, h, size) } {
+                    LARGE_STATS.realloc_in_place.add(1);
+                    LARGE_STATS.bytes_live.add((h.usable() - us) as u64);
+                    return p;
+                }
+            }
+            us
+        }
+    };
+    let q = aligned_alloc(align, size);
+    if q.is_null() {
+        return q;
+    }
+    // SAFETY: both blocks are live and distinct; we copy what fits in both.
+    unsafe {
+        ptr::copy_nonoverlapping(p, q, usable.min(size));
+        free(p);
+    }
+    q
+}

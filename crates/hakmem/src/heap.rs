@@ -1,0 +1,454 @@
+//! A heap: one thread's bins plus the superslabs it owns.
+//!
+//! The bins are the fast path (see `api.rs`); everything else here is the
+//! slow path that feeds and drains them: refills from slabs, spills back to
+//! slabs, draining remote frees, finding or adopting superslabs, and giving
+//! everything back when the thread exits.
+//!
+//! Invariants (the owner thread alone touches a heap, except its pending
+//! list and its counters):
+//! * every block in `bins[c]` is a free block of class `c` in a superslab
+//!   this heap owns;
+//! * `current[c]` is null or a slab of class `c` in state `CURRENT`; every
+//!   slab on `partial[c]` is in state `PARTIAL` and has a free block; other
+//!   slabs of the heap are `FULL` (no free block when last looked at) or
+//!   `CURRENT`;
+//! * every superslab the heap owns is on `spaces` (some slot free) or
+//!   `fulls` (no slot free), and its page-map entry is the heap's tag.
+
+use core::cell::UnsafeCell;
+use core::ptr;
+
+use hakmem_pagemap::Entry;
+use hakmem_policy_rcu::FrozenPolicy;
+use hakmem_stats::ThreadStats;
+use hakmem_superslab::{
+    OwnedSuperslab, PendingList, Put, Slab, SlabHandle, SlabList, SlabRef, Superslab,
+    SuperslabList, SLOTS,
+};
+use hakmem_tiny_sll::{Bin, Block, Chain};
+
+use crate::classes::{class_size, class_span, NBINS, NCLASSES};
+use crate::state::{ORPHANAGE, PAGE_MAP, POLICY, POOL};
+
+/// Slab states (the slab's owner-defined state byte).
+const S_CURRENT: u8 = 1;
+const S_PARTIAL: u8 = 2;
+const S_FULL: u8 = 3;
+
+/// Superslab list tags.
+const SS_SPACE: u8 = 1;
+const SS_FULL: u8 = 2;
+
+/// One thread's allocator state.
+#[repr(C, align(64))]
+pub struct Heap {
+    /// Page-map tag of the superslabs this heap owns; [`Entry::NEVER`] for
+    /// the placeholder. First field: the free fast path compares with it.
+    pub(crate) tag: u32,
+    /// Bins start on their own cache line: a bin never straddles two.
+    _pad: [u8; 60],
+    /// The thread-local free lists, indexed by class byte.
+    pub(crate) bins: [Bin; NBINS],
+    /// Slabs with remote frees for this heap.
+    pub(crate) pending: PendingList,
+    current: [*mut Slab; NCLASSES],
+    partial: [SlabList; NCLASSES],
+    spaces: SuperslabList,
+    fulls: SuperslabList,
+    policy_gen: u64,
+    /// Slow-path counters.
+    pub(crate) stats: ThreadStats<NCLASSES>,
+    /// Registry links (see `heaps.rs`).
+    pub(crate) next_all: *mut Heap,
+    pub(crate) next_free: *mut Heap,
+    pub(crate) in_use: bool,
+}
+
+/// The heap of threads that have none yet: every bin empty with no room, a
+/// tag no chunk carries. Never written (fast paths only read it, through raw
+/// pointers; slow paths swap it out before doing anything).
+#[repr(transparent)]
+pub struct Placeholder(UnsafeCell<Heap>);
+
+// SAFETY: the placeholder is never written after construction.
+unsafe impl Sync for Placeholder {}
+
+impl Placeholder {
+    /// Its address.
+    #[inline(always)]
+    pub fn get(&self) -> *mut Heap {
+        self.0.get()
+    }
+}
+
+/// The placeholder heap (referenced from the TLS initialisation image).
+pub static PLACEHOLDER: Placeholder = Placeholder(UnsafeCell::new(Heap::disabled(Entry::NEVER)));
+
+/// Outcome of looking for a new slab.
+enum NewSlab {
+    Got(SlabRef),
+    /// An orphan was adopted: look at the partial list again.
+    Retry,
+    OutOfMemory,
+}
+
+impl Heap {
+    /// A heap with every bin disabled.
+    pub(crate) const fn disabled(tag: u32) -> Heap {
+        Heap {
+            tag,
+            _pad: [0; 60],
+            bins: [const { Bin::DISABLED }; NBINS],
+            pending: PendingList::new(),
+            current: [ptr::null_mut(); NCLASSES],
+            partial: [const { SlabList::new() }; NCLASSES],
+            spaces: SuperslabList::new(),
+            fulls: SuperslabList::new(),
+            policy_gen: 0,
+            stats: ThreadStats::new(),
+            next_all: ptr::null_mut(),
+            next_free: ptr::null_mut(),
+            in_use: false,
+        }
+    }
+
+    /// Pointer to bin `class` (any byte) without forming a reference.
+    ///
+    /// # Safety
+    /// `heap` must point at a heap (or the placeholder).
+    #[inline(always)]
+    pub(crate) unsafe fn bin_ptr(heap: *mut Heap, class: usize) -> *mut Bin {
+        // SAFETY: `class < NBINS` because class bytes are u8 and NBINS = 256;
+        // the caller guarantees a valid heap.
+        unsafe { ptr::addr_of_mut!((*heap).bins).cast::<Bin>().add(class) }
+    }
+
+    /// Makes the bins follow the current policy if it changed.
+    #[inline]
+    pub(crate) fn sync_policy(&mut self) {
+        let g = POLICY.generation();
+        if g != self.policy_gen {
+            self.policy_gen = g;
+            self.apply_policy(POLICY.load());
+        }
+    }
+
+    fn apply_policy(&mut self, p: &FrozenPolicy) {
+        for c in 0..NCLASSES {
+            let excess = self.bins[c].set_cap(p.cap(c));
+            self.give_back(excess);
+        }
+    }
+
+    /// Serves one block of `class` (bin first, then a refill); null when out
+    /// of memory.
+    pub(crate) fn alloc_class(&mut self, class: usize) -> *mut u8 {
+        if let Some(p) = self.bins[class].pop() {
+            return p;
+        }
+        self.refill(class)
+    }
+
+    /// The bin of `class` is empty: fill it from slabs and return one block.
+    #[cold]
+    pub(crate) fn refill(&mut self, class: usize) -> *mut u8 {
+        if self.pending.has_pending() {
+            self.process_pending();
+        }
+        self.sync_policy();
+        let want = POLICY
+            .load()
+            .refill(class)
+            .min(self.bins[class].room() + 1)
+            .max(1);
+        loop {
+            let cur = self.current[class];
+            if !cur.is_null() {
+                // SAFETY: current slabs are in superslabs we own.
+                let mut h = unsafe { SlabRef::from_raw(cur).handle() };
+                if h.available() == 0 {
+                    let n = h.drain_remote();
+                    self.stats.classes[class].remote_drained.add(n as u64);
+                }
+                if h.available() > 0 {
+                    let mut chain = h.take(want);
+                    if h.is_full() {
+                        h.set_state(S_FULL);
+                        self.current[class] = ptr::null_mut();
+                    }
+                    let st = &self.stats.classes[class];
+                    st.refills.inc();
+                    st.refill_blocks.add(chain.len as u64);
+                    // SAFETY: take() returned a valid, non-empty chain.
+                    let first = unsafe { chain.pop() }.unwrap_or(ptr::null_mut());
+                    // SAFETY: the chain's blocks are of this class and fit
+                    // (want ≤ room + 1).
+                    let ok = unsafe { self.bins[class].push_chain(chain) };
+                    debug_assert!(ok);
+                    return first.cast();
+                }
+                h.set_state(S_FULL);
+                self.current[class] = ptr::null_mut();
+            }
+            if let Some(s) = self.partial[class].first() {
+                // SAFETY: listed slabs are ours.
+                let mut h = unsafe { s.handle() };
+                self.partial[class].remove(&mut h);
+                h.set_state(S_CURRENT);
+                self.current[class] = s.as_ptr();
+                continue;
+            }
+            match self.new_slab(class) {
+                NewSlab::Got(s) => self.current[class] = s.as_ptr(),
+                NewSlab::Retry => continue,
+                NewSlab::OutOfMemory => return ptr::null_mut(),
+            }
+        }
+    }
+
+    /// Carves a new slab for `class` from a superslab with room, an adopted
+    /// orphan, or a new superslab.
+    fn new_slab(&mut self, class: usize) -> NewSlab {
+        let span = class_span(class);
+        let bs = class_size(class) as u32;
+        let mut cur = self.spaces.first();
+        while let Some(p) = cur {
+            // SAFETY: superslabs on our lists are ours.
+            let mut ss = unsafe { OwnedSuperslab::assume_owned(p) };
+            cur = SuperslabList::next_of(&mut ss);
+            if let Some(s) = ss.alloc_slab(class as u8, bs, span) {
+                if ss.free_slots() == 0 {
+                    self.spaces.remove(&mut ss);
+                    self.fulls.push_front(&mut ss, SS_FULL);
+                }
+                self.stats.classes[class].slabs_created.inc();
+                // SAFETY: the new slab is ours.
+                unsafe { s.handle() }.set_state(S_CURRENT);
+                return NewSlab::Got(s);
+            }
+        }
+        if let Some(ss) = ORPHANAGE.adopt(&PAGE_MAP, self.tag, &self.pending) {
+            self.stats.superslabs_adopted.inc();
+            self.take_in(ss);
+            return NewSlab::Retry;
+        }
+        let Some(mut ss) = POOL.acquire(&PAGE_MAP, self.tag, &self.pending) else {
+            return NewSlab::OutOfMemory;
+        };
+        self.stats.superslabs_acquired.inc();
+        let s = ss.alloc_slab(class as u8, bs, span);
+        self.spaces.push_front(&mut ss, SS_SPACE);
+        match s {
+            Some(s) => {
+                self.stats.classes[class].slabs_created.inc();
+                // SAFETY: the new slab is ours.
+                unsafe { s.handle() }.set_state(S_CURRENT);
+                NewSlab::Got(s)
+            }
+            None => NewSlab::OutOfMemory,
+        }
+    }
+
+    /// Files an adopted superslab's slabs into this heap's lists.
+    fn take_in(&mut self, mut ss: OwnedSuperslab) {
+        let slabs = collect_slabs(&ss);
+        for s in slabs.iter().flatten() {
+            // SAFETY: we own the superslab now.
+            let mut h = unsafe { s.handle() };
+            let n = h.drain_remote();
+            let class = h.class() as usize;
+            self.stats.classes[class].remote_drained.add(n as u64);
+            if h.is_releasable() {
+                drop(h);
+                // SAFETY: no live block, not queued.
+                unsafe { ss.release_slab(*s) };
+                self.stats.classes[class].slabs_released.inc();
+            } else if h.available() > 0 {
+                h.set_state(S_PARTIAL);
+                self.partial[class].push_front(&mut h);
+            } else {
+                h.set_state(S_FULL);
+            }
+        }
+        if ss.free_slots() == 0 {
+            self.fulls.push_front(&mut ss, SS_FULL);
+        } else {
+            self.spaces.push_front(&mut ss, SS_SPACE);
+        }
+    }
+
+    /// Frees an own block whose bin is full (or disabled): spill half the
+    /// bin to the slabs, then keep the block.
+    #[cold]
+    pub(crate) fn free_local(&mut self, p: *mut u8, class: usize) {
+        let cap = self.bins[class].cap();
+        if cap == 0 {
+            self.return_block(p.cast());
+            return;
+        }
+        let chain = self.bins[class].take((cap / 2).max(1));
+        let st = &self.stats.classes[class];
+        st.spills.inc();
+        st.spill_blocks.add(chain.len as u64);
+        self.give_back(chain);
+        // SAFETY: p is a free block of this class that we own; the bin has
+        // room now.
+        let ok = unsafe { self.bins[class].try_push(p) };
+        debug_assert!(ok);
+        if self.pending.has_pending() {
+            self.process_pending();
+        }
+    }
+
+    /// Returns every block of a chain to its slab.
+    fn give_back(&mut self, mut chain: Chain) {
+        // SAFETY: chains from our bins are valid lists of our blocks.
+        while let Some(b) = unsafe { chain.pop() } {
+            self.return_block(b);
+        }
+    }
+
+    /// Returns one own block to its slab's free list.
+    fn return_block(&mut self, b: *mut Block) {
+        // SAFETY: b is a block of a superslab we own.
+        let ss = unsafe { &*Superslab::of(b.cast()) };
+        let Some(slab) = ss.slab_of(b.cast()) else {
+            hakmem_platform::fatal_at("internal error: block outside any slab", b as usize);
+        };
+        // SAFETY: we own the superslab, and hold no other handle to it.
+        let mut h = unsafe { SlabRef::from_raw(slab as *const Slab as *mut Slab).handle() };
+        // SAFETY: the block is ours, counted as used, and unreferenced.
+        match unsafe { h.put(b) } {
+            Put::Normal => {}
+            Put::WasFull => {
+                if h.state() == S_FULL {
+                    h.set_state(S_PARTIAL);
+                    let class = h.class() as usize;
+                    self.partial[class].push_front(&mut h);
+                }
+            }
+            Put::Empty => self.slab_empty(h),
+        }
+    }
+
+    /// A slab has no live block: give its slots back unless it is the
+    /// class's current slab or still queued; give the superslab back when it
+    /// empties, keeping one per heap.
+    fn slab_empty(&mut self, mut h: SlabHandle<'_>) {
+        if h.state() == S_CURRENT || !h.is_releasable() {
+            return;
+        }
+        let class = h.class() as usize;
+        if h.state() == S_PARTIAL {
+            self.partial[class].remove(&mut h);
+        }
+        let s = h.slab_ref();
+        drop(h);
+        // SAFETY: we own the superslab.
+        let mut ss = unsafe { OwnedSuperslab::assume_owned(s.superslab()) };
+        let was_full = ss.free_slots() == 0;
+        // SAFETY: releasable (checked) and unlinked from our lists.
+        unsafe { ss.release_slab(s) };
+        self.stats.classes[class].slabs_released.inc();
+        if was_full {
+            self.fulls.remove(&mut ss);
+            self.spaces.push_front(&mut ss, SS_SPACE);
+        }
+        if ss.is_empty() && self.spaces.len() + self.fulls.len() > 1 {
+            self.spaces.remove(&mut ss);
+            self.stats.superslabs_released.inc();
+            let _e = hakmem_platform::ErrnoGuard::new();
+            POOL.release(&PAGE_MAP, ss);
+        }
+    }
+
+    /// Drains the remote frees of every slab on the pending list.
+    #[cold]
+    pub(crate) fn process_pending(&mut self) {
+        let me = &self.pending as *const PendingList;
+        for s in self.pending.take_all() {
+            // SAFETY: a queued slab's superslab is live.
+            let owner = unsafe { s.superslab().as_ref() }.owner();
+            if owner != me {
+                PendingList::forward(s);
+                continue;
+            }
+            // SAFETY: we own it (its owner is us) and it is off the list.
+            let mut h = unsafe { s.handle() };
+            let n = h.drain_pending();
+            let class = h.class() as usize;
+            self.stats.classes[class].remote_drained.add(n as u64);
+            if h.used() == 0 {
+                self.slab_empty(h);
+            } else if h.state() == S_FULL && h.available() > 0 {
+                h.set_state(S_PARTIAL);
+                self.partial[class].push_front(&mut h);
+            }
+        }
+    }
+
+    /// Forwards stale pending entries (a reused heap may have some from its
+    /// previous life).
+    pub(crate) fn forward_all_pending(&mut self) {
+        for s in self.pending.take_all() {
+            PendingList::forward(s);
+        }
+    }
+
+    /// Gives everything back: bins to slabs, empty superslabs to the pool,
+    /// the rest to the orphanage. The heap is empty and disabled afterwards.
+    pub(crate) fn release_all(&mut self) {
+        for c in 0..NCLASSES {
+            let chain = self.bins[c].take_all();
+            self.give_back(chain);
+            self.bins[c].set_cap(0);
+        }
+        self.process_pending();
+        self.current = [ptr::null_mut(); NCLASSES];
+        self.partial = [const { SlabList::new() }; NCLASSES];
+        let _e = hakmem_platform::ErrnoGuard::new();
+        while let Some(ss) = self.spaces.pop_front().or_else(|| self.fulls.pop_front()) {
+            self.release_superslab(ss);
+        }
+        self.policy_gen = 0;
+    }
+
+    fn release_superslab(&mut self, mut ss: OwnedSuperslab) {
+        let slabs = collect_slabs(&ss);
+        for s in slabs.iter().flatten() {
+            // SAFETY: ours.
+            let mut h = unsafe { s.handle() };
+            h.drain_remote();
+            if h.is_releasable() {
+                drop(h);
+                // SAFETY: releasable.
+                unsafe { ss.release_slab(*s) };
+            }
+        }
+        if ss.is_empty() {
+            self.stats.superslabs_released.inc();
+            POOL.release(&PAGE_MAP, ss);
+        } else {
+            ORPHANAGE.abandon(&PAGE_MAP, ss);
+        }
+    }
+
+    /// Blocks held in the bins (for tests and stats).
+    pub(crate) fn cached_blocks(&self) -> u64 {
+        self.bins[..NCLASSES].iter().map(|b| b.len() as u64).sum()
+    }
+
+    /// Superslabs owned.
+    pub(crate) fn superslabs(&self) -> u32 {
+        self.spaces.len() + self.fulls.len()
+    }
+}
+
+fn collect_slabs(ss: &OwnedSuperslab) -> [Option<SlabRef>; SLOTS] {
+    let mut out = [None; SLOTS];
+    for (i, s) in ss.slabs().enumerate() {
+        out[i] = Some(s);
+    }
+    out
+}

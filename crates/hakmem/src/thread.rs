@@ -1,0 +1,113 @@
+//! Thread lifecycle: giving a thread its heap on its first slow path, and
+//! returning the heap when the thread exits.
+//!
+//! Exit is noticed through a `pthread_key_create` destructor, created once,
+//! lazily, in a slow path. The thread's slot says `LIVE` before
+//! `pthread_setspecific` runs, because glibc may `calloc` inside it and that
+//! nested call must find the heap ready. After the destructor ran, the slot
+//! says `DEAD`; later calls on that thread (other libraries' destructors)
+//! are served by a shared fallback heap under a lock.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use hakmem_platform::SpinLock;
+
+use crate::heap::{Heap, PLACEHOLDER};
+use crate::heaps;
+use crate::tls::{self, STATE_DEAD, STATE_LIVE};
+
+/// pthread key + 1 (0: not created yet).
+static KEY: AtomicUsize = AtomicUsize::new(0);
+static KEY_INIT: SpinLock<()> = SpinLock::new(());
+/// The heap of threads that already returned theirs.
+static FALLBACK: SpinLock<HeapPtr> = SpinLock::new(HeapPtr(core::ptr::null_mut()));
+
+struct HeapPtr(*mut Heap);
+// SAFETY: the fallback heap is only used under its lock.
+unsafe impl Send for HeapPtr {}
+
+/// Runs `f` on the calling thread's heap, creating it on first use; `None`
+/// when no heap could be created (out of memory).
+#[inline]
+pub(crate) fn with_heap<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
+    let slot = tls::slot();
+    // SAFETY: the slot is this thread's.
+    let h = unsafe { (*slot).heap };
+    if h != PLACEHOLDER.get() {
+        // SAFETY: a thread's own heap is touched by this thread alone.
+        return Some(f(unsafe { &mut *h }));
+    }
+    with_heap_cold(f)
+}
+
+#[cold]
+#[inline(never)]
+fn with_heap_cold<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
+    let slot = tls::slot();
+    // SAFETY: our slot.
+    if unsafe { (*slot).state } == STATE_DEAD {
+        let mut g = FALLBACK.lock();
+        if g.0.is_null() {
+            g.0 = heaps::acquire()?;
+        }
+        // SAFETY: the fallback heap is used under its lock only.
+        let h = unsafe { &mut *g.0 };
+        h.sync_policy();
+        return Some(f(h));
+    }
+    let h = heaps::acquire()?;
+    // SAFETY: the new heap is ours; the slot is ours.
+    unsafe {
+        (*h).sync_policy();
+        (*slot).heap = h;
+        (*slot).state = STATE_LIVE;
+    }
+    if let Some(key) = key() {
+        // SAFETY: a valid key; the value is our heap, handed back to
+        // `thread_exit` by glibc.
+        unsafe { libc::pthread_setspecific(key, h.cast()) };
+    }
+    // SAFETY: as above.
+    Some(f(unsafe { &mut *h }))
+}
+
+fn key() -> Option<libc::pthread_key_t> {
+    let k = KEY.load(Ordering::Acquire);
+    if k != 0 {
+        return Some((k - 1) as libc::pthread_key_t);
+    }
+    let _g = KEY_INIT.lock();
+    let k = KEY.load(Ordering::Acquire);
+    if k != 0 {
+        return Some((k - 1) as libc::pthread_key_t);
+    }
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: plain key creation with our destructor.
+    if unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } != 0 {
+        return None;
+    }
+    KEY.store(key as usize + 1, Ordering::Release);
+    crate::fork::register();
+    Some(key)
+}
+
+/// The pthread key destructor: the thread is exiting.
+unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
+    let h = arg.cast::<Heap>();
+    if h.is_null() {
+        return;
+    }
+    let slot = tls::slot();
+    // SAFETY: our slot; the heap is ours and no longer reachable through it.
+    unsafe {
+        (*slot).heap = PLACEHOLDER.get();
+        (*slot).state = STATE_DEAD;
+        (*h).release_all();
+    }
+    heaps::release(h);
+}
+
+/// The fallback heap's lock, for the fork handlers.
+pub(crate) fn fork_lock() -> &'static SpinLock<impl Sized> {
+    &FALLBACK
+}
