@@ -1,1 +1,52 @@
-fn main() { eprintln!("xtask: no commands yet"); std::process::exit(2) }
+//! `cargo xtask`: project automation.
+//!
+//! * `cargo xtask bench-matrix [--quick] [--reps N] [--filter A,B]
+//!   [--threads N] [--allocators A,B] [--callgrind] ...`: runs the benchmark
+//!   workloads of `benches/workloads` under every allocator, interleaved, and
+//!   writes `target/bench-matrix/{results.csv,runs.csv,results.md,*.svg}`.
+
+mod allocators;
+mod callgrind;
+mod cargo_build;
+mod cli;
+mod matrix;
+mod progress;
+mod record;
+mod report;
+mod runner;
+mod summary;
+mod svg;
+mod workloads;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("bench-matrix") => match cli::Options::parse(&args[1..]) {
+            Ok(cli::Parsed::Help) => {
+                print!("{}", cli::USAGE);
+                ExitCode::SUCCESS
+            }
+            Ok(cli::Parsed::Run(opts)) => match matrix::main(&opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("bench-matrix: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("bench-matrix: {e}\n\n{}", cli::USAGE);
+                ExitCode::from(2)
+            }
+        },
+        Some("help" | "--help" | "-h") | None => {
+            print!("cargo xtask <command>\n\nCommands:\n  bench-matrix   workloads x allocators benchmark (see `cargo xtask bench-matrix --help`)\n");
+            ExitCode::SUCCESS
+        }
+        Some(other) => {
+            eprintln!("xtask: unknown command `{other}` (try `cargo xtask help`)");
+            ExitCode::from(2)
+        }
+    }
+}

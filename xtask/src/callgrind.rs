@@ -1,0 +1,248 @@
+//! `bench-matrix --callgrind`: instructions per malloc+free pair on the tiny
+//! fast path, counted by callgrind (deterministic, unlike timings).
+//!
+//! `tiny-hot --size 32 --live 100 --no-latency` runs at two iteration counts
+//! N1 < N2 under `valgrind --tool=callgrind`; start-up, set-up and exit cost
+//! the same in both, so `(Ir(N2) - Ir(N1)) / (N2 - N1)` is the cost of one
+//! loop iteration: one `free` and one `malloc` of 32 bytes plus the loop's
+//! own work (writing and checking the block), which `tiny-hot --baseline`
+//! measures without the allocator calls.
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::allocators::{Allocator, Paths};
+use crate::report::csv_field;
+use crate::runner::{self, Job, Status};
+
+/// The two iteration counts.
+pub const N1: u64 = 200_000;
+pub const N2: u64 = 1_200_000;
+
+/// Parses the `Collected : N` line callgrind prints at exit.
+pub fn collected(stderr: &str) -> Option<u64> {
+    stderr.lines().find_map(|l| {
+        let (_, rest) = l.split_once("Collected :")?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// Instructions per iteration from two measurements.
+pub fn per_iteration(ir1: u64, ir2: u64, n1: u64, n2: u64) -> Option<f64> {
+    (n2 > n1 && ir2 >= ir1).then(|| (ir2 - ir1) as f64 / (n2 - n1) as f64)
+}
+
+fn measure(
+    program: &Path,
+    preload: Option<&Path>,
+    iters: u64,
+    baseline: bool,
+    out: &Path,
+) -> Result<u64, String> {
+    let mut args = vec![
+        "--tool=callgrind".to_string(),
+        format!("--callgrind-out-file={}", out.display()),
+        program.to_string_lossy().into_owned(),
+        "--size".into(),
+        "32".into(),
+        "--live".into(),
+        "100".into(),
+        "--no-latency".into(),
+        "--iters".into(),
+        iters.to_string(),
+    ];
+    if baseline {
+        args.push("--baseline".into());
+    }
+    let env = preload
+        .map(|p| vec![("LD_PRELOAD".to_string(), p.to_string_lossy().into_owned())])
+        .unwrap_or_default();
+    let ended = runner::run(
+        &Job {
+            program: "valgrind".into(),
+            args,
+            env,
+            timeout: Duration::from_secs(600),
+        },
+        &mut || {},
+    );
+    if ended.status != Status::Success {
+        let last = ended
+            .stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        return Err(format!("{}: {last}", ended.status.describe()));
+    }
+    collected(&ended.stderr).ok_or_else(|| "no `Collected :` line from callgrind".to_string())
+}
+
+struct Row {
+    name: String,
+    how: String,
+    result: Result<(u64, u64), String>,
+}
+
+/// Runs the measurement; returns the number of failed allocators.
+pub fn main(
+    allocs: &[Allocator],
+    paths: &Paths,
+    out: &Path,
+    broken: &[(&'static str, String)],
+    notes: Vec<String>,
+) -> Result<usize, String> {
+    let version = Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("valgrind not found ({e}); Debian: apt-get install valgrind"))?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    let dir = out.join("callgrind");
+    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+
+    let mut rows = Vec::new();
+    let system_prog = paths.release.join("tiny-hot");
+    let pair = |name: &str,
+                prog: &Path,
+                preload: Option<&Path>,
+                baseline: bool|
+     -> Result<(u64, u64), String> {
+        if let Some(p) = preload {
+            if !p.exists() {
+                return Err(format!("{} missing", p.display()));
+            }
+        }
+        eprintln!("bench-matrix: callgrind {name} ...");
+        let a = measure(
+            prog,
+            preload,
+            N1,
+            baseline,
+            &dir.join(format!("{name}.{N1}.out")),
+        )?;
+        let b = measure(
+            prog,
+            preload,
+            N2,
+            baseline,
+            &dir.join(format!("{name}.{N2}.out")),
+        )?;
+        Ok((a, b))
+    };
+    rows.push(Row {
+        name: "loop only".into(),
+        how: "tiny-hot --baseline: the same writes and checks, no malloc/free".into(),
+        result: pair("loop", &system_prog, None, true),
+    });
+    for a in allocs {
+        let prog = a.program(paths, "tiny-hot");
+        let how = match (&a.preload, a.inproc) {
+            (Some(p), _) => format!(
+                "LD_PRELOAD {}",
+                p.file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ),
+            (None, true) => "in-process #[global_allocator]".into(),
+            (None, false) => "glibc malloc".into(),
+        };
+        let result = match broken.iter().find(|(n, _)| *n == a.name) {
+            Some((_, e)) => Err(e.clone()),
+            None => pair(a.name, &prog, a.preload.as_deref(), false),
+        };
+        rows.push(Row {
+            name: a.name.to_string(),
+            how,
+            result,
+        });
+    }
+
+    let loop_ir = rows[0]
+        .result
+        .as_ref()
+        .ok()
+        .and_then(|&(a, b)| per_iteration(a, b, N1, N2));
+    let mut md = String::new();
+    let _ = writeln!(md, "# hakmem bench-matrix --callgrind\n");
+    let _ = writeln!(
+        md,
+        "Instructions (callgrind Ir) per iteration of `tiny-hot --size 32 --live 100`: one free and one malloc of 32 bytes with 100 blocks live, \
+         measured as (Ir(N2) - Ir(N1)) / (N2 - N1) with N1 = {N1} and N2 = {N2}; \"allocator\" subtracts the loop's own instructions. {version}.\n"
+    );
+    let _ = writeln!(md, "| allocator | Ir per malloc+free pair (with loop) | allocator only | Ir at N1 | Ir at N2 | how |");
+    let _ = writeln!(md, "|---|--:|--:|--:|--:|---|");
+    let mut csv =
+        String::from("allocator,ir_per_pair,ir_per_pair_net_of_loop,ir_n1,ir_n2,n1,n2,status\n");
+    let mut failed = 0;
+    for r in &rows {
+        match &r.result {
+            Ok((a, b)) => {
+                let per = per_iteration(*a, *b, N1, N2);
+                let net = match (per, loop_ir) {
+                    (Some(p), Some(l)) if r.name != "loop only" => Some(p - l),
+                    _ => None,
+                };
+                let f = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into());
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {a} | {b} | {} |",
+                    r.name,
+                    f(per),
+                    f(net),
+                    r.how
+                );
+                let _ = writeln!(
+                    csv,
+                    "{},{},{},{a},{b},{N1},{N2},ok",
+                    csv_field(&r.name),
+                    per.map(|x| format!("{x:.3}")).unwrap_or_default(),
+                    net.map(|x| format!("{x:.3}")).unwrap_or_default()
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                let _ = writeln!(md, "| {} | **FAILED** ({e}) | | | | {} |", r.name, r.how);
+                let _ = writeln!(
+                    csv,
+                    "{},,,,,{N1},{N2},{}",
+                    csv_field(&r.name),
+                    csv_field(&format!("failed: {e}"))
+                );
+            }
+        }
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(md, "\n## Notes\n");
+        for n in notes {
+            let _ = writeln!(md, "- {n}");
+        }
+    }
+    fs::write(out.join("callgrind.md"), &md).map_err(|e| e.to_string())?;
+    fs::write(out.join("callgrind.csv"), &csv).map_err(|e| e.to_string())?;
+    println!("{md}");
+    eprintln!("bench-matrix: wrote {0}/callgrind.md, {0}/callgrind.csv and the profiles in {0}/callgrind/", out.display());
+    Ok(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_callgrind_summary() {
+        let err = "==12== Events    : Ir\n==12== Collected : 123456789\n==12==\n==12== I   refs:      123,456,789\n";
+        assert_eq!(collected(err), Some(123_456_789));
+        assert_eq!(collected("nothing here"), None);
+    }
+
+    #[test]
+    fn per_iteration_is_the_slope() {
+        assert_eq!(per_iteration(1_000, 3_000, 100, 300), Some(10.0));
+        assert_eq!(per_iteration(3_000, 1_000, 100, 300), None);
+        assert_eq!(per_iteration(1, 2, 5, 5), None);
+    }
+}

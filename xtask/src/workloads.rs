@@ -1,0 +1,266 @@
+//! The cells of the matrix: which workload program runs with which
+//! parameters, in the full and the `--quick` matrix.
+
+/// One row of the matrix.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    /// Row name.
+    pub name: &'static str,
+    /// Program in `benches/workloads/src/bin`.
+    pub bin: &'static str,
+    /// Whether `--threads` applies.
+    pub threads: bool,
+    /// Arguments of both matrices.
+    pub args: &'static [&'static str],
+    /// Extra arguments of the full matrix.
+    pub full: &'static [&'static str],
+    /// Extra arguments of the `--quick` matrix.
+    pub quick: &'static [&'static str],
+}
+
+impl Workload {
+    /// The program's arguments.
+    pub fn argv(&self, quick: bool, threads: usize) -> Vec<String> {
+        let mut v: Vec<String> = self.args.iter().map(|s| s.to_string()).collect();
+        v.extend(
+            (if quick { self.quick } else { self.full })
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        if self.threads {
+            v.push("--threads".into());
+            v.push(threads.to_string());
+        }
+        v
+    }
+}
+
+const fn w(
+    name: &'static str,
+    bin: &'static str,
+    threads: bool,
+    args: &'static [&'static str],
+    full: &'static [&'static str],
+    quick: &'static [&'static str],
+) -> Workload {
+    Workload {
+        name,
+        bin,
+        threads,
+        args,
+        full,
+        quick,
+    }
+}
+
+/// Every workload, in table order.
+pub const ALL: &[Workload] = &[
+    w(
+        "larson-burst-1k",
+        "larson",
+        true,
+        &[
+            "--chunks", "10000", "--rounds", "1", "--min", "8", "--max", "1024",
+        ],
+        &["--generations", "100"],
+        &["--generations", "40"],
+    ),
+    w(
+        "larson-burst-128",
+        "larson",
+        true,
+        &[
+            "--chunks", "10000", "--rounds", "1", "--min", "8", "--max", "128",
+        ],
+        &["--generations", "100"],
+        &["--generations", "40"],
+    ),
+    w(
+        "larson-loop-1k",
+        "larson",
+        true,
+        &[
+            "--chunks", "100", "--rounds", "100", "--min", "8", "--max", "1024",
+        ],
+        &["--generations", "1000"],
+        &["--generations", "300"],
+    ),
+    w(
+        "larson-loop-128",
+        "larson",
+        true,
+        &[
+            "--chunks", "100", "--rounds", "100", "--min", "8", "--max", "128",
+        ],
+        &["--generations", "1000"],
+        &["--generations", "300"],
+    ),
+    w(
+        "tiny-hot",
+        "tiny-hot",
+        false,
+        &["--size", "32", "--live", "100"],
+        &["--iters", "20M"],
+        &["--iters", "8M"],
+    ),
+    w(
+        "random-mixed",
+        "random-mixed",
+        false,
+        &["--min", "16", "--max", "1024"],
+        &["--ops", "10M"],
+        &["--ops", "4M"],
+    ),
+    w(
+        "mid-mt",
+        "mid-mt",
+        true,
+        &["--min", "8K", "--max", "32K"],
+        &["--ops", "1M"],
+        &["--ops", "300k"],
+    ),
+    w(
+        "json",
+        "json",
+        false,
+        &[],
+        &["--iters", "20"],
+        &["--iters", "6"],
+    ),
+    w(
+        "mir",
+        "mir",
+        false,
+        &[],
+        &["--iters", "20"],
+        &["--iters", "8"],
+    ),
+    w(
+        "vm",
+        "vm",
+        false,
+        &[],
+        &["--iters", "20"],
+        &["--iters", "8"],
+    ),
+    w(
+        "mixed",
+        "mixed",
+        false,
+        &[],
+        &["--iters", "10"],
+        &["--iters", "3"],
+    ),
+    w(
+        "realloc-chain",
+        "realloc-chain",
+        false,
+        &["--start", "16", "--max", "64M"],
+        &["--iters", "20"],
+        &["--iters", "5"],
+    ),
+    w(
+        "fragmentation",
+        "fragmentation",
+        false,
+        &[],
+        &["--blocks", "400k"],
+        &["--blocks", "100k"],
+    ),
+    w(
+        "large-working-set",
+        "large-working-set",
+        false,
+        &[],
+        &["--mib", "256", "--ops", "5M"],
+        &["--mib", "64", "--ops", "1M"],
+    ),
+    w(
+        "cache-scratch",
+        "cache-scratch",
+        true,
+        &["--size", "8", "--writes", "50"],
+        &["--iters", "2M"],
+        &["--iters", "500k"],
+    ),
+    w(
+        "cache-thrash",
+        "cache-thrash",
+        true,
+        &["--size", "8", "--writes", "50"],
+        &["--iters", "2M"],
+        &["--iters", "500k"],
+    ),
+    w(
+        "producer-consumer",
+        "producer-consumer",
+        true,
+        &["--min", "16", "--max", "1024"],
+        &["--blocks", "2M"],
+        &["--blocks", "500k"],
+    ),
+];
+
+/// The distinct programs the matrix needs.
+#[cfg(test)]
+pub fn bins() -> Vec<&'static str> {
+    let mut v: Vec<&str> = ALL.iter().map(|w| w.bin).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// The workloads whose name contains one of `filter` (all when empty).
+pub fn select(filter: &[String]) -> Result<Vec<Workload>, String> {
+    let v: Vec<Workload> = ALL
+        .iter()
+        .filter(|w| filter.is_empty() || filter.iter().any(|f| w.name.contains(f.as_str())))
+        .copied()
+        .collect();
+    if v.is_empty() {
+        let names: Vec<&str> = ALL.iter().map(|w| w.name).collect();
+        return Err(format!(
+            "--filter {} matches no workload (workloads: {})",
+            filter.join(","),
+            names.join(", ")
+        ));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_programs_exist() {
+        let mut names: Vec<&str> = ALL.iter().map(|w| w.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+        let bin_dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/workloads/src/bin");
+        for b in bins() {
+            assert!(bin_dir.join(format!("{b}.rs")).exists(), "no program {b}");
+        }
+    }
+
+    #[test]
+    fn argv_adds_threads_only_where_it_applies() {
+        let larson = ALL[0];
+        let a = larson.argv(true, 3);
+        assert!(a.windows(2).any(|p| p == ["--generations", "40"]));
+        assert_eq!(a[a.len() - 2..], ["--threads", "3"]);
+        let tiny = select(&["tiny".into()]).unwrap()[0];
+        assert!(!tiny.argv(false, 3).contains(&"--threads".to_string()));
+        assert!(tiny.argv(false, 3).contains(&"20M".to_string()));
+    }
+
+    #[test]
+    fn filter_matches_substrings() {
+        assert_eq!(select(&["larson".into()]).unwrap().len(), 4);
+        assert_eq!(select(&["json".into(), "vm".into()]).unwrap().len(), 2);
+        assert!(select(&["nothing".into()]).is_err());
+        assert_eq!(select(&[]).unwrap().len(), ALL.len());
+    }
+}
