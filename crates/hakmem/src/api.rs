@@ -17,9 +17,9 @@ use hakmem_large_cache::{Large, LargeHeader};
 use hakmem_pagemap::Entry;
 use hakmem_platform::{set_errno, ErrnoGuard, PAGE_SIZE};
 use hakmem_superslab::{remote_free, Superslab, NO_CLASS, SLOT_SIZE};
-use hakmem_tiny_sll::{tiny_class, Bin, TINY_MAX};
+use hakmem_tiny_sll::{Bin, TINY_MAX};
 
-use crate::classes::{class_for_aligned, class_of, class_size, SLAB_MAX};
+use crate::classes::{class_for_aligned, class_of, class_size, SLAB_MAX, TINY_BIN_OFFSET};
 use crate::heap::{Heap, PLACEHOLDER};
 use crate::report::invalid_pointer;
 use crate::state::{cache_limits, Os, LARGE, LARGE_STATS, PAGE_MAP, POLICY};
@@ -39,7 +39,10 @@ enum Located {
 
 /// Classifies `p` (non-null), or reports it as invalid on behalf of `op`.
 fn locate(op: &str, p: *const u8) -> Located {
-    let e = PAGE_MAP.get(p as usize);
+    locate_entry(op, p, PAGE_MAP.get(p as usize))
+}
+
+fn locate_entry(op: &str, p: *const u8, e: Entry) -> Located {
     if e.is_large() {
         return match Large::<Os>::lookup(e, p) {
             Some(h) => Located::Large(h),
@@ -51,7 +54,7 @@ fn locate(op: &str, p: *const u8) -> Located {
     }
     // SAFETY: the page map says the chunk is a live superslab.
     let ss = unsafe { &*Superslab::of(p) };
-    let class = ss.class_of(p);
+    let class = e.class();
     if class == NO_CLASS {
         invalid_pointer(op, p, "points into unused superslab space");
     }
@@ -65,10 +68,13 @@ fn locate(op: &str, p: *const u8) -> Located {
 /// `errno = ENOMEM` on failure. `malloc(0)` returns a unique pointer.
 #[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
-    let heap = tls::heap();
     if size <= TINY_MAX {
-        // SAFETY: `heap` is this thread's heap or the placeholder.
-        let p = unsafe { Bin::pop_raw(Heap::bin_ptr(heap, tiny_class(size))) };
+        let heap = tls::heap();
+        // SAFETY: the index is at most TINY_MAX / 8.
+        let off = unsafe { *TINY_BIN_OFFSET.get_unchecked((size + 7) >> 3) } as usize;
+        // SAFETY: `heap` is this thread's heap or the placeholder; `off` is
+        // a bin offset.
+        let p = unsafe { Bin::pop_raw(Heap::bin_at(heap, off)) };
         if !p.is_null() {
             return p;
         }
@@ -98,15 +104,18 @@ fn malloc_slow(size: usize) -> *mut u8 {
 /// gives up.
 #[inline(always)]
 pub unsafe fn free(p: *mut u8) {
+    let Some(e) = PAGE_MAP.lookup(p as usize) else {
+        // SAFETY: forwarded contract.
+        return unsafe { free_slow(p, Entry::NONE) };
+    };
     let heap = tls::heap();
-    let e = PAGE_MAP.get(p as usize);
-    // SAFETY: `heap` is this thread's heap or the placeholder; its tag is
+    // SAFETY: `heap` is this thread's heap or the placeholder; its key is
     // immutable while the thread lives.
-    if e.0 == unsafe { (*heap).tag } {
-        // SAFETY: the chunk is a live superslab owned by this thread.
-        let class = unsafe { Superslab::class_at(p) };
-        // SAFETY: own block of that class; a full or disabled bin refuses.
-        if unsafe { Bin::try_push_raw(Heap::bin_ptr(heap, class as usize), p) } {
+    let off = e.0 as usize ^ unsafe { (*heap).key };
+    if off < Entry::KEY_HIT as usize {
+        // SAFETY: the slot is in a live superslab owned by this thread and
+        // `off` is its class's bin offset; a full or disabled bin refuses.
+        if unsafe { Bin::try_push_raw(Heap::bin_at(heap, off), p) } {
             return;
         }
     }
@@ -120,7 +129,7 @@ unsafe fn free_slow(p: *mut u8, e: Entry) {
     if p.is_null() {
         return;
     }
-    let class = match locate("free", p) {
+    let class = match locate_entry("free", p, e) {
         Located::Large(h) => {
             let _errno = ErrnoGuard::new();
             LARGE_STATS.frees.add(1);
@@ -133,7 +142,7 @@ unsafe fn free_slow(p: *mut u8, e: Entry) {
     };
     let heap = tls::heap();
     // SAFETY: the slot's heap is ours (or the placeholder, never written).
-    if e.0 == unsafe { (*heap).tag } {
+    if e.tag() == unsafe { (*heap).tag } {
         // SAFETY: our own heap.
         unsafe { (*heap).free_local(p, class) };
     } else {
@@ -278,7 +287,7 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
                 }
             } else if size > SLAB_MAX && h.alignment() >= align {
                 // SAFETY: our live block.
-                if unsafe { Large::<Os>::grow_in_place(&PAGE_MAP, h, size) } {
+                if unsafe { Large::<Os>::grow_in_place(h, size) } {
                     LARGE_STATS.realloc_in_place.add(1);
                     LARGE_STATS.bytes_live.add((h.usable() - us) as u64);
                     return p;

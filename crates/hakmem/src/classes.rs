@@ -14,6 +14,24 @@ pub const NBINS: usize = 256;
 
 const _: () = assert!(NCLASSES <= NO_CLASS as usize);
 
+/// `TINY_BIN_OFFSET[(size + 7) / 8]` is the byte offset of the bin of a
+/// tiny `size` in a heap (`tiny_class(size) * 16`): the malloc fast path
+/// adds it to the heap pointer without scaling.
+pub static TINY_BIN_OFFSET: [u16; TINY_MAX / 8 + 1] = {
+    let sizes = hakmem_tiny_sll::classes::TINY_SIZES;
+    let mut t = [0u16; TINY_MAX / 8 + 1];
+    let mut i = 0;
+    while i < t.len() {
+        let mut c = 0;
+        while (sizes[c] as usize) < i * 8 {
+            c += 1;
+        }
+        t[i] = (c * 16) as u16;
+        i += 1;
+    }
+    t
+};
+
 /// The largest request served from superslabs.
 pub const SLAB_MAX: usize = MID_MAX;
 
@@ -74,6 +92,16 @@ mod tests {
             let c = class_of(size);
             assert!(class_size(c) >= size);
             assert!(c == 0 || class_size(c - 1) < size);
+        }
+    }
+
+    #[test]
+    fn bin_offsets_match_classes() {
+        for size in 0..=TINY_MAX {
+            assert_eq!(
+                TINY_BIN_OFFSET[(size + 7) >> 3] as usize,
+                tiny_class(size) * 16
+            );
         }
     }
 

@@ -31,6 +31,12 @@ use hakmem_tiny_sll::{Bin, Block, Chain};
 use crate::classes::{class_size, class_span, NBINS, NCLASSES};
 use crate::state::{ORPHANAGE, PAGE_MAP, POLICY, POOL};
 
+/// Size of a bin: the fast paths scale class numbers by it.
+pub(crate) const BIN_BYTES: usize = 16;
+const _: () = assert!(core::mem::size_of::<Bin>() == BIN_BYTES);
+const _: () = assert!(core::mem::offset_of!(Heap, bins) == 0);
+const _: () = assert!(Entry::KEY_HIT as usize == NBINS * BIN_BYTES);
+
 /// Slab states (the slab's owner-defined state byte).
 const S_CURRENT: u8 = 1;
 const S_PARTIAL: u8 = 2;
@@ -43,13 +49,17 @@ const SS_FULL: u8 = 2;
 /// One thread's allocator state.
 #[repr(C, align(64))]
 pub struct Heap {
-    /// Page-map tag of the superslabs this heap owns; [`Entry::NEVER`] for
-    /// the placeholder. First field: the free fast path compares with it.
-    pub(crate) tag: u32,
-    /// Bins start on their own cache line: a bin never straddles two.
-    _pad: [u8; 60],
-    /// The thread-local free lists, indexed by class byte.
+    /// The thread-local free lists, indexed by class byte. First field, so
+    /// that `heap + class * 16` is a bin: the fast paths add a byte offset
+    /// (from a table, or from the page-map entry) to the heap pointer.
     pub(crate) bins: [Bin; NBINS],
+    /// `Entry::key(tag)`: the free fast path computes `entry ^ key`, which
+    /// is the bin's byte offset exactly when the entry is a slot this heap
+    /// owns. [`Entry::NEVER_KEY`] for the placeholder.
+    pub(crate) key: usize,
+    /// Page-map tag of the superslabs this heap owns (`u32::MAX` for the
+    /// placeholder, which owns nothing).
+    pub(crate) tag: u32,
     /// Slabs with remote frees for this heap.
     pub(crate) pending: PendingList,
     current: [*mut Slab; NCLASSES],
@@ -83,7 +93,7 @@ impl Placeholder {
 }
 
 /// The placeholder heap (referenced from the TLS initialisation image).
-pub static PLACEHOLDER: Placeholder = Placeholder(UnsafeCell::new(Heap::disabled(Entry::NEVER)));
+pub static PLACEHOLDER: Placeholder = Placeholder(UnsafeCell::new(Heap::disabled(u32::MAX)));
 
 /// Outcome of looking for a new slab.
 enum NewSlab {
@@ -97,9 +107,13 @@ impl Heap {
     /// A heap with every bin disabled.
     pub(crate) const fn disabled(tag: u32) -> Heap {
         Heap {
-            tag,
-            _pad: [0; 60],
             bins: [const { Bin::DISABLED }; NBINS],
+            key: if tag < Entry::MAX_TAG {
+                Entry::key(tag) as usize
+            } else {
+                Entry::NEVER_KEY as usize
+            },
+            tag,
             pending: PendingList::new(),
             current: [ptr::null_mut(); NCLASSES],
             partial: [const { SlabList::new() }; NCLASSES],
@@ -111,6 +125,19 @@ impl Heap {
             next_free: ptr::null_mut(),
             in_use: false,
         }
+    }
+
+    /// Pointer to the bin at byte offset `off` (`class * 16`, below
+    /// `NBINS * 16`) without forming a reference.
+    ///
+    /// # Safety
+    /// `heap` must point at a heap (or the placeholder) and `off` must be a
+    /// bin offset.
+    #[inline(always)]
+    pub(crate) unsafe fn bin_at(heap: *mut Heap, off: usize) -> *mut Bin {
+        debug_assert!(off % BIN_BYTES == 0 && off < NBINS * BIN_BYTES);
+        // SAFETY: bins are the heap's first field; `off` selects one of them.
+        unsafe { heap.cast::<u8>().add(off).cast::<Bin>() }
     }
 
     /// Pointer to bin `class` (any byte) without forming a reference.
@@ -228,7 +255,7 @@ impl Heap {
                 return NewSlab::Got(s);
             }
         }
-        if let Some(ss) = ORPHANAGE.adopt(&PAGE_MAP, self.tag, &self.pending) {
+        if let Some(ss) = ORPHANAGE.adopt(self.tag, &self.pending) {
             self.stats.superslabs_adopted.inc();
             self.take_in(ss);
             return NewSlab::Retry;
@@ -430,7 +457,7 @@ impl Heap {
             self.stats.superslabs_released.inc();
             POOL.release(&PAGE_MAP, ss);
         } else {
-            ORPHANAGE.abandon(&PAGE_MAP, ss);
+            ORPHANAGE.abandon(ss);
         }
     }
 

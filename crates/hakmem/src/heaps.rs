@@ -56,7 +56,7 @@ pub(crate) fn acquire() -> Option<*mut Heap> {
     let h = mem.as_ptr().cast::<Heap>();
     let mut g = REGISTRY.lock();
     let tag = Entry::FIRST_TAG + g.count;
-    if tag >= Entry::LARGE_BIT {
+    if tag >= Entry::MAX_TAG {
         drop(g);
         // SAFETY: just mapped, unused.
         unsafe { Os::unmap(mem, HEAP_BYTES) };

@@ -1,10 +1,11 @@
 //! The large box: blocks above the mid tier, each in its own mapping.
 //!
 //! A large mapping starts on a chunk (2 MiB) boundary and is a whole number
-//! of chunks long, so it shares no chunk with anything else and every chunk
-//! of it can carry a page-map entry `large(k)` pointing back `k` chunks to
-//! the [`LargeHeader`] at its start. The user pointer sits one page (or one
-//! alignment) after the header.
+//! of chunks long. Its [`LargeHeader`] sits at the start and the user pointer
+//! one page (or one alignment) after it; the page-map entry of the user
+//! pointer's slot is `large(k)`, pointing back `k` slots to the header. Only
+//! that one slot is registered: a pointer anywhere else in the mapping is not
+//! a block start and is reported as invalid.
 //!
 //! Freed mappings are kept in a small cache, bounded in bytes and in entries
 //! (the policy sets both), and reused for later requests of a similar size;
@@ -16,7 +17,7 @@ use core::marker::PhantomData;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use hakmem_pagemap::{Entry, PageMap};
+use hakmem_pagemap::{Entry, PageMap, GRANULE, GRANULE_SHIFT};
 use hakmem_platform::{Pal, SpinLock, CHUNK_SIZE, PAGE_SIZE};
 
 const MAGIC: u64 = 0x6861_6b6d_4c41_5247; // "hakmLARG"
@@ -128,7 +129,7 @@ fn geometry(size: usize, align: usize) -> Option<(usize, usize, usize)> {
     };
     let need = offset.checked_add(size)?;
     let len = need.checked_add(CHUNK_SIZE - 1)? & !(CHUNK_SIZE - 1);
-    if len > isize::MAX as usize || len / CHUNK_SIZE >= Entry::MAX_LARGE_CHUNKS as usize {
+    if len > isize::MAX as usize || (offset >> GRANULE_SHIFT) >= Entry::MAX_LARGE_OFFSET as usize {
         return None;
     }
     Some((offset, len, map_align))
@@ -158,13 +159,14 @@ impl<P: Pal> Large<P> {
         }
         let base = P::map(len, map_align)?;
         let b = base.as_ptr() as usize;
-        if !map.set_range::<P>(b, len, Entry::large) {
+        if !map.reserve::<P>(b + offset, 1) {
             // SAFETY: just mapped, unknown to anyone.
             unsafe { P::unmap(base, len) };
             return None;
         }
         // SAFETY: the mapping is ours and at least one page long.
         unsafe { Self::write_header(b, len, offset) };
+        map.set(b + offset, Entry::large((offset >> GRANULE_SHIFT) as u32));
         Some(LargeAlloc {
             // SAFETY: base + offset lies inside the mapping, non-null.
             ptr: unsafe { NonNull::new_unchecked((b + offset) as *mut u8) },
@@ -203,8 +205,8 @@ impl<P: Pal> Large<P> {
         g.n -= 1;
         g.bytes -= c.len;
         drop(g);
-        // SAFETY: the cached mapping is ours now; its page-map entries were
-        // kept, so only the header needs rewriting.
+        // SAFETY: the cached mapping is ours now; its page-map entry was kept
+        // (same offset), so only the header needs rewriting.
         unsafe { Self::write_header(c.base, c.len, offset) };
         Some(LargeAlloc {
             // SAFETY: inside the mapping.
@@ -223,8 +225,8 @@ impl<P: Pal> Large<P> {
         if !entry.is_large() {
             return None;
         }
-        let chunk = (p as usize) & !(CHUNK_SIZE - 1);
-        let base = chunk.checked_sub(entry.large_offset() * CHUNK_SIZE)?;
+        let slot = (p as usize) & !(GRANULE - 1);
+        let base = slot.checked_sub(entry.large_offset() * GRANULE)?;
         // SAFETY: the page map says `base` starts a live large mapping whose
         // first page holds a header.
         let h = unsafe { &*(base as *const LargeHeader) };
@@ -271,7 +273,9 @@ impl<P: Pal> Large<P> {
     }
 
     fn unmap(map: &PageMap, base: usize, len: usize) {
-        map.clear_range(base, len);
+        // SAFETY: the mapping is live until we unmap it below.
+        let offset = unsafe { (*(base as *const LargeHeader)).offset };
+        map.set(base + offset, Entry::NONE);
         // SAFETY: the mapping is unreferenced and unregistered.
         unsafe { P::unmap(NonNull::new_unchecked(base as *mut u8), len) };
     }
@@ -282,7 +286,7 @@ impl<P: Pal> Large<P> {
     ///
     /// # Safety
     /// `h` must be the live header of a block the caller owns.
-    pub unsafe fn grow_in_place(map: &PageMap, h: &LargeHeader, new_size: usize) -> bool {
+    pub unsafe fn grow_in_place(h: &LargeHeader, new_size: usize) -> bool {
         let Some(need) = h.offset.checked_add(new_size) else {
             return false;
         };
@@ -296,8 +300,7 @@ impl<P: Pal> Large<P> {
         if new_len <= old_len {
             return true;
         }
-        if new_len > isize::MAX as usize || new_len / CHUNK_SIZE >= Entry::MAX_LARGE_CHUNKS as usize
-        {
+        if new_len > isize::MAX as usize {
             return false;
         }
         let base = h as *const LargeHeader as usize;
@@ -313,21 +316,6 @@ impl<P: Pal> Large<P> {
             .is_some()
         };
         if !ok {
-            return false;
-        }
-        let first = (old_len / CHUNK_SIZE) as u32;
-        if !map.set_range::<P>(base + old_len, new_len - old_len, |k| {
-            Entry::large(first + k)
-        }) {
-            // SAFETY: undo our own extension.
-            unsafe {
-                P::remap(
-                    NonNull::new_unchecked(base as *mut u8),
-                    new_len,
-                    old_len,
-                    false,
-                );
-            }
             return false;
         }
         h.map_len.store(new_len, Ordering::Relaxed);
@@ -398,16 +386,11 @@ mod tests {
             let h = Large::<Linux>::lookup(e, p).expect("registered");
             assert!(h.usable() >= size);
             assert!(h.alignment() >= align.min(CHUNK_SIZE));
-            // the last byte's chunk leads back to the same header
+            // only the user pointer's slot is registered
             let last = p as usize + size - 1;
-            let e_last = map.get(last);
-            assert!(e_last.is_large());
-            let back = (last & !(CHUNK_SIZE - 1)) - e_last.large_offset() * CHUNK_SIZE;
-            assert_eq!(
-                back, h as *const LargeHeader as usize,
-                "every chunk leads to the header"
-            );
-            assert!(Large::<Linux>::lookup(e_last, last as *const u8).is_none());
+            if last >> GRANULE_SHIFT != p as usize >> GRANULE_SHIFT {
+                assert_eq!(map.get(last), Entry::NONE);
+            }
             assert!(
                 Large::<Linux>::lookup(e, p.wrapping_add(16)).is_none(),
                 "interior pointer"
@@ -482,13 +465,12 @@ mod tests {
         let h = Large::<Linux>::lookup(map.get(p as usize), p).unwrap();
         let old = h.map_len();
         // SAFETY: our live block.
-        let grown = unsafe { Large::<Linux>::grow_in_place(map, h, 7 << 20) };
+        let grown = unsafe { Large::<Linux>::grow_in_place(h, 7 << 20) };
         if grown {
             assert!(h.usable() >= 7 << 20);
             // SAFETY: usable bytes are ours.
             unsafe { core::ptr::write_bytes(p, 1, 7 << 20) };
-            let last = p as usize + (7 << 20) - 1;
-            assert!(Large::<Linux>::lookup(map.get(last), p).is_some());
+            assert!(Large::<Linux>::lookup(map.get(p as usize), p).is_some());
         } else {
             assert_eq!(h.map_len(), old);
         }

@@ -1,41 +1,46 @@
 //! The page map: hakmem's registry of the address space it owns.
 //!
-//! Every byte hakmem hands out lies in a 2 MiB *chunk* that belongs to one
-//! owner: a superslab (tiny and mid blocks) or a large mapping. The map keeps
-//! one 32-bit [`Entry`] per chunk of the 47-bit user address space in a
-//! two-level radix tree: a static top level of 8192 pointers and 32 KiB
-//! leaves created on demand (each covers 16 GiB), so an idle process pays
-//! 64 KiB of zeroed `.bss` and one leaf per 16 GiB region it touches.
+//! Every byte hakmem hands out lies in a 64 KiB *slot* (the unit slabs are
+//! made of) that belongs to one owner: a superslab (tiny and mid blocks) or
+//! a large mapping. The map keeps one 32-bit [`Entry`] per slot of the 47-bit
+//! user address space in a two-level radix tree: a static top level of 8192
+//! pointers (64 KiB of `.bss`) and 1 MiB leaves mapped on demand, each
+//! covering 16 GiB. Leaves are only address space until touched: a page of a
+//! leaf covers 64 MiB.
 //!
 //! `free`, `realloc` and `malloc_usable_size` consult the map before they
-//! touch a pointer's metadata: a pointer whose chunk has no entry was not
+//! touch a pointer's metadata: a pointer whose slot has no entry was not
 //! handed out by hakmem, and is reported rather than followed.
 //!
-//! The entry of a superslab is its owner's *tag* (a heap id), so the free
-//! fast path checks "is this pointer mine, and do I own it?" with one load and
-//! one compare.
+//! A superslab slot's entry carries the owner's *tag* (a heap id) and the
+//! slot's size class, so the free fast path learns "is this pointer in
+//! memory I own, and which bin does it go to?" from one load.
 #![cfg_attr(not(test), no_std)]
 
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
-use hakmem_platform::{Pal, SpinLock, CHUNK_SIZE, PAGE_SIZE};
+use hakmem_platform::{Pal, SpinLock, PAGE_SIZE};
 
-/// log2 of [`CHUNK_SIZE`].
-pub const CHUNK_SHIFT: u32 = 21;
-const LEAF_BITS: u32 = 13;
+/// log2 of the granule, a 64 KiB slot.
+pub const GRANULE_SHIFT: u32 = 16;
+/// The granule: one entry per this many bytes.
+pub const GRANULE: usize = 1 << GRANULE_SHIFT;
+const LEAF_BITS: u32 = 18;
 const LEAF_LEN: usize = 1 << LEAF_BITS;
-const TOP_LEN: usize = 1 << (47 - CHUNK_SHIFT - LEAF_BITS);
-const TOP_SHIFT: u32 = CHUNK_SHIFT + LEAF_BITS;
+const TOP_SHIFT: u32 = GRANULE_SHIFT + LEAF_BITS;
+const TOP_LEN: usize = 1 << (47 - TOP_SHIFT);
 
-/// One chunk's registry entry.
+/// One slot's registry entry.
 ///
-/// | value | meaning |
+/// | bits | meaning |
 /// |---|---|
 /// | `0` | not hakmem's |
-/// | [`Entry::FREE_SUPERSLAB`] | a superslab kept empty in the pool: nothing in it is live |
-/// | [`Entry::ORPHANED`] | a superslab whose thread exited, waiting to be adopted |
-/// | `FIRST_TAG..LARGE_BIT` | a superslab owned by the heap with this tag |
-/// | `LARGE_BIT \| k` | the `k`-th chunk of a large mapping (its header is `k` chunks back) |
+/// | `tag << 8 \| class` | a superslab slot: owner tag and class byte (`0xFF`: no block here) |
+/// | `LARGE_BIT \| k` | the slot of a large block's user pointer, `k` slots after its header |
+///
+/// Tags: [`Entry::FREE_TAG`] for a superslab parked in the pool,
+/// [`Entry::ORPHAN_TAG`] for one whose thread exited, and from
+/// [`Entry::FIRST_TAG`] up for heaps.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(transparent)]
 pub struct Entry(pub u32);
@@ -43,50 +48,84 @@ pub struct Entry(pub u32);
 impl Entry {
     /// Not hakmem's memory.
     pub const NONE: Entry = Entry(0);
-    /// An empty superslab parked in the pool.
-    pub const FREE_SUPERSLAB: Entry = Entry(1);
-    /// A superslab with no owning thread.
-    pub const ORPHANED: Entry = Entry(2);
+    /// The tag of an empty superslab parked in the pool.
+    pub const FREE_TAG: u32 = 1;
+    /// The tag of a superslab with no owning thread.
+    pub const ORPHAN_TAG: u32 = 2;
     /// The first tag a heap may carry.
     pub const FIRST_TAG: u32 = 16;
-    /// Set on every chunk of a large mapping.
+    /// Tags are below this.
+    pub const MAX_TAG: u32 = 1 << 19;
+    /// The class byte of a slot that holds no blocks.
+    pub const NO_CLASS: u8 = 0xFF;
+    /// Set on the entry of a large block.
     pub const LARGE_BIT: u32 = 1 << 31;
-    /// Large mappings span fewer chunks than this (2^30 chunks = 2 PiB), so
-    /// a large entry is never [`Entry::NEVER`].
-    pub const MAX_LARGE_CHUNKS: u32 = 1 << 30;
-    /// A value no entry ever holds: the tag of a thread that has no heap.
-    pub const NEVER: u32 = u32::MAX;
+    /// Large offsets (in slots) are below this (2^24 slots = 1 TiB).
+    pub const MAX_LARGE_OFFSET: u32 = 1 << 24;
+    /// The key of a thread without a heap: `entry ^ key` is never below
+    /// [`Entry::KEY_HIT`], because no tag and no large offset reaches these
+    /// upper bits.
+    pub const NEVER_KEY: u32 = 0xFFFF_F000;
+    /// `entry ^ key(tag) < KEY_HIT` exactly when the entry is a superslab
+    /// slot owned by `tag`.
+    pub const KEY_HIT: u32 = 1 << 12;
 
-    /// The entry of a superslab owned by the heap with `tag`.
+    /// The fast-path key of a heap: when `entry ^ key(tag)` is below
+    /// [`Entry::KEY_HIT`] it equals `class * 16`, the byte offset of the
+    /// class's bin in an array of 16-byte bins.
     #[inline]
-    pub const fn owned(tag: u32) -> Entry {
-        debug_assert!(tag >= Self::FIRST_TAG && tag < Self::LARGE_BIT);
-        Entry(tag)
+    pub const fn key(tag: u32) -> u32 {
+        tag << 12
     }
 
-    /// The entry of the `k`-th chunk of a large mapping.
+    /// The entry of a superslab slot owned by `tag` holding `class`.
+    #[inline]
+    pub const fn slot(tag: u32, class: u8) -> Entry {
+        debug_assert!(tag > 0 && tag < Self::MAX_TAG);
+        Entry(tag << 12 | (class as u32) << 4)
+    }
+
+    /// The entry of a large block's user-pointer slot, `k` slots after the
+    /// mapping's header.
     #[inline]
     pub const fn large(k: u32) -> Entry {
-        debug_assert!(k < Self::MAX_LARGE_CHUNKS);
+        debug_assert!(k < Self::MAX_LARGE_OFFSET);
         Entry(Self::LARGE_BIT | k)
     }
 
-    /// True for any chunk of a large mapping.
+    /// True for a large block's entry.
     #[inline]
     pub const fn is_large(self) -> bool {
         self.0 & Self::LARGE_BIT != 0
     }
 
-    /// For a large entry, how many chunks back the mapping's header lies.
+    /// For a large entry, how many slots back the mapping's header lies.
     #[inline]
     pub const fn large_offset(self) -> usize {
         (self.0 & !Self::LARGE_BIT) as usize
     }
 
-    /// True for a superslab that some heap, or the orphanage, owns.
+    /// The owner tag of a superslab slot (0 for none, large entries excluded).
+    #[inline]
+    pub const fn tag(self) -> u32 {
+        if self.is_large() {
+            0
+        } else {
+            self.0 >> 12
+        }
+    }
+
+    /// The class byte of a superslab slot.
+    #[inline]
+    pub const fn class(self) -> u8 {
+        (self.0 >> 4) as u8
+    }
+
+    /// True for a slot of a superslab that some heap, or the orphanage, owns.
     #[inline]
     pub const fn is_live_superslab(self) -> bool {
-        self.0 == Self::ORPHANED.0 || (self.0 >= Self::FIRST_TAG && !self.is_large())
+        let t = self.tag();
+        t == Self::ORPHAN_TAG || t >= Self::FIRST_TAG
     }
 }
 
@@ -100,12 +139,9 @@ pub struct PageMap {
 
 impl core::fmt::Debug for PageMap {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let leaves = self
-            .top
-            .iter()
-            .filter(|p| !p.load(Ordering::Relaxed).is_null())
-            .count();
-        f.debug_struct("PageMap").field("leaves", &leaves).finish()
+        f.debug_struct("PageMap")
+            .field("leaves", &self.leaves())
+            .finish()
     }
 }
 
@@ -124,7 +160,7 @@ impl PageMap {
         }
     }
 
-    /// The entry of the chunk holding `addr`. Any address, mapped or not, may
+    /// The entry of the slot holding `addr`. Any address, mapped or not, may
     /// be asked about.
     #[inline(always)]
     pub fn get(&self, addr: usize) -> Entry {
@@ -137,71 +173,44 @@ impl PageMap {
         if leaf.is_null() {
             return Entry::NONE;
         }
-        let idx = (addr >> CHUNK_SHIFT) & (LEAF_LEN - 1);
+        let idx = (addr >> GRANULE_SHIFT) & (LEAF_LEN - 1);
         // SAFETY: non-null leaves are never freed and always LEAF_LEN long;
         // `idx` is masked to the leaf length.
         Entry(unsafe { (*leaf).get_unchecked(idx) }.load(Ordering::Acquire))
     }
 
-    /// Sets the entry of every chunk in `start..start+len` to `entry(k)`,
-    /// where `k` counts chunks from `start`. Creates leaves as needed.
-    ///
-    /// Returns false (and changes nothing) if a leaf could not be mapped.
-    /// `start` must be chunk aligned and `len` a positive chunk multiple.
-    pub fn set_range<P: Pal>(
-        &self,
-        start: usize,
-        len: usize,
-        entry: impl Fn(u32) -> Entry,
-    ) -> bool {
-        debug_assert!(start % CHUNK_SIZE == 0 && len % CHUNK_SIZE == 0 && len > 0);
-        let n = len / CHUNK_SIZE;
-        if !self.ensure_leaves::<P>(start, n) {
-            return false;
-        }
-        for k in 0..n {
-            let addr = start + k * CHUNK_SIZE;
-            self.slot(addr).store(entry(k as u32).0, Ordering::Release);
-        }
-        true
-    }
-
-    /// Sets the entry of the one chunk at `chunk`, which must already have a
-    /// leaf (it was registered before). Used for ownership changes.
-    #[inline]
-    pub fn set(&self, chunk: usize, entry: Entry) {
-        debug_assert!(chunk % CHUNK_SIZE == 0);
-        self.slot(chunk).store(entry.0, Ordering::Release);
-    }
-
-    /// Clears the entries of `start..start+len` (the range was registered).
-    pub fn clear_range(&self, start: usize, len: usize) {
-        let n = len / CHUNK_SIZE;
-        for k in 0..n {
-            self.slot(start + k * CHUNK_SIZE)
-                .store(0, Ordering::Release);
-        }
-    }
-
-    /// The atomic slot of a chunk whose leaf exists.
-    fn slot(&self, addr: usize) -> &AtomicU32 {
+    /// The entry of the slot holding `addr`, or `None` when the map has no
+    /// leaf there (then the entry is [`Entry::NONE`]). The same lookup as
+    /// [`PageMap::get`], shaped so that a caller can send the common "no
+    /// leaf" case straight to its slow path.
+    #[inline(always)]
+    pub fn lookup(&self, addr: usize) -> Option<Entry> {
         let top = addr >> TOP_SHIFT;
-        assert!(
-            top < TOP_LEN,
-            "hakmem: address {addr:#x} beyond the page map"
-        );
-        let leaf = self.top[top].load(Ordering::Acquire);
-        assert!(
-            !leaf.is_null(),
-            "hakmem: page map leaf missing for {addr:#x}"
-        );
-        // SAFETY: the leaf is live forever and the index is masked.
-        unsafe { &(*leaf)[(addr >> CHUNK_SHIFT) & (LEAF_LEN - 1)] }
+        if top >= TOP_LEN {
+            return None;
+        }
+        // SAFETY: `top < TOP_LEN` was checked just above.
+        let leaf = unsafe { self.top.get_unchecked(top) }.load(Ordering::Acquire);
+        if leaf.is_null() {
+            return None;
+        }
+        let idx = (addr >> GRANULE_SHIFT) & (LEAF_LEN - 1);
+        // SAFETY: as in `get`.
+        Some(Entry(
+            unsafe { (*leaf).get_unchecked(idx) }.load(Ordering::Acquire),
+        ))
     }
 
-    fn ensure_leaves<P: Pal>(&self, start: usize, n: usize) -> bool {
+    /// Makes sure every slot of `start..start+len` has a leaf, so that
+    /// [`PageMap::set`] may be used on it. Returns false if a leaf could not
+    /// be mapped or the range is beyond the 47-bit address space.
+    pub fn reserve<P: Pal>(&self, start: usize, len: usize) -> bool {
+        debug_assert!(len > 0);
         let first = start >> TOP_SHIFT;
-        let last = (start + (n - 1) * CHUNK_SIZE) >> TOP_SHIFT;
+        let Some(end) = start.checked_add(len - 1) else {
+            return false;
+        };
+        let last = end >> TOP_SHIFT;
         if last >= TOP_LEN {
             return false;
         }
@@ -220,6 +229,36 @@ impl PageMap {
             }
         }
         true
+    }
+
+    /// Sets the entry of the slot holding `addr`, whose leaf must exist
+    /// ([`PageMap::reserve`]d before).
+    #[inline]
+    pub fn set(&self, addr: usize, entry: Entry) {
+        self.slot(addr).store(entry.0, Ordering::Release);
+    }
+
+    /// Sets the entries of `n` consecutive slots starting with the one at
+    /// `start` (reserved before) to `entry(k)`, `k` counting from 0.
+    pub fn set_slots(&self, start: usize, n: usize, entry: impl Fn(usize) -> Entry) {
+        for k in 0..n {
+            self.set(start + k * GRANULE, entry(k));
+        }
+    }
+
+    /// The atomic slot of an address whose leaf exists.
+    fn slot(&self, addr: usize) -> &AtomicU32 {
+        let top = addr >> TOP_SHIFT;
+        let leaf = if top < TOP_LEN {
+            self.top[top].load(Ordering::Acquire)
+        } else {
+            core::ptr::null_mut()
+        };
+        if leaf.is_null() {
+            hakmem_platform::fatal_at("internal error: page map has no leaf for", addr);
+        }
+        // SAFETY: the leaf is live forever and the index is masked.
+        unsafe { &(*leaf)[(addr >> GRANULE_SHIFT) & (LEAF_LEN - 1)] }
     }
 
     /// The number of leaves in use (diagnostics).
@@ -265,71 +304,100 @@ mod tests {
     }
 
     #[test]
-    fn large_ranges_record_offsets() {
+    fn entries_cover_exactly_their_slot() {
         let m = boxed_map();
         let base = 0x7f00_0000_0000usize;
-        assert!(m.set_range::<Linux>(base, 3 * CHUNK_SIZE, Entry::large));
+        assert!(m.reserve::<Linux>(base, 3 * GRANULE));
+        m.set_slots(base, 3, |k| Entry::slot(20, k as u8));
         for k in 0..3 {
-            let e = m.get(base + k * CHUNK_SIZE + 12345);
-            assert!(e.is_large());
-            assert_eq!(e.large_offset(), k);
+            let e = m.get(base + k * GRANULE + 12345);
+            assert_eq!((e.tag(), e.class()), (20, k as u8));
+            assert!(e.is_live_superslab());
         }
-        assert_eq!(m.get(base + 3 * CHUNK_SIZE), Entry::NONE);
+        assert_eq!(m.get(base + 3 * GRANULE), Entry::NONE);
         assert_eq!(m.get(base - 1), Entry::NONE);
-        m.clear_range(base, 3 * CHUNK_SIZE);
-        assert_eq!(m.get(base), Entry::NONE);
+        m.set(base, Entry::large(5));
+        assert!(m.get(base).is_large());
+        assert_eq!(m.get(base).large_offset(), 5);
+        assert_eq!(m.get(base).tag(), 0);
     }
 
     #[test]
     fn ranges_may_straddle_leaves() {
         let m = boxed_map();
-        let leaf_span = CHUNK_SIZE << LEAF_BITS;
-        let base = 5 * leaf_span - CHUNK_SIZE;
-        assert!(m.set_range::<Linux>(base, 2 * CHUNK_SIZE, |_| Entry::owned(99)));
-        assert_eq!(m.get(base), Entry(99));
-        assert_eq!(m.get(base + CHUNK_SIZE), Entry(99));
+        let leaf_span = GRANULE << LEAF_BITS;
+        let base = 5 * leaf_span - GRANULE;
+        assert!(m.reserve::<Linux>(base, 2 * GRANULE));
+        m.set_slots(base, 2, |_| Entry::slot(99, 3));
+        assert_eq!(m.get(base).tag(), 99);
+        assert_eq!(m.get(base + GRANULE).tag(), 99);
         assert_eq!(m.leaves(), 2);
     }
 
     #[test]
     fn beyond_47_bits_is_refused() {
         let m = boxed_map();
-        assert!(!m.set_range::<Linux>(1 << 47, CHUNK_SIZE, |_| Entry::owned(20)));
+        assert!(!m.reserve::<Linux>(1 << 47, GRANULE));
+        assert!(!m.reserve::<Linux>(usize::MAX - 10, GRANULE));
     }
 
     #[test]
-    fn entry_kinds_are_disjoint() {
+    fn keys_select_exactly_their_owner() {
+        let tags = [
+            Entry::FREE_TAG,
+            Entry::ORPHAN_TAG,
+            Entry::FIRST_TAG,
+            12345,
+            Entry::MAX_TAG - 1,
+        ];
+        let mut entries = vec![
+            Entry::NONE,
+            Entry::large(0),
+            Entry::large(Entry::MAX_LARGE_OFFSET - 1),
+        ];
+        for &t in &tags {
+            for c in [0u8, 7, 200, Entry::NO_CLASS] {
+                entries.push(Entry::slot(t, c));
+            }
+        }
+        for e in &entries {
+            assert!(
+                e.0 ^ Entry::NEVER_KEY >= Entry::KEY_HIT,
+                "{e:?} matched the no-heap key"
+            );
+            for &t in &tags {
+                let hit = e.0 ^ Entry::key(t) < Entry::KEY_HIT;
+                assert_eq!(
+                    hit,
+                    !e.is_large() && e.0 != 0 && e.tag() == t,
+                    "{e:?} vs tag {t}"
+                );
+                if hit {
+                    assert_eq!(e.0 ^ Entry::key(t), e.class() as u32 * 16, "the bin offset");
+                }
+            }
+        }
         assert!(!Entry::NONE.is_live_superslab());
-        assert!(!Entry::FREE_SUPERSLAB.is_live_superslab());
-        assert!(Entry::ORPHANED.is_live_superslab());
-        assert!(Entry::owned(Entry::FIRST_TAG).is_live_superslab());
+        assert!(!Entry::slot(Entry::FREE_TAG, 0xFF).is_live_superslab());
+        assert!(Entry::slot(Entry::ORPHAN_TAG, 3).is_live_superslab());
         assert!(!Entry::large(0).is_live_superslab());
-        assert_ne!(Entry::NEVER, Entry::large(Entry::MAX_LARGE_CHUNKS - 1).0);
     }
 
     proptest! {
-        /// Model test: the map agrees with a plain map of chunk -> entry.
+        /// Model test: the map agrees with a plain map of slot -> entry.
         #[test]
-        fn agrees_with_model(ops in proptest::collection::vec((0usize..64, 1usize..4, 16u32..1000, any::<bool>()), 1..40)) {
+        fn agrees_with_model(ops in proptest::collection::vec((0usize..64, 1usize..4, 16u32..1000, any::<u8>()), 1..40)) {
             let m = boxed_map();
             let mut model = std::collections::HashMap::new();
             let base = 0x5500_0000_0000usize;
-            for (chunk, n, tag, clear) in ops {
-                let start = base + chunk * CHUNK_SIZE;
-                if clear {
-                    // only clear what was set, as callers do
-                    if (0..n).all(|k| model.contains_key(&(chunk + k))) {
-                        m.clear_range(start, n * CHUNK_SIZE);
-                        for k in 0..n { model.remove(&(chunk + k)); }
-                    }
-                } else {
-                    prop_assert!(m.set_range::<Linux>(start, n * CHUNK_SIZE, |_| Entry::owned(tag)));
-                    for k in 0..n { model.insert(chunk + k, tag); }
-                }
+            prop_assert!(m.reserve::<Linux>(base, 70 * GRANULE));
+            for (slot, n, tag, class) in ops {
+                m.set_slots(base + slot * GRANULE, n, |k| Entry::slot(tag, class.wrapping_add(k as u8)));
+                for k in 0..n { model.insert(slot + k, Entry::slot(tag, class.wrapping_add(k as u8))); }
             }
             for c in 0..70usize {
-                let want = model.get(&c).copied().unwrap_or(0);
-                prop_assert_eq!(m.get(base + c * CHUNK_SIZE + 777).0, want);
+                let want = model.get(&c).copied().unwrap_or(Entry::NONE);
+                prop_assert_eq!(m.get(base + c * GRANULE + 777), want);
             }
         }
     }

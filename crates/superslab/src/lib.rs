@@ -4,7 +4,8 @@
 //! holds the [`Superslab`] header; the other 31 slots are carved into
 //! **slabs**, each a run of one or more slots holding blocks of one class.
 //! `ptr & !(2 MiB - 1)` finds the header of any block in one AND, and
-//! `(ptr >> 16) & 31` its slot.
+//! `(ptr >> 16) & 31` its slot. The page map mirrors each slot's owner tag
+//! and class, so the free fast path needs no header read at all.
 //!
 //! # Ownership, remote drain and bind
 //!
@@ -53,6 +54,6 @@ pub const SLOT_SIZE: usize = 1 << SLOT_SHIFT;
 /// Slots per superslab (slot 0 holds the header).
 pub const SLOTS: usize = SUPERSLAB_SIZE / SLOT_SIZE;
 /// The class byte of a slot that holds no blocks.
-pub const NO_CLASS: u8 = 0xFF;
+pub const NO_CLASS: u8 = hakmem_pagemap::Entry::NO_CLASS;
 /// The largest slab, in slots.
 pub const MAX_SPAN: usize = SLOTS - 1;

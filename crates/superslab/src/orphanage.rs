@@ -2,7 +2,7 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use hakmem_pagemap::{Entry, PageMap};
+use hakmem_pagemap::Entry;
 use hakmem_platform::SpinLock;
 
 use crate::lists::SuperslabList;
@@ -55,9 +55,8 @@ impl Orphanage {
 
     /// Publishes a superslab whose owner is going away. The caller must have
     /// flushed its own caches of blocks from it and removed it from its lists.
-    pub fn abandon(&self, map: &PageMap, mut ss: OwnedSuperslab) {
-        ss.set_owner(&self.pending);
-        map.set(ss.base(), Entry::ORPHANED);
+    pub fn abandon(&self, mut ss: OwnedSuperslab) {
+        ss.set_owner(Entry::ORPHAN_TAG, &self.pending);
         let mut g = self.list.lock();
         g.push_front(&mut ss, 0);
         self.count.fetch_add(1, Ordering::Relaxed);
@@ -65,15 +64,14 @@ impl Orphanage {
 
     /// Adopts one abandoned superslab for the heap with `tag` and pending
     /// list `owner`. The caller must then drain and classify its slabs.
-    pub fn adopt(&self, map: &PageMap, tag: u32, owner: &PendingList) -> Option<OwnedSuperslab> {
+    pub fn adopt(&self, tag: u32, owner: &PendingList) -> Option<OwnedSuperslab> {
         if self.is_empty() {
             return None;
         }
         let mut g = self.list.lock();
         let mut ss = g.pop_front()?;
         self.count.fetch_sub(1, Ordering::Relaxed);
-        ss.set_owner(owner);
-        map.set(ss.base(), Entry::owned(tag));
+        ss.set_owner(tag, owner);
         // Slabs queued while orphaned go to their current owners (the adopter
         // for this superslab, back here for the others).
         for slab in self.pending.take_all() {

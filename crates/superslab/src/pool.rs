@@ -37,8 +37,8 @@ struct Inner {
 /// The pool keeps at most `keep` of them; the first `keep_dirty` keep their
 /// pages (cheap reuse), the rest are purged (`madvise`) so they cost address
 /// space only. Beyond `keep`, released superslabs go back to the OS. Pooled
-/// chunks are marked [`Entry::FREE_SUPERSLAB`] in the page map, so a stray
-/// free into one is recognised as invalid.
+/// chunks carry [`Entry::FREE_TAG`] in the page map, so a stray free into
+/// one is recognised as invalid.
 pub struct SuperslabPool<P: Pal> {
     inner: SpinLock<Inner>,
     keep: usize,
@@ -100,9 +100,7 @@ impl<P: Pal> SuperslabPool<P> {
             Some(b) => b,
             None => {
                 let b = P::map(SUPERSLAB_SIZE, SUPERSLAB_SIZE)?;
-                if !map.set_range::<P>(b.as_ptr() as usize, SUPERSLAB_SIZE, |_| {
-                    Entry::FREE_SUPERSLAB
-                }) {
+                if !map.reserve::<P>(b.as_ptr() as usize, SUPERSLAB_SIZE) {
                     // SAFETY: we just mapped it and nobody knows about it.
                     unsafe { P::unmap(b, SUPERSLAB_SIZE) };
                     return None;
@@ -111,25 +109,22 @@ impl<P: Pal> SuperslabPool<P> {
                 b
             }
         };
-        // SAFETY: the chunk is empty and ours alone (fresh or from the pool).
-        let ss = unsafe { OwnedSuperslab::format(base, owner) };
-        // Publish ownership only after the header is written.
-        map.set(ss.base(), Entry::owned(tag));
-        Some(ss)
+        // SAFETY: the chunk is empty, ours alone (fresh or from the pool) and
+        // reserved in the map; formatting writes the header, then the entries.
+        Some(unsafe { OwnedSuperslab::format(base, map, tag, owner) })
     }
 
     /// Takes back an empty superslab.
     ///
     /// The caller must have made sure no slab of it is waiting in a pending
     /// list and no block of it is live (an empty superslab: all slabs released).
-    pub fn release(&self, map: &PageMap, ss: OwnedSuperslab) {
-        assert!(
-            ss.is_empty(),
-            "hakmem: releasing a superslab that still has slabs"
-        );
+    pub fn release(&self, map: &PageMap, mut ss: OwnedSuperslab) {
+        if !ss.is_empty() {
+            hakmem_platform::fatal_at("internal error: releasing a busy superslab", ss.base());
+        }
+        ss.set_all_entries(Entry::slot(Entry::FREE_TAG, Entry::NO_CLASS));
         let base = ss.into_raw().cast::<u8>();
         let addr = base.as_ptr() as usize;
-        map.set(addr, Entry::FREE_SUPERSLAB);
         let mut g = self.inner.lock();
         let pooled = g.stats.pooled as usize;
         if pooled < self.keep {
@@ -151,7 +146,7 @@ impl<P: Pal> SuperslabPool<P> {
         } else {
             g.stats.unmapped += 1;
             drop(g);
-            map.clear_range(addr, SUPERSLAB_SIZE);
+            map.set_slots(addr, SUPERSLAB_SIZE / SLOT_SIZE, |_| Entry::NONE);
             // SAFETY: empty and unreferenced, per the contract.
             unsafe { P::unmap(base, SUPERSLAB_SIZE) };
         }
@@ -165,7 +160,9 @@ impl<P: Pal> SuperslabPool<P> {
             g.head = unsafe { b.as_ptr().cast::<*mut u8>().read() };
             g.stats.pooled -= 1;
             g.stats.unmapped += 1;
-            map.clear_range(b.as_ptr() as usize, SUPERSLAB_SIZE);
+            map.set_slots(b.as_ptr() as usize, SUPERSLAB_SIZE / SLOT_SIZE, |_| {
+                Entry::NONE
+            });
             // SAFETY: pooled chunks hold nothing live.
             unsafe { P::unmap(b, SUPERSLAB_SIZE) };
         }

@@ -2,7 +2,9 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
+
+use hakmem_pagemap::{Entry, PageMap, GRANULE};
 
 use crate::remote::PendingList;
 use crate::slab::{Slab, SlabRef};
@@ -20,7 +22,12 @@ const MAGIC: u64 = 0x6861_6b6d_5353_3031; // "hakmSS01"
 /// * `first_slot[s]` is the first slot of the slab covering `s` (meaningful
 ///   when the class is not `NO_CLASS`); that slab's metadata is `slabs[first]`.
 /// * `owner` points at the owner's pending list (a heap's, or the orphanage's)
-///   while the superslab is live. Only the owner changes it.
+///   while the superslab is live, and `tag` is the owner's page-map tag.
+///   Only the owner changes them.
+/// * The page map mirrors the header: the entry of slot `s` is
+///   `Entry::slot(tag, class_of_slot[s])` while the superslab is live. The
+///   free fast path reads the map, so the two change together, in the
+///   owner-only methods of [`OwnedSuperslab`].
 /// * Everything in `local` belongs to the owner.
 #[repr(C, align(64))]
 pub struct Superslab {
@@ -29,6 +36,8 @@ pub struct Superslab {
     first_slot: [AtomicU8; SLOTS],
     magic: u64,
     owner: AtomicPtr<PendingList>,
+    tag: AtomicU32,
+    map: *const PageMap,
     local: UnsafeCell<SsLocal>,
     slabs: [Slab; SLOTS],
 }
@@ -49,6 +58,7 @@ const ALL_BLOCK_SLOTS: u32 = !1u32;
 // The header must fit in slot 0.
 const _: () = assert!(core::mem::size_of::<Superslab>() <= SLOT_SIZE);
 const _: () = assert!(SLOTS == 32);
+const _: () = assert!(SLOT_SIZE == GRANULE);
 
 impl core::fmt::Debug for Superslab {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -70,24 +80,6 @@ impl Superslab {
     #[inline(always)]
     pub fn slot_of(p: *const u8) -> usize {
         ((p as usize) >> SLOT_SHIFT) & (SLOTS - 1)
-    }
-
-    /// Reads the class byte of the slot holding `p` without going through a
-    /// reference: the free fast path.
-    ///
-    /// # Safety
-    /// The chunk holding `p` must be a live superslab (checked in the page map).
-    #[inline(always)]
-    pub unsafe fn class_at(p: *const u8) -> u8 {
-        let ss = Self::of(p);
-        // SAFETY: the caller checked the chunk is a live superslab, whose
-        // header starts with the class array; the index is masked to SLOTS.
-        unsafe {
-            (*ss)
-                .class_of_slot
-                .get_unchecked(Self::slot_of(p))
-                .load(Ordering::Relaxed)
-        }
     }
 
     /// The class of the slab holding `p`, or [`NO_CLASS`].
@@ -138,6 +130,12 @@ impl Superslab {
         self as *const Self as usize
     }
 
+    /// The owner's page-map tag.
+    #[inline]
+    pub fn tag(&self) -> u32 {
+        self.tag.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn slab(&self, first: usize) -> &Slab {
         &self.slabs[first]
     }
@@ -158,14 +156,19 @@ unsafe impl Send for OwnedSuperslab {}
 
 impl OwnedSuperslab {
     /// Formats freshly mapped (zeroed) or recycled memory as an empty
-    /// superslab owned by `owner`.
+    /// superslab owned by `tag`/`owner`, and registers its slots in `map`.
     ///
     /// # Safety
     /// `base` must be a mapped, `SUPERSLAB_SIZE`-aligned chunk of
     /// `SUPERSLAB_SIZE` bytes holding no live blocks and no slab waiting in a
     /// pending list, not otherwise referenced, and either zeroed or a former
-    /// superslab.
-    pub unsafe fn format(base: NonNull<u8>, owner: &PendingList) -> OwnedSuperslab {
+    /// superslab; its slots must be reserved in `map`, which must outlive it.
+    pub unsafe fn format(
+        base: NonNull<u8>,
+        map: &PageMap,
+        tag: u32,
+        owner: &PendingList,
+    ) -> OwnedSuperslab {
         let ss = base.cast::<Superslab>();
         let p = ss.as_ptr();
         // SAFETY: the caller hands us exclusive use of the chunk; we write the
@@ -179,6 +182,8 @@ impl OwnedSuperslab {
             }
             ptr::addr_of_mut!((*p).magic).write(MAGIC);
             ptr::addr_of_mut!((*p).owner).write(AtomicPtr::new(owner as *const _ as *mut _));
+            ptr::addr_of_mut!((*p).tag).write(AtomicU32::new(tag));
+            ptr::addr_of_mut!((*p).map).write(map);
             ptr::addr_of_mut!((*p).local).write(UnsafeCell::new(SsLocal {
                 free_slots: ALL_BLOCK_SLOTS,
                 next: ptr::null_mut(),
@@ -186,7 +191,20 @@ impl OwnedSuperslab {
                 list_tag: 0,
             }));
         }
-        OwnedSuperslab(ss)
+        let ss = OwnedSuperslab(ss);
+        ss.publish_entries();
+        ss
+    }
+
+    /// Writes the page-map entries of all slots from the header.
+    fn publish_entries(&self) {
+        let h = self.header();
+        let tag = h.tag();
+        // SAFETY: the map outlives every superslab registered in it.
+        let map = unsafe { &*h.map };
+        map.set_slots(self.base(), SLOTS, |s| {
+            Entry::slot(tag, h.class_of_slot[s].load(Ordering::Relaxed))
+        });
     }
 
     /// Re-creates the token for a superslab the caller owns.
@@ -233,11 +251,22 @@ impl OwnedSuperslab {
         self.0.as_ptr() as usize
     }
 
-    /// Changes the owner (abandonment, adoption). The caller updates the page map.
-    pub fn set_owner(&mut self, owner: &PendingList) {
-        self.header()
-            .owner
+    /// Changes the owner (abandonment, adoption) and re-tags the superslab's
+    /// page-map entries.
+    pub fn set_owner(&mut self, tag: u32, owner: &PendingList) {
+        let h = self.header();
+        h.owner
             .store(owner as *const _ as *mut _, Ordering::Release);
+        h.tag.store(tag, Ordering::Relaxed);
+        self.publish_entries();
+    }
+
+    /// Marks every slot of the superslab with `entry` (the pool parks
+    /// superslabs as free, or unregisters them).
+    pub fn set_all_entries(&mut self, entry: Entry) {
+        // SAFETY: the map outlives every superslab registered in it.
+        let map = unsafe { &*self.header().map };
+        map.set_slots(self.base(), SLOTS, |_| entry);
     }
 
     /// True when no slab is allocated in it.
@@ -279,9 +308,13 @@ impl OwnedSuperslab {
         let mask = (((1u64 << span) - 1) as u32) << first;
         self.local().free_slots &= !mask;
         let hdr = self.header();
+        // SAFETY: the map outlives every superslab registered in it.
+        let map = unsafe { &*hdr.map };
+        let tag = hdr.tag();
         for s in first..first + span {
             hdr.first_slot[s].store(first as u8, Ordering::Relaxed);
             hdr.class_of_slot[s].store(class, Ordering::Release);
+            map.set(self.base() + s * SLOT_SIZE, Entry::slot(tag, class));
         }
         let data = (self.base() + first * SLOT_SIZE) as *mut u8;
         let slab = hdr.slab(first);
@@ -304,8 +337,12 @@ impl OwnedSuperslab {
         let first = h.first_slot() as usize;
         let span = h.span() as usize;
         let hdr = self.header();
+        // SAFETY: the map outlives every superslab registered in it.
+        let map = unsafe { &*hdr.map };
+        let tag = hdr.tag();
         for s in first..first + span {
             hdr.class_of_slot[s].store(NO_CLASS, Ordering::Release);
+            map.set(self.base() + s * SLOT_SIZE, Entry::slot(tag, NO_CLASS));
         }
         let mask = (((1u64 << span) - 1) as u32) << first;
         self.local().free_slots |= mask;

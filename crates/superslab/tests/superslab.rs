@@ -33,7 +33,7 @@ fn slabs_are_carved_from_free_slot_runs() {
     let pool = SuperslabPool::<Linux>::new(4, 1);
     let owner = new_owner();
     let mut ss = pool.acquire(map, 100, owner).expect("superslab");
-    assert_eq!(map.get(ss.base()), Entry(100));
+    assert_eq!(map.get(ss.base()), Entry::slot(100, NO_CLASS));
     assert!(ss.is_empty());
     let a = ss.alloc_slab(3, 48, 1).unwrap();
     let b = ss.alloc_slab(40, 20480, 4).unwrap();
@@ -47,6 +47,12 @@ fn slabs_are_carved_from_free_slot_runs() {
     let pa = ha.data();
     let pb = hb.data();
     assert_eq!(hdr.class_of(pa), 3);
+    assert_eq!(
+        map.get(pa as usize),
+        Entry::slot(100, 3),
+        "the map mirrors the class"
+    );
+    assert_eq!(map.get(pb as usize + 3 * SLOT_SIZE), Entry::slot(100, 40));
     // every slot of the 4-slot slab reports its class and its slab
     for k in 0..4 {
         let p = pb.wrapping_add(k * SLOT_SIZE + 100);
@@ -176,7 +182,10 @@ fn remote_frees_reach_the_owner_through_the_pending_list() {
     }
     assert!(ss.is_empty());
     pool.release(map, ss);
-    assert_eq!(map.get(base), Entry::FREE_SUPERSLAB);
+    assert_eq!(
+        map.get(base + 5 * SLOT_SIZE),
+        Entry::slot(Entry::FREE_TAG, NO_CLASS)
+    );
 }
 
 #[test]
@@ -226,7 +235,7 @@ fn pool_keeps_a_bounded_number_and_unmaps_the_rest() {
     assert_eq!(st.purged, 1);
     let pooled = bases
         .iter()
-        .filter(|&&b| map.get(b) == Entry::FREE_SUPERSLAB)
+        .filter(|&&b| map.get(b).tag() == Entry::FREE_TAG)
         .count();
     let gone = bases.iter().filter(|&&b| map.get(b) == Entry::NONE).count();
     assert_eq!((pooled, gone), (2, 3));
@@ -250,14 +259,19 @@ fn orphans_are_adopted_and_their_queued_slabs_forwarded() {
     // SAFETY: owned.
     let blocks = chain_blocks(unsafe { s.handle() }.take(3));
     let base = ss.base();
-    orphanage.abandon(map, ss);
-    assert_eq!(map.get(base), Entry::ORPHANED);
+    orphanage.abandon(ss);
+    assert_eq!(map.get(base).tag(), Entry::ORPHAN_TAG);
+    assert_eq!(
+        map.get(blocks[0]),
+        Entry::slot(Entry::ORPHAN_TAG, 2),
+        "classes survive re-tagging"
+    );
     assert_eq!(orphanage.len(), 1);
     // SAFETY: the superslab is live; the block is live and freed once.
     unsafe { remote_free(&*(base as *const Superslab), blocks[0] as *mut u8) };
     assert!(!old_owner.has_pending(), "the orphanage is the owner now");
-    let mut adopted = orphanage.adopt(map, 107, new_owner_list).unwrap();
-    assert_eq!(map.get(base), Entry(107));
+    let mut adopted = orphanage.adopt(107, new_owner_list).unwrap();
+    assert_eq!(map.get(blocks[1]), Entry::slot(107, 2));
     assert!(orphanage.is_empty());
     let fwd: Vec<SlabRef> = new_owner_list.take_all().collect();
     assert_eq!(fwd, vec![s], "the queued slab followed its superslab");
