@@ -205,8 +205,9 @@ impl<P: Pal> Large<P> {
         g.n -= 1;
         g.bytes -= c.len;
         drop(g);
-        // SAFETY: the cached mapping is ours now; its page-map entry was kept
-        // (same offset), so only the header needs rewriting.
+        // SAFETY: the cached mapping is ours now; only page-offset mappings
+        // are cached, so its page-map entry is still right and only the
+        // header needs rewriting.
         unsafe { Self::write_header(c.base, c.len, offset) };
         Some(LargeAlloc {
             // SAFETY: inside the mapping.
@@ -241,7 +242,9 @@ impl<P: Pal> Large<P> {
     pub unsafe fn free(&self, map: &PageMap, h: &LargeHeader, limits: CacheLimits) {
         let base = h as *const LargeHeader as usize;
         let len = h.map_len();
-        if len <= limits.max_block && len <= limits.budget {
+        // Only page-offset mappings are cached: those are the ones
+        // `from_cache` serves, and their page-map entry stays valid.
+        if h.offset == PAGE_SIZE && len <= limits.max_block && len <= limits.budget {
             // Marking the header unused makes a second free of the same
             // pointer detectable.
             h.user.store(0, Ordering::Release);
@@ -476,6 +479,25 @@ mod tests {
         }
         // SAFETY: freeing once.
         unsafe { large.free(map, h, LIMITS) };
+    }
+
+    #[test]
+    fn aligned_blocks_are_not_recycled_under_another_offset() {
+        let (map, large) = setup();
+        let a = large.alloc(map, 3 << 20, 1 << 16).unwrap();
+        let p = a.ptr.as_ptr();
+        // SAFETY: freeing once.
+        unsafe {
+            large.free(
+                map,
+                Large::<Linux>::lookup(map.get(p as usize), p).unwrap(),
+                LIMITS,
+            )
+        };
+        assert_eq!(map.get(p as usize), Entry::NONE);
+        let b = large.alloc(map, 3 << 20, 16).unwrap();
+        let q = b.ptr.as_ptr();
+        assert!(Large::<Linux>::lookup(map.get(q as usize), q).is_some());
     }
 
     #[test]

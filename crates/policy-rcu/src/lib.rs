@@ -71,8 +71,8 @@ const fn default_policy() -> FrozenPolicy {
         tiny_refill,
         mid_cap,
         mid_refill,
-        large_cache_budget: 64 << 20,
-        large_cache_max_block: 32 << 20,
+        large_cache_budget: 32 << 20,
+        large_cache_max_block: 16 << 20,
     }
 }
 
