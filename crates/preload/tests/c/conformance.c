@@ -477,6 +477,7 @@ static void group_basic(void) {
     for (int rep = 0; rep < 4; rep++) {
         for (size_t i = 0; i < NSIZES; i++) {
             size_t n = SIZES[i];
+            if (rep > 0 && n > MiB) continue; /* keep RSS modest */
             void *p = malloc(opaque(n));
             REQUIRE(p != NULL, "malloc(%zu) returned NULL", n);
             size_t u = malloc_usable_size(p);
