@@ -75,7 +75,7 @@ pub fn class_for_aligned(size: usize, align: usize) -> Option<usize> {
     if need > SLAB_MAX {
         return None;
     }
-    (class_of(need)..NCLASSES).find(|&c| class_size(c) % align == 0)
+    (class_of(need)..NCLASSES).find(|&c| class_size(c).is_multiple_of(align))
 }
 
 #[cfg(test)]

@@ -135,20 +135,9 @@ impl Heap {
     /// bin offset.
     #[inline(always)]
     pub(crate) unsafe fn bin_at(heap: *mut Heap, off: usize) -> *mut Bin {
-        debug_assert!(off % BIN_BYTES == 0 && off < NBINS * BIN_BYTES);
+        debug_assert!(off.is_multiple_of(BIN_BYTES) && off < NBINS * BIN_BYTES);
         // SAFETY: bins are the heap's first field; `off` selects one of them.
         unsafe { heap.cast::<u8>().add(off).cast::<Bin>() }
-    }
-
-    /// Pointer to bin `class` (any byte) without forming a reference.
-    ///
-    /// # Safety
-    /// `heap` must point at a heap (or the placeholder).
-    #[inline(always)]
-    pub(crate) unsafe fn bin_ptr(heap: *mut Heap, class: usize) -> *mut Bin {
-        // SAFETY: `class < NBINS` because class bytes are u8 and NBINS = 256;
-        // the caller guarantees a valid heap.
-        unsafe { ptr::addr_of_mut!((*heap).bins).cast::<Bin>().add(class) }
     }
 
     /// Makes the bins follow the current policy if it changed.
@@ -287,7 +276,6 @@ impl Heap {
             let class = h.class() as usize;
             self.stats.classes[class].remote_drained.add(n as u64);
             if h.is_releasable() {
-                drop(h);
                 // SAFETY: no live block, not queued.
                 unsafe { ss.release_slab(*s) };
                 self.stats.classes[class].slabs_released.inc();
@@ -371,7 +359,6 @@ impl Heap {
             self.partial[class].remove(&mut h);
         }
         let s = h.slab_ref();
-        drop(h);
         // SAFETY: we own the superslab.
         let mut ss = unsafe { OwnedSuperslab::assume_owned(s.superslab()) };
         let was_full = ss.free_slots() == 0;
@@ -448,7 +435,6 @@ impl Heap {
             let mut h = unsafe { s.handle() };
             h.drain_remote();
             if h.is_releasable() {
-                drop(h);
                 // SAFETY: releasable.
                 unsafe { ss.release_slab(*s) };
             }
@@ -459,16 +445,6 @@ impl Heap {
         } else {
             ORPHANAGE.abandon(ss);
         }
-    }
-
-    /// Blocks held in the bins (for tests and stats).
-    pub(crate) fn cached_blocks(&self) -> u64 {
-        self.bins[..NCLASSES].iter().map(|b| b.len() as u64).sum()
-    }
-
-    /// Superslabs owned.
-    pub(crate) fn superslabs(&self) -> u32 {
-        self.spaces.len() + self.fulls.len()
     }
 }
 

@@ -18,7 +18,9 @@
 
 use crate::heap::Heap;
 
-/// What the slot says about the thread.
+/// A fresh thread: no heap yet (the initial value of every slot; the asm
+/// image spells it as a literal 0).
+#[allow(dead_code)]
 pub(crate) const STATE_FRESH: usize = 0;
 /// The thread has a heap of its own.
 pub(crate) const STATE_LIVE: usize = 1;

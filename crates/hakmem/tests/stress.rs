@@ -66,7 +66,7 @@ fn free_block(p: *mut u64) {
     unsafe {
         let words = p.read() as usize;
         assert!(
-            words >= 1 && words <= 300_001,
+            (1..=300_001).contains(&words),
             "corrupted size word {words}"
         );
         assert!(hakmem::usable_size(p.cast()) >= words * 8);

@@ -153,7 +153,7 @@ impl<P: Pal> Large<P> {
     pub fn alloc(&self, map: &PageMap, size: usize, align: usize) -> Option<LargeAlloc> {
         let (offset, len, map_align) = geometry(size, align)?;
         if offset == PAGE_SIZE {
-            if let Some(a) = self.from_cache(len, offset) {
+            if let Some(a) = self.take_cached(len, offset) {
                 return Some(a);
             }
         }
@@ -187,7 +187,7 @@ impl<P: Pal> Large<P> {
         };
     }
 
-    fn from_cache(&self, len: usize, offset: usize) -> Option<LargeAlloc> {
+    fn take_cached(&self, len: usize, offset: usize) -> Option<LargeAlloc> {
         let mut g = self.cache.lock();
         let mut best: Option<usize> = None;
         for i in 0..g.n {

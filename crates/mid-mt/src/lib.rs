@@ -114,7 +114,7 @@ mod tests {
     fn caps_are_byte_bounded() {
         for c in 0..MID_CLASSES {
             let cap = mid_default_cap(c) as usize;
-            assert!(cap >= 1 && cap <= 32);
+            assert!((1..=32).contains(&cap));
             assert!(cap == 1 || cap * mid_size(c) <= 128 << 10);
         }
     }

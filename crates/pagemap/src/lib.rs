@@ -219,7 +219,7 @@ impl PageMap {
                 let _g = self.grow.lock();
                 if self.top[t].load(Ordering::Acquire).is_null() {
                     let bytes = core::mem::size_of::<Leaf>();
-                    debug_assert!(bytes % PAGE_SIZE == 0);
+                    debug_assert!(bytes.is_multiple_of(PAGE_SIZE));
                     let Some(mem) = P::map(bytes, PAGE_SIZE) else {
                         return false;
                     };

@@ -77,11 +77,14 @@ impl Line {
 
     /// The text so far.
     pub fn as_str(&self) -> &str {
-        // SAFETY: only whole UTF-8 strings and ASCII were appended; a cut can
-        // split a multi-byte character, so fall back to the valid prefix.
+        // Only whole UTF-8 strings and ASCII were appended, but a cut can
+        // split a multi-byte character: fall back to the valid prefix.
         match core::str::from_utf8(&self.buf[..self.len]) {
             Ok(s) => s,
-            Err(e) => unsafe { core::str::from_utf8_unchecked(&self.buf[..e.valid_up_to()]) },
+            Err(e) => {
+                // SAFETY: `valid_up_to` bounds the prefix that is valid UTF-8.
+                unsafe { core::str::from_utf8_unchecked(&self.buf[..e.valid_up_to()]) }
+            }
         }
     }
 

@@ -86,7 +86,7 @@ impl Linux {
 
 impl Pal for Linux {
     fn map(len: usize, align: usize) -> Option<NonNull<u8>> {
-        debug_assert!(len % PAGE_SIZE == 0 && len > 0);
+        debug_assert!(len.is_multiple_of(PAGE_SIZE) && len > 0);
         debug_assert!(align.is_power_of_two());
         if align <= PAGE_SIZE {
             return Self::mmap_raw(len);

@@ -96,9 +96,10 @@ impl SlabList {
             if cur.is_null() {
                 return None;
             }
-            // SAFETY: listed slabs are live; reading the owner-only link is
-            // fine for the owner who iterates.
+            // SAFETY: listed slabs are live slab records.
             let r = unsafe { SlabRef::from_raw(cur) };
+            // SAFETY: the owner iterates its own list and holds no other
+            // handle to this slab.
             cur = *unsafe { r.handle() }.links().0;
             Some(r)
         })

@@ -287,7 +287,7 @@ impl SlabHandle<'_> {
     pub fn is_block_start(&self, p: *const u8) -> bool {
         let off = (p as usize).wrapping_sub(self.local.data as usize);
         let bs = self.local.block_size as usize;
-        off < self.local.carved as usize * bs && off % bs == 0
+        off < self.local.carved as usize * bs && off.is_multiple_of(bs)
     }
 
     /// True when the slab may be returned to its superslab: no live block,

@@ -115,7 +115,7 @@ impl Superslab {
         }
         let first = self.first_slot[s].load(Ordering::Relaxed) as usize;
         let data = self.base() + first * SLOT_SIZE;
-        (p as usize - data) % block_size == 0
+        (p as usize - data).is_multiple_of(block_size)
     }
 
     /// The owner's pending list.
@@ -295,7 +295,7 @@ impl OwnedSuperslab {
     /// Finds `span` consecutive free slots, carves a slab for `class` with
     /// blocks of `block_size` bytes there, and returns it.
     pub fn alloc_slab(&mut self, class: u8, block_size: u32, span: usize) -> Option<SlabRef> {
-        debug_assert!(class != NO_CLASS && span >= 1 && span < SLOTS);
+        debug_assert!(class != NO_CLASS && (1..SLOTS).contains(&span));
         let free = self.local_ref().free_slots;
         let mut run = free;
         for k in 1..span {

@@ -67,14 +67,12 @@ impl Chain {
         }
         let b = self.head;
         self.len -= 1;
-        // SAFETY: len > 0, so head is a valid block of this chain.
-        self.head = if self.len == 0 {
-            ptr::null_mut()
-        } else {
-            unsafe { (*b).next }
-        };
         if self.len == 0 {
+            self.head = ptr::null_mut();
             self.tail = ptr::null_mut();
+        } else {
+            // SAFETY: len was > 1, so head is a valid block with a successor.
+            self.head = unsafe { (*b).next };
         }
         Some(b)
     }
