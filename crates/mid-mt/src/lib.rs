@@ -70,6 +70,21 @@ pub const fn mid_default_cap(class: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any mid size maps to the smallest class that holds it, and a slab
+        /// of that class fits in a superslab and holds the block.
+        #[test]
+        fn any_size_gets_a_fitting_class(size in (MID_MIN_EXCLUSIVE + 1)..=MID_MAX) {
+            let c = mid_class(size);
+            prop_assert!(c < MID_CLASSES);
+            prop_assert!(mid_size(c) >= size);
+            prop_assert!(c == 0 || mid_size(c - 1) < size);
+            prop_assert!(mid_span(c) * SLOT >= mid_size(c));
+            prop_assert!(mid_span(c) <= 31, "fits in a superslab's 31 block slots");
+        }
+    }
 
     #[test]
     fn classes_cover_the_range_tightly() {

@@ -187,6 +187,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Any page-multiple length and power-of-two alignment maps aligned,
+        /// zeroed, writable memory, and unmaps cleanly.
+        #[test]
+        fn map_honours_length_and_alignment(pages in 1usize..64, align_log in 12u32..24) {
+            let len = pages * PAGE_SIZE;
+            let align = 1usize << align_log;
+            let p = Linux::map(len, align).expect("map");
+            proptest::prop_assert_eq!(p.as_ptr() as usize % align, 0);
+            // SAFETY: the mapping is len bytes long and ours.
+            let s = unsafe { core::slice::from_raw_parts_mut(p.as_ptr(), len) };
+            proptest::prop_assert!(s[0] == 0 && s[len - 1] == 0);
+            s[0] = 1;
+            s[len - 1] = 1;
+            // SAFETY: ours, unreferenced after this.
+            unsafe { Linux::unmap(p, len) };
+        }
+    }
+
     #[test]
     fn absurd_sizes_fail_cleanly() {
         assert!(Linux::map(1 << 62, PAGE_SIZE).is_none());
