@@ -12,8 +12,8 @@ workload and allocator), runs.csv (one row per run), results.md (also
 printed), throughput.svg and peak-rss.svg. Builds what it needs first.
 
 Options:
-  --quick             short runs and 3 repetitions (under 3 minutes on 2 cores)
-  --reps N            repetitions per cell (default 5, --quick 3)
+  --quick             short runs (the whole matrix in under 3 minutes on 2 cores)
+  --reps N            repetitions per cell (default 5)
   --filter A,B        only workloads whose name contains A or B
   --threads N         threads of the multi-threaded workloads (default: all cores)
   --allocators A,B    any of system, hakmem, hakmem-inproc, mimalloc, jemalloc,
@@ -131,7 +131,7 @@ impl Options {
         }
         Ok(Parsed::Run(Options {
             quick,
-            reps: reps.unwrap_or(if quick { 3 } else { 5 }),
+            reps: reps.unwrap_or(5),
             filter,
             threads: threads.unwrap_or_else(default_threads),
             allocators,
@@ -166,7 +166,7 @@ mod tests {
         assert!(!full.quick && full.build && !full.callgrind);
         assert_eq!((full.reps, full.timeout.as_secs()), (5, 120));
         let quick = run("--quick");
-        assert_eq!((quick.reps, quick.timeout.as_secs()), (3, 30));
+        assert_eq!((quick.reps, quick.timeout.as_secs()), (5, 30));
         assert_eq!(run("--quick --reps 7").reps, 7);
     }
 

@@ -226,15 +226,17 @@ fn matrix(
     };
     write("results.md", &md_with_charts)?;
     write("results.csv", &report::results_csv(&m))?;
-    let sub = format!(
-        "median of {} runs per cell; bars above the black line beat mimalloc; ✕ = failed; hover for values",
-        opts.reps
-    );
+    let sub = |better: &str| {
+        format!(
+            "median of {} runs per cell; bars {better} the black line beat mimalloc; log scale; ✕ = failed; hover for values",
+            opts.reps
+        )
+    };
     write(
         "throughput.svg",
         &svg::ratio_chart(
             "Throughput relative to mimalloc (higher is better)",
-            &sub,
+            &sub("above"),
             &m,
             "ops_per_sec",
             &|v| format!("{} ops/s", report::si(v)),
@@ -244,7 +246,7 @@ fn matrix(
         "peak-rss.svg",
         &svg::ratio_chart(
             "Peak RSS relative to mimalloc (lower is better)",
-            &sub,
+            &sub("below"),
             &m,
             "peak_rss_kb",
             &|v| format!("{:.1} MiB", v / 1024.0),

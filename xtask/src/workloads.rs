@@ -53,152 +53,28 @@ const fn w(
     }
 }
 
-/// Every workload, in table order.
+/// Every workload, in table order: name, program, whether `--threads`
+/// applies, common arguments, full-matrix arguments, `--quick` arguments.
+/// A `--quick` run takes about 0.1-0.5 s on 2 cores, a full one about 3x that.
+#[rustfmt::skip]
 pub const ALL: &[Workload] = &[
-    w(
-        "larson-burst-1k",
-        "larson",
-        true,
-        &[
-            "--chunks", "10000", "--rounds", "1", "--min", "8", "--max", "1024",
-        ],
-        &["--generations", "100"],
-        &["--generations", "40"],
-    ),
-    w(
-        "larson-burst-128",
-        "larson",
-        true,
-        &[
-            "--chunks", "10000", "--rounds", "1", "--min", "8", "--max", "128",
-        ],
-        &["--generations", "100"],
-        &["--generations", "40"],
-    ),
-    w(
-        "larson-loop-1k",
-        "larson",
-        true,
-        &[
-            "--chunks", "100", "--rounds", "100", "--min", "8", "--max", "1024",
-        ],
-        &["--generations", "1000"],
-        &["--generations", "300"],
-    ),
-    w(
-        "larson-loop-128",
-        "larson",
-        true,
-        &[
-            "--chunks", "100", "--rounds", "100", "--min", "8", "--max", "128",
-        ],
-        &["--generations", "1000"],
-        &["--generations", "300"],
-    ),
-    w(
-        "tiny-hot",
-        "tiny-hot",
-        false,
-        &["--size", "32", "--live", "100"],
-        &["--iters", "20M"],
-        &["--iters", "8M"],
-    ),
-    w(
-        "random-mixed",
-        "random-mixed",
-        false,
-        &["--min", "16", "--max", "1024"],
-        &["--ops", "10M"],
-        &["--ops", "4M"],
-    ),
-    w(
-        "mid-mt",
-        "mid-mt",
-        true,
-        &["--min", "8K", "--max", "32K"],
-        &["--ops", "1M"],
-        &["--ops", "300k"],
-    ),
-    w(
-        "json",
-        "json",
-        false,
-        &[],
-        &["--iters", "20"],
-        &["--iters", "6"],
-    ),
-    w(
-        "mir",
-        "mir",
-        false,
-        &[],
-        &["--iters", "20"],
-        &["--iters", "8"],
-    ),
-    w(
-        "vm",
-        "vm",
-        false,
-        &[],
-        &["--iters", "20"],
-        &["--iters", "8"],
-    ),
-    w(
-        "mixed",
-        "mixed",
-        false,
-        &[],
-        &["--iters", "10"],
-        &["--iters", "3"],
-    ),
-    w(
-        "realloc-chain",
-        "realloc-chain",
-        false,
-        &["--start", "16", "--max", "64M"],
-        &["--iters", "20"],
-        &["--iters", "5"],
-    ),
-    w(
-        "fragmentation",
-        "fragmentation",
-        false,
-        &[],
-        &["--blocks", "400k"],
-        &["--blocks", "100k"],
-    ),
-    w(
-        "large-working-set",
-        "large-working-set",
-        false,
-        &[],
-        &["--mib", "256", "--ops", "5M"],
-        &["--mib", "64", "--ops", "1M"],
-    ),
-    w(
-        "cache-scratch",
-        "cache-scratch",
-        true,
-        &["--size", "8", "--writes", "50"],
-        &["--iters", "2M"],
-        &["--iters", "500k"],
-    ),
-    w(
-        "cache-thrash",
-        "cache-thrash",
-        true,
-        &["--size", "8", "--writes", "50"],
-        &["--iters", "2M"],
-        &["--iters", "500k"],
-    ),
-    w(
-        "producer-consumer",
-        "producer-consumer",
-        true,
-        &["--min", "16", "--max", "1024"],
-        &["--blocks", "2M"],
-        &["--blocks", "500k"],
-    ),
+    w("larson-burst-1k", "larson", true, &["--chunks", "10000", "--rounds", "1", "--min", "8", "--max", "1024"], &["--generations", "300"], &["--generations", "100"]),
+    w("larson-burst-128", "larson", true, &["--chunks", "10000", "--rounds", "1", "--min", "8", "--max", "128"], &["--generations", "400"], &["--generations", "160"]),
+    w("larson-loop-1k", "larson", true, &["--chunks", "100", "--rounds", "100", "--min", "8", "--max", "1024"], &["--generations", "1200"], &["--generations", "400"]),
+    w("larson-loop-128", "larson", true, &["--chunks", "100", "--rounds", "100", "--min", "8", "--max", "128"], &["--generations", "2000"], &["--generations", "600"]),
+    w("tiny-hot", "tiny-hot", false, &["--size", "32", "--live", "100"], &["--iters", "60M"], &["--iters", "20M"]),
+    w("random-mixed", "random-mixed", false, &["--min", "16", "--max", "1024"], &["--ops", "30M"], &["--ops", "10M"]),
+    w("mid-mt", "mid-mt", true, &["--min", "8K", "--max", "32K"], &["--ops", "2M"], &["--ops", "800k"]),
+    w("json", "json", false, &[], &["--iters", "30"], &["--iters", "10"]),
+    w("mir", "mir", false, &[], &["--iters", "60"], &["--iters", "24"]),
+    w("vm", "vm", false, &[], &["--iters", "100"], &["--iters", "40"]),
+    w("mixed", "mixed", false, &[], &["--iters", "15"], &["--iters", "5"]),
+    w("realloc-chain", "realloc-chain", false, &["--start", "16", "--max", "64M"], &["--iters", "12"], &["--iters", "4"]),
+    w("fragmentation", "fragmentation", false, &[], &["--blocks", "400k"], &["--blocks", "200k"]),
+    w("large-working-set", "large-working-set", false, &[], &["--mib", "256", "--ops", "5M"], &["--mib", "64", "--ops", "2M"]),
+    w("cache-scratch", "cache-scratch", true, &["--size", "8", "--writes", "50"], &["--iters", "4M"], &["--iters", "1500k"]),
+    w("cache-thrash", "cache-thrash", true, &["--size", "8", "--writes", "50"], &["--iters", "6M"], &["--iters", "2M"]),
+    w("producer-consumer", "producer-consumer", true, &["--min", "16", "--max", "1024"], &["--blocks", "3M"], &["--blocks", "1M"]),
 ];
 
 /// The distinct programs the matrix needs.
@@ -249,11 +125,11 @@ mod tests {
     fn argv_adds_threads_only_where_it_applies() {
         let larson = ALL[0];
         let a = larson.argv(true, 3);
-        assert!(a.windows(2).any(|p| p == ["--generations", "40"]));
+        assert!(a.windows(2).any(|p| p == ["--generations", "100"]));
         assert_eq!(a[a.len() - 2..], ["--threads", "3"]);
         let tiny = select(&["tiny".into()]).unwrap()[0];
         assert!(!tiny.argv(false, 3).contains(&"--threads".to_string()));
-        assert!(tiny.argv(false, 3).contains(&"20M".to_string()));
+        assert!(tiny.argv(false, 3).contains(&"60M".to_string()));
     }
 
     #[test]

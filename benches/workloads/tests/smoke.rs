@@ -9,42 +9,116 @@ use std::sync::OnceLock;
 /// (program, path, small arguments)
 fn workloads() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
     vec![
-        ("larson", env!("CARGO_BIN_EXE_larson"), &["--chunks", "200", "--generations", "3", "--threads", "2"]),
-        ("tiny-hot", env!("CARGO_BIN_EXE_tiny-hot"), &["--iters", "20k"]),
-        ("random-mixed", env!("CARGO_BIN_EXE_random-mixed"), &["--ops", "20k", "--slots", "256"]),
-        ("mid-mt", env!("CARGO_BIN_EXE_mid-mt"), &["--ops", "2k", "--threads", "2"]),
-        ("json", env!("CARGO_BIN_EXE_json"), &["--iters", "1", "--scale", "0.05"]),
-        ("mir", env!("CARGO_BIN_EXE_mir"), &["--iters", "1", "--scale", "0.1"]),
-        ("vm", env!("CARGO_BIN_EXE_vm"), &["--iters", "1", "--scale", "0.2"]),
-        ("mixed", env!("CARGO_BIN_EXE_mixed"), &["--iters", "1", "--scale", "0.05"]),
-        ("realloc-chain", env!("CARGO_BIN_EXE_realloc-chain"), &["--iters", "1", "--max", "1M"]),
-        ("fragmentation", env!("CARGO_BIN_EXE_fragmentation"), &["--blocks", "2k"]),
-        ("large-working-set", env!("CARGO_BIN_EXE_large-working-set"), &["--mib", "2", "--ops", "10k"]),
-        ("cache-scratch", env!("CARGO_BIN_EXE_cache-scratch"), &["--iters", "2k", "--writes", "2"]),
-        ("cache-thrash", env!("CARGO_BIN_EXE_cache-thrash"), &["--iters", "2k", "--writes", "2"]),
-        ("producer-consumer", env!("CARGO_BIN_EXE_producer-consumer"), &["--blocks", "5k"]),
+        (
+            "larson",
+            env!("CARGO_BIN_EXE_larson"),
+            &["--chunks", "200", "--generations", "3", "--threads", "2"],
+        ),
+        (
+            "tiny-hot",
+            env!("CARGO_BIN_EXE_tiny-hot"),
+            &["--iters", "20k"],
+        ),
+        (
+            "random-mixed",
+            env!("CARGO_BIN_EXE_random-mixed"),
+            &["--ops", "20k", "--slots", "256"],
+        ),
+        (
+            "mid-mt",
+            env!("CARGO_BIN_EXE_mid-mt"),
+            &["--ops", "2k", "--threads", "2"],
+        ),
+        (
+            "json",
+            env!("CARGO_BIN_EXE_json"),
+            &["--iters", "1", "--scale", "0.05"],
+        ),
+        (
+            "mir",
+            env!("CARGO_BIN_EXE_mir"),
+            &["--iters", "1", "--scale", "0.1"],
+        ),
+        (
+            "vm",
+            env!("CARGO_BIN_EXE_vm"),
+            &["--iters", "1", "--scale", "0.2"],
+        ),
+        (
+            "mixed",
+            env!("CARGO_BIN_EXE_mixed"),
+            &["--iters", "1", "--scale", "0.05"],
+        ),
+        (
+            "realloc-chain",
+            env!("CARGO_BIN_EXE_realloc-chain"),
+            &["--iters", "1", "--max", "1M"],
+        ),
+        (
+            "fragmentation",
+            env!("CARGO_BIN_EXE_fragmentation"),
+            &["--blocks", "2k"],
+        ),
+        (
+            "large-working-set",
+            env!("CARGO_BIN_EXE_large-working-set"),
+            &["--mib", "2", "--ops", "10k"],
+        ),
+        (
+            "cache-scratch",
+            env!("CARGO_BIN_EXE_cache-scratch"),
+            &["--iters", "2k", "--writes", "2"],
+        ),
+        (
+            "cache-thrash",
+            env!("CARGO_BIN_EXE_cache-thrash"),
+            &["--iters", "2k", "--writes", "2"],
+        ),
+        (
+            "producer-consumer",
+            env!("CARGO_BIN_EXE_producer-consumer"),
+            &["--blocks", "5k"],
+        ),
     ]
 }
 
 /// Runs a workload; returns the fields of its result line, or what went wrong.
-fn run(path: &str, args: &[&str], preload: Option<&Path>) -> Result<BTreeMap<String, String>, String> {
+fn run(
+    path: &str,
+    args: &[&str],
+    preload: Option<&Path>,
+) -> Result<BTreeMap<String, String>, String> {
     let mut cmd = Command::new(path);
     cmd.args(args).env_remove("LD_PRELOAD");
     if let Some(p) = preload {
         cmd.env("LD_PRELOAD", p);
     }
-    let out = cmd.output().map_err(|e| format!("cannot run {path}: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {path}: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        return Err(format!("{}; stderr: {}", out.status, String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "{}; stderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
-    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("HAKMEM_BENCH ")).collect();
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("HAKMEM_BENCH "))
+        .collect();
     if lines.len() != 1 {
-        return Err(format!("expected one result line, got {}: {stdout}", lines.len()));
+        return Err(format!(
+            "expected one result line, got {}: {stdout}",
+            lines.len()
+        ));
     }
     let mut fields = BTreeMap::new();
     for w in lines[0].split_whitespace().skip(1) {
-        let (k, v) = w.split_once('=').ok_or_else(|| format!("`{w}` is not key=value"))?;
+        let (k, v) = w
+            .split_once('=')
+            .ok_or_else(|| format!("`{w}` is not key=value"))?;
         if fields.insert(k.to_string(), v.to_string()).is_some() {
             return Err(format!("{k} repeated"));
         }
@@ -64,7 +138,14 @@ fn check(name: &str, f: &BTreeMap<String, String>, lib: &str) -> Result<(), Stri
     if f.get("workload").map(String::as_str) != Some(name) {
         return Err(format!("workload={:?}", f.get("workload")));
     }
-    for key in ["ops", "secs", "ops_per_sec", "peak_rss_kb", "minflt", "threads"] {
+    for key in [
+        "ops",
+        "secs",
+        "ops_per_sec",
+        "peak_rss_kb",
+        "minflt",
+        "threads",
+    ] {
         if number(f, key)? <= 0.0 {
             return Err(format!("{key} is not positive"));
         }
@@ -75,7 +156,11 @@ fn check(name: &str, f: &BTreeMap<String, String>, lib: &str) -> Result<(), Stri
     if (rate * secs - ops).abs() > ops * 0.01 + 1.0 {
         return Err(format!("ops_per_sec {rate} * secs {secs} != ops {ops}"));
     }
-    let (p50, p95, p99) = (number(f, "p50_ns")?, number(f, "p95_ns")?, number(f, "p99_ns")?);
+    let (p50, p95, p99) = (
+        number(f, "p50_ns")?,
+        number(f, "p95_ns")?,
+        number(f, "p99_ns")?,
+    );
     if !(0.0 <= p50 && p50 <= p95 && p95 <= p99) {
         return Err(format!("percentiles out of order: {p50} {p95} {p99}"));
     }
@@ -83,7 +168,10 @@ fn check(name: &str, f: &BTreeMap<String, String>, lib: &str) -> Result<(), Stri
         return Err("no latency samples".into());
     }
     if f.get("malloc_lib").map(String::as_str) != Some(lib) {
-        return Err(format!("malloc from {:?}, expected {lib}", f.get("malloc_lib")));
+        return Err(format!(
+            "malloc from {:?}, expected {lib}",
+            f.get("malloc_lib")
+        ));
     }
     if f.get("global").map(String::as_str) != Some("system") {
         return Err(format!("global={:?}", f.get("global")));
@@ -111,11 +199,15 @@ fn every_workload_runs_under_system_malloc() {
 fn libhakmem() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
-        let bin_dir = Path::new(env!("CARGO_BIN_EXE_larson")).parent().expect("bin dir").to_path_buf();
+        let bin_dir = Path::new(env!("CARGO_BIN_EXE_larson"))
+            .parent()
+            .expect("bin dir")
+            .to_path_buf();
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(&root).args(["build", "--quiet", "-p", "hakmem-preload"]);
+        cmd.current_dir(&root)
+            .args(["build", "--quiet", "-p", "hakmem-preload"]);
         if bin_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
@@ -124,7 +216,10 @@ fn libhakmem() -> &'static Path {
             cmd.arg("--target-dir").arg(target);
         }
         let status = cmd.status().expect("run cargo");
-        assert!(status.success(), "cargo build -p hakmem-preload failed: {status}");
+        assert!(
+            status.success(),
+            "cargo build -p hakmem-preload failed: {status}"
+        );
         let lib = bin_dir.join("libhakmem.so");
         assert!(lib.exists(), "{} missing after the build", lib.display());
         lib
