@@ -86,12 +86,12 @@ fn how(a: &Allocator) -> String {
 }
 
 /// Runs one workload under one allocator and judges the result.
-pub fn run_one(
+fn run_one(
     w: &Workload,
     a: &Allocator,
     paths: &Paths,
     args: Vec<String>,
-    opts_timeout: std::time::Duration,
+    timeout: std::time::Duration,
     tick: &mut dyn FnMut(),
 ) -> (Result<record::Record, String>, Option<String>, f64) {
     if let Some(p) = &a.preload {
@@ -114,7 +114,7 @@ pub fn run_one(
         program: a.program(paths, w.bin),
         args,
         env,
-        timeout: opts_timeout,
+        timeout,
     };
     let ended = runner::run(&job, tick);
     let wall = ended.wall.as_secs_f64();
@@ -127,7 +127,7 @@ pub fn run_one(
             .map(|l| format!(": {}", l.trim().chars().take(120).collect::<String>()))
             .unwrap_or_default();
         let what = if ended.status == Status::Timeout {
-            format!("timeout after {}s", opts_timeout.as_secs())
+            format!("timeout after {}s", timeout.as_secs())
         } else {
             ended.status.describe()
         };
