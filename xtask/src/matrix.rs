@@ -228,7 +228,7 @@ fn matrix(
     write("results.csv", &report::results_csv(&m))?;
     let sub = |better: &str| {
         format!(
-            "median of {} runs per cell; bars {better} the black line beat mimalloc; log scale; ✕ = failed; hover for values",
+            "median of {} run(s) per cell; bars {better} the black line beat mimalloc; log scale; ✕ = failed; hover for values",
             opts.reps
         )
     };
@@ -348,7 +348,7 @@ fn context(opts: &Options, allocs: &[Allocator], runs: &[Run]) -> report::Contex
             thp()
         ),
         format!(
-            "{} matrix, {} runs per cell, interleaved (every allocator once per repetition), {} threads for the multi-threaded workloads, {}s limit per run",
+            "{} matrix, {} run(s) per cell, interleaved (every allocator once per repetition), {} threads for the multi-threaded workloads, {}s limit per run",
             if opts.quick { "quick" } else { "full" },
             opts.reps,
             opts.threads,

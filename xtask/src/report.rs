@@ -135,7 +135,7 @@ pub fn markdown(m: &Matrix, ctx: &Context) -> String {
         .unwrap_or(0);
     let _ = writeln!(
         o,
-        "\n## Throughput: allocator calls per second\n\nMedian of {reps} runs, [min–max], and the ratio of the median to mimalloc's (higher is better).\n"
+        "\n## Throughput: allocator calls per second\n\nMedian of {reps} run(s), [min–max], and the ratio of the median to mimalloc's (higher is better).\n"
     );
     table(&mut o, m, &|w, a, c| {
         let s = c.stat("ops_per_sec").expect("ok cells have ops_per_sec");
