@@ -89,7 +89,17 @@ fn malloc_slow(size: usize) -> *mut u8 {
         return large_alloc(size, PAGE_SIZE, false);
     }
     let class = class_of(size);
-    let p = with_heap(|h| h.alloc_class(class)).unwrap_or(ptr::null_mut());
+    let p = with_heap(|h| {
+        if size <= TINY_MAX {
+            h.alloc_class(class)
+        } else {
+            match h.bins[class].pop() {
+                Some(p) => p,
+                None => h.alloc_mid_wmax(class, size),
+            }
+        }
+    })
+    .unwrap_or(ptr::null_mut());
     if p.is_null() {
         set_errno(libc::ENOMEM);
     }
@@ -135,7 +145,8 @@ unsafe fn free_slow(p: *mut u8, e: Entry) {
             LARGE_STATS.frees.add(1);
             LARGE_STATS.bytes_live.sub(h.map_len() as u64);
             // SAFETY: a live large block the caller gives up.
-            unsafe { LARGE.free(&PAGE_MAP, h, cache_limits(POLICY.load())) };
+            unsafe { LARGE.free(&PAGE_MAP, h, &cache_limits(POLICY.load())) };
+            decay_tick();
             return;
         }
         Located::Small(c) => c,
@@ -155,21 +166,37 @@ unsafe fn free_slow(p: *mut u8, e: Entry) {
     }
 }
 
+/// Decay on the large paths: the shared caches, and the calling thread's
+/// idle slots if it has a heap (small-block paths do this on refills).
+fn decay_tick() {
+    crate::state::decay_tick();
+    let heap = tls::heap();
+    if heap != PLACEHOLDER.get() {
+        // SAFETY: the thread's own heap.
+        unsafe { (*heap).maintain(false) };
+    }
+}
+
 fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     if size > isize::MAX as usize {
         set_errno(libc::ENOMEM);
         return ptr::null_mut();
     }
-    match LARGE.alloc(&PAGE_MAP, size, align) {
+    decay_tick();
+    let policy = POLICY.load();
+    match LARGE.alloc(
+        &PAGE_MAP,
+        size,
+        align,
+        &cache_limits(policy),
+        policy.thp_threshold,
+    ) {
         Some(a) => {
             LARGE_STATS.allocs.add(1);
             LARGE_STATS.bytes_live.add(a.map_len as u64);
-            if !a.fresh {
-                LARGE_STATS.cache_hits.add(1);
-                if zero {
-                    // SAFETY: the block has at least `size` bytes.
-                    unsafe { ptr::write_bytes(a.ptr.as_ptr(), 0, size) };
-                }
+            if zero && !a.zeroed {
+                // SAFETY: the block has at least `size` bytes.
+                unsafe { ptr::write_bytes(a.ptr.as_ptr(), 0, size) };
             }
             a.ptr.as_ptr()
         }
@@ -280,17 +307,21 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
         }
         Located::Large(h) => {
             let us = h.usable();
-            if size <= us {
-                if size * 2 > us {
-                    LARGE_STATS.realloc_in_place.add(1);
-                    return p;
-                }
-            } else if size > SLAB_MAX && h.alignment() >= align {
-                // SAFETY: our live block.
-                if unsafe { Large::<Os>::grow_in_place(h, size) } {
-                    LARGE_STATS.realloc_in_place.add(1);
-                    LARGE_STATS.bytes_live.add((h.usable() - us) as u64);
-                    return p;
+            // Stay in place while the block is at most half empty; otherwise
+            // a large block is resized (its tail unmapped, or its pages moved
+            // by the kernel: no copy), a small request moves to a slab.
+            if size <= us && size * 2 > us {
+                return p;
+            }
+            if size > SLAB_MAX && h.alignment() >= align {
+                let old_len = h.map_len();
+                let thp = POLICY.load().thp_threshold;
+                // SAFETY: our live block; on success the old pointer is dead.
+                if let Some((q, new_len)) = unsafe { LARGE.resize(&PAGE_MAP, h, size, thp) } {
+                    LARGE_STATS.resizes.add(1);
+                    LARGE_STATS.bytes_live.add(new_len as u64);
+                    LARGE_STATS.bytes_live.sub(old_len as u64);
+                    return q.as_ptr();
                 }
             }
             us
@@ -306,4 +337,17 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
         free(p);
     }
     q
+}
+
+/// Returns what hakmem can to the OS now: the calling thread's cached
+/// blocks, its empty superslabs, the pool and the large cache. (Without it,
+/// cached memory is returned by decay as the allocator keeps being used.)
+/// Returns true if anything was released.
+pub fn collect() -> bool {
+    let before = crate::stats::released_counter();
+    let _errno = ErrnoGuard::new();
+    let _ = with_heap(|h| h.collect());
+    crate::state::POOL.trim(&PAGE_MAP);
+    LARGE.trim(&PAGE_MAP, &cache_limits(POLICY.load()));
+    crate::stats::released_counter() != before
 }

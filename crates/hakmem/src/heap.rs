@@ -29,7 +29,9 @@ use hakmem_superslab::{
 use hakmem_tiny_sll::{Bin, Block, Chain};
 
 use crate::classes::{class_size, class_span, NBINS, NCLASSES};
-use crate::state::{ORPHANAGE, PAGE_MAP, POLICY, POOL};
+use hakmem_platform::Pal;
+
+use crate::state::{pool_limits, Os, ORPHANAGE, PAGE_MAP, POLICY, POOL};
 
 /// Size of a bin: the fast paths scale class numbers by it.
 pub(crate) const BIN_BYTES: usize = 16;
@@ -66,6 +68,12 @@ pub struct Heap {
     partial: [SlabList; NCLASSES],
     spaces: SuperslabList,
     fulls: SuperslabList,
+    /// Superslabs on `spaces` with no slab at all.
+    empties: u32,
+    /// Refills since the last decay check.
+    ticks: u32,
+    /// When this heap last purged idle slots (ms).
+    last_maintain: u64,
     policy_gen: u64,
     /// Slow-path counters.
     pub(crate) stats: ThreadStats<NCLASSES>,
@@ -119,6 +127,9 @@ impl Heap {
             partial: [const { SlabList::new() }; NCLASSES],
             spaces: SuperslabList::new(),
             fulls: SuperslabList::new(),
+            empties: 0,
+            ticks: 0,
+            last_maintain: 0,
             policy_gen: 0,
             stats: ThreadStats::new(),
             next_all: ptr::null_mut(),
@@ -166,11 +177,91 @@ impl Heap {
         self.refill(class)
     }
 
+    /// A block for a mid `size` of `class` whose bin is empty, taken from a
+    /// larger class's bin when one within W_MAX holds a block (the block
+    /// keeps its own class, so it is freed to the right bin).
+    pub(crate) fn alloc_mid_wmax(&mut self, class: usize, size: usize) -> *mut u8 {
+        let limit = (size as u64 * POLICY.load().mid_wmax_permille as u64 / 1000) as usize;
+        let mut c = class + 1;
+        while c < NCLASSES && class_size(c) <= limit {
+            if let Some(p) = self.bins[c].pop() {
+                return p;
+            }
+            c += 1;
+        }
+        self.refill(class)
+    }
+
+    /// Purges the pages of slots that stayed free for the decay time (all
+    /// free slots when `force`), at most four times per decay period unless
+    /// forced.
+    pub(crate) fn maintain(&mut self, force: bool) {
+        let now = Os::now_ms();
+        let decay = POLICY.load().decay_ms;
+        if !force && now.saturating_sub(self.last_maintain) * 4 < decay {
+            return;
+        }
+        self.last_maintain = now;
+        let _e = hakmem_platform::ErrnoGuard::new();
+        let mut cur = self.spaces.first();
+        while let Some(p) = cur {
+            // SAFETY: superslabs on our lists are ours.
+            let mut ss = unsafe { OwnedSuperslab::assume_owned(p) };
+            cur = SuperslabList::next_of(&mut ss);
+            if ss.dirty_slots() != 0 {
+                ss.purge_idle::<Os>(now, if force { 0 } else { decay });
+            }
+        }
+    }
+
+    /// Gives back to the OS what this heap can: its bins' blocks go to their
+    /// slabs, and empty superslabs to the pool.
+    pub(crate) fn collect(&mut self) {
+        for c in 0..NCLASSES {
+            let chain = self.bins[c].take_all();
+            self.give_back(chain);
+        }
+        self.process_pending();
+        for c in 0..NCLASSES {
+            let cur = self.current[c];
+            if cur.is_null() {
+                continue;
+            }
+            // SAFETY: current slabs are ours.
+            let mut h = unsafe { SlabRef::from_raw(cur).handle() };
+            if h.is_releasable() {
+                self.current[c] = ptr::null_mut();
+                h.set_state(S_FULL);
+                self.slab_empty(h);
+            }
+        }
+        self.empties = 0;
+        let _e = hakmem_platform::ErrnoGuard::new();
+        let mut cur = self.spaces.first();
+        while let Some(p) = cur {
+            // SAFETY: superslabs on our lists are ours.
+            let mut ss = unsafe { OwnedSuperslab::assume_owned(p) };
+            cur = SuperslabList::next_of(&mut ss);
+            if ss.is_empty() {
+                self.spaces.remove(&mut ss);
+                self.stats.superslabs_released.inc();
+                POOL.release(&PAGE_MAP, ss, Os::now_ms(), &pool_limits(POLICY.load()));
+            }
+        }
+        self.maintain(true);
+    }
+
     /// The bin of `class` is empty: fill it from slabs and return one block.
     #[cold]
     pub(crate) fn refill(&mut self, class: usize) -> *mut u8 {
         if self.pending.has_pending() {
             self.process_pending();
+        }
+        self.ticks += 1;
+        if self.ticks >= 256 {
+            self.ticks = 0;
+            self.maintain(false);
+            crate::state::decay_tick();
         }
         self.sync_policy();
         let want = POLICY
@@ -233,7 +324,11 @@ impl Heap {
             // SAFETY: superslabs on our lists are ours.
             let mut ss = unsafe { OwnedSuperslab::assume_owned(p) };
             cur = SuperslabList::next_of(&mut ss);
+            let was_empty = ss.is_empty();
             if let Some(s) = ss.alloc_slab(class as u8, bs, span) {
+                if was_empty {
+                    self.empties -= 1;
+                }
                 if ss.free_slots() == 0 {
                     self.spaces.remove(&mut ss);
                     self.fulls.push_front(&mut ss, SS_FULL);
@@ -289,6 +384,9 @@ impl Heap {
         if ss.free_slots() == 0 {
             self.fulls.push_front(&mut ss, SS_FULL);
         } else {
+            if ss.is_empty() {
+                self.empties += 1;
+            }
             self.spaces.push_front(&mut ss, SS_SPACE);
         }
     }
@@ -347,14 +445,23 @@ impl Heap {
         }
     }
 
-    /// A slab has no live block: give its slots back unless it is the
-    /// class's current slab or still queued; give the superslab back when it
-    /// empties, keeping one per heap.
+    /// A slab has no live block: give its slots back unless it is a
+    /// one-slot current slab or still queued; give the superslab back when it
+    /// empties, keeping `heap_keep_empty` per heap.
     fn slab_empty(&mut self, mut h: SlabHandle<'_>) {
-        if h.state() == S_CURRENT || !h.is_releasable() {
+        if !h.is_releasable() {
             return;
         }
         let class = h.class() as usize;
+        if h.state() == S_CURRENT {
+            // A one-slot current slab stays (the next refill would want it
+            // back at once); a bigger one is worth giving back: the bin in
+            // front of it absorbs alloc/free ping-pong anyway.
+            if h.span() == 1 {
+                return;
+            }
+            self.current[class] = ptr::null_mut();
+        }
         if h.state() == S_PARTIAL {
             self.partial[class].remove(&mut h);
         }
@@ -364,16 +471,22 @@ impl Heap {
         let was_full = ss.free_slots() == 0;
         // SAFETY: releasable (checked) and unlinked from our lists.
         unsafe { ss.release_slab(s) };
+        ss.stamp_free_slots(Os::now_ms());
         self.stats.classes[class].slabs_released.inc();
         if was_full {
             self.fulls.remove(&mut ss);
             self.spaces.push_front(&mut ss, SS_SPACE);
         }
-        if ss.is_empty() && self.spaces.len() + self.fulls.len() > 1 {
-            self.spaces.remove(&mut ss);
-            self.stats.superslabs_released.inc();
-            let _e = hakmem_platform::ErrnoGuard::new();
-            POOL.release(&PAGE_MAP, ss);
+        if ss.is_empty() {
+            let p = POLICY.load();
+            if self.empties < p.heap_keep_empty {
+                self.empties += 1;
+            } else {
+                self.spaces.remove(&mut ss);
+                self.stats.superslabs_released.inc();
+                let _e = hakmem_platform::ErrnoGuard::new();
+                POOL.release(&PAGE_MAP, ss, Os::now_ms(), &pool_limits(p));
+            }
         }
     }
 
@@ -425,6 +538,7 @@ impl Heap {
         while let Some(ss) = self.spaces.pop_front().or_else(|| self.fulls.pop_front()) {
             self.release_superslab(ss);
         }
+        self.empties = 0;
         self.policy_gen = 0;
     }
 
@@ -441,7 +555,7 @@ impl Heap {
         }
         if ss.is_empty() {
             self.stats.superslabs_released.inc();
-            POOL.release(&PAGE_MAP, ss);
+            POOL.release(&PAGE_MAP, ss, Os::now_ms(), &pool_limits(POLICY.load()));
         } else {
             ORPHANAGE.abandon(ss);
         }

@@ -31,8 +31,8 @@ mod tls;
 use core::alloc::{GlobalAlloc, Layout};
 
 pub use api::{
-    aligned_alloc, calloc, free, malloc, realloc, realloc_aligned, usable_size, zeroed_alloc,
-    MIN_ALIGN,
+    aligned_alloc, calloc, collect, free, malloc, realloc, realloc_aligned, usable_size,
+    zeroed_alloc, MIN_ALIGN,
 };
 pub use classes::{class_of, class_size, NCLASSES, SLAB_MAX};
 pub use stats::{stats, Stats};

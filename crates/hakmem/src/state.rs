@@ -6,15 +6,15 @@ use hakmem_pagemap::PageMap;
 use hakmem_platform::Linux;
 use hakmem_policy_rcu::{FrozenPolicy, PolicyCell, DEFAULT_POLICY};
 use hakmem_stats::LargeCounters;
-use hakmem_superslab::{Orphanage, SuperslabPool};
+use hakmem_superslab::{Orphanage, PoolLimits, SuperslabPool};
 
 /// The platform hakmem runs on.
 pub(crate) type Os = Linux;
 
 /// Registry of every chunk hakmem owns.
 pub(crate) static PAGE_MAP: PageMap = PageMap::new();
-/// Empty superslabs: up to 16 kept (2 with their pages), the rest unmapped.
-pub(crate) static POOL: SuperslabPool<Os> = SuperslabPool::new(16, 2);
+/// Empty superslabs, kept within the policy's limits.
+pub(crate) static POOL: SuperslabPool<Os> = SuperslabPool::new();
 /// Superslabs of exited threads.
 pub(crate) static ORPHANAGE: Orphanage = Orphanage::new();
 /// The large tier.
@@ -30,5 +30,45 @@ pub(crate) fn cache_limits(p: &FrozenPolicy) -> CacheLimits {
     CacheLimits {
         budget: p.large_cache_budget,
         max_block: p.large_cache_max_block,
+        wmax_permille: p.large_wmax_permille,
+        decay_ms: p.decay_ms,
+        batch: p.madvise_batch as usize,
+        clean_budget: p.large_clean_budget,
     }
+}
+
+/// The superslab pool limits of a policy.
+#[inline]
+pub(crate) fn pool_limits(p: &FrozenPolicy) -> PoolLimits {
+    PoolLimits {
+        dirty: p.pool_dirty as usize,
+        clean: p.pool_clean as usize,
+        decay_ms: p.decay_ms,
+    }
+}
+
+/// Time of the last decay pass (ms of `Os::now_ms`).
+static LAST_DECAY: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Lets cached memory decay: the pool and the large cache purge what sat
+/// unused for the policy's decay time. Cheap when called often: it does the
+/// work at most four times per decay period.
+pub(crate) fn decay_tick() {
+    use core::sync::atomic::Ordering;
+    use hakmem_platform::Pal;
+    let now = Os::now_ms();
+    let p = POLICY.load();
+    let last = LAST_DECAY.load(Ordering::Relaxed);
+    if now.saturating_sub(last) * 4 < p.decay_ms {
+        return;
+    }
+    if LAST_DECAY
+        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    let _errno = hakmem_platform::ErrnoGuard::new();
+    POOL.maintain(&PAGE_MAP, now, &pool_limits(p));
+    LARGE.maintain(&PAGE_MAP, &cache_limits(p));
 }

@@ -1,5 +1,6 @@
 //! The stats view: counters of every heap merged, plus the shared tiers.
 
+use hakmem_large_cache::CacheStats;
 use hakmem_stats::Snapshot;
 use hakmem_superslab::PoolStats;
 
@@ -25,14 +26,12 @@ pub struct Stats {
     pub large_allocs: u64,
     /// Large frees so far.
     pub large_frees: u64,
-    /// Large allocations served from the cache.
-    pub large_cache_hits: u64,
     /// Bytes of live large mappings.
     pub large_bytes_live: u64,
-    /// Large mappings in the cache, and their bytes.
-    pub large_cached: (usize, usize),
-    /// Large reallocations done in place.
-    pub large_realloc_in_place: u64,
+    /// The cache of freed large mappings.
+    pub large_cache: CacheStats,
+    /// Large reallocations done by resizing the mapping instead of copying.
+    pub large_resizes: u64,
 }
 
 /// Reads and merges all counters. Allocation-free (it may be called from
@@ -49,9 +48,16 @@ pub fn stats() -> Stats {
         pool: POOL.stats(),
         large_allocs: LARGE_STATS.allocs.get(),
         large_frees: LARGE_STATS.frees.get(),
-        large_cache_hits: LARGE_STATS.cache_hits.get(),
         large_bytes_live: LARGE_STATS.bytes_live.get(),
-        large_cached: LARGE.cached(),
-        large_realloc_in_place: LARGE_STATS.realloc_in_place.get(),
+        large_cache: LARGE.stats(),
+        large_resizes: LARGE_STATS.resizes.get(),
     }
+}
+
+/// A counter that moves whenever memory goes back to the OS (purges and
+/// unmaps of the pool and the large cache).
+pub(crate) fn released_counter() -> u64 {
+    let p = POOL.stats();
+    let l = LARGE.stats();
+    p.purged + p.unmapped + l.purged + l.unmapped
 }

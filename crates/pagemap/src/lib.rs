@@ -36,7 +36,7 @@ const TOP_LEN: usize = 1 << (47 - TOP_SHIFT);
 /// |---|---|
 /// | `0` | not hakmem's |
 /// | `tag << 8 \| class` | a superslab slot: owner tag and class byte (`0xFF`: no block here) |
-/// | `LARGE_BIT \| k` | the slot of a large block's user pointer, `k` slots after its header |
+/// | `LARGE_BIT \| k` | the slot of a large block's user pointer, which lies `k` pages after its header |
 ///
 /// Tags: [`Entry::FREE_TAG`] for a superslab parked in the pool,
 /// [`Entry::ORPHAN_TAG`] for one whose thread exited, and from
@@ -60,7 +60,7 @@ impl Entry {
     pub const NO_CLASS: u8 = 0xFF;
     /// Set on the entry of a large block.
     pub const LARGE_BIT: u32 = 1 << 31;
-    /// Large offsets (in slots) are below this (2^24 slots = 1 TiB).
+    /// Large offsets (in pages) are below this (2^24 pages = 64 GiB).
     pub const MAX_LARGE_OFFSET: u32 = 1 << 24;
     /// The key of a thread without a heap: `entry ^ key` is never below
     /// [`Entry::KEY_HIT`], because no tag and no large offset reaches these
@@ -85,12 +85,22 @@ impl Entry {
         Entry(tag << 12 | (class as u32) << 4)
     }
 
-    /// The entry of a large block's user-pointer slot, `k` slots after the
-    /// mapping's header.
+    /// The entry of the slot holding a large block's user pointer `user`,
+    /// which lies `k` pages after the mapping's header. The entry also records
+    /// which page of the slot `user` is on, so that only `user` itself (not
+    /// another address in its slot) is taken for the block.
     #[inline]
-    pub const fn large(k: u32) -> Entry {
+    pub const fn large(user: usize, k: u32) -> Entry {
         debug_assert!(k < Self::MAX_LARGE_OFFSET);
-        Entry(Self::LARGE_BIT | k)
+        let page = ((user >> 12) & 15) as u32;
+        Entry(Self::LARGE_BIT | page << 24 | k)
+    }
+
+    /// True if `p` is the pointer a large entry was made for: page aligned
+    /// and on the recorded page of its slot.
+    #[inline]
+    pub const fn large_matches(self, p: usize) -> bool {
+        p & 4095 == 0 && ((p >> 12) & 15) as u32 == (self.0 >> 24) & 15
     }
 
     /// True for a large block's entry.
@@ -99,10 +109,11 @@ impl Entry {
         self.0 & Self::LARGE_BIT != 0
     }
 
-    /// For a large entry, how many slots back the mapping's header lies.
+    /// For a large entry, how many pages before the user pointer the
+    /// mapping's header lies.
     #[inline]
     pub const fn large_offset(self) -> usize {
-        (self.0 & !Self::LARGE_BIT) as usize
+        (self.0 & (Self::MAX_LARGE_OFFSET - 1)) as usize
     }
 
     /// The owner tag of a superslab slot (0 for none, large entries excluded).
@@ -316,10 +327,16 @@ mod tests {
         }
         assert_eq!(m.get(base + 3 * GRANULE), Entry::NONE);
         assert_eq!(m.get(base - 1), Entry::NONE);
-        m.set(base, Entry::large(5));
-        assert!(m.get(base).is_large());
-        assert_eq!(m.get(base).large_offset(), 5);
-        assert_eq!(m.get(base).tag(), 0);
+        let user = base + 3 * 4096;
+        m.set(user, Entry::large(user, 5));
+        let e = m.get(base);
+        assert!(e.is_large());
+        assert_eq!(e.large_offset(), 5);
+        assert_eq!(e.tag(), 0);
+        assert!(e.large_matches(user));
+        assert!(!e.large_matches(user + 4096), "another page of the slot");
+        assert!(!e.large_matches(user + 16), "not page aligned");
+        assert!(!e.large_matches(base));
     }
 
     #[test]
@@ -352,8 +369,8 @@ mod tests {
         ];
         let mut entries = vec![
             Entry::NONE,
-            Entry::large(0),
-            Entry::large(Entry::MAX_LARGE_OFFSET - 1),
+            Entry::large(0, 0),
+            Entry::large(0xf000, Entry::MAX_LARGE_OFFSET - 1),
         ];
         for &t in &tags {
             for c in [0u8, 7, 200, Entry::NO_CLASS] {
@@ -380,7 +397,7 @@ mod tests {
         assert!(!Entry::NONE.is_live_superslab());
         assert!(!Entry::slot(Entry::FREE_TAG, 0xFF).is_live_superslab());
         assert!(Entry::slot(Entry::ORPHAN_TAG, 3).is_live_superslab());
-        assert!(!Entry::large(0).is_live_superslab());
+        assert!(!Entry::large(0, 1).is_live_superslab());
     }
 
     proptest! {

@@ -48,6 +48,63 @@ pub trait Pal {
         new_len: usize,
         may_move: bool,
     ) -> Option<NonNull<u8>>;
+
+    /// Moves the pages of a mapping to `target` (replacing whatever was
+    /// mapped there), resizing it to `new_len`: `mremap(MREMAP_FIXED)`.
+    /// Returns false (nothing changed) if the OS refused.
+    ///
+    /// # Safety
+    /// `ptr..ptr+old_len` must be a mapping the caller owns, and
+    /// `target..target+new_len` a range the caller owns that does not
+    /// overlap it.
+    unsafe fn remap_to(
+        ptr: NonNull<u8>,
+        old_len: usize,
+        new_len: usize,
+        target: NonNull<u8>,
+    ) -> bool;
+
+    /// Asks for transparent huge pages on a range (`MADV_HUGEPAGE`); a no-op
+    /// where the system has them turned off.
+    ///
+    /// # Safety
+    /// The range must be a mapping the caller owns.
+    unsafe fn advise_huge(ptr: NonNull<u8>, len: usize);
+
+    /// A monotonic clock in milliseconds (coarse: a few ms of resolution).
+    fn now_ms() -> u64;
+}
+
+/// The system's transparent-huge-page mode, read once from sysfs: `true`
+/// unless it is `never` (or unreadable).
+pub fn thp_available() -> bool {
+    use core::sync::atomic::{AtomicU8, Ordering};
+    static STATE: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 on, 2 off
+    match STATE.load(Ordering::Relaxed) {
+        1 => return true,
+        2 => return false,
+        _ => {}
+    }
+    let mut buf = [0u8; 128];
+    let path = b"/sys/kernel/mm/transparent_hugepage/enabled\0";
+    // SAFETY: a NUL-terminated path; reading into our own buffer.
+    let n = unsafe {
+        let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            -1
+        } else {
+            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+            libc::close(fd);
+            n
+        }
+    };
+    let on = n > 0 && !contains(&buf[..n as usize], b"[never]");
+    STATE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+    on
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The Linux platform.
@@ -144,11 +201,86 @@ impl Pal for Linux {
             NonNull::new(p.cast())
         }
     }
+
+    unsafe fn remap_to(
+        ptr: NonNull<u8>,
+        old_len: usize,
+        new_len: usize,
+        target: NonNull<u8>,
+    ) -> bool {
+        // SAFETY: the caller owns both ranges; MREMAP_FIXED replaces the
+        // target mapping or fails leaving everything as it was.
+        let p = unsafe {
+            libc::mremap(
+                ptr.as_ptr().cast(),
+                old_len,
+                new_len,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                target.as_ptr().cast::<libc::c_void>(),
+            )
+        };
+        p != libc::MAP_FAILED
+    }
+
+    unsafe fn advise_huge(ptr: NonNull<u8>, len: usize) {
+        if thp_available() {
+            // SAFETY: the caller owns the range; the advice is a hint.
+            unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_HUGEPAGE) };
+        }
+    }
+
+    fn now_ms() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: writing into our own timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+        ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remap_to_moves_pages_to_an_aligned_target() {
+        let p = Linux::map(2 * PAGE_SIZE, PAGE_SIZE).unwrap();
+        // SAFETY: two pages mapped above.
+        unsafe { p.as_ptr().add(PAGE_SIZE).write(7) };
+        let target = Linux::map(8 * PAGE_SIZE, CHUNK_SIZE).unwrap();
+        // SAFETY: both ranges are ours and disjoint.
+        assert!(unsafe { Linux::remap_to(p, 2 * PAGE_SIZE, 8 * PAGE_SIZE, target) });
+        // SAFETY: the target now holds the moved pages.
+        unsafe {
+            assert_eq!(target.as_ptr().add(PAGE_SIZE).read(), 7);
+            assert_eq!(target.as_ptr().add(7 * PAGE_SIZE).read(), 0);
+            Linux::unmap(target, 8 * PAGE_SIZE);
+        }
+    }
+
+    #[test]
+    fn clock_moves_forward() {
+        let a = Linux::now_ms();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let b = Linux::now_ms();
+        assert!(b >= a + 20, "{a} -> {b}");
+    }
+
+    #[test]
+    fn thp_mode_is_read() {
+        let s = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .unwrap_or_default();
+        assert_eq!(thp_available(), !s.is_empty() && !s.contains("[never]"));
+        // advising is harmless either way
+        let p = Linux::map(CHUNK_SIZE, CHUNK_SIZE).unwrap();
+        // SAFETY: ours.
+        unsafe {
+            Linux::advise_huge(p, CHUNK_SIZE);
+            Linux::unmap(p, CHUNK_SIZE);
+        }
+    }
 
     #[test]
     fn page_size_matches() {

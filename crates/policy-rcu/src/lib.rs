@@ -26,10 +26,31 @@ pub struct FrozenPolicy {
     pub mid_cap: [u16; MID_CLASSES],
     /// Per mid class: refill count.
     pub mid_refill: [u16; MID_CLASSES],
-    /// Bytes of freed large mappings kept for reuse.
+    /// Mid W_MAX, in thousandths: a mid request whose bin is empty may take
+    /// a cached block of a larger class up to this multiple of its size.
+    pub mid_wmax_permille: u32,
+    /// Bytes of freed large mappings kept with their pages (BigCache budget).
     pub large_cache_budget: usize,
     /// Largest mapping the large cache keeps.
     pub large_cache_max_block: usize,
+    /// Large W_MAX, in thousandths: a cached mapping is reused for a request
+    /// only if it is at most this multiple of the request.
+    pub large_wmax_permille: u32,
+    /// Address space of purged large mappings kept for reuse.
+    pub large_clean_budget: usize,
+    /// Decay: cached memory unused this long (ms) is purged.
+    pub decay_ms: u64,
+    /// Mappings purged (`madvise`) per batch.
+    pub madvise_batch: u32,
+    /// Large mappings of at least this many bytes are 2 MiB aligned and
+    /// advised for transparent huge pages (the THP gate).
+    pub thp_threshold: usize,
+    /// Empty superslabs the pool keeps with their pages.
+    pub pool_dirty: u32,
+    /// Purged superslabs the pool keeps as address space.
+    pub pool_clean: u32,
+    /// Empty superslabs a heap keeps for itself before giving them back.
+    pub heap_keep_empty: u32,
 }
 
 const fn clamp(v: usize, lo: usize, hi: usize) -> usize {
@@ -71,8 +92,17 @@ const fn default_policy() -> FrozenPolicy {
         tiny_refill,
         mid_cap,
         mid_refill,
-        large_cache_budget: 32 << 20,
-        large_cache_max_block: 16 << 20,
+        mid_wmax_permille: 1250,
+        large_cache_budget: 64 << 20,
+        large_cache_max_block: 64 << 20,
+        large_wmax_permille: 1250,
+        large_clean_budget: 1 << 30,
+        decay_ms: 1000,
+        madvise_batch: 8,
+        thp_threshold: 2 << 20,
+        pool_dirty: 16,
+        pool_clean: 64,
+        heap_keep_empty: 1,
     }
 }
 
@@ -164,6 +194,8 @@ mod tests {
         }
         assert!(p.max_cached_bytes() < 64 << 20, "{}", p.max_cached_bytes());
         assert!(p.large_cache_max_block <= p.large_cache_budget);
+        assert!(p.mid_wmax_permille >= 1000 && p.large_wmax_permille >= 1000);
+        assert!(p.madvise_batch >= 1 && p.decay_ms > 0);
     }
 
     #[test]

@@ -179,3 +179,10 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     // SAFETY: forwarded contract.
     unsafe { hk::usable_size(p.cast()) }
 }
+
+/// `malloc_trim(3)`: gives cached memory back to the OS now. Returns 1 if
+/// memory was released, 0 otherwise (the padding argument is ignored).
+#[unsafe(no_mangle)]
+pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
+    hk::collect() as c_int
+}

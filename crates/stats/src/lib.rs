@@ -210,14 +210,13 @@ pub struct LargeCounters {
     pub allocs: SharedCounter,
     /// Large blocks freed.
     pub frees: SharedCounter,
-    /// Allocations served from the cache of freed mappings.
-    pub cache_hits: SharedCounter,
     /// Bytes mapped for live large blocks now.
     pub bytes_live: SharedCounter,
     /// Bytes held in the cache now.
     pub bytes_cached: SharedCounter,
-    /// Reallocations resized in place.
-    pub realloc_in_place: SharedCounter,
+    /// Reallocations done by resizing the mapping (in place or by moving
+    /// its pages) instead of copying.
+    pub resizes: SharedCounter,
 }
 
 impl LargeCounters {
@@ -226,10 +225,9 @@ impl LargeCounters {
         LargeCounters {
             allocs: SharedCounter::new(),
             frees: SharedCounter::new(),
-            cache_hits: SharedCounter::new(),
             bytes_live: SharedCounter::new(),
             bytes_cached: SharedCounter::new(),
-            realloc_in_place: SharedCounter::new(),
+            resizes: SharedCounter::new(),
         }
     }
 }

@@ -40,7 +40,7 @@ mod superslab;
 
 pub use lists::{SlabList, SuperslabList};
 pub use orphanage::Orphanage;
-pub use pool::{PoolStats, SuperslabPool};
+pub use pool::{PoolLimits, PoolStats, SuperslabPool};
 pub use remote::{remote_free, PendingList};
 pub use slab::{Put, Slab, SlabHandle, SlabRef};
 pub use superslab::{OwnedSuperslab, Superslab};

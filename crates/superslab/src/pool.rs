@@ -1,8 +1,21 @@
 //! The pool of empty superslabs, and the only place superslabs are mapped
 //! and unmapped.
+//!
+//! An empty superslab released by a heap is kept *dirty* (pages resident,
+//! reuse is free) while it is among the `dirty` most recent ones and younger
+//! than the decay time; then its block slots are purged with
+//! `MADV_DONTNEED` and it stays *clean* (the header page and the address
+//! space only) until it is among more than `clean` clean ones or 8 decay
+//! periods old, when it is unmapped. Acquisition prefers the most recent
+//! dirty superslab, then a clean one, then a fresh mapping. Purging and
+//! unmapping happen outside the lock, after the superslab left the pool, so
+//! no thread can acquire memory while it is being purged.
+//!
+//! Pooled chunks carry [`Entry::FREE_TAG`] in the page map, so a stray free
+//! into one is recognised as invalid.
 
 use core::marker::PhantomData;
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
 
 use hakmem_pagemap::{Entry, PageMap};
 use hakmem_platform::{Pal, SpinLock};
@@ -11,7 +24,11 @@ use crate::remote::PendingList;
 use crate::superslab::OwnedSuperslab;
 use crate::{SLOT_SIZE, SUPERSLAB_SIZE};
 
-/// Counters of the pool (all-time).
+const MAX_DIRTY: usize = 64;
+const MAX_CLEAN: usize = 256;
+const BATCH: usize = 8;
+
+/// Counters of the pool (all-time, and what it holds now).
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct PoolStats {
     /// Superslabs obtained from the OS.
@@ -20,34 +37,103 @@ pub struct PoolStats {
     pub unmapped: u64,
     /// Acquisitions served from the pool.
     pub reused: u64,
-    /// Superslabs whose pages were purged on the way into the pool.
+    /// Superslabs whose block slots were purged.
     pub purged: u64,
-    /// Superslabs in the pool now.
-    pub pooled: u64,
+    /// Dirty superslabs in the pool now.
+    pub dirty: u64,
+    /// Clean superslabs in the pool now.
+    pub clean: u64,
+}
+
+/// Limits of the pool (from the policy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolLimits {
+    /// Dirty superslabs kept at most (capped at 64).
+    pub dirty: usize,
+    /// Clean superslabs kept at most (capped at 256).
+    pub clean: usize,
+    /// A dirty superslab unused this long is purged; a clean one unused 8
+    /// times as long is unmapped.
+    pub decay_ms: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Pooled {
+    base: usize,
+    stamp: u64,
+}
+
+const NIL: Pooled = Pooled { base: 0, stamp: 0 };
+
+/// Oldest first.
+struct Fifo<const N: usize> {
+    items: [Pooled; N],
+    n: usize,
+}
+
+impl<const N: usize> Fifo<N> {
+    const fn new() -> Self {
+        Fifo {
+            items: [NIL; N],
+            n: 0,
+        }
+    }
+    fn push(&mut self, p: Pooled) {
+        debug_assert!(self.n < N);
+        self.items[self.n] = p;
+        self.n += 1;
+    }
+    fn pop_newest(&mut self) -> Option<Pooled> {
+        if self.n == 0 {
+            return None;
+        }
+        self.n -= 1;
+        Some(self.items[self.n])
+    }
+    fn pop_oldest(&mut self) -> Option<Pooled> {
+        if self.n == 0 {
+            return None;
+        }
+        let p = self.items[0];
+        self.items.copy_within(1..self.n, 0);
+        self.n -= 1;
+        Some(p)
+    }
+    fn oldest_age(&self, now: u64) -> Option<u64> {
+        (self.n > 0).then(|| now.saturating_sub(self.items[0].stamp))
+    }
 }
 
 struct Inner {
-    /// Singly linked through the first word of each pooled chunk.
-    head: *mut u8,
+    dirty: Fifo<MAX_DIRTY>,
+    clean: Fifo<MAX_CLEAN>,
     stats: PoolStats,
 }
 
+struct Work {
+    purge: [Pooled; BATCH],
+    n_purge: usize,
+    unmap: [Pooled; BATCH],
+    n_unmap: usize,
+}
+
+impl Work {
+    const NONE: Work = Work {
+        purge: [NIL; BATCH],
+        n_purge: 0,
+        unmap: [NIL; BATCH],
+        n_unmap: 0,
+    };
+}
+
 /// Empty superslabs waiting for reuse.
-///
-/// The pool keeps at most `keep` of them; the first `keep_dirty` keep their
-/// pages (cheap reuse), the rest are purged (`madvise`) so they cost address
-/// space only. Beyond `keep`, released superslabs go back to the OS. Pooled
-/// chunks carry [`Entry::FREE_TAG`] in the page map, so a stray free into
-/// one is recognised as invalid.
 pub struct SuperslabPool<P: Pal> {
     inner: SpinLock<Inner>,
-    keep: usize,
-    keep_dirty: usize,
     _pal: PhantomData<P>,
 }
 
-// SAFETY: the raw list is only touched under the lock; pooled chunks are
-// owned by the pool alone.
+// SAFETY: the pool's lists are only touched under the lock; pooled chunks
+// are owned by the pool alone.
 unsafe impl<P: Pal> Sync for SuperslabPool<P> {}
 // SAFETY: as above.
 unsafe impl<P: Pal> Send for SuperslabPool<P> {}
@@ -55,49 +141,53 @@ unsafe impl<P: Pal> Send for SuperslabPool<P> {}
 impl<P: Pal> core::fmt::Debug for SuperslabPool<P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SuperslabPool")
-            .field("keep", &self.keep)
-            .finish_non_exhaustive()
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl<P: Pal> Default for SuperslabPool<P> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 impl<P: Pal> SuperslabPool<P> {
-    /// A pool keeping at most `keep` empty superslabs, `keep_dirty` of them
-    /// with their pages.
-    pub const fn new(keep: usize, keep_dirty: usize) -> Self {
+    /// An empty pool.
+    pub const fn new() -> Self {
         SuperslabPool {
             inner: SpinLock::new(Inner {
-                head: ptr::null_mut(),
+                dirty: Fifo::new(),
+                clean: Fifo::new(),
                 stats: PoolStats {
                     mapped: 0,
                     unmapped: 0,
                     reused: 0,
                     purged: 0,
-                    pooled: 0,
+                    dirty: 0,
+                    clean: 0,
                 },
             }),
-            keep,
-            keep_dirty,
             _pal: PhantomData,
         }
     }
 
     /// Hands out an empty superslab owned by the heap with `tag`, whose
-    /// pending list is `owner`: from the pool, or freshly mapped. `None` when
-    /// the OS is out of memory.
+    /// pending list is `owner`: a pooled one (dirty first), or a fresh
+    /// mapping. `None` when the OS is out of memory.
     pub fn acquire(&self, map: &PageMap, tag: u32, owner: &PendingList) -> Option<OwnedSuperslab> {
         let pooled = {
             let mut g = self.inner.lock();
-            let h = g.head;
-            if !h.is_null() {
-                // SAFETY: pooled chunks store the next link in their first word.
-                g.head = unsafe { h.cast::<*mut u8>().read() };
+            let p = g.dirty.pop_newest().or_else(|| g.clean.pop_newest());
+            if p.is_some() {
                 g.stats.reused += 1;
-                g.stats.pooled -= 1;
+                g.sync_counts();
             }
-            h
+            p
         };
-        let base = match NonNull::new(pooled) {
-            Some(b) => b,
+        let base = match pooled {
+            // SAFETY: pooled bases are non-null chunk addresses.
+            Some(p) => unsafe { NonNull::new_unchecked(p.base as *mut u8) },
             None => {
                 let b = P::map(SUPERSLAB_SIZE, SUPERSLAB_SIZE)?;
                 if !map.reserve::<P>(b.as_ptr() as usize, SUPERSLAB_SIZE) {
@@ -114,57 +204,128 @@ impl<P: Pal> SuperslabPool<P> {
         Some(unsafe { OwnedSuperslab::format(base, map, tag, owner) })
     }
 
-    /// Takes back an empty superslab.
+    /// Takes back an empty superslab at time `now` (milliseconds of
+    /// [`Pal::now_ms`]) and keeps the pool within `limits`.
     ///
     /// The caller must have made sure no slab of it is waiting in a pending
     /// list and no block of it is live (an empty superslab: all slabs released).
-    pub fn release(&self, map: &PageMap, mut ss: OwnedSuperslab) {
+    pub fn release(&self, map: &PageMap, mut ss: OwnedSuperslab, now: u64, limits: &PoolLimits) {
         if !ss.is_empty() {
             hakmem_platform::fatal_at("internal error: releasing a busy superslab", ss.base());
         }
         ss.set_all_entries(Entry::slot(Entry::FREE_TAG, Entry::NO_CLASS));
-        let base = ss.into_raw().cast::<u8>();
-        let addr = base.as_ptr() as usize;
-        let mut g = self.inner.lock();
-        let pooled = g.stats.pooled as usize;
-        if pooled < self.keep {
-            if pooled >= self.keep_dirty {
-                // SAFETY: the block slots hold nothing live; the header slot
-                // keeps our list link and stays.
+        let base = ss.into_raw().as_ptr() as usize;
+        let mut work = Work::NONE;
+        {
+            let mut g = self.inner.lock();
+            let cap = limits.dirty.min(MAX_DIRTY);
+            if cap == 0 {
+                work.purge[0] = Pooled { base, stamp: now };
+                work.n_purge = 1;
+            } else {
+                if g.dirty.n >= cap {
+                    if let Some(old) = g.dirty.pop_oldest() {
+                        work.purge[work.n_purge] = old;
+                        work.n_purge += 1;
+                    }
+                }
+                g.dirty.push(Pooled { base, stamp: now });
+            }
+            g.enforce(now, limits, &mut work);
+            g.sync_counts();
+        }
+        self.run(map, now, limits, work);
+    }
+
+    /// Applies decay now (also done on every release), batch after batch
+    /// until nothing is past its time.
+    pub fn maintain(&self, map: &PageMap, now: u64, limits: &PoolLimits) {
+        loop {
+            let mut work = Work::NONE;
+            {
+                let mut g = self.inner.lock();
+                g.enforce(now, limits, &mut work);
+                g.sync_counts();
+            }
+            if work.n_purge + work.n_unmap == 0 {
+                return;
+            }
+            self.run(map, now, limits, work);
+        }
+    }
+
+    fn run(&self, map: &PageMap, now: u64, limits: &PoolLimits, mut work: Work) {
+        loop {
+            for p in &work.purge[..work.n_purge] {
+                // SAFETY: the superslab is out of the pool and holds nothing
+                // live; the header slot stays.
                 unsafe {
                     P::purge(
-                        NonNull::new_unchecked((addr + SLOT_SIZE) as *mut u8),
+                        NonNull::new_unchecked((p.base + SLOT_SIZE) as *mut u8),
                         SUPERSLAB_SIZE - SLOT_SIZE,
                     )
                 };
-                g.stats.purged += 1;
             }
-            // SAFETY: the chunk is ours; its first word becomes the link.
-            unsafe { base.as_ptr().cast::<*mut u8>().write(g.head) };
-            g.head = base.as_ptr();
-            g.stats.pooled += 1;
-        } else {
-            g.stats.unmapped += 1;
-            drop(g);
-            map.set_slots(addr, SUPERSLAB_SIZE / SLOT_SIZE, |_| Entry::NONE);
-            // SAFETY: empty and unreferenced, per the contract.
-            unsafe { P::unmap(base, SUPERSLAB_SIZE) };
+            for p in &work.unmap[..work.n_unmap] {
+                map.set_slots(p.base, SUPERSLAB_SIZE / SLOT_SIZE, |_| Entry::NONE);
+                // SAFETY: out of the pool, empty and unregistered.
+                unsafe { P::unmap(NonNull::new_unchecked(p.base as *mut u8), SUPERSLAB_SIZE) };
+            }
+            let mut g = self.inner.lock();
+            g.stats.purged += work.n_purge as u64;
+            g.stats.unmapped += work.n_unmap as u64;
+            let purged = work.purge;
+            let n = work.n_purge;
+            work = Work::NONE;
+            let cap = limits.clean.min(MAX_CLEAN);
+            for p in &purged[..n] {
+                if cap == 0 {
+                    work.unmap[work.n_unmap] = *p;
+                    work.n_unmap += 1;
+                    continue;
+                }
+                if g.clean.n >= cap {
+                    if let Some(old) = g.clean.pop_oldest() {
+                        work.unmap[work.n_unmap] = old;
+                        work.n_unmap += 1;
+                    }
+                }
+                g.clean.push(Pooled {
+                    base: p.base,
+                    stamp: now,
+                });
+            }
+            g.sync_counts();
+            if work.n_unmap == 0 {
+                return;
+            }
         }
     }
 
     /// Returns every pooled superslab to the OS.
     pub fn trim(&self, map: &PageMap) {
-        let mut g = self.inner.lock();
-        while let Some(b) = NonNull::new(g.head) {
-            // SAFETY: pooled chunk link.
-            g.head = unsafe { b.as_ptr().cast::<*mut u8>().read() };
-            g.stats.pooled -= 1;
-            g.stats.unmapped += 1;
-            map.set_slots(b.as_ptr() as usize, SUPERSLAB_SIZE / SLOT_SIZE, |_| {
-                Entry::NONE
-            });
-            // SAFETY: pooled chunks hold nothing live.
-            unsafe { P::unmap(b, SUPERSLAB_SIZE) };
+        loop {
+            let mut work = Work::NONE;
+            {
+                let mut g = self.inner.lock();
+                while work.n_unmap < BATCH {
+                    let Some(p) = g.dirty.pop_oldest().or_else(|| g.clean.pop_oldest()) else {
+                        break;
+                    };
+                    work.unmap[work.n_unmap] = p;
+                    work.n_unmap += 1;
+                }
+                g.sync_counts();
+            }
+            if work.n_unmap == 0 {
+                return;
+            }
+            for p in &work.unmap[..work.n_unmap] {
+                map.set_slots(p.base, SUPERSLAB_SIZE / SLOT_SIZE, |_| Entry::NONE);
+                // SAFETY: out of the pool, empty and unregistered.
+                unsafe { P::unmap(NonNull::new_unchecked(p.base as *mut u8), SUPERSLAB_SIZE) };
+            }
+            self.inner.lock().stats.unmapped += work.n_unmap as u64;
         }
     }
 
@@ -176,5 +337,37 @@ impl<P: Pal> SuperslabPool<P> {
     /// The pool's lock, for the fork handlers.
     pub fn fork_lock(&self) -> &SpinLock<impl Sized> {
         &self.inner
+    }
+}
+
+impl Inner {
+    fn sync_counts(&mut self) {
+        self.stats.dirty = self.dirty.n as u64;
+        self.stats.clean = self.clean.n as u64;
+    }
+
+    /// Decay: the oldest dirty ones past the decay time go to be purged, the
+    /// oldest clean ones past 8 times it to be unmapped (a batch at most).
+    fn enforce(&mut self, now: u64, limits: &PoolLimits, work: &mut Work) {
+        while work.n_purge < BATCH
+            && self
+                .dirty
+                .oldest_age(now)
+                .is_some_and(|a| a >= limits.decay_ms)
+        {
+            let p = self.dirty.pop_oldest().expect("non-empty");
+            work.purge[work.n_purge] = p;
+            work.n_purge += 1;
+        }
+        while work.n_unmap < BATCH
+            && self
+                .clean
+                .oldest_age(now)
+                .is_some_and(|a| a >= limits.decay_ms.saturating_mul(8))
+        {
+            let p = self.clean.pop_oldest().expect("non-empty");
+            work.unmap[work.n_unmap] = p;
+            work.n_unmap += 1;
+        }
     }
 }

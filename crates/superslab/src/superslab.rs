@@ -46,6 +46,12 @@ pub struct Superslab {
 struct SsLocal {
     /// Bit `s` set: slot `s` is free. Slot 0 is never free.
     free_slots: u32,
+    /// Bit `s` set: slot `s` is free but its pages may still be resident
+    /// (it held a slab since it was last purged).
+    dirty_slots: u32,
+    /// When [`OwnedSuperslab::purge_idle`] first saw each dirty slot
+    /// (coarse milliseconds, 0: not seen yet).
+    seen: [u32; SLOTS],
     /// Links in the owner's superslab list.
     next: *mut Superslab,
     prev: *mut Superslab,
@@ -186,6 +192,8 @@ impl OwnedSuperslab {
             ptr::addr_of_mut!((*p).map).write(map);
             ptr::addr_of_mut!((*p).local).write(UnsafeCell::new(SsLocal {
                 free_slots: ALL_BLOCK_SLOTS,
+                dirty_slots: 0,
+                seen: [0; SLOTS],
                 next: ptr::null_mut(),
                 prev: ptr::null_mut(),
                 list_tag: 0,
@@ -307,6 +315,7 @@ impl OwnedSuperslab {
         let first = run.trailing_zeros() as usize;
         let mask = (((1u64 << span) - 1) as u32) << first;
         self.local().free_slots &= !mask;
+        self.local().dirty_slots &= !mask;
         let hdr = self.header();
         // SAFETY: the map outlives every superslab registered in it.
         let map = unsafe { &*hdr.map };
@@ -345,7 +354,76 @@ impl OwnedSuperslab {
             map.set(self.base() + s * SLOT_SIZE, Entry::slot(tag, NO_CLASS));
         }
         let mask = (((1u64 << span) - 1) as u32) << first;
-        self.local().free_slots |= mask;
+        let l = self.local();
+        l.free_slots |= mask;
+        l.dirty_slots |= mask;
+        for s in first..first + span {
+            l.seen[s] = 0;
+        }
+    }
+
+    /// Free slots whose pages may still be resident.
+    #[inline]
+    pub fn dirty_slots(&self) -> u32 {
+        self.local_ref().dirty_slots
+    }
+
+    /// Starts the idle clock of dirty free slots that have none yet (the
+    /// owner calls it with the time after releasing slabs, so that
+    /// [`OwnedSuperslab::purge_idle`] measures idle time from the release).
+    pub fn stamp_free_slots(&mut self, now_ms: u64) {
+        let now = (now_ms as u32).max(1);
+        let l = self.local();
+        let mut d = l.dirty_slots;
+        while d != 0 {
+            let s = d.trailing_zeros() as usize;
+            d &= d - 1;
+            if l.seen[s] == 0 {
+                l.seen[s] = now;
+            }
+        }
+    }
+
+    /// Gives back to the OS the pages of free slots that stayed free for at
+    /// least `decay_ms` (a slot's idle time starts at
+    /// [`OwnedSuperslab::stamp_free_slots`], or else when this method first
+    /// sees it free). With
+    /// `decay_ms == 0` every free slot is purged now. Returns the bytes
+    /// purged.
+    pub fn purge_idle<P: hakmem_platform::Pal>(&mut self, now_ms: u64, decay_ms: u64) -> usize {
+        let now = (now_ms as u32).max(1);
+        let base = self.base();
+        let l = self.local();
+        let mut purge = 0u32;
+        let mut d = l.dirty_slots;
+        while d != 0 {
+            let s = d.trailing_zeros() as usize;
+            d &= d - 1;
+            if decay_ms == 0 || (l.seen[s] != 0 && now.wrapping_sub(l.seen[s]) as u64 >= decay_ms) {
+                purge |= 1 << s;
+            } else if l.seen[s] == 0 {
+                l.seen[s] = now;
+            }
+        }
+        l.dirty_slots &= !purge;
+        let mut bytes = 0;
+        // purge maximal runs of consecutive slots with one call each
+        while purge != 0 {
+            let first = purge.trailing_zeros();
+            let run = (!(purge >> first)).trailing_zeros();
+            let len = run as usize * SLOT_SIZE;
+            // SAFETY: the slots are free: no block, no slab record in use;
+            // we own the superslab.
+            unsafe {
+                P::purge(
+                    NonNull::new_unchecked((base + first as usize * SLOT_SIZE) as *mut u8),
+                    len,
+                )
+            };
+            bytes += len;
+            purge &= !((((1u64 << run) - 1) as u32) << first);
+        }
+        bytes
     }
 
     /// Every allocated slab of the superslab (first slots), for abandonment,

@@ -13,6 +13,12 @@ use hakmem_superslab::*;
 use hakmem_tiny_sll::Chain;
 use proptest::prelude::*;
 
+const KEEP: PoolLimits = PoolLimits {
+    dirty: 4,
+    clean: 4,
+    decay_ms: 1000,
+};
+
 fn new_map() -> &'static PageMap {
     Box::leak(Box::new(PageMap::new()))
 }
@@ -33,7 +39,7 @@ fn chain_blocks(mut c: Chain) -> Vec<usize> {
 #[test]
 fn slabs_are_carved_from_free_slot_runs() {
     let map = new_map();
-    let pool = SuperslabPool::<Linux>::new(4, 1);
+    let pool = SuperslabPool::<Linux>::new();
     let owner = new_owner();
     let mut ss = pool.acquire(map, 100, owner).expect("superslab");
     assert_eq!(map.get(ss.base()), Entry::slot(100, NO_CLASS));
@@ -91,9 +97,50 @@ fn slabs_are_carved_from_free_slot_runs() {
 }
 
 #[test]
+fn idle_free_slots_are_purged_after_the_decay_time() {
+    let map = new_map();
+    let pool = SuperslabPool::<Linux>::new();
+    let owner = new_owner();
+    let mut ss = pool.acquire(map, 120, owner).unwrap();
+    let a = ss.alloc_slab(3, 64, 2).unwrap();
+    // SAFETY: we own the superslab.
+    let data = unsafe { a.handle() }.data();
+    // SAFETY: two slots of slab memory are ours.
+    unsafe { std::ptr::write_bytes(data, 0x77, 2 * SLOT_SIZE) };
+    // SAFETY: no block was handed out.
+    unsafe { ss.release_slab(a) };
+    assert_eq!(ss.dirty_slots(), 0b110);
+    assert_eq!(
+        ss.purge_idle::<Linux>(5000, 1000),
+        0,
+        "first sight starts the clock"
+    );
+    assert_eq!(
+        ss.purge_idle::<Linux>(5500, 1000),
+        0,
+        "not idle long enough"
+    );
+    // SAFETY: the memory is still mapped (and still dirty).
+    assert_eq!(unsafe { data.read() }, 0x77);
+    assert_eq!(ss.purge_idle::<Linux>(6000, 1000), 2 * SLOT_SIZE);
+    assert_eq!(ss.dirty_slots(), 0);
+    // SAFETY: purged pages read zero.
+    assert_eq!(unsafe { data.add(SLOT_SIZE + 5).read() }, 0);
+    // reusing a slot makes it clean-and-busy; releasing again makes it dirty
+    let b = ss.alloc_slab(3, 64, 1).unwrap();
+    // SAFETY: no block handed out.
+    unsafe { ss.release_slab(b) };
+    assert_eq!(
+        ss.purge_idle::<Linux>(0, 0),
+        SLOT_SIZE,
+        "decay 0 purges at once"
+    );
+}
+
+#[test]
 fn take_and_put_track_used_and_transitions() {
     let map = new_map();
-    let pool = SuperslabPool::<Linux>::new(4, 1);
+    let pool = SuperslabPool::<Linux>::new();
     let owner = new_owner();
     let mut ss = pool.acquire(map, 101, owner).unwrap();
     let r = ss.alloc_slab(1, 1024, 1).unwrap(); // 64 blocks
@@ -132,7 +179,7 @@ fn take_and_put_track_used_and_transitions() {
 #[test]
 fn remote_frees_reach_the_owner_through_the_pending_list() {
     let map = new_map();
-    let pool = SuperslabPool::<Linux>::new(4, 1);
+    let pool = SuperslabPool::<Linux>::new();
     let owner = new_owner();
     let mut ss = pool.acquire(map, 102, owner).unwrap();
     let slabs: Vec<SlabRef> = (0..4).map(|_| ss.alloc_slab(2, 32, 1).unwrap()).collect();
@@ -184,7 +231,7 @@ fn remote_frees_reach_the_owner_through_the_pending_list() {
         unsafe { ss.release_slab(s) };
     }
     assert!(ss.is_empty());
-    pool.release(map, ss);
+    pool.release(map, ss, 0, &KEEP);
     assert_eq!(
         map.get(base + 5 * SLOT_SIZE),
         Entry::slot(Entry::FREE_TAG, NO_CLASS)
@@ -194,7 +241,7 @@ fn remote_frees_reach_the_owner_through_the_pending_list() {
 #[test]
 fn a_queued_slab_is_not_releasable_until_processed() {
     let map = new_map();
-    let pool = SuperslabPool::<Linux>::new(4, 1);
+    let pool = SuperslabPool::<Linux>::new();
     let owner = new_owner();
     let mut ss = pool.acquire(map, 103, owner).unwrap();
     let s = ss.alloc_slab(2, 32, 1).unwrap();
@@ -222,38 +269,52 @@ fn a_queued_slab_is_not_releasable_until_processed() {
 #[test]
 fn pool_keeps_a_bounded_number_and_unmaps_the_rest() {
     let map = new_map();
-    let pool = SuperslabPool::<Linux>::new(2, 1);
+    let pool = SuperslabPool::<Linux>::new();
     let owner = new_owner();
+    let one = PoolLimits {
+        dirty: 1,
+        clean: 1,
+        decay_ms: 1000,
+    };
     let all: Vec<OwnedSuperslab> = (0..5)
         .map(|_| pool.acquire(map, 104, owner).unwrap())
         .collect();
     let bases: Vec<usize> = all.iter().map(|s| s.base()).collect();
     for s in all {
-        pool.release(map, s);
+        pool.release(map, s, 10, &one);
     }
     let st = pool.stats();
     assert_eq!(st.mapped, 5);
-    assert_eq!(st.pooled, 2);
+    assert_eq!((st.dirty, st.clean), (1, 1));
+    assert_eq!(
+        st.purged, 4,
+        "each newer release pushes the older dirty one out"
+    );
     assert_eq!(st.unmapped, 3);
-    assert_eq!(st.purged, 1);
     let pooled = bases
         .iter()
         .filter(|&&b| map.get(b).tag() == Entry::FREE_TAG)
         .count();
     let gone = bases.iter().filter(|&&b| map.get(b) == Entry::NONE).count();
     assert_eq!((pooled, gone), (2, 3));
+    // the newest dirty one comes back first
     let again = pool.acquire(map, 105, owner).unwrap();
-    assert!(bases.contains(&again.base()));
+    assert_eq!(again.base(), bases[4]);
     assert_eq!(pool.stats().reused, 1);
-    pool.release(map, again);
+    pool.release(map, again, 20, &one);
+    // decay: after a period the dirty one is purged, after 8 the clean unmapped
+    pool.maintain(map, 1020, &one);
+    assert_eq!(pool.stats().dirty, 0);
+    pool.maintain(map, 20_000, &one);
+    assert_eq!((pool.stats().dirty, pool.stats().clean), (0, 0));
     pool.trim(map);
-    assert_eq!(pool.stats().pooled, 0);
+    assert!(bases.iter().all(|&b| map.get(b) == Entry::NONE));
 }
 
 #[test]
 fn orphans_are_adopted_and_their_queued_slabs_forwarded() {
     let map = new_map();
-    let pool = SuperslabPool::<Linux>::new(4, 1);
+    let pool = SuperslabPool::<Linux>::new();
     let orphanage = Orphanage::new();
     let old_owner = new_owner();
     let new_owner_list = new_owner();
@@ -289,7 +350,7 @@ fn orphans_are_adopted_and_their_queued_slabs_forwarded() {
     drop(h);
     // SAFETY: releasable.
     unsafe { adopted.release_slab(s) };
-    pool.release(map, adopted);
+    pool.release(map, adopted, 0, &KEEP);
 }
 
 #[derive(Debug, Clone)]
@@ -319,7 +380,7 @@ proptest! {
     fn slab_matches_model(bs_idx in 0usize..4, ops in proptest::collection::vec(op(), 1..120)) {
         let bs = [16u32, 48, 1024, 5120][bs_idx];
         let map = new_map();
-        let pool = SuperslabPool::<Linux>::new(1, 1);
+        let pool = SuperslabPool::<Linux>::new();
         let owner = new_owner();
         let mut ss = pool.acquire(map, 110, owner).unwrap();
         let r = ss.alloc_slab(7, bs, 1).unwrap();

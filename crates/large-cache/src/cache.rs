@@ -1,0 +1,450 @@
+//! The BigCache: freed large mappings kept for reuse, per size class.
+//!
+//! Entries are *dirty* (pages still resident: reuse costs nothing) or
+//! *clean* (purged with `MADV_DONTNEED`: address space only; reuse faults in
+//! zeroed pages, but saves the `mmap`/`munmap` pair and the VMA churn).
+//!
+//! Bounds, all from the policy ([`CacheLimits`]):
+//! * dirty bytes never exceed `budget`: inserting beyond it purges the
+//!   oldest dirty entries;
+//! * a dirty entry unused for `decay_ms` is purged, a clean one unused for 8
+//!   times that is unmapped; decay runs on large-tier calls, at most twice per
+//!   decay period;
+//! * purging and unmapping happen in batches of at most `batch` mappings,
+//!   outside the lock; an entry being purged is out of the cache meanwhile, so
+//!   no thread can reuse memory under `madvise`.
+//!
+//! This module only does the bookkeeping: it returns the work (what to purge,
+//! what to unmap) and the large tier carries it out.
+
+/// Size classes: four per doubling of the mapping length, from 1 MiB.
+const CLASSES: usize = 64;
+/// Entries per class.
+const WAYS: usize = 8;
+/// Most mappings handed back for purging or unmapping by one call.
+pub(crate) const MAX_BATCH: usize = 32;
+
+/// Cache limits (from the policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// Dirty bytes kept at most.
+    pub budget: usize,
+    /// Largest mapping kept.
+    pub max_block: usize,
+    /// A reused mapping may be at most this many thousandths of the request
+    /// (the large tier's W_MAX).
+    pub wmax_permille: u32,
+    /// Time after which an unused dirty entry is purged.
+    pub decay_ms: u64,
+    /// Mappings purged or unmapped per batch.
+    pub batch: usize,
+    /// Clean (address-space-only) bytes kept at most.
+    pub clean_budget: usize,
+}
+
+/// Counters of the cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Dirty entries and their bytes.
+    pub dirty: (usize, usize),
+    /// Clean entries and their bytes.
+    pub clean: (usize, usize),
+    /// Allocations served from the cache.
+    pub hits: u64,
+    /// Mappings purged so far.
+    pub purged: u64,
+    /// Mappings unmapped by the cache so far.
+    pub unmapped: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cached {
+    pub base: usize,
+    pub len: usize,
+    pub stamp: u64,
+    pub dirty: bool,
+}
+
+const EMPTY: Cached = Cached {
+    base: 0,
+    len: 0,
+    stamp: 0,
+    dirty: false,
+};
+
+/// Work for the caller, to do outside the lock.
+#[derive(Debug)]
+pub(crate) struct Work {
+    pub purge: [Cached; MAX_BATCH],
+    pub n_purge: usize,
+    pub unmap: [Cached; MAX_BATCH],
+    pub n_unmap: usize,
+}
+
+impl Work {
+    pub const NONE: Work = Work {
+        purge: [EMPTY; MAX_BATCH],
+        n_purge: 0,
+        unmap: [EMPTY; MAX_BATCH],
+        n_unmap: 0,
+    };
+    fn purge(&mut self, c: Cached) {
+        self.purge[self.n_purge] = c;
+        self.n_purge += 1;
+    }
+    fn unmap(&mut self, c: Cached) {
+        self.unmap[self.n_unmap] = c;
+        self.n_unmap += 1;
+    }
+    fn room(&self, batch: usize) -> bool {
+        self.n_purge < batch.min(MAX_BATCH) && self.n_unmap < MAX_BATCH
+    }
+}
+
+pub(crate) struct BigCache {
+    slots: [[Cached; WAYS]; CLASSES],
+    counts: [u8; CLASSES],
+    dirty_bytes: usize,
+    clean_bytes: usize,
+    dirty_n: usize,
+    clean_n: usize,
+    last_decay: u64,
+    hits: u64,
+    purged: u64,
+    unmapped: u64,
+}
+
+/// Class of a mapping length (≥ 1 page).
+fn class_of(len: usize) -> usize {
+    let len = len.max(1 << 20);
+    let lg = (usize::BITS - 1 - len.leading_zeros()) as usize; // ≥ 20
+    let quarter = (len >> (lg - 2)) & 3;
+    ((lg - 20) * 4 + quarter).min(CLASSES - 1)
+}
+
+impl BigCache {
+    pub const fn new() -> Self {
+        BigCache {
+            slots: [[EMPTY; WAYS]; CLASSES],
+            counts: [0; CLASSES],
+            dirty_bytes: 0,
+            clean_bytes: 0,
+            dirty_n: 0,
+            clean_n: 0,
+            last_decay: 0,
+            hits: 0,
+            purged: 0,
+            unmapped: 0,
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            dirty: (self.dirty_n, self.dirty_bytes),
+            clean: (self.clean_n, self.clean_bytes),
+            hits: self.hits,
+            purged: self.purged,
+            unmapped: self.unmapped,
+        }
+    }
+
+    pub fn note_purged(&mut self, n: usize) {
+        self.purged += n as u64;
+    }
+
+    pub fn note_unmapped(&mut self, n: usize) {
+        self.unmapped += n as u64;
+    }
+
+    fn account(&mut self, c: &Cached, add: bool) {
+        let (bytes, n) = if c.dirty {
+            (&mut self.dirty_bytes, &mut self.dirty_n)
+        } else {
+            (&mut self.clean_bytes, &mut self.clean_n)
+        };
+        if add {
+            *bytes += c.len;
+            *n += 1;
+        } else {
+            *bytes -= c.len;
+            *n -= 1;
+        }
+    }
+
+    fn remove_at(&mut self, class: usize, i: usize) -> Cached {
+        let n = self.counts[class] as usize;
+        let c = self.slots[class][i];
+        self.slots[class][i] = self.slots[class][n - 1];
+        self.slots[class][n - 1] = EMPTY;
+        self.counts[class] -= 1;
+        self.account(&c, false);
+        c
+    }
+
+    /// Takes a mapping of at least `len` bytes and at most `len * wmax`,
+    /// dirty ones first, the smallest fitting one within each kind.
+    pub fn take(&mut self, len: usize, limits: &CacheLimits) -> Option<Cached> {
+        let max_len = (len as u128 * limits.wmax_permille.max(1000) as u128 / 1000) as usize;
+        let (lo, hi) = (class_of(len), class_of(max_len));
+        let mut best: Option<(usize, usize)> = None;
+        for c in lo..=hi {
+            for i in 0..self.counts[c] as usize {
+                let e = &self.slots[c][i];
+                if e.len < len || e.len > max_len {
+                    continue;
+                }
+                let better = match best {
+                    None => true,
+                    Some((bc, bi)) => {
+                        let b = &self.slots[bc][bi];
+                        (e.dirty && !b.dirty) || (e.dirty == b.dirty && e.len < b.len)
+                    }
+                };
+                if better {
+                    best = Some((c, i));
+                }
+            }
+        }
+        let (c, i) = best?;
+        self.hits += 1;
+        Some(self.remove_at(c, i))
+    }
+
+    /// Inserts a freed mapping as dirty at time `now`, and returns the work
+    /// that keeps the cache within its limits (and any entry that did not
+    /// fit, to unmap).
+    pub fn put(
+        &mut self,
+        base: usize,
+        len: usize,
+        now: u64,
+        limits: &CacheLimits,
+        work: &mut Work,
+    ) {
+        let c = class_of(len);
+        if self.counts[c] as usize == WAYS {
+            // evict the oldest of the class
+            let (i, _) = self.slots[c]
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| e.stamp)
+                .expect("a full class has entries");
+            let old = self.remove_at(c, i);
+            work.unmap(old);
+        }
+        let e = Cached {
+            base,
+            len,
+            stamp: now,
+            dirty: true,
+        };
+        let n = self.counts[c] as usize;
+        self.slots[c][n] = e;
+        self.counts[c] += 1;
+        self.account(&e, true);
+        self.enforce(now, limits, work);
+    }
+
+    /// Re-inserts a mapping that was purged (clean), keeping its stamp, and
+    /// hands back the oldest clean entries beyond the clean budget.
+    pub fn put_clean(&mut self, mut e: Cached, limits: &CacheLimits, work: &mut Work) {
+        e.dirty = false;
+        let c = class_of(e.len);
+        if self.counts[c] as usize == WAYS || e.len > limits.clean_budget {
+            work.unmap(e);
+            return;
+        }
+        let n = self.counts[c] as usize;
+        self.slots[c][n] = e;
+        self.counts[c] += 1;
+        self.account(&e, true);
+        while self.clean_bytes > limits.clean_budget && work.n_unmap < MAX_BATCH {
+            let Some((c, i)) = self.oldest(|e| !e.dirty) else {
+                break;
+            };
+            let old = self.remove_at(c, i);
+            work.unmap(old);
+        }
+    }
+
+    /// Budget and decay: moves entries out to be purged or unmapped.
+    pub fn enforce(&mut self, now: u64, limits: &CacheLimits, work: &mut Work) {
+        // over budget: purge the oldest dirty entries
+        while self.dirty_bytes > limits.budget && work.room(limits.batch) {
+            let Some((c, i)) = self.oldest(|e| e.dirty) else {
+                break;
+            };
+            let e = self.remove_at(c, i);
+            work.purge(e);
+        }
+        while self.clean_bytes > limits.clean_budget && work.room(limits.batch) {
+            let Some((c, i)) = self.oldest(|e| !e.dirty) else {
+                break;
+            };
+            let e = self.remove_at(c, i);
+            work.unmap(e);
+        }
+        // decay, at most twice per period (a pass cut short by a full batch
+        // is resumed by the next call)
+        if now.saturating_sub(self.last_decay) * 2 >= limits.decay_ms {
+            for c in 0..CLASSES {
+                let mut i = 0;
+                while i < self.counts[c] as usize {
+                    let e = self.slots[c][i];
+                    let age = now.saturating_sub(e.stamp);
+                    if !work.room(limits.batch) {
+                        return;
+                    }
+                    if e.dirty && age >= limits.decay_ms {
+                        work.purge(self.remove_at(c, i));
+                    } else if !e.dirty && age >= 8 * limits.decay_ms {
+                        work.unmap(self.remove_at(c, i));
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            self.last_decay = now;
+        }
+    }
+
+    /// Takes every entry out (dirty and clean) for unmapping, up to a batch.
+    pub fn drain(&mut self, work: &mut Work) {
+        for c in 0..CLASSES {
+            while self.counts[c] > 0 && work.n_unmap < MAX_BATCH {
+                let e = self.remove_at(c, 0);
+                work.unmap(e);
+            }
+        }
+    }
+
+    fn oldest(&self, f: impl Fn(&Cached) -> bool) -> Option<(usize, usize)> {
+        let mut best: Option<(usize, usize, u64)> = None;
+        for c in 0..CLASSES {
+            for i in 0..self.counts[c] as usize {
+                let e = &self.slots[c][i];
+                if f(e) && best.is_none_or(|(_, _, s)| e.stamp < s) {
+                    best = Some((c, i, e.stamp));
+                }
+            }
+        }
+        best.map(|(c, i, _)| (c, i))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dirty_n + self.clean_n == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const L: CacheLimits = CacheLimits {
+        budget: 16 << 20,
+        max_block: 8 << 20,
+        wmax_permille: 1250,
+        decay_ms: 1000,
+        batch: 8,
+        clean_budget: 64 << 20,
+    };
+
+    #[test]
+    fn classes_are_monotonic() {
+        let mut last = 0;
+        for mib in 1..200usize {
+            let c = class_of(mib << 20);
+            assert!(c >= last);
+            last = c;
+        }
+        assert_eq!(class_of(1 << 20), 0);
+        assert_eq!(class_of(2 << 20), 4);
+    }
+
+    #[test]
+    fn take_respects_wmax_and_prefers_dirty() {
+        let mut bc = BigCache::new();
+        let mut w = Work::NONE;
+        bc.put(0x1000_0000, 4 << 20, 0, &L, &mut w);
+        bc.put_clean(
+            Cached {
+                base: 0x2000_0000,
+                len: 4 << 20,
+                stamp: 0,
+                dirty: true,
+            },
+            &L,
+            &mut w,
+        );
+        assert!(
+            bc.take(3 << 20, &L).is_none(),
+            "4 MiB is more than 1.25 x 3 MiB"
+        );
+        let e = bc.take(4 << 20, &L).unwrap();
+        assert!(e.dirty && e.base == 0x1000_0000);
+        let e = bc.take((4 << 20) - 4096, &L).unwrap();
+        assert!(!e.dirty);
+        assert!(bc.is_empty());
+        assert_eq!(bc.stats().hits, 2);
+    }
+
+    #[test]
+    fn decay_purges_then_unmaps() {
+        let mut bc = BigCache::new();
+        let mut w = Work::NONE;
+        bc.put(0x1000_0000, 2 << 20, 0, &L, &mut w);
+        assert_eq!((w.n_purge, w.n_unmap), (0, 0));
+        bc.enforce(1000, &L, &mut w);
+        assert_eq!(w.n_purge, 1, "dirty for a whole decay period");
+        let e = w.purge[0];
+        let mut w2 = Work::NONE;
+        bc.put_clean(e, &L, &mut w2);
+        assert_eq!(bc.stats().clean, (1, 2 << 20));
+        bc.enforce(8000, &L, &mut w2);
+        assert_eq!(w2.n_unmap, 1, "clean for 8 periods");
+        assert!(bc.is_empty());
+    }
+
+    proptest! {
+        /// The dirty bytes never exceed the budget once the returned work
+        /// is done, every mapping put is accounted for exactly once (still
+        /// cached, taken, or handed back for purge/unmap), and clean bytes
+        /// stay within their budget.
+        #[test]
+        fn cache_stays_within_limits(ops in proptest::collection::vec((any::<bool>(), 1usize..12, 0u64..400), 1..200)) {
+            let mut bc = BigCache::new();
+            let mut now = 0u64;
+            let mut next_base = 0x1000_0000usize;
+            let mut outstanding: std::collections::HashSet<usize> = Default::default();
+            for (put, mib, dt) in ops {
+                now += dt;
+                let len = mib << 20;
+                let mut w = Work::NONE;
+                if put {
+                    next_base += 64 << 20;
+                    outstanding.insert(next_base);
+                    bc.put(next_base, len, now, &L, &mut w);
+                } else if let Some(e) = bc.take(len, &L) {
+                    prop_assert!(e.len >= len && e.len * 1000 <= len * 1250);
+                    prop_assert!(outstanding.remove(&e.base));
+                }
+                let purged: Vec<Cached> = w.purge[..w.n_purge].to_vec();
+                for e in &w.unmap[..w.n_unmap] {
+                    prop_assert!(outstanding.remove(&e.base));
+                }
+                let mut w2 = Work::NONE;
+                for e in purged {
+                    bc.put_clean(e, &L, &mut w2);
+                }
+                for e in &w2.unmap[..w2.n_unmap] {
+                    prop_assert!(outstanding.remove(&e.base));
+                }
+                let st = bc.stats();
+                prop_assert!(st.dirty.1 <= L.budget || w.n_purge == L.batch);
+                prop_assert!(st.clean.1 <= L.clean_budget);
+                prop_assert_eq!(st.dirty.0 + st.clean.0, outstanding.len());
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The header of a large mapping and the mapping's geometry.
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use hakmem_pagemap::Entry;
+use hakmem_platform::PAGE_SIZE;
+
+const MAGIC: u64 = 0x6861_6b6d_4c41_5247; // "hakmLARG"
+
+/// The header at the start of every large mapping.
+///
+/// Invariant: `user` is the pointer handed out (0 while the mapping sits in
+/// the cache), `offset = user - base`, `map_len` the mapping's current
+/// length; the page-map entry of `user`'s slot is `large(offset / PAGE)`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct LargeHeader {
+    magic: u64,
+    pub(crate) user: AtomicUsize,
+    pub(crate) map_len: AtomicUsize,
+    pub(crate) offset: usize,
+}
+
+impl LargeHeader {
+    /// Writes a header at `base`.
+    ///
+    /// # Safety
+    /// `base` must start a mapping of at least one page that the caller owns.
+    pub(crate) unsafe fn write(base: usize, len: usize, offset: usize) {
+        // SAFETY: per the contract.
+        unsafe {
+            (base as *mut LargeHeader).write(LargeHeader {
+                magic: MAGIC,
+                user: AtomicUsize::new(base + offset),
+                map_len: AtomicUsize::new(len),
+                offset,
+            })
+        };
+    }
+
+    /// The header of the mapping whose user pointer is `p`, if `entry` (the
+    /// page-map entry of `p`'s slot) says `p` is one and the header agrees.
+    #[inline]
+    pub(crate) fn find(entry: Entry, p: *const u8) -> Option<&'static LargeHeader> {
+        if !entry.is_large() || !entry.large_matches(p as usize) {
+            return None;
+        }
+        let base = (p as usize).checked_sub(entry.large_offset() * PAGE_SIZE)?;
+        // SAFETY: the entry says a live (or cached) large mapping has the
+        // pointer on exactly this page of this slot, `k` pages after its
+        // header: `p` is that pointer, so `base` is the mapping's first page.
+        let h = unsafe { &*(base as *const LargeHeader) };
+        (h.magic == MAGIC && h.user.load(Ordering::Acquire) == p as usize).then_some(h)
+    }
+
+    /// The mapping's start.
+    #[inline]
+    pub fn base(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    /// Bytes the user may use: up to the end of the mapping.
+    #[inline]
+    pub fn usable(&self) -> usize {
+        self.map_len() - self.offset
+    }
+
+    /// The alignment of the user pointer.
+    #[inline]
+    pub fn alignment(&self) -> usize {
+        1 << (self.base() + self.offset).trailing_zeros()
+    }
+
+    /// Mapping length.
+    #[inline]
+    pub fn map_len(&self) -> usize {
+        self.map_len.load(Ordering::Relaxed)
+    }
+
+    /// Offset of the user pointer from the mapping's start.
+    #[inline]
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+}
+
+/// What an allocation produced.
+#[derive(Debug, Clone, Copy)]
+pub struct LargeAlloc {
+    /// The user pointer.
+    pub ptr: NonNull<u8>,
+    /// True if the memory reads zero (fresh from the OS, or purged).
+    pub zeroed: bool,
+    /// The mapping length.
+    pub map_len: usize,
+}
+
+/// Mapping geometry of a request: the user pointer's offset, the mapping's
+/// length and its alignment; `None` if it cannot be represented.
+///
+/// The offset is one page (the header's) for alignments up to a page, and
+/// the alignment itself above (so a mapping aligned to it puts the user
+/// pointer on it); the address space spent on alignment is thus below one
+/// alignment.
+pub(crate) fn geometry(
+    size: usize,
+    align: usize,
+    huge_from: usize,
+) -> Option<(usize, usize, usize)> {
+    debug_assert!(align.is_power_of_two());
+    let offset = align.max(PAGE_SIZE);
+    let need = offset.checked_add(size)?;
+    let len = need.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1);
+    if len > isize::MAX as usize || offset / PAGE_SIZE >= Entry::MAX_LARGE_OFFSET as usize {
+        return None;
+    }
+    let map_align = if len >= huge_from {
+        offset.max(hakmem_platform::CHUNK_SIZE)
+    } else {
+        offset
+    };
+    Some((offset, len, map_align))
+}

@@ -1,0 +1,559 @@
+//! The large tier: mapping, registering, caching and resizing large blocks.
+
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+use core::sync::atomic::Ordering;
+
+use hakmem_pagemap::{Entry, PageMap};
+use hakmem_platform::{Pal, SpinLock, PAGE_SIZE};
+
+use crate::cache::{BigCache, CacheLimits, CacheStats, Cached, Work};
+use crate::header::{geometry, LargeAlloc, LargeHeader};
+
+/// The large tier.
+pub struct Large<P: Pal> {
+    cache: SpinLock<BigCache>,
+    _pal: PhantomData<P>,
+}
+
+// SAFETY: the cache is only touched under its lock; cached mappings belong
+// to the cache alone.
+unsafe impl<P: Pal> Sync for Large<P> {}
+
+impl<P: Pal> core::fmt::Debug for Large<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Large")
+            .field("cache", &self.stats())
+            .finish()
+    }
+}
+
+impl<P: Pal> Default for Large<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: Pal> Large<P> {
+    /// An empty large tier.
+    pub const fn new() -> Self {
+        Large {
+            cache: SpinLock::new(BigCache::new()),
+            _pal: PhantomData,
+        }
+    }
+
+    /// Allocates `size` bytes aligned to `align` (a power of two). Mappings
+    /// of at least `huge_from` bytes are 2 MiB aligned and advised for
+    /// transparent huge pages. `None` means out of memory (or an impossible
+    /// size).
+    pub fn alloc(
+        &self,
+        map: &PageMap,
+        size: usize,
+        align: usize,
+        limits: &CacheLimits,
+        huge_from: usize,
+    ) -> Option<LargeAlloc> {
+        let (offset, len, map_align) = geometry(size, align, huge_from)?;
+        if offset == PAGE_SIZE {
+            let hit = self.cache.lock().take(len, limits);
+            if let Some(c) = hit {
+                // SAFETY: the cached mapping is ours now. Only page-offset
+                // mappings are cached, so the page-map entry of the user
+                // pointer was left in place and still fits; only the header
+                // (whose `user` was cleared) needs rewriting.
+                unsafe { LargeHeader::write(c.base, c.len, offset) };
+                self.maintain(map, limits);
+                return Some(LargeAlloc {
+                    // SAFETY: inside the mapping, non-null.
+                    ptr: unsafe { NonNull::new_unchecked((c.base + offset) as *mut u8) },
+                    zeroed: !c.dirty,
+                    map_len: c.len,
+                });
+            }
+        }
+        let base = P::map(len, map_align)?;
+        let b = base.as_ptr() as usize;
+        let user = b + offset;
+        if !map.reserve::<P>(user, 1) {
+            // SAFETY: just mapped, unknown to anyone.
+            unsafe { P::unmap(base, len) };
+            return None;
+        }
+        if len >= huge_from {
+            // SAFETY: our fresh mapping.
+            unsafe { P::advise_huge(base, len) };
+        }
+        // SAFETY: the mapping is ours and at least one page long.
+        unsafe { LargeHeader::write(b, len, offset) };
+        map.set(user, Entry::large(user, (offset / PAGE_SIZE) as u32));
+        Some(LargeAlloc {
+            // SAFETY: inside the mapping, non-null.
+            ptr: unsafe { NonNull::new_unchecked(user as *mut u8) },
+            zeroed: true,
+            map_len: len,
+        })
+    }
+
+    /// Finds the header of the large block `p`, if `p` is exactly a pointer
+    /// this tier handed out and has not been freed. `entry` must be the
+    /// page-map entry of `p`'s slot.
+    #[inline]
+    pub fn lookup(entry: Entry, p: *const u8) -> Option<&'static LargeHeader> {
+        LargeHeader::find(entry, p)
+    }
+
+    /// Frees a large block whose header [`Large::lookup`] returned: into the
+    /// cache when it fits, else back to the OS.
+    ///
+    /// # Safety
+    /// `h` must come from `lookup` for a block the caller may free, and must
+    /// not be used afterwards.
+    pub unsafe fn free(&self, map: &PageMap, h: &LargeHeader, limits: &CacheLimits) {
+        let base = h.base();
+        let len = h.map_len();
+        let cacheable = h.offset == PAGE_SIZE && len <= limits.max_block && len <= limits.budget;
+        if !cacheable {
+            Self::unmap(map, base, len);
+            self.maintain(map, limits);
+            return;
+        }
+        // A freed block's header says so: a second free of the pointer is
+        // recognised while the mapping sits in the cache.
+        h.user.store(0, Ordering::Release);
+        let now = P::now_ms();
+        let mut work = Work::NONE;
+        self.cache.lock().put(base, len, now, limits, &mut work);
+        self.run(map, limits, work);
+    }
+
+    /// Runs decay and budget enforcement now, batch after batch until
+    /// nothing is past its time (also done on large-tier calls).
+    pub fn maintain(&self, map: &PageMap, limits: &CacheLimits) {
+        let now = P::now_ms();
+        loop {
+            let mut work = Work::NONE;
+            {
+                let mut g = self.cache.lock();
+                if g.is_empty() {
+                    return;
+                }
+                g.enforce(now, limits, &mut work);
+            }
+            if work.n_purge + work.n_unmap == 0 {
+                return;
+            }
+            self.run(map, limits, work);
+        }
+    }
+
+    /// Carries out cache work outside the lock: purges (then re-files the
+    /// mappings as clean) and unmaps.
+    fn run(&self, map: &PageMap, limits: &CacheLimits, mut work: Work) {
+        loop {
+            for e in &work.purge[..work.n_purge] {
+                // SAFETY: the entry is out of the cache and unreferenced; the
+                // header page is kept (it is rewritten on reuse anyway).
+                unsafe { P::purge(NonNull::new_unchecked(e.base as *mut u8), e.len) };
+            }
+            for e in &work.unmap[..work.n_unmap] {
+                Self::unmap(map, e.base, e.len);
+            }
+            if work.n_purge == 0 {
+                if work.n_unmap > 0 {
+                    self.cache.lock().note_unmapped(work.n_unmap);
+                }
+                return;
+            }
+            let purged: [Cached; crate::cache::MAX_BATCH] = work.purge;
+            let n = work.n_purge;
+            let n_unmapped = work.n_unmap;
+            work = Work::NONE;
+            let mut g = self.cache.lock();
+            g.note_purged(n);
+            g.note_unmapped(n_unmapped);
+            for e in &purged[..n] {
+                g.put_clean(*e, limits, &mut work);
+            }
+        }
+    }
+
+    fn unmap(map: &PageMap, base: usize, len: usize) {
+        // SAFETY: the mapping is live until we unmap it below; its header
+        // says where the user pointer's entry is.
+        let offset = unsafe { (*(base as *const LargeHeader)).offset };
+        map.set(base + offset, Entry::NONE);
+        // SAFETY: the mapping is unreferenced and unregistered.
+        unsafe { P::unmap(NonNull::new_unchecked(base as *mut u8), len) };
+    }
+
+    /// Resizes a large block so that it holds `new_size` bytes, keeping its
+    /// contents: in place when the mapping can grow where it is (or shrink),
+    /// otherwise by moving its pages to a new mapping (`mremap`, no copy).
+    /// Returns the block's (possibly new) pointer and its mapping's new
+    /// length, or `None` (block untouched) if the OS refused.
+    ///
+    /// # Safety
+    /// `h` must be the live header of a block the caller owns; after a move
+    /// the old pointer and `h` are invalid.
+    pub unsafe fn resize(
+        &self,
+        map: &PageMap,
+        h: &LargeHeader,
+        new_size: usize,
+        huge_from: usize,
+    ) -> Option<(NonNull<u8>, usize)> {
+        let base = h.base();
+        let offset = h.offset;
+        let user = base + offset;
+        let old_len = h.map_len();
+        let new_len = offset.checked_add(new_size)?.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1);
+        if new_len > isize::MAX as usize {
+            return None;
+        }
+        // SAFETY: non-null: inside a live mapping.
+        let base_nn = unsafe { NonNull::new_unchecked(base as *mut u8) };
+        if new_len <= old_len {
+            if new_len < old_len {
+                // SAFETY: the tail beyond the new length holds nothing the
+                // caller still wants.
+                unsafe {
+                    P::unmap(
+                        NonNull::new_unchecked((base + new_len) as *mut u8),
+                        old_len - new_len,
+                    )
+                };
+                h.map_len.store(new_len, Ordering::Relaxed);
+            }
+            // SAFETY: non-null.
+            return Some((unsafe { NonNull::new_unchecked(user as *mut u8) }, new_len));
+        }
+        // SAFETY: our mapping; without MAYMOVE it only grows where it is.
+        if unsafe { P::remap(base_nn, old_len, new_len, false) }.is_some() {
+            h.map_len.store(new_len, Ordering::Relaxed);
+            // SAFETY: non-null.
+            return Some((unsafe { NonNull::new_unchecked(user as *mut u8) }, new_len));
+        }
+        let align = if new_len >= huge_from {
+            offset.max(hakmem_platform::CHUNK_SIZE)
+        } else {
+            offset
+        };
+        let target = P::map(new_len, align)?;
+        let t = target.as_ptr() as usize;
+        if !map.reserve::<P>(t + offset, 1) {
+            // SAFETY: unused target.
+            unsafe { P::unmap(target, new_len) };
+            return None;
+        }
+        // SAFETY: both ranges are ours and disjoint; on success the old range
+        // is gone and its pages (header included) live at the target.
+        if !unsafe { P::remap_to(base_nn, old_len, new_len, target) } {
+            // SAFETY: unused target.
+            unsafe { P::unmap(target, new_len) };
+            return None;
+        }
+        map.set(user, Entry::NONE);
+        // SAFETY: the header moved with its page to the target.
+        let nh = unsafe { &*(t as *const LargeHeader) };
+        nh.map_len.store(new_len, Ordering::Relaxed);
+        nh.user.store(t + offset, Ordering::Release);
+        if new_len >= huge_from {
+            // SAFETY: our mapping.
+            unsafe { P::advise_huge(target, new_len) };
+        }
+        map.set(
+            t + offset,
+            Entry::large(t + offset, (offset / PAGE_SIZE) as u32),
+        );
+        // SAFETY: non-null.
+        Some((
+            unsafe { NonNull::new_unchecked((t + offset) as *mut u8) },
+            new_len,
+        ))
+    }
+
+    /// Returns every cached mapping to the OS.
+    pub fn trim(&self, map: &PageMap, limits: &CacheLimits) {
+        loop {
+            let mut work = Work::NONE;
+            let done = {
+                let mut g = self.cache.lock();
+                g.drain(&mut work);
+                g.is_empty()
+            };
+            self.run(map, limits, work);
+            if done {
+                return;
+            }
+        }
+    }
+
+    /// The cache's counters.
+    pub fn stats(&self) -> CacheStats {
+        self.cache.lock().stats()
+    }
+
+    /// The cache lock, for the fork handlers.
+    pub fn fork_lock(&self) -> &SpinLock<impl Sized> {
+        &self.cache
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hakmem_platform::{Linux, CHUNK_SIZE};
+    use proptest::prelude::*;
+
+    const LIMITS: CacheLimits = CacheLimits {
+        budget: 16 << 20,
+        max_block: 8 << 20,
+        wmax_permille: 1250,
+        decay_ms: 60_000,
+        batch: 8,
+        clean_budget: 64 << 20,
+    };
+    const NO_CACHE: CacheLimits = CacheLimits {
+        budget: 0,
+        max_block: 0,
+        ..LIMITS
+    };
+    const HUGE: usize = 4 << 20;
+
+    fn setup() -> (&'static PageMap, Large<Linux>) {
+        (Box::leak(Box::new(PageMap::new())), Large::new())
+    }
+
+    fn header(map: &PageMap, p: *const u8) -> &'static LargeHeader {
+        Large::<Linux>::lookup(map.get(p as usize), p).expect("registered")
+    }
+
+    #[test]
+    fn blocks_are_registered_aligned_and_writable() {
+        let (map, large) = setup();
+        for &(size, align) in &[
+            (1 << 20, 16),
+            (3 << 20, 4096),
+            (5 << 20, 1 << 16),
+            (1 << 20, 4 << 20),
+            (100, 64 << 20),
+        ] {
+            let a = large.alloc(map, size, align, &LIMITS, HUGE).unwrap();
+            let p = a.ptr.as_ptr();
+            assert_eq!(p as usize % align, 0, "size {size} align {align}");
+            assert!(a.zeroed);
+            // SAFETY: size bytes are ours.
+            unsafe { core::ptr::write_bytes(p, 0xcd, size) };
+            let h = header(map, p);
+            assert!(h.usable() >= size);
+            assert!(h.alignment() >= align);
+            assert!(
+                h.offset() < align.max(4096) + 1,
+                "at most one alignment of address space spent"
+            );
+            if size >= HUGE {
+                assert_eq!(
+                    h.base() % CHUNK_SIZE,
+                    0,
+                    "huge-page-sized mappings are 2 MiB aligned"
+                );
+            }
+            for q in [
+                p.wrapping_add(16),
+                p.wrapping_add(4096),
+                p.wrapping_sub(4096),
+                p.wrapping_add(size / 2),
+            ] {
+                assert!(
+                    Large::<Linux>::lookup(map.get(q as usize), q).is_none(),
+                    "{q:?} is not the block"
+                );
+            }
+            // SAFETY: freeing our block once.
+            unsafe { large.free(map, h, &NO_CACHE) };
+            assert_eq!(map.get(p as usize), Entry::NONE);
+        }
+    }
+
+    #[test]
+    fn cache_reuses_and_stays_within_budget() {
+        let (map, large) = setup();
+        let a = large.alloc(map, 3 << 20, 16, &LIMITS, HUGE).unwrap();
+        let p = a.ptr.as_ptr();
+        // SAFETY: freeing once.
+        unsafe { large.free(map, header(map, p), &LIMITS) };
+        assert!(
+            Large::<Linux>::lookup(map.get(p as usize), p).is_none(),
+            "a freed block is no longer valid"
+        );
+        assert_eq!(large.stats().dirty.0, 1);
+        let b = large.alloc(map, 3 << 20, 16, &LIMITS, HUGE).unwrap();
+        assert_eq!(b.ptr, a.ptr);
+        assert!(!b.zeroed);
+        assert_eq!(large.stats().hits, 1);
+        let blocks: Vec<_> = (0..10)
+            .map(|_| large.alloc(map, 3 << 20, 16, &LIMITS, HUGE).unwrap())
+            .collect();
+        for x in blocks.iter().chain(std::iter::once(&b)) {
+            let p = x.ptr.as_ptr();
+            // SAFETY: each freed once.
+            unsafe { large.free(map, header(map, p), &LIMITS) };
+            assert!(large.stats().dirty.1 <= LIMITS.budget);
+        }
+        let st = large.stats();
+        assert!(st.purged > 0, "overflowing the budget purges");
+        assert!(
+            st.clean.0 > 0,
+            "purged mappings stay cached as address space"
+        );
+        // a clean mapping comes back zeroed
+        let c = large.alloc(map, 3 << 20, 16, &LIMITS, HUGE).unwrap();
+        large.trim(map, &LIMITS);
+        assert_eq!(large.stats().dirty.0 + large.stats().clean.0, 0);
+        // SAFETY: freeing once.
+        unsafe { large.free(map, header(map, c.ptr.as_ptr()), &NO_CACHE) };
+    }
+
+    #[test]
+    fn purged_entries_read_zero() {
+        let (map, large) = setup();
+        let tight = CacheLimits {
+            budget: 4 << 20,
+            ..LIMITS
+        };
+        let a = large.alloc(map, 3 << 20, 16, &tight, HUGE).unwrap();
+        let b = large.alloc(map, 3 << 20, 16, &tight, HUGE).unwrap();
+        for x in [&a, &b] {
+            // SAFETY: ours.
+            unsafe { core::ptr::write_bytes(x.ptr.as_ptr(), 0xAA, 3 << 20) };
+        }
+        for x in [&a, &b] {
+            // SAFETY: freeing once.
+            unsafe { large.free(map, header(map, x.ptr.as_ptr()), &tight) };
+        }
+        // one of them was purged to stay within 4 MiB: take both back
+        let c = large.alloc(map, 3 << 20, 16, &tight, HUGE).unwrap();
+        let d = large.alloc(map, 3 << 20, 16, &tight, HUGE).unwrap();
+        let clean = [c, d]
+            .into_iter()
+            .find(|x| x.zeroed)
+            .expect("one came back purged");
+        // SAFETY: ours.
+        let s = unsafe { core::slice::from_raw_parts(clean.ptr.as_ptr(), 3 << 20) };
+        assert!(s.iter().all(|&x| x == 0));
+    }
+
+    #[test]
+    fn aligned_blocks_are_not_recycled_under_another_offset() {
+        let (map, large) = setup();
+        let a = large.alloc(map, 3 << 20, 1 << 16, &LIMITS, HUGE).unwrap();
+        let p = a.ptr.as_ptr();
+        // SAFETY: freeing once.
+        unsafe { large.free(map, header(map, p), &LIMITS) };
+        assert_eq!(map.get(p as usize), Entry::NONE);
+        let b = large.alloc(map, 3 << 20, 16, &LIMITS, HUGE).unwrap();
+        header(map, b.ptr.as_ptr());
+    }
+
+    #[test]
+    fn resize_grows_moves_and_shrinks_keeping_contents() {
+        let (map, large) = setup();
+        let a = large.alloc(map, 2 << 20, 16, &LIMITS, HUGE).unwrap();
+        let mut p = a.ptr.as_ptr();
+        // SAFETY: ours.
+        unsafe { core::ptr::write_bytes(p, 0x5a, 2 << 20) };
+        // block the space after it so the growth has to move
+        let blocker = large.alloc(map, 2 << 20, 16, &LIMITS, HUGE).unwrap();
+        for &size in &[3 << 20, 40 << 20, 64 << 20, 5 << 20] {
+            // SAFETY: our live block.
+            let q = unsafe { large.resize(map, header(map, p), size, HUGE) }
+                .unwrap()
+                .0
+                .as_ptr();
+            let h = header(map, q);
+            assert!(h.usable() >= size);
+            // SAFETY: at least 2 MiB are ours and were preserved.
+            let s = unsafe { core::slice::from_raw_parts(q, 2 << 20) };
+            assert!(
+                s.iter().all(|&x| x == 0x5a),
+                "contents survive resize to {size}"
+            );
+            if q != p {
+                assert_eq!(
+                    map.get(p as usize),
+                    Entry::NONE,
+                    "the old pointer is unregistered"
+                );
+            }
+            p = q;
+        }
+        // SAFETY: freeing once each.
+        unsafe {
+            large.free(map, header(map, p), &NO_CACHE);
+            large.free(map, header(map, blocker.ptr.as_ptr()), &NO_CACHE);
+        }
+    }
+
+    #[test]
+    fn impossible_sizes_fail() {
+        let (map, large) = setup();
+        assert!(large
+            .alloc(map, usize::MAX - 10, 16, &LIMITS, HUGE)
+            .is_none());
+        assert!(large
+            .alloc(map, isize::MAX as usize, 16, &LIMITS, HUGE)
+            .is_none());
+        assert!(large.alloc(map, 1 << 50, 16, &LIMITS, HUGE).is_none());
+        assert!(large.alloc(map, 1 << 20, 1 << 40, &LIMITS, HUGE).is_none());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// Model test: live blocks never overlap, keep their contents, and the
+        /// cache stays within its budget.
+        #[test]
+        fn large_matches_model(ops in proptest::collection::vec((0u8..3, 1usize..(6 << 20), 0usize..8), 1..40)) {
+            let (map, large) = setup();
+            let mut live: Vec<(usize, usize, u8)> = Vec::new();
+            for (i, (op, size, pick)) in ops.into_iter().enumerate() {
+                if op == 0 || live.is_empty() {
+                    let a = large.alloc(map, size, 16, &LIMITS, HUGE).unwrap();
+                    let p = a.ptr.as_ptr() as usize;
+                    for &(q, n, _) in &live {
+                        prop_assert!(p + size <= q || q + n <= p, "overlap");
+                    }
+                    // SAFETY: size bytes are ours.
+                    unsafe { core::ptr::write_bytes(p as *mut u8, i as u8, size) };
+                    live.push((p, size, i as u8));
+                } else if op == 1 {
+                    let (p, n, tag) = live.swap_remove(pick % live.len());
+                    // SAFETY: reading our own live block.
+                    let s = unsafe { core::slice::from_raw_parts(p as *const u8, n) };
+                    prop_assert!(s.iter().all(|&b| b == tag));
+                    // SAFETY: freeing once.
+                    unsafe { large.free(map, header(map, p as *const u8), &LIMITS) };
+                } else {
+                    let k = pick % live.len();
+                    let (p, n, tag) = live[k];
+                    // SAFETY: our live block.
+                    let q = unsafe { large.resize(map, header(map, p as *const u8), size, HUGE) }.unwrap().0.as_ptr() as usize;
+                    let keep = n.min(size);
+                    // SAFETY: keep bytes preserved.
+                    let s = unsafe { core::slice::from_raw_parts(q as *const u8, keep) };
+                    prop_assert!(s.iter().all(|&b| b == tag));
+                    // SAFETY: size bytes are ours now.
+                    unsafe { core::ptr::write_bytes(q as *mut u8, tag, size) };
+                    live[k] = (q, size, tag);
+                }
+                prop_assert!(large.stats().dirty.1 <= LIMITS.budget);
+            }
+            for (p, _, _) in live {
+                // SAFETY: freeing once.
+                unsafe { large.free(map, header(map, p as *const u8), &LIMITS) };
+            }
+            large.trim(map, &LIMITS);
+        }
+    }
+}
