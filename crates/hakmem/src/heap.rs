@@ -24,7 +24,7 @@ use hakmem_policy_rcu::FrozenPolicy;
 use hakmem_stats::ThreadStats;
 use hakmem_superslab::{
     OwnedSuperslab, PendingList, Put, Slab, SlabHandle, SlabList, SlabRef, Superslab,
-    SuperslabList, SLOTS,
+    SuperslabList, SLOTS, SLOT_SIZE,
 };
 use hakmem_tiny_sll::{Bin, Block, Chain};
 
@@ -43,6 +43,10 @@ const _: () = assert!(Entry::KEY_HIT as usize == NBINS * BIN_BYTES);
 const S_CURRENT: u8 = 1;
 const S_PARTIAL: u8 = 2;
 const S_FULL: u8 = 3;
+
+/// Set on the state of an empty slab kept on a partial list (counted in
+/// `Heap::empty_bytes`).
+const F_RETAINED: u8 = 0x80;
 
 /// Superslab list tags.
 const SS_SPACE: u8 = 1;
@@ -70,6 +74,8 @@ pub struct Heap {
     fulls: SuperslabList,
     /// Superslabs on `spaces` with no slab at all.
     empties: u32,
+    /// Bytes of empty slabs kept on partial lists (`F_RETAINED`).
+    empty_bytes: usize,
     /// Refills since the last decay check.
     ticks: u32,
     /// When this heap last purged idle slots (ms).
@@ -128,6 +134,7 @@ impl Heap {
             spaces: SuperslabList::new(),
             fulls: SuperslabList::new(),
             empties: 0,
+            empty_bytes: 0,
             ticks: 0,
             last_maintain: 0,
             policy_gen: 0,
@@ -203,6 +210,34 @@ impl Heap {
         }
         self.last_maintain = now;
         let _e = hakmem_platform::ErrnoGuard::new();
+        let aged = |h: &SlabHandle<'_>| {
+            h.is_releasable()
+                && (force || (now as u32).wrapping_sub(h.idle_since()) as u64 >= decay)
+        };
+        // empty slabs that idled for the decay time go back to their superslabs
+        for c in 0..NCLASSES {
+            let cur = self.current[c];
+            if !cur.is_null() {
+                // SAFETY: current slabs are ours.
+                let h = unsafe { SlabRef::from_raw(cur).handle() };
+                if aged(&h) {
+                    self.current[c] = ptr::null_mut();
+                    self.release_slab(h, now);
+                }
+            }
+            let mut next = self.partial[c].first();
+            while let Some(s) = next {
+                next = self.partial[c].next_after(s);
+                // SAFETY: listed slabs are ours.
+                let mut h = unsafe { s.handle() };
+                if aged(&h) {
+                    self.partial[c].remove(&mut h);
+                    self.unretain(&h);
+                    self.release_slab(h, now);
+                }
+            }
+        }
+        // and free slots that idled for the decay time give their pages back
         let mut cur = self.spaces.first();
         while let Some(p) = cur {
             // SAFETY: superslabs on our lists are ours.
@@ -222,19 +257,9 @@ impl Heap {
             self.give_back(chain);
         }
         self.process_pending();
-        for c in 0..NCLASSES {
-            let cur = self.current[c];
-            if cur.is_null() {
-                continue;
-            }
-            // SAFETY: current slabs are ours.
-            let mut h = unsafe { SlabRef::from_raw(cur).handle() };
-            if h.is_releasable() {
-                self.current[c] = ptr::null_mut();
-                h.set_state(S_FULL);
-                self.slab_empty(h);
-            }
-        }
+        self.maintain(true);
+        // every empty superslab goes to the pool (the pool decides what the
+        // OS gets back)
         self.empties = 0;
         let _e = hakmem_platform::ErrnoGuard::new();
         let mut cur = self.spaces.first();
@@ -245,10 +270,12 @@ impl Heap {
             if ss.is_empty() {
                 self.spaces.remove(&mut ss);
                 self.stats.superslabs_released.inc();
-                POOL.release(&PAGE_MAP, ss, Os::now_ms(), &pool_limits(POLICY.load()));
+                {
+                    let now = Os::now_ms();
+                    POOL.release(&PAGE_MAP, ss, now, now, &pool_limits(POLICY.load()));
+                }
             }
         }
-        self.maintain(true);
     }
 
     /// The bin of `class` is empty: fill it from slabs and return one block.
@@ -302,6 +329,7 @@ impl Heap {
                 // SAFETY: listed slabs are ours.
                 let mut h = unsafe { s.handle() };
                 self.partial[class].remove(&mut h);
+                self.unretain(&h);
                 h.set_state(S_CURRENT);
                 self.current[class] = s.as_ptr();
                 continue;
@@ -445,33 +473,61 @@ impl Heap {
         }
     }
 
-    /// A slab has no live block: give its slots back unless it is a
-    /// one-slot current slab or still queued; give the superslab back when it
-    /// empties, keeping `heap_keep_empty` per heap.
+    /// A slab has no live block. It stays where it is (a current slab) or
+    /// joins the back of its class's partial list, so that fuller slabs are
+    /// refilled from first and this one can age: `maintain` gives slabs that
+    /// stayed empty for the decay time back to their superslab. Keeping them
+    /// a while makes alloc-all/free-all patterns reuse slabs as they are.
     fn slab_empty(&mut self, mut h: SlabHandle<'_>) {
         if !h.is_releasable() {
             return;
         }
+        let now = Os::now_ms();
+        h.set_idle_since((now as u32).max(1));
         let class = h.class() as usize;
-        if h.state() == S_CURRENT {
-            // A one-slot current slab stays (the next refill would want it
-            // back at once); a bigger one is worth giving back: the bin in
-            // front of it absorbs alloc/free ping-pong anyway.
-            if h.span() == 1 {
-                return;
-            }
-            self.current[class] = ptr::null_mut();
+        let state = h.state();
+        if state != S_FULL && state != S_PARTIAL {
+            return; // the current slab, or already retained
         }
-        if h.state() == S_PARTIAL {
+        if state == S_PARTIAL {
             self.partial[class].remove(&mut h);
         }
+        let bytes = h.span() as usize * SLOT_SIZE;
+        if self.empty_bytes + bytes > POLICY.load().heap_empty_budget {
+            self.release_slab(h, now);
+            return;
+        }
+        self.empty_bytes += bytes;
+        h.set_state(S_PARTIAL | F_RETAINED);
+        self.partial[class].push_back(&mut h);
+    }
+
+    /// Stops counting a slab as retained-empty (it is being reused or
+    /// released).
+    fn unretain(&mut self, h: &SlabHandle<'_>) {
+        if h.state() & F_RETAINED != 0 {
+            self.empty_bytes -= h.span() as usize * SLOT_SIZE;
+        }
+    }
+
+    /// Gives an empty, unlisted slab's slots back to its superslab (stamping
+    /// them with the time the slab became idle, for the slot purge), and the
+    /// superslab to the pool when it empties, keeping `heap_keep_empty` per
+    /// heap.
+    fn release_slab(&mut self, h: SlabHandle<'_>, now: u64) {
+        let class = h.class() as usize;
+        // the idle stamp as a full-width time (stamps are kept as u32 ms)
+        let idle = match h.idle_since() {
+            0 => now,
+            t => now.saturating_sub((now as u32).wrapping_sub(t) as u64),
+        };
         let s = h.slab_ref();
         // SAFETY: we own the superslab.
         let mut ss = unsafe { OwnedSuperslab::assume_owned(s.superslab()) };
         let was_full = ss.free_slots() == 0;
-        // SAFETY: releasable (checked) and unlinked from our lists.
+        // SAFETY: the caller checked the slab is releasable and unlinked it.
         unsafe { ss.release_slab(s) };
-        ss.stamp_free_slots(Os::now_ms());
+        ss.stamp_free_slots(idle);
         self.stats.classes[class].slabs_released.inc();
         if was_full {
             self.fulls.remove(&mut ss);
@@ -485,7 +541,8 @@ impl Heap {
                 self.spaces.remove(&mut ss);
                 self.stats.superslabs_released.inc();
                 let _e = hakmem_platform::ErrnoGuard::new();
-                POOL.release(&PAGE_MAP, ss, Os::now_ms(), &pool_limits(p));
+                // stamped with its idle time, so the pool purges an old one
+                POOL.release(&PAGE_MAP, ss, idle, now, &pool_limits(p));
             }
         }
     }
@@ -539,6 +596,7 @@ impl Heap {
             self.release_superslab(ss);
         }
         self.empties = 0;
+        self.empty_bytes = 0;
         self.policy_gen = 0;
     }
 
@@ -555,7 +613,10 @@ impl Heap {
         }
         if ss.is_empty() {
             self.stats.superslabs_released.inc();
-            POOL.release(&PAGE_MAP, ss, Os::now_ms(), &pool_limits(POLICY.load()));
+            {
+                let now = Os::now_ms();
+                POOL.release(&PAGE_MAP, ss, now, now, &pool_limits(POLICY.load()));
+            }
         } else {
             ORPHANAGE.abandon(ss);
         }

@@ -20,7 +20,7 @@
 /// Size classes: four per doubling of the mapping length, from 1 MiB.
 const CLASSES: usize = 64;
 /// Entries per class.
-const WAYS: usize = 8;
+const WAYS: usize = 32;
 /// Most mappings handed back for purging or unmapping by one call.
 pub(crate) const MAX_BATCH: usize = 32;
 

@@ -53,13 +53,13 @@ pub const fn mid_span(class: usize) -> usize {
     }
 }
 
-/// Default per-thread bin capacity (blocks) for a mid class: about 128 KiB of
-/// cached blocks, at least one and at most 32.
+/// Default per-thread bin capacity (blocks) for a mid class: about 256 KiB of
+/// cached blocks, at least two and at most 32.
 #[inline]
 pub const fn mid_default_cap(class: usize) -> u32 {
-    let n = (128 << 10) / mid_size(class);
-    if n < 1 {
-        1
+    let n = (256 << 10) / mid_size(class);
+    if n < 2 {
+        2
     } else if n > 32 {
         32
     } else {
@@ -129,8 +129,8 @@ mod tests {
     fn caps_are_byte_bounded() {
         for c in 0..MID_CLASSES {
             let cap = mid_default_cap(c) as usize;
-            assert!((1..=32).contains(&cap));
-            assert!(cap == 1 || cap * mid_size(c) <= 128 << 10);
+            assert!((2..=32).contains(&cap));
+            assert!(cap == 2 || cap * mid_size(c) <= 256 << 10);
         }
     }
 }

@@ -51,6 +51,9 @@ pub struct FrozenPolicy {
     pub pool_clean: u32,
     /// Empty superslabs a heap keeps for itself before giving them back.
     pub heap_keep_empty: u32,
+    /// Bytes of empty slabs a heap keeps (for reuse as they are) until they
+    /// decay; beyond it a slab that empties goes back to its superslab at once.
+    pub heap_empty_budget: usize,
 }
 
 const fn clamp(v: usize, lo: usize, hi: usize) -> usize {
@@ -100,9 +103,10 @@ const fn default_policy() -> FrozenPolicy {
         decay_ms: 1000,
         madvise_batch: 8,
         thp_threshold: 2 << 20,
-        pool_dirty: 16,
+        pool_dirty: 32,
         pool_clean: 64,
-        heap_keep_empty: 1,
+        heap_keep_empty: 8,
+        heap_empty_budget: 64 << 20,
     }
 }
 

@@ -12,6 +12,7 @@ use crate::superslab::{OwnedSuperslab, Superslab};
 #[derive(Debug)]
 pub struct SlabList {
     head: *mut Slab,
+    tail: *mut Slab,
     len: u32,
 }
 
@@ -26,6 +27,7 @@ impl SlabList {
     pub const fn new() -> Self {
         SlabList {
             head: ptr::null_mut(),
+            tail: ptr::null_mut(),
             len: 0,
         }
     }
@@ -60,8 +62,30 @@ impl SlabList {
             // no other handle to them right now.
             let mut o = unsafe { SlabRef::from_raw(old).handle() };
             *o.links().1 = me;
+        } else {
+            self.tail = me;
         }
         self.head = me;
+        self.len += 1;
+    }
+
+    /// Links a slab at the back. It must be on no list.
+    pub fn push_back(&mut self, h: &mut SlabHandle<'_>) {
+        let me = h.slab_ref().as_ptr();
+        let old = self.tail;
+        {
+            let (next, prev) = h.links();
+            *next = ptr::null_mut();
+            *prev = old;
+        }
+        if !old.is_null() {
+            // SAFETY: as in push_front.
+            let mut o = unsafe { SlabRef::from_raw(old).handle() };
+            *o.links().0 = me;
+        } else {
+            self.head = me;
+        }
+        self.tail = me;
         self.len += 1;
     }
 
@@ -85,8 +109,20 @@ impl SlabList {
         if !next.is_null() {
             // SAFETY: as above.
             *unsafe { SlabRef::from_raw(next).handle() }.links().1 = prev;
+        } else {
+            debug_assert_eq!(self.tail, me);
+            self.tail = prev;
         }
         self.len -= 1;
+    }
+
+    /// The slab after `s`, which must be on this list.
+    pub fn next_after(&self, s: SlabRef) -> Option<SlabRef> {
+        // SAFETY: the owner reads the link of a slab on its own list and holds
+        // no other handle to it.
+        let next = *unsafe { s.handle() }.links().0;
+        // SAFETY: listed slabs are live slab records.
+        (!next.is_null()).then(|| unsafe { SlabRef::from_raw(next) })
     }
 
     /// Iterates the slabs (the caller must not unlink while iterating).

@@ -204,12 +204,20 @@ impl<P: Pal> SuperslabPool<P> {
         Some(unsafe { OwnedSuperslab::format(base, map, tag, owner) })
     }
 
-    /// Takes back an empty superslab at time `now` (milliseconds of
-    /// [`Pal::now_ms`]) and keeps the pool within `limits`.
+    /// Takes back an empty superslab that has been idle since `stamp`, at
+    /// time `now` (milliseconds of [`Pal::now_ms`]), and keeps the pool
+    /// within `limits`: one idle for the decay time already is purged at once.
     ///
     /// The caller must have made sure no slab of it is waiting in a pending
     /// list and no block of it is live (an empty superslab: all slabs released).
-    pub fn release(&self, map: &PageMap, mut ss: OwnedSuperslab, now: u64, limits: &PoolLimits) {
+    pub fn release(
+        &self,
+        map: &PageMap,
+        mut ss: OwnedSuperslab,
+        stamp: u64,
+        now: u64,
+        limits: &PoolLimits,
+    ) {
         if !ss.is_empty() {
             hakmem_platform::fatal_at("internal error: releasing a busy superslab", ss.base());
         }
@@ -220,7 +228,7 @@ impl<P: Pal> SuperslabPool<P> {
             let mut g = self.inner.lock();
             let cap = limits.dirty.min(MAX_DIRTY);
             if cap == 0 {
-                work.purge[0] = Pooled { base, stamp: now };
+                work.purge[0] = Pooled { base, stamp };
                 work.n_purge = 1;
             } else {
                 if g.dirty.n >= cap {
@@ -229,7 +237,7 @@ impl<P: Pal> SuperslabPool<P> {
                         work.n_purge += 1;
                     }
                 }
-                g.dirty.push(Pooled { base, stamp: now });
+                g.dirty.push(Pooled { base, stamp });
             }
             g.enforce(now, limits, &mut work);
             g.sync_counts();

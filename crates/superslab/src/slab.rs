@@ -54,6 +54,8 @@ struct SlabLocal {
     first_slot: u8,
     /// Owner-defined state byte (which list the slab is on).
     state: u8,
+    /// Owner-defined time stamp (when the slab last became empty).
+    idle_since: u32,
     data: *mut u8,
     /// Owner's per-class list links.
     next: *mut Slab,
@@ -81,6 +83,7 @@ impl Slab {
                 span: 0,
                 first_slot: 0,
                 state: 0,
+                idle_since: 0,
                 data: ptr::null_mut(),
                 next: ptr::null_mut(),
                 prev: ptr::null_mut(),
@@ -115,6 +118,7 @@ impl Slab {
             span,
             first_slot: first,
             state: 0,
+            idle_since: 0,
             data,
             next: ptr::null_mut(),
             prev: ptr::null_mut(),
@@ -277,6 +281,16 @@ impl SlabHandle<'_> {
     #[inline]
     pub fn set_state(&mut self, s: u8) {
         self.local.state = s;
+    }
+    /// Owner-defined time stamp.
+    #[inline]
+    pub fn idle_since(&self) -> u32 {
+        self.local.idle_since
+    }
+    /// Sets the owner-defined time stamp.
+    #[inline]
+    pub fn set_idle_since(&mut self, t: u32) {
+        self.local.idle_since = t;
     }
     pub(crate) fn links(&mut self) -> (&mut *mut Slab, &mut *mut Slab) {
         (&mut self.local.next, &mut self.local.prev)

@@ -46,6 +46,8 @@ pub struct Superslab {
 struct SsLocal {
     /// Bit `s` set: slot `s` is free. Slot 0 is never free.
     free_slots: u32,
+    /// The longest run of consecutive free slots (the biggest slab that fits).
+    max_run: u8,
     /// Bit `s` set: slot `s` is free but its pages may still be resident
     /// (it held a slab since it was last purged).
     dirty_slots: u32,
@@ -192,6 +194,7 @@ impl OwnedSuperslab {
             ptr::addr_of_mut!((*p).map).write(map);
             ptr::addr_of_mut!((*p).local).write(UnsafeCell::new(SsLocal {
                 free_slots: ALL_BLOCK_SLOTS,
+                max_run: (SLOTS - 1) as u8,
                 dirty_slots: 0,
                 seen: [0; SLOTS],
                 next: ptr::null_mut(),
@@ -289,6 +292,12 @@ impl OwnedSuperslab {
         self.local_ref().free_slots
     }
 
+    /// The most slots a new slab could span here.
+    #[inline]
+    pub fn max_span(&self) -> usize {
+        self.local_ref().max_run as usize
+    }
+
     /// The owner's list links and tag (for [`crate::SuperslabList`]).
     pub(crate) fn links(&mut self) -> (&mut *mut Superslab, &mut *mut Superslab, &mut u8) {
         let l = self.local();
@@ -314,8 +323,10 @@ impl OwnedSuperslab {
         }
         let first = run.trailing_zeros() as usize;
         let mask = (((1u64 << span) - 1) as u32) << first;
-        self.local().free_slots &= !mask;
-        self.local().dirty_slots &= !mask;
+        let l = self.local();
+        l.free_slots &= !mask;
+        l.dirty_slots &= !mask;
+        l.max_run = longest_run(l.free_slots);
         let hdr = self.header();
         // SAFETY: the map outlives every superslab registered in it.
         let map = unsafe { &*hdr.map };
@@ -356,6 +367,7 @@ impl OwnedSuperslab {
         let mask = (((1u64 << span) - 1) as u32) << first;
         let l = self.local();
         l.free_slots |= mask;
+        l.max_run = longest_run(l.free_slots);
         l.dirty_slots |= mask;
         for s in first..first + span {
             l.seen[s] = 0;
@@ -441,5 +453,29 @@ impl OwnedSuperslab {
             }
             Some(SlabRef::new(hdr.slab(s)))
         })
+    }
+}
+
+/// Length of the longest run of set bits.
+fn longest_run(mut m: u32) -> u8 {
+    let mut n = 0;
+    while m != 0 {
+        m &= m >> 1;
+        n += 1;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::longest_run;
+
+    #[test]
+    fn longest_runs() {
+        assert_eq!(longest_run(0), 0);
+        assert_eq!(longest_run(!1), 31);
+        assert_eq!(longest_run(0b1011_1100), 4);
+        assert_eq!(longest_run(0b1010_1010), 1);
+        assert_eq!(longest_run(u32::MAX), 32);
     }
 }

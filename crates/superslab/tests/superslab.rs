@@ -138,6 +138,46 @@ fn idle_free_slots_are_purged_after_the_decay_time() {
 }
 
 #[test]
+fn slab_lists_link_both_ends() {
+    let map = new_map();
+    let pool = SuperslabPool::<Linux>::new();
+    let owner = new_owner();
+    let mut ss = pool.acquire(map, 121, owner).unwrap();
+    let s: Vec<SlabRef> = (0..4).map(|_| ss.alloc_slab(1, 64, 1).unwrap()).collect();
+    let mut list = SlabList::new();
+    // SAFETY: we own the superslab; one handle at a time.
+    unsafe {
+        list.push_back(&mut s[1].handle());
+        list.push_front(&mut s[0].handle());
+        list.push_back(&mut s[2].handle());
+        list.push_back(&mut s[3].handle());
+    }
+    assert_eq!(list.iter().collect::<Vec<_>>(), s);
+    assert_eq!(list.len(), 4);
+    // SAFETY: as above.
+    unsafe {
+        list.remove(&mut s[3].handle());
+        list.remove(&mut s[0].handle());
+    }
+    assert_eq!(list.iter().collect::<Vec<_>>(), vec![s[1], s[2]]);
+    assert_eq!(list.next_after(s[1]), Some(s[2]));
+    assert_eq!(list.next_after(s[2]), None);
+    // SAFETY: as above.
+    unsafe { list.push_back(&mut s[0].handle()) };
+    assert_eq!(list.iter().collect::<Vec<_>>(), vec![s[1], s[2], s[0]]);
+    // SAFETY: as above.
+    unsafe {
+        list.remove(&mut s[1].handle());
+        list.remove(&mut s[2].handle());
+        list.remove(&mut s[0].handle());
+    }
+    assert!(list.is_empty() && list.first().is_none());
+    // SAFETY: as above.
+    unsafe { list.push_back(&mut s[3].handle()) };
+    assert_eq!(list.first(), Some(s[3]));
+}
+
+#[test]
 fn take_and_put_track_used_and_transitions() {
     let map = new_map();
     let pool = SuperslabPool::<Linux>::new();
@@ -231,7 +271,7 @@ fn remote_frees_reach_the_owner_through_the_pending_list() {
         unsafe { ss.release_slab(s) };
     }
     assert!(ss.is_empty());
-    pool.release(map, ss, 0, &KEEP);
+    pool.release(map, ss, 0, 0, &KEEP);
     assert_eq!(
         map.get(base + 5 * SLOT_SIZE),
         Entry::slot(Entry::FREE_TAG, NO_CLASS)
@@ -281,7 +321,7 @@ fn pool_keeps_a_bounded_number_and_unmaps_the_rest() {
         .collect();
     let bases: Vec<usize> = all.iter().map(|s| s.base()).collect();
     for s in all {
-        pool.release(map, s, 10, &one);
+        pool.release(map, s, 10, 10, &one);
     }
     let st = pool.stats();
     assert_eq!(st.mapped, 5);
@@ -301,7 +341,7 @@ fn pool_keeps_a_bounded_number_and_unmaps_the_rest() {
     let again = pool.acquire(map, 105, owner).unwrap();
     assert_eq!(again.base(), bases[4]);
     assert_eq!(pool.stats().reused, 1);
-    pool.release(map, again, 20, &one);
+    pool.release(map, again, 20, 20, &one);
     // decay: after a period the dirty one is purged, after 8 the clean unmapped
     pool.maintain(map, 1020, &one);
     assert_eq!(pool.stats().dirty, 0);
@@ -350,7 +390,7 @@ fn orphans_are_adopted_and_their_queued_slabs_forwarded() {
     drop(h);
     // SAFETY: releasable.
     unsafe { adopted.release_slab(s) };
-    pool.release(map, adopted, 0, &KEEP);
+    pool.release(map, adopted, 0, 0, &KEEP);
 }
 
 #[derive(Debug, Clone)]
