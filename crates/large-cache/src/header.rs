@@ -3,7 +3,7 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use hakmem_pagemap::Entry;
+use hakmem_pagemap::{Entry, GRANULE};
 use hakmem_platform::PAGE_SIZE;
 
 const MAGIC: u64 = 0x6861_6b6d_4c41_5247; // "hakmLARG"
@@ -103,6 +103,11 @@ pub struct LargeAlloc {
 /// the alignment itself above (so a mapping aligned to it puts the user
 /// pointer on it); the address space spent on alignment is thus below one
 /// alignment.
+///
+/// Every mapping leaves at least [`GRANULE`] bytes after the user pointer.
+/// That keeps the user pointers of two live mappings at least a slot apart
+/// (the next mapping starts after this one's usable bytes and puts its own
+/// pointer at least a page further), so no two share a page-map entry.
 pub(crate) fn geometry(
     size: usize,
     align: usize,
@@ -110,7 +115,7 @@ pub(crate) fn geometry(
 ) -> Option<(usize, usize, usize)> {
     debug_assert!(align.is_power_of_two());
     let offset = align.max(PAGE_SIZE);
-    let need = offset.checked_add(size)?;
+    let need = offset.checked_add(size.max(GRANULE))?;
     let len = need.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1);
     if len > isize::MAX as usize || offset / PAGE_SIZE >= Entry::MAX_LARGE_OFFSET as usize {
         return None;

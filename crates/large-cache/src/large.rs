@@ -115,7 +115,7 @@ impl<P: Pal> Large<P> {
         let len = h.map_len();
         let cacheable = h.offset == PAGE_SIZE && len <= limits.max_block && len <= limits.budget;
         if !cacheable {
-            Self::unmap(map, base, len);
+            Self::unmap(map, base, len, h.offset);
             self.maintain(map, limits);
             return;
         }
@@ -158,7 +158,7 @@ impl<P: Pal> Large<P> {
                 unsafe { P::purge(NonNull::new_unchecked(e.base as *mut u8), e.len) };
             }
             for e in &work.unmap[..work.n_unmap] {
-                Self::unmap(map, e.base, e.len);
+                Self::unmap(map, e.base, e.len, PAGE_SIZE);
             }
             if work.n_purge == 0 {
                 if work.n_unmap > 0 {
@@ -179,10 +179,10 @@ impl<P: Pal> Large<P> {
         }
     }
 
-    fn unmap(map: &PageMap, base: usize, len: usize) {
-        // SAFETY: the mapping is live until we unmap it below; its header
-        // says where the user pointer's entry is.
-        let offset = unsafe { (*(base as *const LargeHeader)).offset };
+    /// Unregisters and unmaps a mapping whose user pointer sat `offset`
+    /// bytes in. (Cached mappings always have a one-page offset; their
+    /// header may have been purged, so it is not read.)
+    fn unmap(map: &PageMap, base: usize, len: usize, offset: usize) {
         map.set(base + offset, Entry::NONE);
         // SAFETY: the mapping is unreferenced and unregistered.
         unsafe { P::unmap(NonNull::new_unchecked(base as *mut u8), len) };
@@ -493,6 +493,33 @@ mod tests {
         unsafe {
             large.free(map, header(map, p), &NO_CACHE);
             large.free(map, header(map, blocker.ptr.as_ptr()), &NO_CACHE);
+        }
+    }
+
+    #[test]
+    fn neighbouring_mappings_never_share_an_entry() {
+        // small aligned blocks make small mappings; the kernel tends to place
+        // the next mapping right next to them
+        let (map, large) = setup();
+        let mut live = Vec::new();
+        for i in 0..64 {
+            let (size, align) = if i % 2 == 0 {
+                (41, 128 << 10)
+            } else {
+                ((1 << 20) + 1, 16)
+            };
+            let a = large.alloc(map, size, align, &NO_CACHE, HUGE).unwrap();
+            live.push(a.ptr.as_ptr());
+            for &p in &live {
+                assert!(
+                    Large::<Linux>::lookup(map.get(p as usize), p).is_some(),
+                    "{p:?} lost its entry"
+                );
+            }
+        }
+        for p in live {
+            // SAFETY: freeing once.
+            unsafe { large.free(map, header(map, p), &NO_CACHE) };
         }
     }
 
