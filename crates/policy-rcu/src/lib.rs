@@ -12,6 +12,11 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
+mod file;
+pub use file::{
+    BufferTooSmall, Key, KeyName, ParseError, Problem, MAX_CAP, POLICY_FILE_MAX, POLICY_HEADER,
+};
+
 use hakmem_mid_mt::{mid_default_cap, MID_CLASSES};
 use hakmem_tiny_sll::{tiny_size, TINY_CLASSES};
 
