@@ -472,3 +472,70 @@ fn json_site<W: Write + ?Sized>(w: &mut W, s: &SiteStats, opts: &ReportOptions) 
         class.lifetime.name()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SiteId;
+
+    fn s(d: impl fmt::Display) -> String {
+        format!("{d}")
+    }
+
+    #[test]
+    fn cells() {
+        assert_eq!(s(Bytes(0)), "0 B");
+        assert_eq!(s(Bytes(1023)), "1023 B");
+        assert_eq!(s(Bytes(1024)), "1.0 KiB");
+        assert_eq!(s(Bytes(64 << 10)), "64.0 KiB");
+        assert_eq!(s(Bytes(2 << 20)), "2.0 MiB");
+        assert_eq!(s(Bytes(3 << 30)), "3.0 GiB");
+        assert_eq!(s(Bytes(u64::MAX)), "16.0 EiB");
+        assert_eq!(format!("[{:>9}]", Bytes(1536)), "[  1.5 KiB]");
+        assert_eq!(s(Dur(999)), "999ns");
+        assert_eq!(s(Dur(1 << 24)), "16.8ms");
+        assert_eq!(s(Dur(1 << 32)), "4.3s");
+        assert_eq!(s(Median(None)), "-");
+        assert_eq!(s(Median(Some(0))), "<1.0us");
+        assert_eq!(s(Median(Some(7))), "<16.8ms");
+        assert_eq!(s(Median(Some(LIFE_BUCKETS - 1))), ">=4.3s");
+        assert_eq!(s(Tiers([1, 1, 2])), "25/25/50");
+        assert_eq!(s(Tiers([0, 0, 0])), "0/0/0");
+    }
+
+    #[test]
+    fn json_escapes() {
+        let mut out = String::new();
+        json_str(&mut out, "a\"b\\c\nd\u{1}é").unwrap();
+        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
+        let mut out = String::new();
+        json_bytes(&mut out, b"x\xff\"").unwrap();
+        assert_eq!(out, "\"x\u{fffd}\\\"\"");
+    }
+
+    #[test]
+    fn top_ranks_best_first_ties_by_slot() {
+        let t = SiteTable::<64, 1>::new();
+        let counts = [5u64, 9, 1, 9, 7, 0];
+        let mut slots = Vec::new();
+        for (i, &n) in counts.iter().enumerate() {
+            let site = SiteId::code(0x1000 + i * 64);
+            slots.push(t.slot_or_insert(site));
+            for _ in 0..n {
+                let _ = t.record_alloc(site, 10, 0);
+            }
+        }
+        let top = Top::select(&t, Order::Count, 3);
+        let mut want: Vec<usize> = vec![slots[1], slots[3]];
+        want.sort();
+        want.push(slots[4]);
+        assert_eq!(top.slots(), &want[..]);
+        let top = Top::select(&t, Order::Count, TOP_MAX + 5);
+        assert_eq!(
+            top.slots().len(),
+            5,
+            "the site without allocations is left out"
+        );
+        assert!(Top::select(&t, Order::Bytes, 0).slots().is_empty());
+    }
+}
