@@ -1,7 +1,10 @@
 //! The table, the reports and the capture API over `Profiled<System>` never
 //! allocate through the global allocator: a counting `#[global_allocator]`
 //! fails the test if anything allocates on a thread while it is inside a
-//! marked region.
+//! marked region. And the table runs inside that global allocator, as it
+//! will inside hakmem's `malloc`/`free`: every allocation of a thread that
+//! turns recording on is recorded from within `alloc`/`dealloc`, and a
+//! re-entry into the allocator from there is counted as a failure.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -18,6 +21,17 @@ thread_local! {
     // the allocator may read them.
     static ARMED: Cell<bool> = const { Cell::new(false) };
     static COUNT: Cell<usize> = const { Cell::new(0) };
+    static RECORDING: Cell<bool> = const { Cell::new(false) };
+    static INSIDE: Cell<bool> = const { Cell::new(false) };
+    static REENTERED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The table the global allocator records into (sites: the request size,
+/// standing in for a return address).
+static INNER: SiteTable<256, 2> = SiteTable::new();
+
+fn inner_site(layout: Layout) -> SiteId {
+    SiteId::code(0x1000 + layout.size() * 16)
 }
 
 fn note() {
@@ -26,25 +40,57 @@ fn note() {
     }
 }
 
+/// Runs `f` (a table operation) as the allocator would, inside `alloc` or
+/// `dealloc`, when this thread records.
+fn inside_allocator(f: impl FnOnce()) {
+    if !RECORDING.with(Cell::get) {
+        return;
+    }
+    if INSIDE.with(Cell::get) {
+        // The table called back into the allocator.
+        REENTERED.with(|c| c.set(c.get() + 1));
+        return;
+    }
+    INSIDE.with(|c| c.set(true));
+    f();
+    INSIDE.with(|c| c.set(false));
+}
+
 // SAFETY: forwards to `System`.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note();
+        inside_allocator(|| {
+            let _ = INNER.record_alloc(inner_site(layout), layout.size(), monotonic_ns());
+        });
         // SAFETY: forwarded contract.
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         note();
+        inside_allocator(|| {
+            let _ = INNER.record_alloc(inner_site(layout), layout.size(), monotonic_ns());
+        });
         // SAFETY: forwarded contract.
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         note();
+        inside_allocator(|| {
+            let now = monotonic_ns();
+            INNER.record_free_at(inner_site(layout), layout.size(), now, now, false);
+            let new = Layout::from_size_align(new_size, layout.align()).unwrap_or(layout);
+            let _ = INNER.record_alloc(inner_site(new), new_size, now);
+        });
         // SAFETY: forwarded contract.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         note();
+        inside_allocator(|| {
+            let now = monotonic_ns();
+            INNER.record_free_at(inner_site(layout), layout.size(), now, now, false);
+        });
         // SAFETY: forwarded contract.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -161,4 +207,35 @@ fn the_box_never_allocates() {
     }
     // SAFETY: our descriptor.
     unsafe { libc::close(fd) };
+}
+
+#[test]
+fn the_table_runs_inside_the_global_allocator() {
+    RECORDING.with(|c| c.set(true));
+    let mut keep = Vec::new();
+    for i in 0..2000usize {
+        let v = vec![0u8; 1 + i % 300];
+        let s = std::hint::black_box(Box::new(i));
+        if i % 10 == 0 {
+            keep.push(v);
+        }
+        drop(s);
+    }
+    drop(keep);
+    // Reports and symbolisation from inside the allocator too.
+    inside_allocator(|| {
+        let mut buf = [0u8; 4096];
+        let mut w = SliceWriter::new(&mut buf);
+        let _ = INNER.write_text(&mut w, &ReportOptions::new(monotonic_ns()));
+    });
+    RECORDING.with(|c| c.set(false));
+    assert_eq!(
+        REENTERED.with(Cell::get),
+        0,
+        "the table re-entered the allocator"
+    );
+    let allocs: u64 = INNER.sites().map(|s| s.allocs).sum::<u64>() + INNER.other().allocs;
+    let frees: u64 = INNER.sites().map(|s| s.frees).sum::<u64>() + INNER.other().frees;
+    assert!(allocs >= 4000, "{allocs} allocations recorded");
+    assert!(frees >= 4000, "{frees} frees recorded");
 }
