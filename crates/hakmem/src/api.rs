@@ -17,11 +17,11 @@ use hakmem_large_cache::{Large, LargeHeader};
 use hakmem_pagemap::Entry;
 use hakmem_platform::{set_errno, ErrnoGuard, PAGE_SIZE};
 use hakmem_superslab::{remote_free, Superslab, NO_CLASS, SLOT_SIZE};
-use hakmem_tiny_sll::{Bin, TINY_MAX};
+use hakmem_tiny_sll::{Bin, Block, TINY_MAX};
 
 use crate::classes::{class_for_aligned, class_of, class_size, SLAB_MAX, TINY_BIN_OFFSET};
 use crate::heap::{Heap, PLACEHOLDER};
-use crate::report::invalid_pointer;
+use crate::report::{misuse, Misuse};
 use crate::state::{cache_limits, Os, LARGE, LARGE_STATS, PAGE_MAP, POLICY};
 use crate::thread::with_heap;
 use crate::tls;
@@ -31,13 +31,16 @@ pub const MIN_ALIGN: usize = 16;
 
 /// What a pointer handed to `free`/`realloc`/`malloc_usable_size` is.
 enum Located {
-    /// A superslab block of this class.
+    /// A live superslab block of this class.
     Small(usize),
-    /// A large block.
+    /// A live large block.
     Large(&'static LargeHeader),
+    /// A misuse, already reported (in warn mode the caller ignores the call).
+    Bad,
 }
 
-/// Classifies `p` (non-null), or reports it as invalid on behalf of `op`.
+/// Classifies `p` (non-null) for `op`, reporting misuse: a pointer hakmem
+/// did not hand out, an interior pointer, a block that is free already.
 fn locate(op: &str, p: *const u8) -> Located {
     locate_entry(op, p, PAGE_MAP.get(p as usize))
 }
@@ -46,22 +49,54 @@ fn locate_entry(op: &str, p: *const u8, e: Entry) -> Located {
     if e.is_large() {
         return match Large::<Os>::lookup(e, p) {
             Some(h) => Located::Large(h),
-            None => invalid_pointer(op, p, "not the start of a live large block"),
+            None if Large::<Os>::is_freed(e, p) => {
+                let kind = if op == "free" {
+                    Misuse::DoubleFree
+                } else {
+                    Misuse::UseOfFreed
+                };
+                misuse(kind, op, p, 0);
+                Located::Bad
+            }
+            None => {
+                misuse(Misuse::NotOurs, op, p, 0);
+                Located::Bad
+            }
         };
     }
     if !e.is_live_superslab() {
-        invalid_pointer(op, p, "not allocated by hakmem");
+        misuse(Misuse::NotOurs, op, p, 0);
+        return Located::Bad;
     }
-    // SAFETY: the page map says the chunk is a live superslab.
+    // SAFETY: the page map says the slot is in a live superslab.
     let ss = unsafe { &*Superslab::of(p) };
     let class = e.class();
     if class == NO_CLASS {
-        invalid_pointer(op, p, "points into unused superslab space");
+        misuse(Misuse::NoBlock, op, p, 0);
+        return Located::Bad;
     }
-    if !ss.is_block_start(p, class_size(class as usize)) {
-        invalid_pointer(op, p, "interior pointer (not the start of a block)");
+    let size = class_size(class as usize);
+    if !ss.is_block_start(p, size) {
+        misuse(Misuse::Interior, op, p, size);
+        return Located::Bad;
+    }
+    // SAFETY: a block start in a live slab: at least 16 readable bytes.
+    if unsafe { (*p.cast::<Block>()).mark } == free_mark() {
+        let kind = if op == "free" {
+            Misuse::DoubleFree
+        } else {
+            Misuse::UseOfFreed
+        };
+        misuse(kind, op, p, size);
+        return Located::Bad;
     }
     Located::Small(class as usize)
+}
+
+/// The free mark of this process (see `Heap::mark`).
+#[inline]
+fn free_mark() -> u64 {
+    crate::init::free_mark()
 }
 
 /// `malloc`: `size` bytes, aligned to 16 (8 for sizes ≤ 8); null with
@@ -70,8 +105,8 @@ fn locate_entry(op: &str, p: *const u8, e: Entry) -> Located {
 pub fn malloc(size: usize) -> *mut u8 {
     if size <= TINY_MAX {
         let heap = tls::heap();
-        // SAFETY: the index is at most TINY_MAX / 8.
-        let off = unsafe { *TINY_BIN_OFFSET.get_unchecked((size + 7) >> 3) } as usize;
+        // SAFETY: the index is at most TINY_MAX.
+        let off = unsafe { *TINY_BIN_OFFSET.get_unchecked(size) } as usize;
         // SAFETY: `heap` is this thread's heap or the placeholder; `off` is
         // a bin offset.
         let p = unsafe { Bin::pop_raw(Heap::bin_at(heap, off)) };
@@ -84,9 +119,12 @@ pub fn malloc(size: usize) -> *mut u8 {
 
 #[cold]
 #[inline(never)]
-fn malloc_slow(size: usize) -> *mut u8 {
+fn malloc_slow(user_size: usize) -> *mut u8 {
+    // the mode (secure or not) must be known before sizes are computed
+    crate::init::ensure();
+    let size = crate::secure::request(user_size);
     if size > SLAB_MAX {
-        return large_alloc(size, PAGE_SIZE, false);
+        return large_alloc(user_size, PAGE_SIZE, false);
     }
     let class = class_of(size);
     let p = with_heap(|h| {
@@ -102,12 +140,16 @@ fn malloc_slow(size: usize) -> *mut u8 {
     .unwrap_or(ptr::null_mut());
     if p.is_null() {
         set_errno(libc::ENOMEM);
+    } else if crate::secure::on() {
+        // SAFETY: a block of this class being handed out.
+        unsafe { crate::secure::on_alloc(p, class_size(class)) };
     }
     p
 }
 
 /// `free`. Null is ignored; `errno` is preserved; a pointer hakmem did not
-/// hand out is reported and the process aborts.
+/// hand out, an interior pointer or a block that is free already is
+/// reported (and by default the process aborts).
 ///
 /// # Safety
 /// `p` must be null or a live block from this allocator that the caller
@@ -119,14 +161,26 @@ pub unsafe fn free(p: *mut u8) {
         return unsafe { free_slow(p, Entry::NONE) };
     };
     let heap = tls::heap();
-    // SAFETY: `heap` is this thread's heap or the placeholder; its key is
-    // immutable while the thread lives.
-    let off = e.0 as usize ^ unsafe { (*heap).key };
+    // SAFETY: `heap` is this thread's heap or the placeholder; its key and
+    // mark are immutable while the thread lives.
+    let (key, mark) = unsafe { ((*heap).key, (*heap).mark) };
+    let off = e.0 as usize ^ key;
     if off < Entry::KEY_HIT as usize {
-        // SAFETY: the slot is in a live superslab owned by this thread and
-        // `off` is its class's bin offset; a full or disabled bin refuses.
-        if unsafe { Bin::try_push_raw(Heap::bin_at(heap, off), p) } {
-            return;
+        // The slot is in a live superslab owned by this thread and `off` is
+        // its class's bin offset.
+        // SAFETY: `off` is a bin offset of our heap.
+        let bin = unsafe { Heap::bin_at(heap, off) };
+        // Only the start of a block (its offset in the slot a multiple of the
+        // block size) whose free mark is not set may go in the bin.
+        // SAFETY: a valid bin.
+        let at_start = unsafe { Bin::divides_raw(bin, (p as usize & 0xFFFF) as u64) };
+        // SAFETY: (evaluated only at a block start) the pointer lies in a slab
+        // slot of ours with at least 16 readable bytes.
+        if at_start && unsafe { (*p.cast::<Block>()).mark } != mark {
+            // SAFETY: our bin and our block, which it takes if it has room.
+            if unsafe { Bin::try_push_raw(bin, p, mark) } {
+                return;
+            }
         }
     }
     // SAFETY: forwarded contract.
@@ -150,15 +204,24 @@ unsafe fn free_slow(p: *mut u8, e: Entry) {
             return;
         }
         Located::Small(c) => c,
+        Located::Bad => return,
     };
+    if crate::secure::on() {
+        // SAFETY: a live block of this class (validated above).
+        unsafe { crate::secure::on_free(p, class_size(class)) };
+    }
     let heap = tls::heap();
     // SAFETY: the slot's heap is ours (or the placeholder, never written).
     if e.tag() == unsafe { (*heap).tag } {
-        // SAFETY: our own heap.
+        // SAFETY: our own heap; a live block of ours.
         unsafe { (*heap).free_local(p, class) };
     } else {
-        // SAFETY: the chunk is a live superslab holding this live block.
-        unsafe { remote_free(&*Superslab::of(p), p) };
+        // SAFETY: the slot is in a live superslab holding this block.
+        if !unsafe { remote_free(&*Superslab::of(p), p, free_mark()) } {
+            // another thread freed it at the same time
+            misuse(Misuse::DoubleFree, "free", p, class_size(class));
+            return;
+        }
         if heap != PLACEHOLDER.get() {
             // SAFETY: our own heap's counters.
             unsafe { (*heap).stats.classes[class].remote_frees.inc() };
@@ -211,6 +274,7 @@ fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
 /// on failure. The caller validates `align`.
 pub fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
+    crate::init::ensure();
     if align <= MIN_ALIGN {
         return malloc(if align == MIN_ALIGN {
             size.max(MIN_ALIGN)
@@ -219,10 +283,13 @@ pub fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
         });
     }
     if align <= SLOT_SIZE {
-        if let Some(class) = class_for_aligned(size, align) {
+        if let Some(class) = class_for_aligned(crate::secure::request(size), align) {
             let p = with_heap(|h| h.alloc_class(class)).unwrap_or(ptr::null_mut());
             if p.is_null() {
                 set_errno(libc::ENOMEM);
+            } else if crate::secure::on() {
+                // SAFETY: a block of this class being handed out.
+                unsafe { crate::secure::on_alloc(p, class_size(class)) };
             }
             return p;
         }
@@ -263,8 +330,9 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
         return 0;
     }
     match locate("malloc_usable_size", p) {
-        Located::Small(c) => class_size(c),
+        Located::Small(c) => crate::secure::usable(class_size(c)),
         Located::Large(h) => h.usable(),
+        Located::Bad => 0,
     }
 }
 
@@ -297,10 +365,11 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
     }
     let usable = match locate("realloc", p) {
         Located::Small(c) => {
-            let us = class_size(c);
+            let us = crate::secure::usable(class_size(c));
             // In place when the new size maps to the same class, or shrinks
             // by less than half.
-            if size <= us && (size * 2 > us || (size <= SLAB_MAX && class_of(size) == c)) {
+            let same_class = size <= SLAB_MAX && class_of(crate::secure::request(size)) == c;
+            if size <= us && (size * 2 > us || same_class) {
                 return p;
             }
             us
@@ -325,6 +394,10 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
                 }
             }
             us
+        }
+        Located::Bad => {
+            set_errno(libc::EINVAL);
+            return ptr::null_mut();
         }
     };
     let q = aligned_alloc(align, size);

@@ -14,19 +14,24 @@ pub const NBINS: usize = 256;
 
 const _: () = assert!(NCLASSES <= NO_CLASS as usize);
 
-/// `TINY_BIN_OFFSET[(size + 7) / 8]` is the byte offset of the bin of a
-/// tiny `size` in a heap (`tiny_class(size) * 16`): the malloc fast path
-/// adds it to the heap pointer without scaling.
-pub static TINY_BIN_OFFSET: [u16; TINY_MAX / 8 + 1] = {
+/// Size of a heap's bin (a [`hakmem_tiny_sll::Bin`]): the fast paths scale
+/// class numbers by it.
+pub const BIN_BYTES: usize = core::mem::size_of::<hakmem_tiny_sll::Bin>();
+
+/// `TINY_BIN_OFFSET[size]` is the byte offset of the bin of a tiny `size`
+/// in a heap (`tiny_class(size) * BIN_BYTES`): the malloc fast path indexes
+/// it with the size itself and adds the result to the heap pointer, with no
+/// rounding or scaling.
+pub static TINY_BIN_OFFSET: [u16; TINY_MAX + 1] = {
     let sizes = hakmem_tiny_sll::classes::TINY_SIZES;
-    let mut t = [0u16; TINY_MAX / 8 + 1];
+    let mut t = [0u16; TINY_MAX + 1];
     let mut i = 0;
     while i < t.len() {
         let mut c = 0;
-        while (sizes[c] as usize) < i * 8 {
+        while (sizes[c] as usize) < i {
             c += 1;
         }
-        t[i] = (c * 16) as u16;
+        t[i] = (c * BIN_BYTES) as u16;
         i += 1;
     }
     t
@@ -97,11 +102,8 @@ mod tests {
 
     #[test]
     fn bin_offsets_match_classes() {
-        for size in 0..=TINY_MAX {
-            assert_eq!(
-                TINY_BIN_OFFSET[(size + 7) >> 3] as usize,
-                tiny_class(size) * 16
-            );
+        for (size, &off) in TINY_BIN_OFFSET.iter().enumerate() {
+            assert_eq!(off as usize, tiny_class(size) * BIN_BYTES);
         }
     }
 

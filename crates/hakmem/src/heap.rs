@@ -28,14 +28,12 @@ use hakmem_superslab::{
 };
 use hakmem_tiny_sll::{Bin, Block, Chain};
 
-use crate::classes::{class_size, class_span, NBINS, NCLASSES};
+use crate::classes::{class_size, class_span, BIN_BYTES, NBINS, NCLASSES};
 use hakmem_platform::Pal;
 
 use crate::state::{pool_limits, Os, ORPHANAGE, PAGE_MAP, POLICY, POOL};
 
-/// Size of a bin: the fast paths scale class numbers by it.
-pub(crate) const BIN_BYTES: usize = 16;
-const _: () = assert!(core::mem::size_of::<Bin>() == BIN_BYTES);
+const _: () = assert!(BIN_BYTES == 32);
 const _: () = assert!(core::mem::offset_of!(Heap, bins) == 0);
 const _: () = assert!(Entry::KEY_HIT as usize == NBINS * BIN_BYTES);
 
@@ -56,13 +54,18 @@ const SS_FULL: u8 = 2;
 #[repr(C, align(64))]
 pub struct Heap {
     /// The thread-local free lists, indexed by class byte. First field, so
-    /// that `heap + class * 16` is a bin: the fast paths add a byte offset
-    /// (from a table, or from the page-map entry) to the heap pointer.
+    /// that `heap + class * BIN_BYTES` is a bin: the fast paths add a byte
+    /// offset (from a table, or from the page-map entry) to the heap pointer.
     pub(crate) bins: [Bin; NBINS],
     /// `Entry::key(tag)`: the free fast path computes `entry ^ key`, which
     /// is the bin's byte offset exactly when the entry is a slot this heap
     /// owns. [`Entry::NEVER_KEY`] for the placeholder.
     pub(crate) key: usize,
+    /// The free mark: written into the second word of every block this heap
+    /// frees, cleared when the block is handed out again; finding it in a
+    /// block being freed means the block is free already. One secret value
+    /// per process (every heap holds a copy, next to `key`).
+    pub(crate) mark: u64,
     /// Page-map tag of the superslabs this heap owns (`u32::MAX` for the
     /// placeholder, which owns nothing).
     pub(crate) tag: u32,
@@ -127,6 +130,7 @@ impl Heap {
             } else {
                 Entry::NEVER_KEY as usize
             },
+            mark: 0,
             tag,
             pending: PendingList::new(),
             current: [ptr::null_mut(); NCLASSES],
@@ -145,8 +149,8 @@ impl Heap {
         }
     }
 
-    /// Pointer to the bin at byte offset `off` (`class * 16`, below
-    /// `NBINS * 16`) without forming a reference.
+    /// Pointer to the bin at byte offset `off` (`class * BIN_BYTES`, below
+    /// `NBINS * BIN_BYTES`) without forming a reference.
     ///
     /// # Safety
     /// `heap` must point at a heap (or the placeholder) and `off` must be a
@@ -172,6 +176,16 @@ impl Heap {
         for c in 0..NCLASSES {
             let excess = self.bins[c].set_cap(p.cap(c));
             self.give_back(excess);
+            // The free fast path checks that a pointer's offset in its slot is
+            // a multiple of the block size. That holds for slabs of one slot
+            // (their blocks start at the slot's start); bigger slabs leave the
+            // check to the slow path (divisor 0: the fast test always fails).
+            let div = if class_span(c) == 1 {
+                Bin::divisor_for(class_size(c) as u64)
+            } else {
+                0
+            };
+            self.bins[c].set_divisor(div);
         }
     }
 
@@ -316,6 +330,10 @@ impl Heap {
                     st.refill_blocks.add(chain.len as u64);
                     // SAFETY: take() returned a valid, non-empty chain.
                     let first = unsafe { chain.pop() }.unwrap_or(ptr::null_mut());
+                    if !first.is_null() {
+                        // SAFETY: a block (≥ 16 bytes) we are handing out.
+                        unsafe { (*first).mark = 0 };
+                    }
                     // SAFETY: the chain's blocks are of this class and fit
                     // (want ≤ room + 1).
                     let ok = unsafe { self.bins[class].push_chain(chain) };
@@ -423,6 +441,8 @@ impl Heap {
     /// bin to the slabs, then keep the block.
     #[cold]
     pub(crate) fn free_local(&mut self, p: *mut u8, class: usize) {
+        // SAFETY: p is a block (≥ 16 bytes) of ours being freed.
+        unsafe { (*p.cast::<Block>()).mark = self.mark };
         let cap = self.bins[class].cap();
         if cap == 0 {
             self.return_block(p.cast());

@@ -43,12 +43,15 @@ pub(crate) fn with_heap<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
 #[cold]
 #[inline(never)]
 fn with_heap_cold<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
+    crate::init::ensure();
     let slot = tls::slot();
     // SAFETY: our slot.
     if unsafe { (*slot).state } == STATE_DEAD {
         let mut g = FALLBACK.lock();
         if g.0.is_null() {
             g.0 = heaps::acquire()?;
+            // SAFETY: the new heap is ours (under the lock).
+            unsafe { (*g.0).mark = crate::init::free_mark() };
         }
         // SAFETY: the fallback heap is used under its lock only.
         let h = unsafe { &mut *g.0 };
@@ -58,6 +61,7 @@ fn with_heap_cold<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
     let h = heaps::acquire()?;
     // SAFETY: the new heap is ours; the slot is ours.
     unsafe {
+        (*h).mark = crate::init::free_mark();
         (*h).sync_policy();
         (*slot).heap = h;
         (*slot).state = STATE_LIVE;

@@ -54,6 +54,21 @@ impl LargeHeader {
         (h.magic == MAGIC && h.user.load(Ordering::Acquire) == p as usize).then_some(h)
     }
 
+    /// True if `entry`/`p` name a large block that was freed and whose
+    /// mapping sits in the cache (so a `free` of `p` is a double free).
+    pub(crate) fn is_cached_user(entry: Entry, p: *const u8) -> bool {
+        if !entry.is_large() || !entry.large_matches(p as usize) {
+            return false;
+        }
+        let Some(base) = (p as usize).checked_sub(entry.large_offset() * PAGE_SIZE) else {
+            return false;
+        };
+        // SAFETY: as in `find`: the entry was made for exactly this pointer,
+        // so `base` is the first page of a mapping the cache still holds.
+        let h = unsafe { &*(base as *const LargeHeader) };
+        h.magic == MAGIC && h.user.load(Ordering::Acquire) == 0
+    }
+
     /// The mapping's start.
     #[inline]
     pub fn base(&self) -> usize {

@@ -104,6 +104,13 @@ impl<P: Pal> Large<P> {
         LargeHeader::find(entry, p)
     }
 
+    /// True if `p` was a large block that has been freed and whose mapping
+    /// is still cached: a second `free` of it is a double free.
+    #[inline]
+    pub fn is_freed(entry: Entry, p: *const u8) -> bool {
+        LargeHeader::is_cached_user(entry, p)
+    }
+
     /// Frees a large block whose header [`Large::lookup`] returned: into the
     /// cache when it fits, else back to the OS.
     ///

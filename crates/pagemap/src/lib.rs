@@ -4,7 +4,8 @@
 //! made of) that belongs to one owner: a superslab (tiny and mid blocks) or
 //! a large mapping. The map keeps one 32-bit [`Entry`] per slot of the 47-bit
 //! user address space in a two-level radix tree: a static top level of 8192
-//! pointers (64 KiB of `.bss`) and 1 MiB leaves mapped on demand, each
+//! pointers (64 KiB, all pointing at one shared zero leaf at first) and 1 MiB
+//! leaves mapped on demand, each
 //! covering 16 GiB. Leaves are only address space until touched: a page of a
 //! leaf covers 64 MiB.
 //!
@@ -55,7 +56,7 @@ impl Entry {
     /// The first tag a heap may carry.
     pub const FIRST_TAG: u32 = 16;
     /// Tags are below this.
-    pub const MAX_TAG: u32 = 1 << 19;
+    pub const MAX_TAG: u32 = 1 << 18;
     /// The class byte of a slot that holds no blocks.
     pub const NO_CLASS: u8 = 0xFF;
     /// Set on the entry of a large block.
@@ -65,24 +66,24 @@ impl Entry {
     /// The key of a thread without a heap: `entry ^ key` is never below
     /// [`Entry::KEY_HIT`], because no tag and no large offset reaches these
     /// upper bits.
-    pub const NEVER_KEY: u32 = 0xFFFF_F000;
+    pub const NEVER_KEY: u32 = 0xFFFF_E000;
     /// `entry ^ key(tag) < KEY_HIT` exactly when the entry is a superslab
     /// slot owned by `tag`.
-    pub const KEY_HIT: u32 = 1 << 12;
+    pub const KEY_HIT: u32 = 1 << 13;
 
     /// The fast-path key of a heap: when `entry ^ key(tag)` is below
-    /// [`Entry::KEY_HIT`] it equals `class * 16`, the byte offset of the
-    /// class's bin in an array of 16-byte bins.
+    /// [`Entry::KEY_HIT`] it equals `class * 32`, the byte offset of the
+    /// class's bin in an array of 32-byte bins.
     #[inline]
     pub const fn key(tag: u32) -> u32 {
-        tag << 12
+        tag << 13
     }
 
     /// The entry of a superslab slot owned by `tag` holding `class`.
     #[inline]
     pub const fn slot(tag: u32, class: u8) -> Entry {
         debug_assert!(tag > 0 && tag < Self::MAX_TAG);
-        Entry(tag << 12 | (class as u32) << 4)
+        Entry(tag << 13 | (class as u32) << 5)
     }
 
     /// The entry of the slot holding a large block's user pointer `user`,
@@ -122,14 +123,14 @@ impl Entry {
         if self.is_large() {
             0
         } else {
-            self.0 >> 12
+            self.0 >> 13
         }
     }
 
     /// The class byte of a superslab slot.
     #[inline]
     pub const fn class(self) -> u8 {
-        (self.0 >> 4) as u8
+        (self.0 >> 5) as u8
     }
 
     /// True for a slot of a superslab that some heap, or the orphanage, owns.
@@ -141,6 +142,17 @@ impl Entry {
 }
 
 type Leaf = [AtomicU32; LEAF_LEN];
+
+/// The leaf every top-level slot points at until a real one is mapped: all
+/// zeroes (`Entry::NONE`), never written. Pointing at it instead of null
+/// spares the lookup a null test. 1 MiB of `.bss` that is never touched
+/// except for reads, which map the shared zero page.
+static ZERO_LEAF: Leaf = [const { AtomicU32::new(0) }; LEAF_LEN];
+
+#[inline(always)]
+fn zero_leaf() -> *mut Leaf {
+    core::ptr::addr_of!(ZERO_LEAF) as *mut Leaf
+}
 
 /// The registry. One static instance serves a process; tests create their own.
 pub struct PageMap {
@@ -166,7 +178,7 @@ impl PageMap {
     /// An empty map: every address reads [`Entry::NONE`].
     pub const fn new() -> Self {
         PageMap {
-            top: [const { AtomicPtr::new(core::ptr::null_mut()) }; TOP_LEN],
+            top: [const { AtomicPtr::new(core::ptr::addr_of!(ZERO_LEAF) as *mut Leaf) }; TOP_LEN],
             grow: SpinLock::new(()),
         }
     }
@@ -181,19 +193,16 @@ impl PageMap {
         }
         // SAFETY: `top < TOP_LEN` was checked just above.
         let leaf = unsafe { self.top.get_unchecked(top) }.load(Ordering::Acquire);
-        if leaf.is_null() {
-            return Entry::NONE;
-        }
         let idx = (addr >> GRANULE_SHIFT) & (LEAF_LEN - 1);
-        // SAFETY: non-null leaves are never freed and always LEAF_LEN long;
-        // `idx` is masked to the leaf length.
+        // SAFETY: leaves (the zero leaf included) are never freed and always
+        // LEAF_LEN long; `idx` is masked to the leaf length.
         Entry(unsafe { (*leaf).get_unchecked(idx) }.load(Ordering::Acquire))
     }
 
-    /// The entry of the slot holding `addr`, or `None` when the map has no
-    /// leaf there (then the entry is [`Entry::NONE`]). The same lookup as
-    /// [`PageMap::get`], shaped so that a caller can send the common "no
-    /// leaf" case straight to its slow path.
+    /// The entry of the slot holding `addr`, or `None` when `addr` lies
+    /// beyond the 47-bit user address space (then the entry is
+    /// [`Entry::NONE`]). The same lookup as [`PageMap::get`], shaped so that a
+    /// caller can send that case straight to its slow path.
     #[inline(always)]
     pub fn lookup(&self, addr: usize) -> Option<Entry> {
         let top = addr >> TOP_SHIFT;
@@ -202,9 +211,6 @@ impl PageMap {
         }
         // SAFETY: `top < TOP_LEN` was checked just above.
         let leaf = unsafe { self.top.get_unchecked(top) }.load(Ordering::Acquire);
-        if leaf.is_null() {
-            return None;
-        }
         let idx = (addr >> GRANULE_SHIFT) & (LEAF_LEN - 1);
         // SAFETY: as in `get`.
         Some(Entry(
@@ -226,9 +232,9 @@ impl PageMap {
             return false;
         }
         for t in first..=last {
-            if self.top[t].load(Ordering::Acquire).is_null() {
+            if self.top[t].load(Ordering::Acquire) == zero_leaf() {
                 let _g = self.grow.lock();
-                if self.top[t].load(Ordering::Acquire).is_null() {
+                if self.top[t].load(Ordering::Acquire) == zero_leaf() {
                     let bytes = core::mem::size_of::<Leaf>();
                     debug_assert!(bytes.is_multiple_of(PAGE_SIZE));
                     let Some(mem) = P::map(bytes, PAGE_SIZE) else {
@@ -263,9 +269,9 @@ impl PageMap {
         let leaf = if top < TOP_LEN {
             self.top[top].load(Ordering::Acquire)
         } else {
-            core::ptr::null_mut()
+            zero_leaf()
         };
-        if leaf.is_null() {
+        if leaf == zero_leaf() {
             hakmem_platform::fatal_at("internal error: page map has no leaf for", addr);
         }
         // SAFETY: the leaf is live forever and the index is masked.
@@ -276,7 +282,7 @@ impl PageMap {
     pub fn leaves(&self) -> usize {
         self.top
             .iter()
-            .filter(|p| !p.load(Ordering::Relaxed).is_null())
+            .filter(|p| p.load(Ordering::Relaxed) != zero_leaf())
             .count()
     }
 
@@ -390,7 +396,7 @@ mod tests {
                     "{e:?} vs tag {t}"
                 );
                 if hit {
-                    assert_eq!(e.0 ^ Entry::key(t), e.class() as u32 * 16, "the bin offset");
+                    assert_eq!(e.0 ^ Entry::key(t), e.class() as u32 * 32, "the bin offset");
                 }
             }
         }

@@ -106,20 +106,29 @@ impl Iterator for PendingIter {
 
 /// Frees a block on behalf of a thread that does not own its superslab.
 ///
-/// Pushes the block on its slab's remote stack; the first push after the
+/// First swaps `mark` into the block's free mark atomically: if the mark was
+/// already there the block is free already (a double free, possibly by two
+/// threads at once) and nothing else happens; `false` is returned. Otherwise
+/// pushes the block on its slab's remote stack; the first push after the
 /// owner last drained the slab also queues the slab on the owner's pending
 /// list (before the block becomes visible, so the owner cannot free the
 /// superslab under us). The push is this function's last access to the
 /// superslab.
 ///
 /// # Safety
-/// `p` must be a live block handed out from a slab of the live superslab
-/// `ss`, and it must not be used again by the caller.
-pub unsafe fn remote_free(ss: &Superslab, p: *mut u8) {
+/// `p` must be a block (at least 16 bytes) handed out from a slab of the live
+/// superslab `ss`, and it must not be used again by the caller.
+pub unsafe fn remote_free(ss: &Superslab, p: *mut u8, mark: u64) -> bool {
     let Some(slab) = ss.slab_of(p) else {
         debug_assert!(false, "remote_free of a pointer outside any slab");
-        return;
+        return false;
     };
+    // SAFETY: blocks are at least 16 bytes and 16-aligned, so the second
+    // word is an aligned u64 inside the block.
+    let m = unsafe { &*p.add(8).cast::<core::sync::atomic::AtomicU64>() };
+    if m.swap(mark, Ordering::AcqRel) == mark {
+        return false;
+    }
     let b = p.cast::<Block>();
     let remote = &slab.remote;
     let mut old = remote.load(Ordering::Relaxed);
@@ -151,7 +160,7 @@ pub unsafe fn remote_free(ss: &Superslab, p: *mut u8) {
             Ordering::Release,
             Ordering::Relaxed,
         ) {
-            Ok(_) => return,
+            Ok(_) => return true,
             Err(x) => old = x,
         }
     }

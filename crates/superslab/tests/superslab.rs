@@ -241,7 +241,7 @@ fn remote_frees_reach_the_owner_through_the_pending_list() {
                 let hdr = unsafe { &*(base as *const Superslab) };
                 for p in mine {
                     // SAFETY: each block is live and freed exactly once.
-                    unsafe { remote_free(hdr, p as *mut u8) };
+                    assert!(unsafe { remote_free(hdr, p as *mut u8, 0xfeed) });
                     freed.fetch_add(1, Ordering::Relaxed);
                 }
             });
@@ -288,7 +288,7 @@ fn a_queued_slab_is_not_releasable_until_processed() {
     // SAFETY: owned.
     let b = chain_blocks(unsafe { s.handle() }.take(1));
     // SAFETY: live block freed once.
-    unsafe { remote_free(ss.header(), b[0] as *mut u8) };
+    assert!(unsafe { remote_free(ss.header(), b[0] as *mut u8, 0xfeed) });
     // SAFETY: owned.
     let mut h = unsafe { s.handle() };
     assert_eq!(h.drain_remote(), 1, "direct drain takes the block");
@@ -372,7 +372,7 @@ fn orphans_are_adopted_and_their_queued_slabs_forwarded() {
     );
     assert_eq!(orphanage.len(), 1);
     // SAFETY: the superslab is live; the block is live and freed once.
-    unsafe { remote_free(&*(base as *const Superslab), blocks[0] as *mut u8) };
+    assert!(unsafe { remote_free(&*(base as *const Superslab), blocks[0] as *mut u8, 0xfeed) });
     assert!(!old_owner.has_pending(), "the orphanage is the owner now");
     let mut adopted = orphanage.adopt(107, new_owner_list).unwrap();
     assert_eq!(map.get(blocks[1]), Entry::slot(107, 2));
@@ -452,7 +452,7 @@ proptest! {
                     let p = live.swap_remove(i % live.len());
                     drop(h);
                     // SAFETY: as above, through the remote path.
-                    unsafe { remote_free(ss.header(), p as *mut u8) };
+                    assert!(unsafe { remote_free(ss.header(), p as *mut u8, 0xfeed) });
                     remote += 1;
                     continue;
                 }

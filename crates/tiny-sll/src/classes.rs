@@ -1,7 +1,9 @@
-//! Tiny size classes: 8 B and then 16-byte multiples up to 1 KiB.
+//! Tiny size classes: 16-byte multiples up to 1 KiB.
 //!
-//! Every class above 8 B is a multiple of 16, so every tiny block is aligned
-//! like `max_align_t`. Within each doubling above 128 B there are eight
+//! Every class is a multiple of 16, so every tiny block is aligned like
+//! `max_align_t`, and every free block has room for its two list words (the
+//! link and the free mark, see [`crate::Block`]). Within each doubling above
+//! 128 B there are eight
 //! classes, so the rounding waste `(class - size) / size` stays at or below
 //! 12.5% from 128 B up; between 64 B and 128 B the 16-byte granule (needed for
 //! alignment) bounds it at 15/65 ≈ 23%, the same table mimalloc and jemalloc use.
@@ -10,7 +12,7 @@
 pub const TINY_MAX: usize = 1024;
 
 /// Number of tiny classes.
-pub const TINY_CLASSES: usize = 33;
+pub const TINY_CLASSES: usize = 32;
 
 /// Block size of each tiny class, ascending.
 pub const TINY_SIZES: [u32; TINY_CLASSES] = build_sizes();
@@ -18,9 +20,7 @@ pub const TINY_SIZES: [u32; TINY_CLASSES] = build_sizes();
 const fn build_sizes() -> [u32; TINY_CLASSES] {
     let mut s = [0u32; TINY_CLASSES];
     let mut i = 0;
-    // 8, then 16..=128 by 16
-    s[0] = 8;
-    i += 1;
+    // 16..=128 by 16
     let mut v = 16;
     while v <= 128 {
         s[i] = v;
@@ -62,7 +62,7 @@ const fn build_lookup() -> [u8; TINY_MAX / 8 + 1] {
 }
 
 /// The tiny class serving `size`. `size` must be at most [`TINY_MAX`];
-/// `size == 0` maps to the smallest class.
+/// `size == 0` maps to the smallest class (16 B).
 #[inline(always)]
 pub fn tiny_class(size: usize) -> usize {
     debug_assert!(size <= TINY_MAX);
@@ -100,9 +100,10 @@ mod tests {
         for w in TINY_SIZES.windows(2) {
             assert!(w[0] < w[1]);
         }
-        for &s in &TINY_SIZES[1..] {
+        for &s in &TINY_SIZES {
             assert_eq!(s % 16, 0, "class {s} breaks 16-byte alignment");
         }
+        assert_eq!(TINY_SIZES[0], 16, "every block holds two words");
         assert_eq!(*TINY_SIZES.last().unwrap() as usize, TINY_MAX);
     }
 

@@ -3,13 +3,17 @@
 use core::ptr;
 
 /// A free block. While a block is free its first word links it to the next
-/// free block; the rest of its bytes are untouched. Blocks are at least 8
-/// bytes and 8-byte aligned.
+/// free block and its second word may hold the allocator's *free mark* (a
+/// secret value meaning "this block is free", which makes a second `free` of
+/// it detectable); the rest of its bytes are untouched. Blocks are at least
+/// 16 bytes and 16-byte aligned.
 #[repr(C)]
 #[derive(Debug)]
 pub struct Block {
     /// The next free block, or null.
     pub next: *mut Block,
+    /// The free mark, or whatever the user left there.
+    pub mark: u64,
 }
 
 /// A detached run of free blocks: `head → … → tail`, `len` of them, and the
@@ -117,12 +121,18 @@ impl Chain {
 /// bin. `room == 0` (a full bin, or a bin with no capacity such as the
 /// placeholder of a thread that has no heap yet) makes [`Bin::try_push`] fail,
 /// which is the free path's single exit to its cold path.
-#[repr(C)]
+///
+/// A bin also carries `divisor`, the owner's constant for "is this offset a
+/// multiple of the class's block size" (see [`Bin::set_divisor`]), so the
+/// free fast path finds everything it needs on the bin's cache line. A bin is
+/// 32 bytes: fast paths index bins by `class << 5`.
+#[repr(C, align(32))]
 #[derive(Debug)]
 pub struct Bin {
     head: *mut Block,
     room: u32,
     cap: u32,
+    divisor: u64,
 }
 
 impl Bin {
@@ -131,6 +141,7 @@ impl Bin {
         head: ptr::null_mut(),
         room: 0,
         cap: 0,
+        divisor: 0,
     };
 
     /// An empty bin that will hold up to `cap` blocks.
@@ -139,6 +150,7 @@ impl Bin {
             head: ptr::null_mut(),
             room: cap,
             cap,
+            divisor: 0,
         }
     }
 
@@ -150,16 +162,20 @@ impl Bin {
             return None;
         }
         // SAFETY: a non-null head is a free block owned by this bin.
-        self.head = unsafe { (*b).next };
+        unsafe {
+            self.head = (*b).next;
+            (*b).mark = 0;
+        }
         self.room += 1;
         Some(b.cast())
     }
 
-    /// Pushes a block unless the bin is full: the free fast path.
+    /// Pushes a block unless the bin is full (its free mark is left as it
+    /// is: the caller sets it).
     ///
     /// # Safety
-    /// `p` must be a free block (at least 8 bytes, 8-aligned, writable, in no
-    /// other list) of this bin's class.
+    /// `p` must be a free block (at least 16 bytes, 16-aligned, writable, in
+    /// no other list) of this bin's class.
     #[inline(always)]
     pub unsafe fn try_push(&mut self, p: *mut u8) -> bool {
         if self.room == 0 {
@@ -171,6 +187,33 @@ impl Bin {
         unsafe { (*b).next = self.head };
         self.head = b;
         true
+    }
+
+    /// The constant `c = ceil(2^64 / size)` of Lemire's divisibility test:
+    /// for `x < 2^32`, `x` is a multiple of `size` exactly when
+    /// `c.wrapping_mul(x) < c`. A divisor of 0 makes every test fail.
+    pub const fn divisor_for(size: u64) -> u64 {
+        match u64::MAX.checked_div(size) {
+            Some(q) => q + 1,
+            None => 0,
+        }
+    }
+
+    /// Sets the divisibility constant (see [`Bin::divisor_for`]).
+    pub fn set_divisor(&mut self, c: u64) {
+        self.divisor = c;
+    }
+
+    /// True if `offset` (below 2^32) is a multiple of the size whose constant
+    /// the bin holds (always false for a divisor of 0).
+    ///
+    /// # Safety
+    /// `bin` must point at a valid bin.
+    #[inline(always)]
+    pub unsafe fn divides_raw(bin: *const Bin, offset: u64) -> bool {
+        // SAFETY: the caller guarantees a valid bin.
+        let c = unsafe { (*bin).divisor };
+        c.wrapping_mul(offset) < c
     }
 
     /// [`Bin::pop`] through a raw pointer, without forming a reference: the
@@ -191,25 +234,32 @@ impl Bin {
             if !b.is_null() {
                 (*bin).head = (*b).next;
                 (*bin).room += 1;
+                (*b).mark = 0;
             }
             b.cast()
         }
     }
 
-    /// [`Bin::try_push`] through a raw pointer (see [`Bin::pop_raw`]).
+    /// [`Bin::try_push`] through a raw pointer (see [`Bin::pop_raw`]),
+    /// writing `mark` into the block's free mark.
     ///
     /// # Safety
     /// As for [`Bin::pop_raw`] and [`Bin::try_push`].
     #[inline(always)]
-    pub unsafe fn try_push_raw(bin: *mut Bin, p: *mut u8) -> bool {
-        // SAFETY: as in pop_raw; a bin with no room is never written.
+    pub unsafe fn try_push_raw(bin: *mut Bin, p: *mut u8, mark: u64) -> bool {
+        // SAFETY: as in pop_raw. The room is decremented first (one
+        // read-modify-write) and restored when it was 0; callers never reach
+        // this on the shared placeholder, whose keys match no block.
         unsafe {
-            if (*bin).room == 0 {
+            let (r, under) = (*bin).room.overflowing_sub(1);
+            (*bin).room = r;
+            if under {
+                (*bin).room = 0;
                 return false;
             }
-            (*bin).room -= 1;
             let b = p.cast::<Block>();
             (*b).next = (*bin).head;
+            (*b).mark = mark;
             (*bin).head = b;
             true
         }
@@ -313,6 +363,7 @@ mod tests {
         (0..n)
             .map(|_| Block {
                 next: ptr::null_mut(),
+                mark: 0,
             })
             .collect()
     }
@@ -333,17 +384,48 @@ mod tests {
         let bp: *mut Bin = &mut b;
         // SAFETY: bp is our bin; blocks are free and ours.
         unsafe {
-            assert!(Bin::try_push_raw(bp, (&mut blocks[0] as *mut Block).cast()));
-            assert!(Bin::try_push_raw(bp, (&mut blocks[1] as *mut Block).cast()));
+            assert!(Bin::try_push_raw(
+                bp,
+                (&mut blocks[0] as *mut Block).cast(),
+                7
+            ));
+            assert!(Bin::try_push_raw(
+                bp,
+                (&mut blocks[1] as *mut Block).cast(),
+                7
+            ));
             assert!(
-                !Bin::try_push_raw(bp, (&mut blocks[2] as *mut Block).cast()),
+                !Bin::try_push_raw(bp, (&mut blocks[2] as *mut Block).cast(), 7),
                 "full"
             );
+            assert_eq!(blocks[1].mark, 7, "a pushed block carries the mark");
+            assert_eq!(blocks[2].mark, 0, "a refused block is untouched");
             assert_eq!(Bin::pop_raw(bp), (&mut blocks[1] as *mut Block).cast());
             assert_eq!(Bin::pop_raw(bp), (&mut blocks[0] as *mut Block).cast());
             assert!(Bin::pop_raw(bp).is_null());
         }
         assert_eq!(b.room(), 2);
+        assert_eq!(blocks[0].mark, 0, "a popped block's mark is cleared");
+    }
+
+    #[test]
+    fn divisibility_constants_match_the_remainder() {
+        for size in (16u64..=1024)
+            .step_by(16)
+            .chain([1152, 4096, 65536, 3 << 10])
+        {
+            let mut b = Bin::DISABLED;
+            b.set_divisor(Bin::divisor_for(size));
+            for x in 0..65536u64 {
+                // SAFETY: a valid bin.
+                let d = unsafe { Bin::divides_raw(&b, x) };
+                assert_eq!(d, x % size == 0, "{x} / {size}");
+            }
+        }
+        let z = Bin::DISABLED;
+        // SAFETY: a valid bin.
+        let (a, b) = unsafe { (Bin::divides_raw(&z, 0), Bin::divides_raw(&z, 64)) };
+        assert!(!a && !b, "a divisor of 0 fails every test");
     }
 
     #[test]

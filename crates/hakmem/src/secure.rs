@@ -1,0 +1,112 @@
+//! Secure mode (`HAKMEM_SECURE=1`): catches what the default mode cannot
+//! afford to, at the price of every call taking the slow path.
+//!
+//! * **Overflow**: every tiny and mid block gives up its last 8 bytes to a
+//!   canary (`CANARY ^ address`); the usable size is the block size minus 8.
+//!   `free` checks the canary: a write past the usable size (even one byte)
+//!   is reported as a heap overflow.
+//! * **Write after free**: `free` fills the block (past its two list words,
+//!   up to the canary) with a poison byte and tags the canary slot
+//!   (`POISON ^ address`); when the block is handed out again the poison is
+//!   checked: any byte written to the free block is reported.
+//!
+//! Secure mode switches the bins off (capacity 0), so that every `malloc`
+//! and `free` reaches the slow paths, where these checks live. Large blocks
+//! (their own mappings) are not given canaries: writing past their end
+//! faults in the guard-less unmapped space or lands in another mapping.
+//! Its cost is measured in the bench matrix (README).
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::report::{misuse, Misuse};
+
+static ON: AtomicBool = AtomicBool::new(false);
+static CANARY: AtomicU64 = AtomicU64::new(0);
+const POISON_BYTE: u8 = 0xDF;
+
+/// Bytes at the end of each small block that secure mode keeps for itself.
+pub(crate) const TAIL: usize = 8;
+
+/// Turns secure mode on (at start-up, before any block exists).
+pub(crate) fn enable(seed: u64) {
+    CANARY.store(
+        seed.rotate_left(17) ^ 0x5EC0_5EC0_5EC0_5EC0,
+        Ordering::Relaxed,
+    );
+    ON.store(true, Ordering::Release);
+}
+
+/// True in secure mode.
+#[inline(always)]
+pub(crate) fn on() -> bool {
+    ON.load(Ordering::Relaxed)
+}
+
+/// Bytes of a small block of `block_size` the user may use.
+#[inline]
+pub(crate) fn usable(block_size: usize) -> usize {
+    if on() {
+        block_size - TAIL
+    } else {
+        block_size
+    }
+}
+
+/// The request size to look a class up for, making room for the canary
+/// (and at least 32 bytes, so the canary never shares a word with the free
+/// list's two words).
+#[inline]
+pub(crate) fn request(size: usize) -> usize {
+    if on() {
+        size.saturating_add(TAIL).max(32)
+    } else {
+        size
+    }
+}
+
+fn canary(p: *const u8) -> u64 {
+    CANARY.load(Ordering::Relaxed) ^ p as u64
+}
+
+fn poison_tag(p: *const u8) -> u64 {
+    !CANARY.load(Ordering::Relaxed) ^ (p as u64).rotate_left(7)
+}
+
+/// A block of `block_size` bytes at `p` is being handed out: if it was
+/// poisoned by a free, check that nobody wrote to it; then set its canary.
+///
+/// # Safety
+/// `p` must be a block of `block_size` bytes (≥ 32) that is being allocated.
+pub(crate) unsafe fn on_alloc(p: *mut u8, block_size: usize) {
+    let tail = p.wrapping_add(block_size - TAIL).cast::<u64>();
+    // SAFETY: the block is ours and `block_size` long.
+    unsafe {
+        if tail.read_unaligned() == poison_tag(p) {
+            let body = core::slice::from_raw_parts(p.add(16), block_size - TAIL - 16);
+            if body.iter().any(|&b| b != POISON_BYTE) {
+                misuse(Misuse::WriteAfterFree, "malloc", p, block_size);
+            }
+        }
+        tail.write_unaligned(canary(p));
+    }
+}
+
+/// A block is being freed: check its canary, then poison it. Returns false
+/// if the canary was overwritten (reported; in warn mode the block is still
+/// freed, after poisoning).
+///
+/// # Safety
+/// `p` must be a live block of `block_size` bytes allocated in secure mode.
+pub(crate) unsafe fn on_free(p: *mut u8, block_size: usize) -> bool {
+    let tail = p.wrapping_add(block_size - TAIL).cast::<u64>();
+    // SAFETY: the block is ours and `block_size` long.
+    unsafe {
+        let ok = tail.read_unaligned() == canary(p);
+        if !ok {
+            misuse(Misuse::Overflow, "free", p, block_size);
+        }
+        core::ptr::write_bytes(p.add(16), POISON_BYTE, block_size - TAIL - 16);
+        tail.write_unaligned(poison_tag(p));
+        ok
+    }
+}
