@@ -336,8 +336,8 @@ impl<T, A: SiteAlloc> SiteVec<T, A> {
     /// caller.
     #[track_caller]
     pub fn with_capacity_in(cap: usize, alloc: A) -> Self {
+        // `new_in` is `#[track_caller]` too: the site is our caller.
         let mut v = Self::new_in(alloc);
-        v.site = SiteId::caller();
         if cap > v.cap {
             v.grow_to(cap);
         }

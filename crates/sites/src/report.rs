@@ -1,6 +1,6 @@
 //! The site report: top sites by bytes and by count as a text table, and
 //! the whole table as JSON. Both write into any [`fmt::Write`] (an
-//! [`FdWriter`], a [`SliceWriter`], a `String` in tests) and never allocate.
+//! [`FdWriter`], a [`SliceWriter`](crate::SliceWriter), a `String` in tests) and never allocate.
 
 use core::fmt::{self, Write};
 

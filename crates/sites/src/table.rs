@@ -1,37 +1,5 @@
 //! The site table: a fixed-size, lock-free open-addressing hash table of
-//! sites, each with striped relaxed-atomic counters.
-//!
-//! # Layout and memory
-//!
-//! `SiteTable<N, S>` is one flat value (a `static` in practice, zero
-//! initialised, so it sits in `.bss` and costs RSS only for the pages that
-//! are touched). Each of the `N` slots and the "other" bucket is an
-//! `Entry`: a 64-byte head (key, max size) followed by `S` stripes of 256
-//! bytes (4 cache lines, 32 `u64` counters). With the defaults (`N` = 1024,
-//! `S` = 8) that is 1025 × 2112 B ≈ 2.1 MiB of address space; a site used by
-//! one thread touches its head and one stripe.
-//!
-//! # Contention
-//!
-//! A recording thread adds to the stripe chosen by hashing its thread
-//! pointer ([`thread_hint`]), so threads allocating at the same site mostly
-//! write to different cache lines; two threads that hash to one stripe still
-//! count exactly (every add is a `fetch_add`), they only share a line. The
-//! head is written once (the key, by CAS, when the site is inserted) and
-//! then only when a site sees a new maximum size, so after warm-up it is a
-//! read-mostly line that every thread can cache. The cost is memory (`S`
-//! stripes per site) and a report that sums `S` stripes per site, which
-//! only happens at report time.
-//!
-//! # Keys
-//!
-//! A key is a [`SiteId`]'s bits; 0 marks a free slot. A site's home slot is
-//! a multiplicative hash of its key; it probes linearly up to
-//! `min(N, 64)` slots and takes the first slot that holds its key or that it
-//! wins with a CAS from 0. Keys are never removed (a reset zeroes counters
-//! only), so a site keeps its slot forever and two threads inserting one
-//! site always agree on the slot. A site that finds no slot in its probe
-//! window is counted in the "other" bucket.
+//! sites, each with striped relaxed-atomic counters (see [`SiteTable`]).
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -157,7 +125,39 @@ impl Stamp {
     }
 }
 
-/// The call-site table. See the [module documentation](self).
+/// The call-site table.
+///
+/// # Layout and memory
+///
+/// `SiteTable<N, S>` is one flat value (a `static` in practice, zero
+/// initialised, so it sits in `.bss` and costs RSS only for the pages that
+/// are touched). Each of the `N` slots and the "other" bucket is an
+/// `Entry`: a 64-byte head (key, max size) followed by `S` stripes of 256
+/// bytes (4 cache lines, 32 `u64` counters). With the defaults (`N` = 1024,
+/// `S` = 8) that is 1025 × 2112 B ≈ 2.1 MiB of address space; a site used by
+/// one thread touches its head and one stripe.
+///
+/// # Contention
+///
+/// A recording thread adds to the stripe chosen by hashing its thread
+/// pointer ([`thread_hint`]), so threads allocating at the same site mostly
+/// write to different cache lines; two threads that hash to one stripe still
+/// count exactly (every add is a `fetch_add`), they only share a line. The
+/// head is written once (the key, by CAS, when the site is inserted) and
+/// then only when a site sees a new maximum size, so after warm-up it is a
+/// read-mostly line that every thread can cache. The cost is memory (`S`
+/// stripes per site) and a report that sums `S` stripes per site, which
+/// only happens at report time.
+///
+/// # Keys
+///
+/// A key is a [`SiteId`]'s bits; 0 marks a free slot. A site's home slot is
+/// a multiplicative hash of its key; it probes linearly up to
+/// `min(N, 64)` slots and takes the first slot that holds its key or that it
+/// wins with a CAS from 0. Keys are never removed (a reset zeroes counters
+/// only), so a site keeps its slot forever and two threads inserting one
+/// site always agree on the slot. A site that finds no slot in its probe
+/// window is counted in the "other" bucket.
 ///
 /// `N` (slots) must be a power of two no larger than 2^15; `S` (stripes)
 /// a power of two no larger than 256.
@@ -490,8 +490,8 @@ mod tests {
         assert_eq!(core::mem::align_of::<Stripe>(), 64);
         assert_eq!(core::mem::size_of::<Head>(), 64);
         assert_eq!(core::mem::size_of::<Entry<8>>(), 64 + 8 * 256);
-        let t: &SiteTable = Box::leak(Box::new(SiteTable::new()));
-        assert_eq!(t.memory_bytes(), 1025 * 2112 + 64);
+        static T: SiteTable = SiteTable::new();
+        assert_eq!(T.memory_bytes(), 1025 * 2112 + 64);
     }
 
     #[test]
