@@ -1,5 +1,6 @@
-//! `include/hakmem.h` compiles cleanly as C99, C11 and C++, and declares the
-//! call-site API with the expected signatures.
+//! The C side: `include/hakmem.h` compiles cleanly as C99, C11 and C++ and
+//! declares the call-site API with the expected signatures; and glibc's
+//! `dladdr`, which the report uses, does not allocate.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,4 +85,35 @@ fn header_declares_exactly_the_site_api() {
             "hak_sites_reset",
         ]
     );
+}
+
+/// glibc's `dladdr` (the report's symboliser) makes no allocator calls:
+/// checked by a C program that interposes `malloc` and friends.
+#[test]
+fn dladdr_does_not_call_malloc() {
+    if Command::new("gcc").arg("--version").output().is_err() {
+        eprintln!("gcc not found: skipped");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("hakmem-dladdr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("dladdr_no_malloc");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/dladdr_no_malloc.c");
+    let out = Command::new("gcc")
+        .args(["-O1", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .arg("-ldl")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new(&exe).output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&run.stdout);
+    println!("{text}");
+    assert!(run.status.success(), "{text}");
 }
