@@ -170,10 +170,10 @@ pub unsafe fn free(p: *mut u8) {
         // its class's bin offset.
         // SAFETY: `off` is a bin offset of our heap.
         let bin = unsafe { Heap::bin_at(heap, off) };
-        // Only the start of a block (its offset in the slot a multiple of the
-        // block size) whose free mark is not set may go in the bin.
+        // Only the start of a block (told apart by its offset in the slot)
+        // whose free mark is not set may go in the bin.
         // SAFETY: a valid bin.
-        let at_start = unsafe { Bin::divides_raw(bin, (p as usize & 0xFFFF) as u64) };
+        let at_start = unsafe { Bin::block_start_raw(bin, (p as usize & 0xFFFF) as u64) };
         // SAFETY: (evaluated only at a block start) the pointer lies in a slab
         // slot of ours with at least 16 readable bytes.
         if at_start && unsafe { (*p.cast::<Block>()).mark } != mark {

@@ -108,6 +108,24 @@ mod tests {
     }
 
     #[test]
+    fn slab_geometry_agrees_with_the_superslab_layout() {
+        for c in 0..NCLASSES {
+            let (size, span) = (class_size(c), class_span(c));
+            let blocks = hakmem_superslab::slab_capacity(size, span);
+            assert!(blocks >= 1, "class {c}");
+            if c >= hakmem_tiny_sll::TINY_CLASSES {
+                assert_eq!(
+                    blocks,
+                    hakmem_mid_mt::mid_blocks(c - hakmem_tiny_sll::TINY_CLASSES, span)
+                );
+            }
+            if size <= 128 << 10 {
+                assert!(blocks >= 8, "class {c} ({size} B) holds {blocks}");
+            }
+        }
+    }
+
+    #[test]
     fn aligned_classes_are_multiples() {
         for align_log in 3..=16 {
             let align = 1usize << align_log;

@@ -177,15 +177,12 @@ impl Heap {
             let excess = self.bins[c].set_cap(p.cap(c));
             self.give_back(excess);
             // The free fast path checks that a pointer's offset in its slot is
-            // a multiple of the block size. That holds for slabs of one slot
-            // (their blocks start at the slot's start); bigger slabs leave the
-            // check to the slow path (divisor 0: the fast test always fails).
-            let div = if class_span(c) == 1 {
-                Bin::divisor_for(class_size(c) as u64)
-            } else {
-                0
-            };
-            self.bins[c].set_divisor(div);
+            // a block start: exact for blocks that never straddle a slot (up to
+            // half a slot); bigger blocks leave the check to the slow path
+            // (the test always fails for them).
+            let size = class_size(c);
+            let per_slot = hakmem_superslab::blocks_per_slot(size);
+            self.bins[c].set_block_test(Bin::block_test(size as u64, per_slot as u64));
         }
     }
 

@@ -38,12 +38,29 @@ pub const fn mid_size(class: usize) -> usize {
     base + ((class & 7) + 1) * (base >> 3)
 }
 
+/// How many blocks of mid class `class` a slab of `span` slots holds: blocks
+/// up to half a slot are laid out slot by slot (`SLOT / size` per slot, none
+/// straddling a slot boundary: the superslab box's layout), bigger ones back
+/// to back.
+#[inline]
+pub const fn mid_blocks(class: usize, span: usize) -> usize {
+    let size = mid_size(class);
+    if size <= SLOT / 2 {
+        span * (SLOT / size)
+    } else {
+        span * SLOT / size
+    }
+}
+
 /// How many 64 KiB slots a slab of mid class `class` spans: enough for eight
 /// blocks but at most 16 slots (1 MiB); where 16 slots would hold fewer than
 /// two blocks, exactly the slots one block needs.
 #[inline]
 pub const fn mid_span(class: usize) -> usize {
     let size = mid_size(class);
+    if size <= SLOT / 2 {
+        return 8usize.div_ceil(SLOT / size);
+    }
     let eight = (8 * size).div_ceil(SLOT);
     let span = if eight < 16 { eight } else { 16 };
     if span * SLOT / size >= 2 {
@@ -81,7 +98,7 @@ mod tests {
             prop_assert!(c < MID_CLASSES);
             prop_assert!(mid_size(c) >= size);
             prop_assert!(c == 0 || mid_size(c - 1) < size);
-            prop_assert!(mid_span(c) * SLOT >= mid_size(c));
+            prop_assert!(mid_blocks(c, mid_span(c)) >= 1);
             prop_assert!(mid_span(c) <= 31, "fits in a superslab's 31 block slots");
         }
     }
@@ -117,7 +134,7 @@ mod tests {
         for c in 0..MID_CLASSES {
             let span = mid_span(c);
             assert!((1..=16).contains(&span), "class {c} span {span}");
-            let blocks = span * SLOT / mid_size(c);
+            let blocks = mid_blocks(c, span);
             assert!(blocks >= 1);
             if mid_size(c) <= 128 << 10 {
                 assert!(blocks >= 8, "class {c} holds only {blocks}");

@@ -57,3 +57,38 @@ pub const SLOTS: usize = SUPERSLAB_SIZE / SLOT_SIZE;
 pub const NO_CLASS: u8 = hakmem_pagemap::Entry::NO_CLASS;
 /// The largest slab, in slots.
 pub const MAX_SPAN: usize = SLOTS - 1;
+
+/// How a slab lays its blocks out: blocks of at most half a slot never
+/// straddle a slot boundary — each slot holds `SLOT_SIZE / size` of them from
+/// its start, and the rest of the slot stays unused (never touched, so never
+/// resident) — and this returns that count. Bigger blocks are laid out back
+/// to back from the slab's start (returns 0).
+///
+/// Slot-aligned blocks let anyone tell a block start from the pointer's
+/// offset in its slot alone, which is what the free fast path checks.
+#[inline]
+pub const fn blocks_per_slot(block_size: usize) -> usize {
+    if block_size <= SLOT_SIZE / 2 {
+        SLOT_SIZE / block_size
+    } else {
+        0
+    }
+}
+
+/// The address of block `i` of a slab starting at `data`.
+#[inline]
+pub const fn block_addr(data: usize, block_size: usize, i: usize) -> usize {
+    match blocks_per_slot(block_size) {
+        0 => data + i * block_size,
+        n => data + (i / n) * SLOT_SIZE + (i % n) * block_size,
+    }
+}
+
+/// How many blocks a slab of `span` slots holds.
+#[inline]
+pub const fn slab_capacity(block_size: usize, span: usize) -> usize {
+    match blocks_per_slot(block_size) {
+        0 => span * SLOT_SIZE / block_size,
+        n => span * n,
+    }
+}

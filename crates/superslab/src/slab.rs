@@ -112,7 +112,7 @@ impl Slab {
             free_count: 0,
             used: 0,
             carved: 0,
-            capacity: (span as usize * SLOT_SIZE / block_size as usize) as u32,
+            capacity: crate::slab_capacity(block_size as usize, span as usize) as u32,
             block_size,
             class,
             span,
@@ -299,9 +299,29 @@ impl SlabHandle<'_> {
     /// True if `p` is the start of a block of this slab (not an interior
     /// pointer, not beyond the carved area).
     pub fn is_block_start(&self, p: *const u8) -> bool {
-        let off = (p as usize).wrapping_sub(self.local.data as usize);
         let bs = self.local.block_size as usize;
-        off < self.local.carved as usize * bs && off.is_multiple_of(bs)
+        let data = self.local.data as usize;
+        if (p as usize) < data {
+            return false;
+        }
+        let i = match crate::blocks_per_slot(bs) {
+            0 => {
+                let off = p as usize - data;
+                if !off.is_multiple_of(bs) {
+                    return false;
+                }
+                off / bs
+            }
+            n => {
+                let in_slot = (p as usize) & (SLOT_SIZE - 1);
+                let slot = ((p as usize) - data) / SLOT_SIZE;
+                if !in_slot.is_multiple_of(bs) || in_slot / bs >= n {
+                    return false;
+                }
+                slot * n + in_slot / bs
+            }
+        };
+        i < self.local.carved as usize
     }
 
     /// True when the slab may be returned to its superslab: no live block,
@@ -347,22 +367,24 @@ impl SlabHandle<'_> {
         let fresh = want.min(l.capacity - l.carved);
         if fresh > 0 {
             let bs = l.block_size as usize;
-            let start = l.data as usize + l.carved as usize * bs;
+            let data = l.data as usize;
+            let at = |i: u32| crate::block_addr(data, bs, i as usize) as *mut Block;
             // Link the fresh blocks in address order and put them behind
             // whatever came from the free list.
             let mut prev: *mut Block = ptr::null_mut();
-            for i in (0..fresh as usize).rev() {
-                let b = (start + i * bs) as *mut Block;
+            for i in (l.carved..l.carved + fresh).rev() {
+                let b = at(i);
                 // SAFETY: blocks carved..carved+fresh lie inside the slab,
-                // are unused, and are at least 8 bytes, 8-aligned.
+                // are unused, and are at least 16 bytes, 16-aligned.
                 unsafe { (*b).next = prev };
                 prev = b;
             }
-            let first = start as *mut Block;
+            let first = at(l.carved);
+            let last = at(l.carved + fresh - 1);
             if chain.len == 0 {
                 chain = Chain {
                     head: first,
-                    tail: (start + (fresh as usize - 1) * bs) as *mut Block,
+                    tail: last,
                     len: fresh,
                 };
             } else {
@@ -380,7 +402,7 @@ impl SlabHandle<'_> {
                 }
                 // SAFETY: t is the last block of the chain.
                 unsafe { (*t).next = first };
-                chain.tail = (start + (fresh as usize - 1) * bs) as *mut Block;
+                chain.tail = last;
                 chain.len += fresh;
             }
             l.carved += fresh;

@@ -121,9 +121,17 @@ impl Superslab {
         if self.class_of_slot[s].load(Ordering::Relaxed) == NO_CLASS {
             return false;
         }
-        let first = self.first_slot[s].load(Ordering::Relaxed) as usize;
-        let data = self.base() + first * SLOT_SIZE;
-        (p as usize - data).is_multiple_of(block_size)
+        match crate::blocks_per_slot(block_size) {
+            0 => {
+                let first = self.first_slot[s].load(Ordering::Relaxed) as usize;
+                let data = self.base() + first * SLOT_SIZE;
+                (p as usize - data).is_multiple_of(block_size)
+            }
+            n => {
+                let in_slot = (p as usize) & (SLOT_SIZE - 1);
+                in_slot.is_multiple_of(block_size) && in_slot / block_size < n
+            }
+        }
     }
 
     /// The owner's pending list.

@@ -178,6 +178,42 @@ fn slab_lists_link_both_ends() {
 }
 
 #[test]
+fn blocks_up_to_half_a_slot_never_straddle_slots() {
+    let map = new_map();
+    let pool = SuperslabPool::<Linux>::new();
+    let owner = new_owner();
+    let mut ss = pool.acquire(map, 122, owner).unwrap();
+    let bs = 24576usize; // two per slot, 16 KiB unused at each slot's end
+    let r = ss.alloc_slab(9, bs as u32, 4).unwrap();
+    // SAFETY: we own the superslab.
+    let mut h = unsafe { r.handle() };
+    assert_eq!(h.capacity(), 8);
+    let blocks = chain_blocks(h.take(100));
+    assert_eq!(blocks.len(), 8);
+    for &p in &blocks {
+        let in_slot = p % SLOT_SIZE;
+        assert!(
+            in_slot + bs <= SLOT_SIZE,
+            "{p:#x} straddles a slot boundary"
+        );
+        assert!(h.is_block_start(p as *const u8));
+        assert!(ss.header().is_block_start(p as *const u8, bs));
+    }
+    // the unused end of a slot is not a block, though its offset is a
+    // multiple of the block size
+    let tail = (h.data() as usize) + 2 * bs;
+    assert!(!h.is_block_start(tail as *const u8));
+    assert!(!ss.header().is_block_start(tail as *const u8, bs));
+    assert_eq!(blocks_per_slot(bs), 2);
+    assert_eq!(
+        blocks_per_slot(40000),
+        0,
+        "bigger blocks are laid back to back"
+    );
+    assert_eq!(slab_capacity(40000, 16), 26);
+}
+
+#[test]
 fn take_and_put_track_used_and_transitions() {
     let map = new_map();
     let pool = SuperslabPool::<Linux>::new();

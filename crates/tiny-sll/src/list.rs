@@ -122,17 +122,18 @@ impl Chain {
 /// placeholder of a thread that has no heap yet) makes [`Bin::try_push`] fail,
 /// which is the free path's single exit to its cold path.
 ///
-/// A bin also carries `divisor`, the owner's constant for "is this offset a
-/// multiple of the class's block size" (see [`Bin::set_divisor`]), so the
-/// free fast path finds everything it needs on the bin's cache line. A bin is
-/// 32 bytes: fast paths index bins by `class << 5`.
+/// A bin also carries the owner's two constants for "is this offset in a
+/// slot the start of a block" (see [`Bin::block_test`]), so the free fast
+/// path finds everything it needs on the bin's cache line. A bin is 32
+/// bytes: fast paths index bins by `class << 5`.
 #[repr(C, align(32))]
 #[derive(Debug)]
 pub struct Bin {
     head: *mut Block,
     room: u32,
     cap: u32,
-    divisor: u64,
+    test_mul: u64,
+    test_limit: u64,
 }
 
 impl Bin {
@@ -141,7 +142,8 @@ impl Bin {
         head: ptr::null_mut(),
         room: 0,
         cap: 0,
-        divisor: 0,
+        test_mul: 0,
+        test_limit: 0,
     };
 
     /// An empty bin that will hold up to `cap` blocks.
@@ -150,7 +152,8 @@ impl Bin {
             head: ptr::null_mut(),
             room: cap,
             cap,
-            divisor: 0,
+            test_mul: 0,
+            test_limit: 0,
         }
     }
 
@@ -189,31 +192,41 @@ impl Bin {
         true
     }
 
-    /// The constant `c = ceil(2^64 / size)` of Lemire's divisibility test:
-    /// for `x < 2^32`, `x` is a multiple of `size` exactly when
-    /// `c.wrapping_mul(x) < c`. A divisor of 0 makes every test fail.
-    pub const fn divisor_for(size: u64) -> u64 {
-        match u64::MAX.checked_div(size) {
-            Some(q) => q + 1,
-            None => 0,
+    /// The constants `(c, t)` of a block-start test for blocks of `size`
+    /// bytes, `per_slot` of them laid out from offset 0 of a 64 KiB slot:
+    /// for an offset `x < 2^16`, `c.wrapping_mul(x) < t` exactly when `x` is
+    /// `k * size` with `k < per_slot`.
+    ///
+    /// This is Lemire's divisibility test with a tighter bound: with
+    /// `c = ceil(2^64 / size)` and `e = c * size - 2^64` (`0 <= e < size`),
+    /// `c * (k * size + r) mod 2^64 = k * e + c * r`, which is below
+    /// `per_slot * e` when `r = 0` and `k < per_slot`, and at least `c` (far
+    /// above that bound) when `r > 0`. (Powers of two have `e = 0`; their
+    /// bound is 1.) `per_slot == 0` gives `(0, 0)`: every test fails.
+    pub const fn block_test(size: u64, per_slot: u64) -> (u64, u64) {
+        if per_slot == 0 || size == 0 {
+            return (0, 0);
         }
+        let c = u64::MAX / size + 1;
+        let e = c.wrapping_mul(size);
+        let t = if e == 0 { 1 } else { per_slot * e };
+        (c, t)
     }
 
-    /// Sets the divisibility constant (see [`Bin::divisor_for`]).
-    pub fn set_divisor(&mut self, c: u64) {
-        self.divisor = c;
+    /// Sets the block-start test (see [`Bin::block_test`]).
+    pub fn set_block_test(&mut self, test: (u64, u64)) {
+        self.test_mul = test.0;
+        self.test_limit = test.1;
     }
 
-    /// True if `offset` (below 2^32) is a multiple of the size whose constant
-    /// the bin holds (always false for a divisor of 0).
+    /// True if `offset` (below 2^16) passes the bin's block-start test.
     ///
     /// # Safety
     /// `bin` must point at a valid bin.
     #[inline(always)]
-    pub unsafe fn divides_raw(bin: *const Bin, offset: u64) -> bool {
+    pub unsafe fn block_start_raw(bin: *const Bin, offset: u64) -> bool {
         // SAFETY: the caller guarantees a valid bin.
-        let c = unsafe { (*bin).divisor };
-        c.wrapping_mul(offset) < c
+        unsafe { (*bin).test_mul.wrapping_mul(offset) < (*bin).test_limit }
     }
 
     /// [`Bin::pop`] through a raw pointer, without forming a reference: the
@@ -409,51 +422,25 @@ mod tests {
     }
 
     #[test]
-    fn divisibility_constants_match_the_remainder() {
-        for size in (16u64..=1024)
-            .step_by(16)
-            .chain([1152, 4096, 65536, 3 << 10])
-        {
+    fn block_tests_accept_exactly_the_block_starts() {
+        let sizes =
+            (16u64..=1024)
+                .step_by(16)
+                .chain([1152, 4096, 9216, 20480, 24576, 32768, 65536 / 3]);
+        for size in sizes {
+            let per_slot = 65536 / size;
             let mut b = Bin::DISABLED;
-            b.set_divisor(Bin::divisor_for(size));
+            b.set_block_test(Bin::block_test(size, per_slot));
             for x in 0..65536u64 {
                 // SAFETY: a valid bin.
-                let d = unsafe { Bin::divides_raw(&b, x) };
-                assert_eq!(d, x % size == 0, "{x} / {size}");
+                let start = unsafe { Bin::block_start_raw(&b, x) };
+                assert_eq!(start, x % size == 0 && x / size < per_slot, "{x} / {size}");
             }
         }
         let z = Bin::DISABLED;
         // SAFETY: a valid bin.
-        let (a, b) = unsafe { (Bin::divides_raw(&z, 0), Bin::divides_raw(&z, 64)) };
-        assert!(!a && !b, "a divisor of 0 fails every test");
-    }
-
-    #[test]
-    fn chain_push_pop_split() {
-        let mut blocks = arena(5);
-        let mut c = Chain::EMPTY;
-        for b in blocks.iter_mut() {
-            // SAFETY: arena blocks are free and ours.
-            unsafe { c.push(b) };
-        }
-        assert_eq!(c.len, 5);
-        // SAFETY: the chain was built above.
-        unsafe { (*c.tail).next = ptr::null_mut() };
-        // SAFETY: the chain is a valid null-terminated list now.
-        let (first, rest) = unsafe { Chain::split_list(c.head, 2) };
-        assert_eq!(first.len, 2);
-        // SAFETY: rest is the remainder of the same list.
-        let (second, none) = unsafe { Chain::split_list(rest, 10) };
-        assert_eq!(second.len, 3);
-        assert!(none.is_null());
-        let mut first = first;
-        // SAFETY: valid chain.
-        unsafe {
-            assert!(first.pop().is_some());
-            assert!(first.pop().is_some());
-            assert!(first.pop().is_none());
-        }
-        assert!(first.head.is_null() && first.tail.is_null());
+        let (a, b) = unsafe { (Bin::block_start_raw(&z, 0), Bin::block_start_raw(&z, 64)) };
+        assert!(!a && !b, "a bin without a test accepts nothing");
     }
 
     #[derive(Debug, Clone)]
