@@ -31,7 +31,7 @@
 //! * **Unknown keys are errors** ([`Problem::UnknownKey`]): a typo must not
 //!   silently leave a knob at its default. A key given twice is an error too.
 //! * **Missing keys keep the base policy's value** (the built-in
-//!   [`DEFAULT_POLICY`](crate::DEFAULT_POLICY) for [`FrozenPolicy::parse`]),
+//!   [`DEFAULT_POLICY`] for [`FrozenPolicy::parse`]),
 //!   with no error, so files written by an older hakmem keep working when
 //!   knobs are added.
 //! * Every value is range-checked as it is read ([`Key::range`]); after the
@@ -690,7 +690,7 @@ impl FrozenPolicy {
     }
 
     /// Parses a policy file; missing keys take [`DEFAULT_POLICY`]'s values.
-    /// See the [module documentation](self) for the format.
+    /// See the [module documentation](crate::file) for the format.
     pub fn parse(input: &[u8]) -> Result<FrozenPolicy, ParseError> {
         FrozenPolicy::parse_onto(input, &DEFAULT_POLICY)
     }

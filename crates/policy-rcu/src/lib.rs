@@ -12,7 +12,7 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
-mod file;
+pub mod file;
 pub use file::{
     BufferTooSmall, Key, KeyName, ParseError, Problem, MAX_CAP, POLICY_FILE_MAX, POLICY_HEADER,
 };
