@@ -1,0 +1,652 @@
+//! The learner: knobs, bandit, reward, safety and lifecycle tied together.
+//!
+//! Feed it one [`Window`] of measurements per learning window
+//! ([`Learner::on_window`]); it answers with the policy to run during the
+//! next window, when that differs from the one that just ran
+//! ([`Step::publish`]). The driver publishes it (a `PolicyCell`) and
+//! measures the next window.
+//!
+//! What it does, by [`Phase`]:
+//!
+//! * **LEARN**: one knob at a time (round robin over the enabled knobs,
+//!   skipping those whose sizes the window did not see), an *epoch*: a
+//!   fresh bandit over the knob's candidates {current, current − 1,
+//!   current + 1}; each window plays one of them and its reward (against
+//!   the policy in force when the epoch began) updates the bandit. Once the
+//!   current level and the bandit's best have each been played
+//!   `min_pulls` times, the best one's advantage is evidence for
+//!   [`Safety`]: 8% better 3 windows in a row and the change is accepted,
+//!   runs alone on probation, and is kept or rolled back. A kept change
+//!   starts a new epoch on the same knob (it may be worth another step); an
+//!   epoch of `epoch_windows` without a change moves on to the next knob.
+//! * **FROZEN**: the accepted policy runs; the learner only keeps a moving
+//!   average of its metrics (the reference the canary compares with).
+//! * **CANARY**: a `canary_permille` share of windows runs an alternative
+//!   (one knob one step away); an alternative that beats the reference by
+//!   8% three trials in a row sends the learner back to LEARN, starting
+//!   with that knob.
+//!
+//! Everything is deterministic given the seed and the windows.
+
+use hakmem_policy_rcu::FrozenPolicy;
+
+use crate::bandit::{AnySelector, EloSoftmax, Selector, SelectorKind, Ucb1};
+use crate::knob::{apply, initial_levels, Candidates, KnobId, Levels, KNOBS};
+use crate::lifecycle::{Lifecycle, LifecycleConfig, Phase, Transition};
+use crate::reward::{reward, Metrics, Weights, Window};
+use crate::rng::Rng;
+use crate::safety::{ProbeOutcome, Safety, SafetyConfig};
+use crate::signature::Signature;
+
+/// The learner's parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LearnerConfig {
+    /// RNG seed.
+    pub seed: u64,
+    /// The bandit (`HAKMEM_SELECTOR`).
+    pub selector: SelectorKind,
+    /// UCB1's exploration constant, in reward units (0.1: rewards are
+    /// log-ratios of a few percent).
+    pub ucb_c: f64,
+    /// ELO update step (rating points per comparison).
+    pub elo_k: f64,
+    /// ELO softmax temperature (rating points).
+    pub elo_temperature: f64,
+    /// The reward's weights.
+    pub weights: Weights,
+    /// Memory budget in bytes of RSS (0: none).
+    pub memory_budget: u64,
+    /// Windows of exploration per knob before moving on (extended while a
+    /// candidate is on a winning streak).
+    pub epoch_windows: u32,
+    /// Plays of both the current level and the best candidate before the
+    /// advantage counts.
+    pub min_pulls: u32,
+    /// Windows with fewer allocation calls are idle: they neither teach
+    /// nor move anything.
+    pub min_window_ops: u64,
+    /// A knob is explored only if the window saw at least this many
+    /// allocations in its sizes.
+    pub min_knob_ops: u64,
+    /// Weight of a new window in the reference metrics' moving average.
+    pub reference_alpha: f64,
+    /// Share of CANARY windows that try an alternative (‰;
+    /// `HAKMEM_CANARY_PERMILLE`).
+    pub canary_permille: u32,
+    /// Which knobs may move.
+    pub knobs: [bool; KNOBS],
+    /// Hysteresis, probation, cooldown.
+    pub safety: SafetyConfig,
+    /// LEARN → FROZEN → CANARY timing and shift detection.
+    pub lifecycle: LifecycleConfig,
+    /// The starting state: LEARN, or FROZEN when starting on a saved
+    /// policy (`HAKMEM_POLICY`).
+    pub start: Phase,
+}
+
+impl LearnerConfig {
+    /// The defaults (see each field).
+    pub const DEFAULT: LearnerConfig = LearnerConfig {
+        seed: 0x4841_4b4d_454d, // "HAKMEM"
+        selector: SelectorKind::Ucb1,
+        ucb_c: 0.1,
+        elo_k: 16.0,
+        elo_temperature: 100.0,
+        weights: Weights::DEFAULT,
+        memory_budget: 0,
+        epoch_windows: 12,
+        min_pulls: 2,
+        min_window_ops: 1000,
+        min_knob_ops: 64,
+        reference_alpha: 0.2,
+        canary_permille: 50,
+        knobs: [true; KNOBS],
+        safety: SafetyConfig::DEFAULT,
+        lifecycle: LifecycleConfig::DEFAULT,
+        start: Phase::Learn,
+    };
+}
+
+impl Default for LearnerConfig {
+    fn default() -> Self {
+        LearnerConfig::DEFAULT
+    }
+}
+
+/// Something the learner did (for logs: `research` mode traces them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Event {
+    /// The lifecycle changed state.
+    Phase(Transition),
+    /// An epoch began on a knob.
+    EpochStarted {
+        /// The knob.
+        knob: KnobId,
+    },
+    /// The next window runs a candidate level of the epoch's knob.
+    Explore {
+        /// The knob.
+        knob: KnobId,
+        /// The level played.
+        level: usize,
+    },
+    /// A candidate won its streak: the policy changes, on probation.
+    Accepted {
+        /// The knob.
+        knob: KnobId,
+        /// The old level.
+        from: usize,
+        /// The new level.
+        to: usize,
+    },
+    /// A change survived probation.
+    Kept {
+        /// The knob.
+        knob: KnobId,
+        /// Its level.
+        level: usize,
+    },
+    /// A change failed probation and was taken back.
+    RolledBack {
+        /// The knob.
+        knob: KnobId,
+        /// The rejected level.
+        from: usize,
+        /// The level restored.
+        to: usize,
+    },
+    /// An epoch ended without a change.
+    EpochEnded {
+        /// The knob.
+        knob: KnobId,
+    },
+    /// Every knob was visited once more.
+    SweepCompleted,
+    /// The next window runs an alternative (CANARY).
+    CanaryTrial {
+        /// The knob.
+        knob: KnobId,
+        /// The level tried.
+        level: usize,
+    },
+    /// A canary trial was measured: its reward against the reference.
+    CanaryResult {
+        /// The knob.
+        knob: KnobId,
+        /// The level tried.
+        level: usize,
+        /// Its reward.
+        reward: f64,
+    },
+}
+
+/// Most events one window produces.
+pub const MAX_EVENTS: usize = 8;
+
+/// The learner's answer to a window.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The policy to run from now on, if it differs from the one that ran
+    /// during the window.
+    pub publish: Option<FrozenPolicy>,
+    events: [Option<Event>; MAX_EVENTS],
+    n_events: usize,
+}
+
+impl Step {
+    fn new() -> Self {
+        Step {
+            publish: None,
+            events: [None; MAX_EVENTS],
+            n_events: 0,
+        }
+    }
+
+    fn push(&mut self, e: Event) {
+        if self.n_events < MAX_EVENTS {
+            self.events[self.n_events] = Some(e);
+            self.n_events += 1;
+        }
+    }
+
+    /// What happened, in order.
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.events[..self.n_events].iter().flatten()
+    }
+}
+
+/// One knob's exploration.
+#[derive(Debug, Clone, PartialEq)]
+struct Epoch {
+    knob: KnobId,
+    candidates: Candidates,
+    reference: Metrics,
+    windows: u32,
+    /// The arm the window that just ran played.
+    arm: usize,
+    /// During probation: the level the change came from.
+    probation_from: Option<usize>,
+}
+
+/// A canary alternative and its winning streak.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Trial {
+    knob: KnobId,
+    level: usize,
+    wins: u32,
+}
+
+/// The learner.
+#[derive(Debug, Clone)]
+pub struct Learner {
+    cfg: LearnerConfig,
+    base: FrozenPolicy,
+    initial: Levels,
+    accepted: Levels,
+    running: Levels,
+    now_ms: u64,
+    rng: Rng,
+    selector: AnySelector,
+    safety: Safety,
+    lifecycle: Lifecycle,
+    /// Moving average of the metrics of windows that ran the accepted
+    /// policy.
+    reference: Option<Metrics>,
+    epoch: Option<Epoch>,
+    /// The next knob to explore.
+    cursor: usize,
+    /// Whether the cursor has moved (the first pass is not a wrap).
+    scanned: bool,
+    /// The canary alternative being tried, if any.
+    trial: Option<Trial>,
+    /// Whether the window that just ran was a canary trial.
+    trial_running: bool,
+}
+
+impl Learner {
+    /// A learner over `base` (the built-in or loaded policy), which is
+    /// what runs until it proposes otherwise.
+    pub fn new(base: &FrozenPolicy, cfg: LearnerConfig) -> Self {
+        let mut cfg = cfg;
+        // Convergence needs a sweep after the last change settled; this
+        // also keeps the lifecycle from freezing during a probation.
+        cfg.lifecycle.min_sweeps = cfg.lifecycle.min_sweeps.max(1);
+        cfg.min_pulls = cfg.min_pulls.max(1);
+        let initial = initial_levels(base);
+        let selector = match cfg.selector {
+            SelectorKind::Ucb1 => AnySelector::Ucb1(Ucb1::new(3, cfg.ucb_c)),
+            SelectorKind::Elo => {
+                AnySelector::Elo(EloSoftmax::new(3, cfg.elo_k, cfg.elo_temperature))
+            }
+        };
+        Learner {
+            base: *base,
+            initial,
+            accepted: initial,
+            running: initial,
+            now_ms: 0,
+            rng: Rng::new(cfg.seed),
+            selector,
+            safety: Safety::new(cfg.safety),
+            lifecycle: Lifecycle::new(cfg.lifecycle, cfg.start, 0),
+            reference: None,
+            epoch: None,
+            cursor: 0,
+            scanned: false,
+            trial: None,
+            trial_running: false,
+            cfg,
+        }
+    }
+
+    /// The lifecycle state.
+    pub fn phase(&self) -> Phase {
+        self.lifecycle.phase()
+    }
+
+    /// The learner's clock: the sum of the windows' lengths (ms).
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// The accepted policy: what FROZEN runs and `HAKMEM_POLICY_SAVE`
+    /// should write (never a candidate under trial).
+    pub fn accepted_policy(&self) -> FrozenPolicy {
+        apply(&self.base, &self.initial, &self.accepted)
+    }
+
+    /// The policy running now (the accepted one, or a candidate).
+    pub fn running_policy(&self) -> FrozenPolicy {
+        apply(&self.base, &self.initial, &self.running)
+    }
+
+    /// The accepted knob levels.
+    pub fn accepted_levels(&self) -> &Levels {
+        &self.accepted
+    }
+
+    /// The knob levels running now.
+    pub fn running_levels(&self) -> &Levels {
+        &self.running
+    }
+
+    /// The parameters.
+    pub fn config(&self) -> &LearnerConfig {
+        &self.cfg
+    }
+
+    /// Takes one window's measurements (of the policy that ran during it:
+    /// the last one published) and says what to run next.
+    pub fn on_window(&mut self, w: &Window) -> Step {
+        let mut step = Step::new();
+        let before = self.running;
+        self.now_ms += w.elapsed_ms;
+        let now = self.now_ms;
+        let idle = w.ops < self.cfg.min_window_ops;
+        let sig = if idle {
+            None
+        } else {
+            Signature::from_counts(&w.size_hist)
+        };
+        let transition = self.lifecycle.on_window(now, sig.as_ref());
+        let shifted = matches!(transition, Some(Transition::Relearn | Transition::Shifted));
+        // A canary trial's window is scored whatever the state now is,
+        // unless the workload shifted under it.
+        if self.trial_running {
+            self.trial_running = false;
+            if !idle && !shifted {
+                self.score_trial(w, &mut step);
+            }
+        } else if !idle && before == self.accepted && !shifted {
+            self.learn_reference(w);
+        }
+        if let Some(t) = transition {
+            step.push(Event::Phase(t));
+            self.on_transition(t);
+            if shifted && !idle {
+                // the window shows the new workload: its first reference
+                self.learn_reference(w);
+            }
+        }
+        let ran_accepted = before == self.accepted;
+        match self.lifecycle.phase() {
+            Phase::Learn => {
+                // After a transition there is no epoch: the window opens
+                // one (as the current level's first play if it ran it).
+                if !idle {
+                    self.learn(w, ran_accepted, &mut step);
+                }
+            }
+            Phase::Frozen => self.running = self.accepted,
+            Phase::Canary => self.canary(w, &mut step),
+        }
+        if self.running != before {
+            step.publish = Some(self.running_policy());
+        }
+        step
+    }
+
+    fn learn_reference(&mut self, w: &Window) {
+        let m = Metrics::of(w);
+        match &mut self.reference {
+            None => self.reference = Some(m),
+            Some(r) => r.blend(&m, self.cfg.reference_alpha),
+        }
+    }
+
+    fn on_transition(&mut self, t: Transition) {
+        self.running = self.accepted;
+        match t {
+            // The canary's alternative and its streak outlive the switches
+            // between FROZEN and CANARY.
+            Transition::CanaryStarted | Transition::CanaryEnded => {}
+            Transition::Relearn | Transition::Shifted => {
+                // measured under another workload: forget it
+                self.reference = None;
+                self.forget();
+            }
+            Transition::CanaryWon | Transition::Converged => self.forget(),
+        }
+    }
+
+    fn forget(&mut self) {
+        self.epoch = None;
+        self.trial = None;
+        self.trial_running = false;
+        self.safety.reset();
+    }
+
+    /// The next knob to explore, from the cursor: enabled and seen in the
+    /// window. A sweep is complete when the cursor wraps, i.e. when the
+    /// epoch of the last knob (or its skip) is over.
+    fn next_knob(&mut self, w: &Window, step: &mut Step) -> Option<KnobId> {
+        for _ in 0..KNOBS {
+            if self.cursor == 0 && self.scanned {
+                self.lifecycle.sweep_completed();
+                step.push(Event::SweepCompleted);
+            }
+            self.scanned = true;
+            let id = KnobId::ALL[self.cursor];
+            self.cursor = (self.cursor + 1) % KNOBS;
+            if self.cfg.knobs[id as usize] && id.relevant(&w.size_hist, self.cfg.min_knob_ops) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    fn start_epoch(&mut self, knob: KnobId, reference: Metrics, step: &mut Step) {
+        let candidates = self.accepted.knob(knob).candidates();
+        self.selector.reset(candidates.len());
+        self.safety.clear_streak();
+        self.epoch = Some(Epoch {
+            knob,
+            candidates,
+            reference,
+            windows: 0,
+            arm: 0,
+            probation_from: None,
+        });
+        step.push(Event::EpochStarted { knob });
+    }
+
+    /// One LEARN window.
+    fn learn(&mut self, w: &Window, ran_accepted: bool, step: &mut Step) {
+        let now = self.now_ms;
+        let Some(mut epoch) = self.epoch.take() else {
+            // Start an epoch; the window just measured ran the accepted
+            // policy, so it is the current level's first play.
+            let Some(knob) = self.next_knob(w, step) else {
+                return;
+            };
+            let m = Metrics::of(w);
+            let reference = self.reference.unwrap_or(m);
+            self.start_epoch(knob, reference, step);
+            if ran_accepted {
+                let r = self.reward(w, &reference);
+                self.selector.update(0, r);
+                if let Some(e) = &mut self.epoch {
+                    e.windows = 1;
+                }
+            }
+            self.explore(step);
+            return;
+        };
+        let r = self.reward(w, &epoch.reference);
+        if let Some(from) = epoch.probation_from {
+            match self.safety.probe(now, r) {
+                ProbeOutcome::Continue => self.epoch = Some(epoch),
+                ProbeOutcome::Keep => {
+                    let level = self.accepted.get(epoch.knob);
+                    step.push(Event::Kept {
+                        knob: epoch.knob,
+                        level,
+                    });
+                    self.lifecycle.change_accepted(now);
+                    // another step on the same knob may pay off too
+                    let reference = self.reference.unwrap_or(epoch.reference);
+                    self.start_epoch(epoch.knob, reference, step);
+                    self.explore(step);
+                }
+                ProbeOutcome::Rollback => {
+                    let to_level = self.accepted.get(epoch.knob);
+                    self.accepted.set(epoch.knob, from);
+                    self.running = self.accepted;
+                    self.reference = None;
+                    self.lifecycle.change_accepted(now);
+                    step.push(Event::RolledBack {
+                        knob: epoch.knob,
+                        from: to_level,
+                        to: from,
+                    });
+                }
+            }
+            return;
+        }
+        self.selector.update(epoch.arm, r);
+        epoch.windows += 1;
+        let best = self.selector.best().unwrap_or(0);
+        let (cur, top) = (self.selector.stats(0), self.selector.stats(best));
+        let advantage = match (cur.mean(), top.mean()) {
+            (Some(c), Some(t))
+                if cur.pulls >= self.cfg.min_pulls && top.pulls >= self.cfg.min_pulls =>
+            {
+                Some(t - c)
+            }
+            _ => None,
+        };
+        if let Some(arm) = self.safety.watch(now, 0, best, advantage) {
+            let from = epoch.candidates.level(0);
+            let to = epoch.candidates.level(arm);
+            self.accepted.set(epoch.knob, to);
+            self.running = self.accepted;
+            self.reference = None;
+            self.safety.start_probation(cur.mean().unwrap_or(0.0));
+            self.lifecycle.change_accepted(now);
+            epoch.probation_from = Some(from);
+            step.push(Event::Accepted {
+                knob: epoch.knob,
+                from,
+                to,
+            });
+            self.epoch = Some(epoch);
+            return;
+        }
+        let streak = matches!(
+            self.safety.phase(),
+            crate::safety::SafetyPhase::Watching { wins, .. } if wins > 0
+        );
+        let limit = self.cfg.epoch_windows + if streak { self.cfg.safety.streak } else { 0 };
+        if epoch.windows >= limit {
+            step.push(Event::EpochEnded { knob: epoch.knob });
+            self.running = self.accepted;
+            return;
+        }
+        self.epoch = Some(epoch);
+        self.explore(step);
+    }
+
+    /// Picks the arm for the next window: an arm played fewer than
+    /// `min_pulls` times (the fewest first), else the bandit's choice.
+    fn explore(&mut self, step: &mut Step) {
+        let Some(epoch) = &mut self.epoch else {
+            return;
+        };
+        let n = epoch.candidates.len();
+        let least = (0..n)
+            .min_by_key(|&a| self.selector.stats(a).pulls)
+            .unwrap_or(0);
+        let arm = if self.selector.stats(least).pulls < self.cfg.min_pulls {
+            least
+        } else {
+            self.selector.select(&mut self.rng).min(n - 1)
+        };
+        epoch.arm = arm;
+        let level = epoch.candidates.level(arm);
+        self.running = self.accepted;
+        self.running.set(epoch.knob, level);
+        step.push(Event::Explore {
+            knob: epoch.knob,
+            level,
+        });
+    }
+
+    fn reward(&self, w: &Window, reference: &Metrics) -> f64 {
+        reward(w, reference, &self.cfg.weights, self.cfg.memory_budget)
+    }
+
+    /// Scores the canary trial that just ran against the reference.
+    fn score_trial(&mut self, w: &Window, step: &mut Step) {
+        let (Some(t), Some(reference)) = (&mut self.trial, &self.reference) else {
+            return;
+        };
+        let r = reward(w, reference, &self.cfg.weights, self.cfg.memory_budget);
+        step.push(Event::CanaryResult {
+            knob: t.knob,
+            level: t.level,
+            reward: r,
+        });
+        if r >= self.cfg.safety.margin {
+            t.wins += 1;
+        } else {
+            self.trial = None;
+        }
+    }
+
+    /// One CANARY window: act on a winning alternative, or maybe try one.
+    fn canary(&mut self, w: &Window, step: &mut Step) {
+        self.running = self.accepted;
+        if let Some(t) = self.trial {
+            if t.wins >= self.cfg.safety.streak {
+                if let Some(tr) = self.lifecycle.canary_won(self.now_ms) {
+                    step.push(Event::Phase(tr));
+                    self.on_transition(tr);
+                    // learning starts with the knob that won
+                    self.cursor = t.knob as usize;
+                }
+                return;
+            }
+        }
+        if self.reference.is_none() || !self.rng.chance_permille(self.cfg.canary_permille) {
+            return;
+        }
+        let trial = match self.trial {
+            Some(t) => Some(t),
+            None => self.pick_trial(w),
+        };
+        if let Some(t) = trial {
+            self.trial = Some(t);
+            self.trial_running = true;
+            self.running.set(t.knob, t.level);
+            step.push(Event::CanaryTrial {
+                knob: t.knob,
+                level: t.level,
+            });
+        }
+    }
+
+    /// A random alternative: an enabled knob seen in the window, one step
+    /// up or down.
+    fn pick_trial(&mut self, w: &Window) -> Option<Trial> {
+        let mut choices = [(KnobId::DecayMs, 0usize); 2 * KNOBS];
+        let mut n = 0;
+        for id in KnobId::ALL {
+            if !self.cfg.knobs[id as usize] || !id.relevant(&w.size_hist, self.cfg.min_knob_ops) {
+                continue;
+            }
+            for &level in &self.accepted.knob(id).candidates().as_slice()[1..] {
+                choices[n] = (id, level);
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return None;
+        }
+        let (knob, level) = choices[self.rng.below(n as u64) as usize];
+        Some(Trial {
+            knob,
+            level,
+            wins: 0,
+        })
+    }
+}

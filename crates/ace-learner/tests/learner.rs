@@ -1,0 +1,451 @@
+//! The learner against simulated programs: a synthetic "program" turns the
+//! running policy into a window of measurements (with noise), and the
+//! learner must find the better policy, keep a flat one, respect the memory
+//! budget, roll back a bad change, re-learn after a phase change, and
+//! freeze.
+
+use hakmem_ace_learner::bandit::SelectorKind;
+use hakmem_ace_learner::knob::{initial_levels, KnobId, Levels};
+use hakmem_ace_learner::learner::{Event, Learner, LearnerConfig};
+use hakmem_ace_learner::lifecycle::{Phase, Transition};
+use hakmem_ace_learner::reward::Window;
+use hakmem_ace_learner::rng::Rng;
+use hakmem_ace_learner::signature::{size_bin, SIG_BINS};
+use hakmem_policy_rcu::{FrozenPolicy, DEFAULT_POLICY};
+use hakmem_tiny_sll::tiny_class;
+
+const MIB: u64 = 1 << 20;
+
+/// Throughput factor and RSS (bytes) of a program under a policy.
+type Model = Box<dyn Fn(&FrozenPolicy) -> (f64, u64)>;
+
+/// A simulated program: how fast and how big it runs under a policy.
+struct Program {
+    rng: Rng,
+    /// Relative noise of throughput (σ).
+    noise: f64,
+    /// Allocation sizes of a window (bin → count share).
+    hist: [u64; SIG_BINS],
+    /// How it runs.
+    model: Model,
+}
+
+impl Program {
+    fn window(&mut self, p: &FrozenPolicy) -> Window {
+        let (gain, rss) = (self.model)(p);
+        let ops = (1_000_000.0 * gain * (1.0 + self.noise * self.rng.normal())).max(0.0) as u64;
+        Window {
+            elapsed_ms: 1000,
+            ops,
+            latency_p99_ns: 200.0 * (1.0 + 0.01 * self.rng.normal()),
+            minor_faults: ops / 1000,
+            rss_bytes: rss,
+            size_hist: self.hist,
+        }
+    }
+}
+
+fn hist(bins: &[(usize, u64)]) -> [u64; SIG_BINS] {
+    let mut h = [0; SIG_BINS];
+    for &(size, n) in bins {
+        h[size_bin(size)] += n;
+    }
+    h
+}
+
+/// The run: every event with its time, and the running policy at the end.
+struct Trace {
+    events: Vec<(u64, Event)>,
+    running: FrozenPolicy,
+    published: usize,
+}
+
+impl Trace {
+    fn count(&self, f: impl Fn(&Event) -> bool) -> usize {
+        self.events.iter().filter(|(_, e)| f(e)).count()
+    }
+
+    fn first(&self, f: impl Fn(&Event) -> bool) -> Option<u64> {
+        self.events.iter().find(|(_, e)| f(e)).map(|(t, _)| *t)
+    }
+}
+
+fn run(l: &mut Learner, prog: &mut Program, windows: usize, trace: &mut Trace) {
+    for _ in 0..windows {
+        let w = prog.window(&trace.running);
+        let step = l.on_window(&w);
+        for e in step.events() {
+            trace.events.push((l.now_ms(), *e));
+        }
+        if let Some(p) = step.publish {
+            assert_eq!(p.validate(), Ok(()), "published policies are valid");
+            assert_eq!(p, l.running_policy());
+            trace.running = p;
+            trace.published += 1;
+        }
+        assert_eq!(trace.running, l.running_policy());
+    }
+}
+
+fn start(base: &FrozenPolicy) -> Trace {
+    Trace {
+        events: Vec::new(),
+        running: *base,
+        published: 0,
+    }
+}
+
+/// The cap multiplier (‰) of the 32-byte class under `p`.
+fn tiny32_multiplier(p: &FrozenPolicy) -> u64 {
+    let c = tiny_class(32);
+    p.tiny_cap[c] as u64 * 1000 / DEFAULT_POLICY.tiny_cap[c] as u64
+}
+
+/// A tiny-allocation program whose speed grows with the 32-byte class's
+/// bin capacity: ×2 gives +15%, ×4 +35% (over ×2: +17%).
+fn tiny_program(seed: u64) -> Program {
+    Program {
+        rng: Rng::new(seed),
+        noise: 0.02,
+        hist: hist(&[(32, 900), (48, 100)]),
+        model: Box::new(|p| {
+            let gain = match tiny32_multiplier(p) {
+                0..=250 => 0.8,
+                251..=500 => 0.9,
+                501..=1000 => 1.0,
+                1001..=2000 => 1.15,
+                _ => 1.35,
+            };
+            (gain, 100 * MIB)
+        }),
+    }
+}
+
+fn level(l: &Learner, k: KnobId) -> usize {
+    l.accepted_levels().get(k)
+}
+
+fn cfg(seed: u64) -> LearnerConfig {
+    LearnerConfig {
+        seed,
+        ..LearnerConfig::DEFAULT
+    }
+}
+
+#[test]
+fn finds_the_better_tiny_capacity_and_freezes() {
+    for seed in 1..=5 {
+        let mut l = Learner::new(&DEFAULT_POLICY, cfg(seed));
+        let mut prog = tiny_program(seed);
+        let mut t = start(&DEFAULT_POLICY);
+        run(&mut l, &mut prog, 200, &mut t);
+        assert_eq!(level(&l, KnobId::TinyCapSmall), 4, "seed {seed}: ×4");
+        assert_eq!(tiny32_multiplier(&l.accepted_policy()), 4000);
+        // it walked there one step at a time, each change kept
+        assert_eq!(
+            t.count(|e| matches!(e, Event::Kept { .. })),
+            2,
+            "seed {seed}"
+        );
+        assert_eq!(t.count(|e| matches!(e, Event::RolledBack { .. })), 0);
+        // only the knobs of the sizes the program uses were explored
+        assert_eq!(
+            t.count(|e| matches!(e, Event::EpochStarted { knob } if knob.bins().is_some_and(|(lo, _)| lo > 4))),
+            0
+        );
+        let frozen = t
+            .first(|e| matches!(e, Event::Phase(Transition::Converged)))
+            .expect("converged");
+        assert!(frozen <= 120_000, "seed {seed}: converged at {frozen} ms");
+        // the running policy in FROZEN is the accepted one
+        assert_ne!(l.phase(), Phase::Learn);
+        if l.phase() == Phase::Frozen {
+            assert_eq!(t.running, l.accepted_policy());
+        }
+    }
+}
+
+#[test]
+fn elo_finds_it_too() {
+    for seed in 1..=3 {
+        let mut l = Learner::new(
+            &DEFAULT_POLICY,
+            LearnerConfig {
+                selector: SelectorKind::Elo,
+                ..cfg(seed)
+            },
+        );
+        let mut t = start(&DEFAULT_POLICY);
+        run(&mut l, &mut tiny_program(seed), 250, &mut t);
+        assert_eq!(level(&l, KnobId::TinyCapSmall), 4, "seed {seed}");
+        assert!(t
+            .first(|e| matches!(e, Event::Phase(Transition::Converged)))
+            .is_some());
+    }
+}
+
+#[test]
+fn a_flat_landscape_changes_nothing() {
+    for seed in 1..=10 {
+        let mut l = Learner::new(&DEFAULT_POLICY, cfg(seed));
+        let mut prog = Program {
+            rng: Rng::new(seed),
+            noise: 0.03,
+            hist: hist(&[(64, 500), (4096, 300), (3 << 20, 200)]),
+            model: Box::new(|_| (1.0, 200 * MIB)),
+        };
+        let mut t = start(&DEFAULT_POLICY);
+        run(&mut l, &mut prog, 600, &mut t);
+        assert_eq!(
+            t.count(|e| matches!(e, Event::Accepted { .. })),
+            0,
+            "seed {seed}"
+        );
+        assert_eq!(l.accepted_policy(), DEFAULT_POLICY);
+        assert!(t
+            .first(|e| matches!(e, Event::Phase(Transition::Converged)))
+            .is_some());
+        // exploration happened, and stopped: FROZEN/CANARY cycles after
+        assert!(t.count(|e| matches!(e, Event::Explore { .. })) > 50);
+        assert!(t.count(|e| matches!(e, Event::Phase(Transition::CanaryStarted))) >= 1);
+    }
+}
+
+/// A large working set: a bigger large cache is faster, and costs its
+/// size in RSS.
+fn large_program(seed: u64) -> Program {
+    Program {
+        rng: Rng::new(seed),
+        noise: 0.02,
+        hist: hist(&[(3 << 20, 500), (64, 500)]),
+        model: Box::new(|p| {
+            let budget = p.large_cache_budget as u64;
+            let gain = match budget / MIB {
+                0..=16 => 0.6,
+                17..=32 => 0.8,
+                33..=64 => 1.0,
+                65..=128 => 1.4,
+                129..=256 => 2.0,
+                _ => 2.2,
+            };
+            (gain, 100 * MIB + budget)
+        }),
+    }
+}
+
+#[test]
+fn a_bigger_cache_is_taken_while_it_pays_for_its_memory() {
+    for seed in 1..=5 {
+        let mut l = Learner::new(&DEFAULT_POLICY, cfg(seed));
+        let mut t = start(&DEFAULT_POLICY);
+        run(&mut l, &mut large_program(seed), 300, &mut t);
+        // 256 MiB: +43% for +56% RSS pays; 512 MiB: +10% for +72% does not
+        assert_eq!(
+            l.accepted_policy().large_cache_budget as u64,
+            256 * MIB,
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn the_memory_budget_caps_the_cache() {
+    for seed in 1..=5 {
+        let mut l = Learner::new(
+            &DEFAULT_POLICY,
+            LearnerConfig {
+                memory_budget: 300 * MIB,
+                ..cfg(seed)
+            },
+        );
+        let mut t = start(&DEFAULT_POLICY);
+        run(&mut l, &mut large_program(seed), 300, &mut t);
+        let p = l.accepted_policy();
+        assert_eq!(p.large_cache_budget as u64, 128 * MIB, "seed {seed}");
+        assert!(p.large_cache_max_block <= p.large_cache_budget);
+    }
+}
+
+#[test]
+fn a_change_that_turns_bad_is_rolled_back() {
+    for seed in 1..=5 {
+        let mut l = Learner::new(&DEFAULT_POLICY, cfg(seed));
+        let mut prog = tiny_program(seed);
+        let mut t = start(&DEFAULT_POLICY);
+        // Looks good while explored; once it is the policy, ×2 turns out
+        // 20% slower (as if the bigger bins thrashed a shared cache).
+        let mut turned = false;
+        for _ in 0..150 {
+            let mut w = prog.window(&t.running);
+            if turned && tiny32_multiplier(&t.running) > 1000 {
+                w.ops = w.ops * 8 / 10 * 1000 / 1150;
+            }
+            let step = l.on_window(&w);
+            for e in step.events() {
+                if let Event::Accepted {
+                    knob: KnobId::TinyCapSmall,
+                    ..
+                } = e
+                {
+                    turned = true;
+                }
+                t.events.push((l.now_ms(), *e));
+            }
+            if let Some(p) = step.publish {
+                t.running = p;
+            }
+        }
+        let rolled = t
+            .first(|e| {
+                matches!(
+                    e,
+                    Event::RolledBack {
+                        knob: KnobId::TinyCapSmall,
+                        from: 3,
+                        to: 2
+                    }
+                )
+            })
+            .expect("rolled back");
+        let accepted = t.first(|e| matches!(e, Event::Accepted { .. })).unwrap();
+        assert!(
+            rolled <= accepted + 3000,
+            "seed {seed}: within the probation"
+        );
+        assert_eq!(level(&l, KnobId::TinyCapSmall), 2, "seed {seed}");
+        assert_eq!(t.count(|e| matches!(e, Event::Kept { .. })), 0);
+    }
+}
+
+#[test]
+fn a_phase_change_is_detected_and_relearned() {
+    for seed in 1..=3 {
+        let mut l = Learner::new(&DEFAULT_POLICY, cfg(seed));
+        let mut prog = tiny_program(seed);
+        let mut t = start(&DEFAULT_POLICY);
+        run(&mut l, &mut prog, 200, &mut t);
+        assert_ne!(l.phase(), Phase::Learn);
+        assert_eq!(level(&l, KnobId::TinyCapSmall), 4);
+        // Phase 2: 6 KiB blocks, whose bin capacity matters now.
+        let mid6k = hakmem_mid_mt::mid_class(6 << 10);
+        prog.hist = hist(&[(6 << 10, 1000)]);
+        prog.model = Box::new(move |p| {
+            let m = p.mid_cap[mid6k] as u64 * 1000 / DEFAULT_POLICY.mid_cap[mid6k] as u64;
+            (if m > 1000 { 1.3 } else { 1.0 }, 100 * MIB)
+        });
+        let shift_at = l.now_ms();
+        run(&mut l, &mut prog, 300, &mut t);
+        let shifted = t
+            .first(|e| matches!(e, Event::Phase(Transition::Shifted)))
+            .expect("shift detected");
+        assert!(shifted <= shift_at + 2000, "seed {seed}: two windows");
+        assert!(level(&l, KnobId::MidCapSmall) > 2, "seed {seed}");
+        // what was learned for tiny sizes stays
+        assert_eq!(level(&l, KnobId::TinyCapSmall), 4);
+        assert_eq!(
+            t.count(|e| matches!(e, Event::Phase(Transition::Converged))),
+            2,
+            "seed {seed}: converged again"
+        );
+    }
+}
+
+#[test]
+fn the_canary_finds_a_better_policy_after_a_silent_change() {
+    for (seed, permille) in [(1, 50), (2, 50), (3, 200)] {
+        let mut l = Learner::new(
+            &DEFAULT_POLICY,
+            LearnerConfig {
+                canary_permille: permille,
+                ..cfg(seed)
+            },
+        );
+        let mut prog = Program {
+            rng: Rng::new(seed),
+            noise: 0.02,
+            hist: hist(&[(32, 1000)]),
+            model: Box::new(|_| (1.0, 100 * MIB)),
+        };
+        let mut t = start(&DEFAULT_POLICY);
+        run(&mut l, &mut prog, 100, &mut t);
+        assert_ne!(l.phase(), Phase::Learn, "seed {seed}");
+        assert_eq!(l.accepted_policy(), DEFAULT_POLICY);
+        // The program changes behaviour, not sizes: a longer decay now
+        // pays 25%.
+        prog.model = Box::new(|p| (if p.decay_ms > 1000 { 1.25 } else { 1.0 }, 100 * MIB));
+        run(&mut l, &mut prog, 3000, &mut t);
+        assert!(
+            t.count(|e| matches!(e, Event::Phase(Transition::CanaryWon))) >= 1,
+            "seed {seed}"
+        );
+        assert!(l.accepted_policy().decay_ms > 1000, "seed {seed}");
+        assert_eq!(
+            t.count(|e| matches!(e, Event::Phase(Transition::Shifted))),
+            0
+        );
+        // canary trials are about the requested share of CANARY windows
+        let trials = t.count(|e| matches!(e, Event::CanaryTrial { .. }));
+        assert!(trials >= 3, "seed {seed}: {trials}");
+    }
+}
+
+#[test]
+fn starting_frozen_explores_nothing_until_the_canary() {
+    let mut l = Learner::new(
+        &DEFAULT_POLICY,
+        LearnerConfig {
+            start: Phase::Frozen,
+            ..cfg(1)
+        },
+    );
+    let mut t = start(&DEFAULT_POLICY);
+    run(&mut l, &mut tiny_program(1), 29, &mut t);
+    assert!(t.events.is_empty(), "{:?}", t.events);
+    assert_eq!(t.published, 0);
+    run(&mut l, &mut tiny_program(1), 1, &mut t);
+    assert_eq!(t.events[0].1, Event::Phase(Transition::CanaryStarted));
+}
+
+#[test]
+fn idle_windows_teach_nothing() {
+    let mut l = Learner::new(&DEFAULT_POLICY, cfg(1));
+    for _ in 0..100 {
+        let step = l.on_window(&Window::idle(1000));
+        assert!(step.publish.is_none());
+        assert_eq!(step.events().count(), 0);
+    }
+    assert_eq!(l.now_ms(), 100_000);
+    assert_eq!(l.phase(), Phase::Learn);
+}
+
+#[test]
+fn deterministic_given_the_seed() {
+    let trace = |seed| {
+        let mut l = Learner::new(&DEFAULT_POLICY, cfg(seed));
+        let mut t = start(&DEFAULT_POLICY);
+        run(&mut l, &mut tiny_program(7), 150, &mut t);
+        (format!("{:?}", t.events), *l.accepted_levels())
+    };
+    assert_eq!(trace(3), trace(3));
+    assert_ne!(trace(3).0, trace(4).0);
+}
+
+#[test]
+fn disabled_knobs_never_move() {
+    let mut knobs = [true; hakmem_ace_learner::knob::KNOBS];
+    knobs[KnobId::TinyCapSmall as usize] = false;
+    let mut l = Learner::new(&DEFAULT_POLICY, LearnerConfig { knobs, ..cfg(1) });
+    let mut t = start(&DEFAULT_POLICY);
+    run(&mut l, &mut tiny_program(1), 200, &mut t);
+    let init: Levels = initial_levels(&DEFAULT_POLICY);
+    assert_eq!(l.accepted_levels(), &init);
+    assert_eq!(
+        t.count(|e| matches!(
+            e,
+            Event::EpochStarted {
+                knob: KnobId::TinyCapSmall
+            }
+        )),
+        0
+    );
+}
