@@ -1,18 +1,30 @@
 //! Real programs under `LD_PRELOAD=<libhakmem.so>`, each compared with a run
 //! of the same program without the preload: python3 (threaded, every object
-//! from malloc), git on a generated repository of a few hundred commits,
-//! `sort` of a ~24 MB file with temp-file merges, gcc compiling and linking a
-//! generated C file, and `xz -T2` compressing and decompressing.
+//! from malloc, and a stretch of its own test suite), git on a generated
+//! repository of a few hundred commits, `sort` of a ~24 MB file with
+//! temp-file merges, gcc compiling and linking a generated C file, `xz -T2`
+//! compressing and decompressing, perl and ruby running allocation-heavy
+//! scripts, sqlite3 running a generated SQL workload, and `cargo build` of a
+//! small crate.
 //!
 //! A test whose program is not installed prints `SKIPPED: ...` and passes;
 //! everything else must finish within its deadline and match the reference
 //! output byte for byte.
+//!
+//! Timing: the perl, sqlite3 and python3 test-suite runs are also timed
+//! under the release builds of `libhakmem.so` and of mimalloc
+//! (`libmimalloc_preload.so`, the benchmark peer; both built by the test,
+//! once); `TIMING` lines print the wall times next to glibc's (the reference
+//! run) and are appended to `target/tmp/hakmem-timings.txt`. Timed runs hold
+//! a lock that keeps the other tests of this binary from starting processes
+//! meanwhile. Nothing is asserted on time. `HAKMEM_TIMING=0` skips these
+//! runs; `HAKMEM_TIMING_REPS=n` takes the best of `n`.
 
 mod common;
 
 use common::{
-    assert_preload_took, hakmem_so, preload, run_with_input, run_with_timeout, which, Finished,
-    Rng, TempDir, MANIFEST_DIR,
+    assert_preload_took, build_cdylib, hakmem_so, preload, run_exclusive, run_with_input,
+    run_with_timeout, which, Finished, Rng, TempDir, MANIFEST_DIR,
 };
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -641,4 +653,613 @@ fn xz_multithreaded_round_trip() {
     preload(&mut cmd);
     let tested = run_with_timeout(&mut cmd, LIMIT);
     assert!(tested.status.success(), "{}", tested.describe());
+}
+
+// ---------------------------------------------------------------------------
+// Timing against mimalloc
+// ---------------------------------------------------------------------------
+
+/// Release builds of `libhakmem.so` and of the benchmark peer
+/// `libmimalloc_preload.so` (package `bench-peer-mimalloc`), built once per
+/// test process for the timing runs. None, with a printed note, when
+/// `HAKMEM_TIMING=0` or a build fails: timings are information, never a
+/// verdict.
+fn timing_libs() -> Option<&'static (PathBuf, PathBuf)> {
+    static LIBS: std::sync::OnceLock<Option<(PathBuf, PathBuf)>> = std::sync::OnceLock::new();
+    LIBS.get_or_init(|| {
+        if std::env::var("HAKMEM_TIMING").is_ok_and(|v| v == "0") {
+            note("timing runs are off (HAKMEM_TIMING=0)");
+            return None;
+        }
+        let built = build_cdylib("hakmem-preload", "release")
+            .and_then(|h| build_cdylib("bench-peer-mimalloc", "release").map(|m| (h, m)));
+        match built {
+            Ok(libs) => Some(libs),
+            Err(e) => {
+                note(&format!("no timing runs: {e}"));
+                None
+            }
+        }
+    })
+    .as_ref()
+}
+
+fn note(msg: &str) {
+    println!("NOTE: {msg}");
+    eprintln!("NOTE: {msg}");
+}
+
+/// Times `make()` under the release builds of hakmem and mimalloc (best of
+/// `HAKMEM_TIMING_REPS` runs each, default 1, alternating), checks every run
+/// with `check`, and prints the times next to the glibc reference run's.
+/// Never asserts on time: the machine is shared and noisy.
+fn time_against_mimalloc(
+    what: &str,
+    reference: &Finished,
+    make: impl Fn() -> Command,
+    check: impl Fn(&str, &Finished),
+) {
+    let Some((hakmem, mimalloc)) = timing_libs() else {
+        return;
+    };
+    let reps: usize = std::env::var("HAKMEM_TIMING_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let mut best = [Duration::MAX; 2];
+    for _ in 0..reps {
+        for (i, (name, lib)) in [("hakmem", hakmem), ("mimalloc", mimalloc)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut cmd = make();
+            cmd.env("LD_PRELOAD", lib);
+            let run = run_exclusive(&mut cmd, Stdio::null(), LIMIT);
+            assert!(
+                !run.stderr_str().contains("cannot be preloaded"),
+                "{what}: {} was not preloaded:\n{}",
+                lib.display(),
+                run.describe()
+            );
+            assert!(
+                run.status.success(),
+                "{what} failed under LD_PRELOAD={} (timing run):\n{}",
+                lib.display(),
+                run.describe()
+            );
+            check(name, &run);
+            best[i] = best[i].min(run.elapsed);
+        }
+    }
+    let [h, m] = best.map(|d| d.as_secs_f64());
+    let line = format!(
+        "TIMING {what}: glibc {:.2} s, hakmem {h:.2} s, mimalloc {m:.2} s (release builds, \
+         best of {reps}; hakmem/mimalloc {:.2}, hakmem/glibc {:.2})",
+        reference.elapsed.as_secs_f64(),
+        h / m,
+        h / reference.elapsed.as_secs_f64()
+    );
+    record_timing(&line);
+}
+
+/// Prints a `TIMING` line and appends it to `target/tmp/hakmem-timings.txt`
+/// (test output is captured unless `--nocapture`).
+fn record_timing(line: &str) {
+    use std::io::Write as _;
+    println!("{line}");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hakmem-timings.txt");
+    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(&path) {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// [`both`] with the reference run timed: it runs while no other process of
+/// this test binary does, and its wall time is glibc's in the `TIMING` line.
+fn both_timed(what: &str, make: impl Fn() -> Command) -> (Finished, Finished) {
+    let reference = run_exclusive(&mut make(), Stdio::null(), LIMIT);
+    assert!(
+        reference.status.success(),
+        "{what} failed even without the preload:\n{}",
+        reference.describe()
+    );
+    let mut cmd = make();
+    preload(&mut cmd);
+    let preloaded = run_with_timeout(&mut cmd, LIMIT);
+    assert_preload_took(&preloaded, what);
+    assert!(
+        preloaded.status.success(),
+        "{what} failed under LD_PRELOAD={}:\n{}",
+        hakmem_so().display(),
+        preloaded.describe()
+    );
+    (reference, preloaded)
+}
+
+// ---------------------------------------------------------------------------
+// perl
+// ---------------------------------------------------------------------------
+
+/// perl runs `tests/programs/workload.pl`: a 40 000-key hash grown, half
+/// deleted and grown again; 12 000 generated lines joined, split, reversed,
+/// cut with substr; regex matches with captures, a global `s///` with case
+/// changes, `tr` and a regex split; numeric and multi-key sorts of 100 000
+/// items; 6 rounds of 4000 nested records (hashes of arrays of hashes) and
+/// 1000 closures built and dropped. Its output (digests of everything) must
+/// equal the run without the preload; the wall time is printed next to
+/// mimalloc's.
+#[test]
+fn perl_allocation_heavy_script() {
+    let Some(perl) = require("perl") else {
+        return;
+    };
+    let script = Path::new(MANIFEST_DIR).join("tests/programs/workload.pl");
+    let make = || {
+        let mut cmd = Command::new(&perl);
+        cmd.arg(&script)
+            .env("PERL_HASH_SEED", "0")
+            .env("PERL_PERTURB_KEYS", "0")
+            .env("LC_ALL", "C");
+        cmd
+    };
+    let (reference, preloaded) = both_timed("perl workload", make);
+    let out = reference.stdout_str();
+    assert!(
+        out.lines().count() == 12 && out.ends_with("done\n"),
+        "unexpected reference output:\n{out}"
+    );
+    assert_same_output("perl", &reference.stdout, &preloaded.stdout);
+    time_against_mimalloc("perl workload", &reference, make, |name, run| {
+        assert_same_output(&format!("perl ({name})"), &reference.stdout, &run.stdout)
+    });
+}
+
+// ---------------------------------------------------------------------------
+// sqlite3
+// ---------------------------------------------------------------------------
+
+/// A SQL script: two tables, 100 000 + 30 000 rows inserted by individual
+/// INSERT statements in transactions of 10 000, indexes, then aggregate,
+/// join, LIKE, window-function, recursive-CTE, JSON and printf queries, an
+/// UPDATE, a DELETE, integrity_check, VACUUM, and queries again.
+fn sqlite_script() -> String {
+    let mut rng = Rng::new(31337);
+    let cities = [
+        "amsterdam",
+        "berlin",
+        "cairo",
+        "delhi",
+        "edinburgh",
+        "fukuoka",
+        "geneva",
+        "hanoi",
+        "istanbul",
+        "jakarta",
+        "kyoto",
+        "lima",
+        "madrid",
+        "nairobi",
+        "oslo",
+        "porto",
+    ];
+    let mut s = String::with_capacity(16 << 20);
+    s.push_str(
+        "CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT NOT NULL, city TEXT, \
+         age INT, score REAL, bio TEXT);\n\
+         CREATE TABLE orders(id INTEGER PRIMARY KEY, person INT REFERENCES people(id), \
+         item TEXT, qty INT, price REAL);\n",
+    );
+    for (table, rows) in [("people", 100_000u64), ("orders", 30_000)] {
+        for id in 1..=rows {
+            if id % 10_000 == 1 {
+                s.push_str("BEGIN;\n");
+            }
+            if table == "people" {
+                let name_len = 4 + rng.below(8) as usize;
+                let name = rng.word(name_len);
+                let words = 3 + rng.below(30);
+                let bio: Vec<String> = (0..words)
+                    .map(|_| {
+                        let len = 2 + rng.below(9) as usize;
+                        rng.word(len)
+                    })
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "INSERT INTO people VALUES({id}, '{name}', '{}', {}, {}.{:03}, '{}');",
+                    cities[rng.below(16) as usize],
+                    18 + rng.below(70),
+                    rng.below(1000),
+                    rng.below(1000),
+                    bio.join(" ")
+                );
+            } else {
+                let item_len = 3 + rng.below(10) as usize;
+                let item = rng.word(item_len);
+                let _ = writeln!(
+                    s,
+                    "INSERT INTO orders(person, item, qty, price) VALUES({}, '{item}', {}, {}.{:02});",
+                    1 + rng.below(100_000),
+                    1 + rng.below(20),
+                    rng.below(500),
+                    rng.below(100)
+                );
+            }
+            if id % 10_000 == 0 {
+                s.push_str("COMMIT;\n");
+            }
+        }
+    }
+    s.push_str(
+        "CREATE INDEX people_city_age ON people(city, age);
+CREATE INDEX people_name ON people(name);
+CREATE INDEX orders_person ON orders(person);
+SELECT city, count(*), avg(age), round(sum(score), 2) FROM people GROUP BY city ORDER BY city;
+SELECT id, name, score FROM people WHERE city = 'kyoto' AND age BETWEEN 30 AND 40
+  ORDER BY score DESC, id LIMIT 20;
+SELECT p.city, count(o.id), round(sum(o.qty * o.price), 2) FROM people p
+  JOIN orders o ON o.person = p.id GROUP BY p.city ORDER BY 3 DESC, 1 LIMIT 10;
+SELECT count(*) FROM people WHERE name LIKE '%ab%' OR bio LIKE '%xyz%';
+SELECT group_concat(name, ',') FROM (SELECT name FROM people ORDER BY name, id LIMIT 60);
+SELECT id, name, city, rank() OVER (PARTITION BY city ORDER BY score DESC, id) AS r
+  FROM people WHERE id % 997 = 0 ORDER BY id;
+WITH RECURSIVE fib(a, b, n) AS (SELECT 0, 1, 0 UNION ALL SELECT b, a + b, n + 1 FROM fib
+  WHERE n < 80) SELECT n, a FROM fib WHERE n % 10 = 0;
+CREATE TABLE docs AS SELECT json_object('id', id, 'name', name, 'tags',
+  json_array(city, age)) AS doc FROM people WHERE id % 50 = 0;
+SELECT count(*), sum(json_extract(doc, '$.id')), max(length(doc)) FROM docs;
+UPDATE people SET bio = bio || ' ' || upper(substr(name, 1, 3)) || printf('%05d', id)
+  WHERE age > 60;
+DELETE FROM orders WHERE qty < 4;
+SELECT count(*), sum(length(bio)), max(length(bio)) FROM people;
+SELECT printf('%010.3f', avg(price)), count(DISTINCT item) FROM orders;
+SELECT city, group_concat(DISTINCT age) FROM (SELECT city, age FROM people WHERE id < 2000
+  ORDER BY age) GROUP BY city ORDER BY city;
+PRAGMA integrity_check;
+VACUUM;
+SELECT count(*), sum(id) FROM people;
+SELECT count(*), sum(qty) FROM orders;
+",
+    );
+    s
+}
+
+/// sqlite3 (the CLI) runs [`sqlite_script`] on a fresh database file: the
+/// query results must equal the run without the preload; the wall time is
+/// printed next to mimalloc's.
+#[test]
+fn sqlite3_scripted_workload() {
+    let Some(sqlite) = require("sqlite3") else {
+        return;
+    };
+    let tmp = TempDir::new("sqlite");
+    let script = tmp.join("script.sql");
+    fs::write(&script, sqlite_script()).unwrap();
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let run_once = |preload_lib: Option<&Path>, timed: bool| -> Finished {
+        let db = tmp.join(format!(
+            "db{}.sqlite",
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let mut cmd = Command::new(&sqlite);
+        cmd.args(["-batch", "-bail"]).arg(&db).env("LC_ALL", "C");
+        match preload_lib {
+            Some(lib) => {
+                cmd.env("LD_PRELOAD", lib);
+            }
+            None => {
+                cmd.env_remove("LD_PRELOAD");
+            }
+        }
+        let input = Stdio::from(File::open(&script).unwrap());
+        let done = if timed {
+            run_exclusive(&mut cmd, input, LIMIT)
+        } else {
+            run_with_input(&mut cmd, input, LIMIT)
+        };
+        let _ = fs::remove_file(&db);
+        done
+    };
+    let reference = run_once(None, true);
+    assert!(reference.status.success(), "{}", reference.describe());
+    let out = reference.stdout_str();
+    assert!(
+        out.lines().count() > 150 && out.contains("\nok\n"),
+        "unexpected reference output:\n{out}"
+    );
+    let preloaded = run_once(Some(hakmem_so()), false);
+    assert_preload_took(&preloaded, "sqlite3");
+    assert!(
+        preloaded.status.success(),
+        "sqlite3 failed under the preload:\n{}",
+        preloaded.describe()
+    );
+    assert_same_output("sqlite3", &reference.stdout, &preloaded.stdout);
+    // The timing runs need a fresh database each time: run them by hand.
+    let Some((hakmem, mimalloc)) = timing_libs() else {
+        return;
+    };
+    let mut times = Vec::new();
+    for (name, lib) in [("hakmem", hakmem), ("mimalloc", mimalloc)] {
+        let run = run_once(Some(lib), true);
+        assert!(
+            run.status.success(),
+            "sqlite3 under {name}:\n{}",
+            run.describe()
+        );
+        assert_same_output(&format!("sqlite3 ({name})"), &reference.stdout, &run.stdout);
+        times.push(run.elapsed.as_secs_f64());
+    }
+    let line = format!(
+        "TIMING sqlite3 workload: glibc {:.2} s, hakmem {:.2} s, mimalloc {:.2} s (release \
+         builds; hakmem/mimalloc {:.2}, hakmem/glibc {:.2})",
+        reference.elapsed.as_secs_f64(),
+        times[0],
+        times[1],
+        times[0] / times[1],
+        times[0] / reference.elapsed.as_secs_f64()
+    );
+    record_timing(&line);
+}
+
+// ---------------------------------------------------------------------------
+// ruby
+// ---------------------------------------------------------------------------
+
+/// ruby (if installed) runs `tests/programs/workload.rb`: a 60 000-key hash grown and
+/// half deleted, 20 000 formatted lines split, reversed, gsub'd with a
+/// block and scanned, a 200 000-element sort, 8 rounds of 5000 nested
+/// records; the output must equal the run without the preload. Skipped
+/// with a printed note when ruby is not installed.
+#[test]
+fn ruby_allocation_heavy_script() {
+    let Some(ruby) = require("ruby") else {
+        return;
+    };
+    let script = Path::new(MANIFEST_DIR).join("tests/programs/workload.rb");
+    let (reference, preloaded) = both("ruby script", || {
+        let mut cmd = Command::new(&ruby);
+        cmd.arg(&script).env("LC_ALL", "C");
+        cmd
+    });
+    let out = reference.stdout_str();
+    assert!(
+        out.ends_with("done\n"),
+        "unexpected reference output:\n{out}"
+    );
+    assert_same_output("ruby", &reference.stdout, &preloaded.stdout);
+}
+
+// ---------------------------------------------------------------------------
+// cargo build
+// ---------------------------------------------------------------------------
+
+/// Writes a tiny crate with no registry dependencies: a path dependency, a
+/// build script that generates a table, and a binary that prints checksums.
+fn write_small_crate(dir: &Path) {
+    let files: [(&str, &str); 5] = [
+        (
+            "Cargo.toml",
+            "[package]\nname = \"hakmem-cargo-probe\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+             build = \"build.rs\"\n\n[dependencies]\nprobe-helper = { path = \"helper\" }\n\n\
+             [workspace]\n",
+        ),
+        (
+            "build.rs",
+            "use std::fmt::Write;\nfn main() {\n    let mut s = String::from(\"pub const TABLE: [u64; 256] = [\");\n    \
+             let mut x = 0x9E37_79B9_7F4A_7C15u64;\n    for _ in 0..256 {\n        x ^= x << 13; x ^= x >> 7; x ^= x << 17;\n        \
+             write!(s, \"{x},\").unwrap();\n    }\n    s.push_str(\"];\\n\");\n    \
+             let out = std::env::var(\"OUT_DIR\").unwrap();\n    \
+             std::fs::write(std::path::Path::new(&out).join(\"table.rs\"), s).unwrap();\n    \
+             println!(\"cargo:rerun-if-changed=build.rs\");\n}\n",
+        ),
+        (
+            "src/main.rs",
+            "include!(concat!(env!(\"OUT_DIR\"), \"/table.rs\"));\n\
+             use std::collections::{BTreeMap, HashMap};\n\
+             fn main() {\n    let words = probe_helper::words(5000);\n    \
+             let mut freq: BTreeMap<&str, usize> = BTreeMap::new();\n    \
+             for w in &words { *freq.entry(w.as_str()).or_default() += 1; }\n    \
+             let mut by_len: HashMap<usize, Vec<String>> = HashMap::new();\n    \
+             for w in &words { by_len.entry(w.len()).or_default().push(w.clone()); }\n    \
+             let mut lens: Vec<_> = by_len.iter().map(|(k, v)| (*k, v.len())).collect();\n    \
+             lens.sort();\n    println!(\"distinct {} lens {:?}\", freq.len(), lens);\n    \
+             println!(\"checksum {}\", probe_helper::checksum(&words) ^ TABLE.iter().fold(0u64, |a, x| a.rotate_left(5) ^ x));\n}\n",
+        ),
+        (
+            "helper/Cargo.toml",
+            "[package]\nname = \"probe-helper\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+        ),
+        (
+            "helper/src/lib.rs",
+            "pub fn words(n: usize) -> Vec<String> {\n    let mut x = 12345u64;\n    (0..n).map(|_| {\n        \
+             x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);\n        \
+             let len = 2 + (x >> 60) as usize;\n        \
+             (0..len).map(|i| (b'a' + ((x >> (i * 5 % 60)) % 6) as u8) as char).collect()\n    }).collect()\n}\n\
+             pub fn checksum<T: AsRef<str>>(items: &[T]) -> u64 {\n    \
+             items.iter().fold(0u64, |a, s| a.wrapping_mul(31).wrapping_add(s.as_ref().bytes().map(u64::from).sum::<u64>()))\n}\n",
+        ),
+    ];
+    for (name, text) in files {
+        let path = dir.join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, text).unwrap();
+    }
+}
+
+/// The cargo running the tests (`$CARGO`) and the rustc next to it, so the
+/// build needs neither a rustup default toolchain nor the network.
+fn cargo_and_rustc() -> Option<(PathBuf, Option<PathBuf>)> {
+    let cargo = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .or_else(|| which("cargo"))?;
+    let rustc = cargo
+        .parent()
+        .map(|d| d.join("rustc"))
+        .filter(|p| p.is_file());
+    Some((cargo, rustc))
+}
+
+/// `cargo build --offline` of a small crate (a path dependency, a build
+/// script, a binary) with cargo, rustc, the build script and the linker all
+/// under the preload, `CARGO_HOME` the real one; the binary it builds must
+/// print the same as the one built without the preload.
+#[test]
+fn cargo_builds_a_small_crate() {
+    let Some((cargo, rustc)) = cargo_and_rustc() else {
+        note("SKIPPED: cargo not found, so `cargo build` under libhakmem.so is not tested");
+        return;
+    };
+    let tmp = TempDir::new("cargo");
+    let src = tmp.join("probe");
+    write_small_crate(&src);
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let build = |target: &Path, preloaded: bool| -> PathBuf {
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(&src)
+            .args(["build", "--offline", "--jobs", "2"])
+            .env("CARGO_TARGET_DIR", target)
+            .env("CARGO_INCREMENTAL", "0")
+            .env_remove("RUSTC_WRAPPER")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .env_remove("CARGO_BUILD_TARGET")
+            .env_remove("LD_PRELOAD");
+        if let Some(home) = &cargo_home {
+            cmd.env("CARGO_HOME", home);
+        }
+        if let Some(rustc) = &rustc {
+            cmd.env("RUSTC", rustc);
+        }
+        if preloaded {
+            preload(&mut cmd);
+        }
+        let done = run_with_timeout(&mut cmd, LIMIT);
+        if preloaded {
+            assert_preload_took(&done, "cargo build");
+        }
+        assert!(
+            done.status.success(),
+            "cargo build (preloaded: {preloaded}) failed:\n{}",
+            done.describe()
+        );
+        target.join("debug/hakmem-cargo-probe")
+    };
+    let reference = build(&tmp.join("target-ref"), false);
+    let preloaded = build(&tmp.join("target-pre"), true);
+    let want = run_with_timeout(&mut Command::new(&reference), LIMIT);
+    let got = run_with_timeout(&mut Command::new(&preloaded), LIMIT);
+    assert!(want.status.success(), "{}", want.describe());
+    assert!(got.status.success(), "{}", got.describe());
+    assert!(
+        want.stdout_str().contains("checksum "),
+        "{}",
+        want.describe()
+    );
+    assert_same_output(
+        "the binary cargo built under the preload",
+        &want.stdout,
+        &got.stdout,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// python3's own test suite
+// ---------------------------------------------------------------------------
+
+/// The stretch of CPython's test suite that is run: containers, strings,
+/// regexes (about 2 s on 2 cores).
+const PYTHON_TESTS: [&str; 6] = [
+    "test_dict",
+    "test_list",
+    "test_unicode",
+    "test_re",
+    "test_deque",
+    "test_ordered_dict",
+];
+
+/// The lines of a regrtest run that must agree: how many tests and files
+/// ran, and the verdict.
+fn regrtest_summary(run: &Finished) -> String {
+    run.stdout_str()
+        .lines()
+        .filter(|l| {
+            l.starts_with("Total tests:")
+                || l.starts_with("Total test files:")
+                || l.starts_with("Result:")
+                || l.starts_with("Tests result:")
+                || (l.contains(" tests OK") && !l.contains('['))
+        })
+        .map(|l| format!("{}\n", l.trim()))
+        .collect()
+}
+
+/// `python3 -m test -j0` on [`PYTHON_TESTS`] with `PYTHONMALLOC=malloc`
+/// (every object from malloc), the interpreter and all its worker processes
+/// under the preload: the run must succeed and its summary (tests run,
+/// skipped, files, result) equal the run without the preload. Skipped with
+/// a note when the interpreter's `test` package lacks those modules (Debian:
+/// `apt-get install libpython3.11-testsuite`). The wall time is printed next
+/// to mimalloc's.
+#[test]
+fn python3_test_suite_stretch() {
+    let Some(python) = require("python3") else {
+        return;
+    };
+    let exe = run_with_timeout(
+        Command::new(&python).args(["-c", "import sys; print(sys.executable)"]),
+        LIMIT,
+    );
+    let interpreter = match exe.stdout_str().trim() {
+        s if exe.status.success() && !s.is_empty() => PathBuf::from(s),
+        _ => python,
+    };
+    let imports = format!(
+        "import {}",
+        PYTHON_TESTS.map(|t| format!("test.{t}")).join(", ")
+    );
+    let probe = run_with_timeout(Command::new(&interpreter).args(["-c", &imports]), LIMIT);
+    if !probe.status.success() {
+        note(&format!(
+            "SKIPPED: {}'s test suite is not installed (Debian: libpython3.X-testsuite), so it \
+             is not run under libhakmem.so:\n{}",
+            interpreter.display(),
+            probe.stderr_str().trim_end()
+        ));
+        return;
+    }
+    let tmp = TempDir::new("pytest");
+    let make = || {
+        let mut cmd = Command::new(&interpreter);
+        cmd.args(["-m", "test", "-j0", "--tempdir"])
+            .arg(tmp.path())
+            .args(PYTHON_TESTS)
+            .current_dir(tmp.path())
+            .env("PYTHONMALLOC", "malloc")
+            .env("PYTHONHASHSEED", "0")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("LC_ALL", "C.UTF-8");
+        cmd
+    };
+    let (reference, preloaded) = both_timed("python3 -m test", make);
+    let summary = regrtest_summary(&reference);
+    assert!(
+        summary.contains("Total tests: run=") && summary.contains("SUCCESS"),
+        "unexpected reference summary:\n{}",
+        reference.describe()
+    );
+    assert_same_output(
+        "python3 -m test (summary)",
+        summary.as_bytes(),
+        regrtest_summary(&preloaded).as_bytes(),
+    );
+    time_against_mimalloc("python3 -m test", &reference, make, |name, run| {
+        assert_same_output(
+            &format!("python3 -m test ({name})"),
+            summary.as_bytes(),
+            regrtest_summary(run).as_bytes(),
+        )
+    });
 }

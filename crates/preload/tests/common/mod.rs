@@ -107,6 +107,37 @@ fn locate_or_build_so() -> PathBuf {
     path
 }
 
+/// Builds the cdylib of `package` with cargo profile `profile` (a nested
+/// `$CARGO build`, as [`hakmem_so`] does) and returns its path, or why it
+/// could not.
+pub fn build_cdylib(package: &str, profile: &str) -> Result<PathBuf, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(&cargo)
+        .args(["build", "--package", package, "--lib", "--profile", profile])
+        .arg("--message-format=json-render-diagnostics")
+        .current_dir(MANIFEST_DIR)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {cargo:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`cargo build -p {package} --profile {profile}` failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let crate_name = format!(r#""name":"{}""#, package.replace('-', "_"));
+    stdout
+        .lines()
+        .filter(|l| l.contains(r#""reason":"compiler-artifact""#))
+        .filter(|l| l.contains(r#""crate_types":["cdylib"]"#))
+        .filter(|l| l.contains(package) || l.contains(&crate_name))
+        .find_map(cdylib_filename)
+        .filter(|p| p.is_file())
+        .ok_or_else(|| format!("cargo built {package} but reported no cdylib"))
+}
+
 /// The `.so` path out of a cargo `compiler-artifact` JSON message.
 fn cdylib_filename(line: &str) -> Option<PathBuf> {
     let start = line.find(r#""filenames":["#)? + r#""filenames":["#.len();
@@ -316,8 +347,25 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Finished {
     run_with_input(cmd, Stdio::null(), limit)
 }
 
+/// Processes of one test binary run under a shared hold of this lock, and
+/// timed runs ([`run_exclusive`]) under an exclusive one, so a timed run has
+/// the machine to itself as far as this test binary is concerned.
+static RUNNING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 /// [`run_with_timeout`] with `stdin` as the standard input (e.g. a file).
 pub fn run_with_input(cmd: &mut Command, stdin: Stdio, limit: Duration) -> Finished {
+    let _shared = RUNNING.read().unwrap_or_else(|e| e.into_inner());
+    run_unlocked(cmd, stdin, limit)
+}
+
+/// [`run_with_input`] while no other process of this test binary runs (for
+/// wall-time measurements).
+pub fn run_exclusive(cmd: &mut Command, stdin: Stdio, limit: Duration) -> Finished {
+    let _exclusive = RUNNING.write().unwrap_or_else(|e| e.into_inner());
+    run_unlocked(cmd, stdin, limit)
+}
+
+fn run_unlocked(cmd: &mut Command, stdin: Stdio, limit: Duration) -> Finished {
     let started = Instant::now();
     let description = format!("{cmd:?}");
     let mut child = cmd
