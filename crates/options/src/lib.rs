@@ -222,6 +222,8 @@ pub struct Options {
     pub on_error: OnError,
     /// `HAKMEM_DECAY_MS`; `None`: the policy's `decay_ms`.
     pub decay_ms: Option<u64>,
+    /// `HAKMEM_MEM_BUDGET_MB`: the learner's RSS budget in MiB (0: none).
+    pub mem_budget_mb: u32,
 }
 
 /// One variable of the table.
@@ -253,6 +255,8 @@ pub enum Var {
     OnError,
     /// `HAKMEM_DECAY_MS`.
     DecayMs,
+    /// `HAKMEM_MEM_BUDGET_MB`.
+    MemBudgetMb,
 }
 
 /// The type of a variable's value.
@@ -292,7 +296,7 @@ pub struct Spec {
 }
 
 /// Number of variables.
-pub const VARS: usize = 13;
+pub const VARS: usize = 14;
 
 const DECAY_RANGE: (u64, u64) = Key::DecayMs.range();
 
@@ -433,6 +437,20 @@ pub static TABLE: [Spec; VARS] = [
         fallback: "using the policy's value",
         description: "Overrides the policy's `decay_ms`: cached memory unused this long is \
                       purged.",
+    },
+    Spec {
+        var: Var::MemBudgetMb,
+        name: "HAKMEM_MEM_BUDGET_MB",
+        c_name: c"HAKMEM_MEM_BUDGET_MB",
+        kind: Kind::Int {
+            min: 0,
+            max: 1 << 24,
+        },
+        default: "0",
+        fallback: "using 0",
+        description: "Memory budget of the learner in MiB of resident memory (0: none): a \
+                      policy whose window exceeds it is scored strongly negative, so the \
+                      learner never settles above it (learning modes).",
     },
 ];
 
@@ -805,6 +823,7 @@ impl Options {
         secure: false,
         on_error: OnError::Abort,
         decay_ms: None,
+        mem_budget_mb: 0,
     };
 
     /// Reads every variable of [`TABLE`] through `lookup` (which returns a
@@ -928,6 +947,7 @@ impl Options {
             (Var::Secure, Value::Bool(b)) => self.secure = b,
             (Var::OnError, Value::Choice(i)) => self.on_error = [OnError::Abort, OnError::Warn][i],
             (Var::DecayMs, Value::Int(n)) => self.decay_ms = Some(n),
+            (Var::MemBudgetMb, Value::Int(n)) => self.mem_budget_mb = n as u32,
             // The table's kinds match the fields (a test checks every row).
             _ => {}
         }

@@ -5,6 +5,12 @@ use hakmem_options::{Issue, Mode, Options, Var};
 
 #[test]
 fn from_env_reads_the_process_environment() {
+    // whatever the caller's environment holds
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("HAKMEM_") {
+            std::env::remove_var(name);
+        }
+    }
     std::env::set_var("HAKMEM_MODE", "learning");
     std::env::set_var("HAKMEM_LEARN_WINDOW_MS", "200");
     std::env::set_var("HAKMEM_POLICY", "/tmp/learned.policy");
