@@ -16,6 +16,8 @@ pub struct ArmStats {
     pub pulls: u32,
     /// Sum of its rewards.
     pub sum: f64,
+    /// Sum of its rewards' squares.
+    pub sum_sq: f64,
 }
 
 impl ArmStats {
@@ -24,9 +26,18 @@ impl ArmStats {
         (self.pulls > 0).then(|| self.sum / self.pulls as f64)
     }
 
+    /// Sum of squared deviations from its mean.
+    pub fn squared_deviations(&self) -> f64 {
+        match self.mean() {
+            Some(m) => (self.sum_sq - self.pulls as f64 * m * m).max(0.0),
+            None => 0.0,
+        }
+    }
+
     fn add(&mut self, reward: f64) {
         self.pulls += 1;
         self.sum += reward;
+        self.sum_sq += reward * reward;
     }
 }
 
@@ -349,6 +360,17 @@ mod tests {
             s.update(a, r);
         }
         (0..s.arms()).map(|a| s.stats(a).pulls).collect()
+    }
+
+    #[test]
+    fn arm_stats_track_mean_and_deviations() {
+        let mut a = ArmStats::default();
+        assert_eq!((a.mean(), a.squared_deviations()), (None, 0.0));
+        for r in [1.0, 2.0, 3.0, 6.0] {
+            a.add(r);
+        }
+        assert_eq!(a.mean(), Some(3.0));
+        assert!((a.squared_deviations() - 14.0).abs() < 1e-12);
     }
 
     #[test]

@@ -33,6 +33,7 @@ use hakmem_policy_rcu::FrozenPolicy;
 use crate::bandit::{AnySelector, EloSoftmax, Selector, SelectorKind, Ucb1};
 use crate::knob::{apply, initial_levels, Candidates, KnobId, Levels, KNOBS};
 use crate::lifecycle::{Lifecycle, LifecycleConfig, Phase, Transition};
+use crate::math::sqrt;
 use crate::reward::{reward, Metrics, Weights, Window};
 use crate::rng::Rng;
 use crate::safety::{ProbeOutcome, Safety, SafetyConfig};
@@ -62,6 +63,10 @@ pub struct LearnerConfig {
     /// Plays of both the current level and the best candidate before the
     /// advantage counts.
     pub min_pulls: u32,
+    /// Besides the margin, the advantage must be at least this many
+    /// standard errors (2: a one-sided ~98% test under Gaussian noise; 0:
+    /// the margin alone).
+    pub z: f64,
     /// Windows with fewer allocation calls are idle: they neither teach
     /// nor move anything.
     pub min_window_ops: u64,
@@ -96,6 +101,7 @@ impl LearnerConfig {
         memory_budget: 0,
         epoch_windows: 12,
         min_pulls: 2,
+        z: 2.0,
         min_window_ops: 1000,
         min_knob_ops: 64,
         reference_alpha: 0.2,
@@ -363,7 +369,7 @@ impl Learner {
         if let Some(t) = transition {
             step.push(Event::Phase(t));
             self.on_transition(t);
-            if shifted && !idle {
+            if shifted && !idle && before == self.accepted {
                 // the window shows the new workload: its first reference
                 self.learn_reference(w);
             }
@@ -511,7 +517,15 @@ impl Learner {
             (Some(c), Some(t))
                 if cur.pulls >= self.cfg.min_pulls && top.pulls >= self.cfg.min_pulls =>
             {
-                Some(t - c)
+                // Under noise a gain must also be clear of it: `z`
+                // standard errors (pooled over the epoch's arms).
+                let advantage = t - c;
+                let se = self.standard_error(&epoch, cur.pulls, top.pulls);
+                Some(if advantage >= self.cfg.z * se {
+                    advantage
+                } else {
+                    0.0
+                })
             }
             _ => None,
         };
@@ -544,6 +558,26 @@ impl Learner {
         }
         self.epoch = Some(epoch);
         self.explore(step);
+    }
+
+    /// The standard error of the difference of two arm means with `n1`
+    /// and `n2` plays, from the variance pooled over the epoch's arms (0
+    /// while there are no degrees of freedom).
+    fn standard_error(&self, epoch: &Epoch, n1: u32, n2: u32) -> f64 {
+        let (mut ss, mut n, mut k) = (0.0, 0u32, 0u32);
+        for arm in 0..epoch.candidates.len() {
+            let s = self.selector.stats(arm);
+            if s.pulls > 0 {
+                ss += s.squared_deviations();
+                n += s.pulls;
+                k += 1;
+            }
+        }
+        if n <= k {
+            return 0.0;
+        }
+        let var = ss / (n - k) as f64;
+        sqrt(var * (1.0 / n1 as f64 + 1.0 / n2 as f64))
     }
 
     /// Picks the arm for the next window: an arm played fewer than
