@@ -14,8 +14,10 @@
 //!   current + 1}; each window plays one of them and its reward (against
 //!   the policy in force when the epoch began) updates the bandit. Once the
 //!   current level and the bandit's best have each been played
-//!   `min_pulls` times, the best one's advantage is evidence for
-//!   [`Safety`]: 8% better 3 windows in a row and the change is accepted,
+//!   `min_pulls` times, the best one's advantage (counted only if it is
+//!   also `z` = 2 standard errors clear of the noise, pooled over the
+//!   epoch's arms) is evidence for [`Safety`]: 8% better 3 windows in a
+//!   row and the change is accepted,
 //!   runs alone on probation, and is kept or rolled back. A kept change
 //!   starts a new epoch on the same knob (it may be worth another step); an
 //!   epoch of `epoch_windows` without a change moves on to the next knob.
