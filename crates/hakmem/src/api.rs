@@ -93,6 +93,16 @@ fn locate_entry(op: &str, p: *const u8, e: Entry) -> Located {
     Located::Small(class as usize)
 }
 
+/// The usable size of the live small block `p` of class `c`: its class
+/// size, less what secure mode or call-site recording keep at its end.
+fn small_usable(p: *const u8, c: usize) -> usize {
+    if crate::sites::is_recording_tag(PAGE_MAP.get(p as usize).tag()) {
+        class_size(c) - crate::sites::TAIL
+    } else {
+        crate::secure::usable(class_size(c))
+    }
+}
+
 /// The free mark of this process (see `Heap::mark`).
 #[inline]
 fn free_mark() -> u64 {
@@ -196,6 +206,7 @@ unsafe fn free_slow(p: *mut u8, e: Entry) {
     let class = match locate_entry("free", p, e) {
         Located::Large(h) => {
             let _errno = ErrnoGuard::new();
+            crate::sites::on_free_large(h);
             LARGE_STATS.frees.add(1);
             LARGE_STATS.bytes_live.sub(h.map_len() as u64);
             // SAFETY: a live large block the caller gives up.
@@ -206,7 +217,10 @@ unsafe fn free_slow(p: *mut u8, e: Entry) {
         Located::Small(c) => c,
         Located::Bad => return,
     };
-    if crate::secure::on() {
+    if crate::sites::is_recording_tag(e.tag()) {
+        // SAFETY: a live block of a recording heap (validated above).
+        unsafe { crate::sites::on_free_small(p, class_size(class)) };
+    } else if crate::secure::on() {
         // SAFETY: a live block of this class (validated above).
         unsafe { crate::secure::on_free(p, class_size(class)) };
     }
@@ -240,7 +254,7 @@ fn decay_tick() {
     }
 }
 
-fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
+pub(crate) fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     if size > isize::MAX as usize {
         set_errno(libc::ENOMEM);
         return ptr::null_mut();
@@ -330,7 +344,7 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
         return 0;
     }
     match locate("malloc_usable_size", p) {
-        Located::Small(c) => crate::secure::usable(class_size(c)),
+        Located::Small(c) => small_usable(p, c),
         Located::Large(h) => h.usable(),
         Located::Bad => 0,
     }
@@ -365,7 +379,7 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
     }
     let usable = match locate("realloc", p) {
         Located::Small(c) => {
-            let us = crate::secure::usable(class_size(c));
+            let us = small_usable(p, c);
             // In place when the new size maps to the same class, or shrinks
             // by less than half.
             let same_class = size <= SLAB_MAX && class_of(crate::secure::request(size)) == c;

@@ -18,6 +18,9 @@ pub(crate) fn register() {
 // The order matches the nesting in the slow paths: the fallback heap is
 // taken before anything else, the page map's growth lock after everything.
 fn for_each_lock(f: impl Fn(&dyn ForkLock)) {
+    for l in crate::sites::fork_locks() {
+        f(l);
+    }
     f(crate::thread::fork_lock());
     f(crate::heaps::fork_lock());
     f(ORPHANAGE.fork_lock());

@@ -44,6 +44,9 @@ fn init_slow() {
     let mark = new_mark();
     FREE_MARK.store(mark, Ordering::Relaxed);
     crate::report::set_warn_only(env_is(b"HAKMEM_ON_ERROR\0", b"warn"));
+    if env_is(b"HAKMEM_SITES\0", b"1") {
+        crate::sites::enable_sampling(env_u32(b"HAKMEM_SITES_SAMPLE\0").unwrap_or(12));
+    }
     if env_is(b"HAKMEM_SECURE\0", b"1") {
         crate::secure::enable(mark);
         crate::state::POLICY.publish(&SECURE_POLICY);
@@ -77,6 +80,21 @@ fn new_mark() -> u64 {
     }
     // never 0, never a canonical user pointer, never a small number
     (r | 0x8000_0000_0000_0001).wrapping_mul(0x9E37_79B9_7F4A_7C15) | (1 << 63) | 1
+}
+
+/// The decimal value of the environment variable `name`, if it parses.
+fn env_u32(name: &[u8]) -> Option<u32> {
+    // SAFETY: `name` is NUL-terminated; getenv returns null or a C string.
+    let p = unsafe { libc::getenv(name.as_ptr().cast()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: a valid C string from the environment.
+    let s = unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes();
+    if s.is_empty() || s.len() > 9 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0u32, |n, &d| n * 10 + (d - b'0') as u32))
 }
 
 /// True if the environment variable `name` (NUL-terminated) equals `value`.

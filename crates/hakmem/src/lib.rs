@@ -19,12 +19,14 @@
 
 mod api;
 mod classes;
+mod exit;
 mod fork;
 mod heap;
 mod heaps;
 mod init;
 mod report;
 mod secure;
+mod sites;
 mod state;
 mod stats;
 mod thread;
@@ -36,7 +38,50 @@ pub use api::{
     aligned_alloc, calloc, collect, free, malloc, realloc, realloc_aligned, usable_size,
     zeroed_alloc, MIN_ALIGN,
 };
-pub use classes::{class_of, class_size, NCLASSES, SLAB_MAX};
+pub use classes::{class_of, class_size, NCLASSES, SLAB_MAX, TINY_BIN_OFFSET};
+pub use hakmem_sites::{SiteBox, SiteId, SiteVec};
+pub use sites::{alloc_recorded, malloc_with_caller, TINY_LIMIT};
+
+/// Call-site reports and control.
+pub mod site_report {
+    pub use crate::sites::{report, report_json, reset, table};
+    pub use hakmem_sites::{Class, PolicyClass, SiteStats, SiteTable};
+}
+
+/// Allocates a block for `layout`, recorded at the caller's source location
+/// (`#[track_caller]`): the call-site profiling API. Null on failure.
+/// Free it with [`free_cs`] (or [`free`], or `dealloc`: any of them records
+/// the free).
+#[track_caller]
+#[inline]
+pub fn alloc_cs(layout: Layout) -> *mut u8 {
+    sites::alloc_recorded(layout.size(), layout.align(), SiteId::caller())
+}
+
+/// Frees a block from [`alloc_cs`].
+///
+/// # Safety
+/// `ptr` must be a live block from this allocator, not used afterwards.
+#[inline]
+pub unsafe fn free_cs(ptr: *mut u8, _layout: Layout) {
+    // SAFETY: forwarded contract.
+    unsafe { free(ptr) }
+}
+
+// SAFETY: `alloc_at` returns null or a block of at least `layout.size()`
+// bytes aligned to `layout.align()`; `dealloc_at` frees exactly those.
+unsafe impl hakmem_sites::SiteAlloc for HakMem {
+    #[inline]
+    unsafe fn alloc_at(&self, layout: Layout, site: SiteId) -> *mut u8 {
+        sites::alloc_recorded(layout.size(), layout.align(), site)
+    }
+
+    #[inline]
+    unsafe fn dealloc_at(&self, ptr: *mut u8, _layout: Layout) {
+        // SAFETY: the caller passes a live block of ours.
+        unsafe { free(ptr) }
+    }
+}
 pub use stats::{stats, Stats};
 
 /// The hakmem global allocator.

@@ -7,7 +7,7 @@
 //! and read it with the initial-exec model (`symbol@GOTTPOFF` added to the
 //! thread pointer in `%fs`): two instructions, no call. The library then
 //! carries the STATIC_TLS flag, which is right for an LD_PRELOAD library
-//! (and makes `dlopen` of it need static TLS space, 16 bytes here).
+//! (and makes `dlopen` of it need static TLS space, 24 bytes here).
 //!
 //! The slot's initial value points at the shared placeholder heap, whose
 //! bins are empty and full at once, so a thread's first `malloc` and `free`
@@ -35,6 +35,9 @@ pub(crate) struct ThreadSlot {
     pub heap: *mut Heap,
     /// One of the `STATE_*` values.
     pub state: usize,
+    /// Sampled `malloc` (call-site profiling): calls left until the next
+    /// sample (0: not started).
+    pub sample_left: usize,
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -47,13 +50,14 @@ mod imp {
     // thread's static TLS block.
     core::arch::global_asm!(
         ".pushsection .tdata.hakmem_thread_slot,\"awT\",@progbits",
-        ".p2align 4",
+        ".p2align 5",
         ".globl hakmem_thread_slot",
         ".hidden hakmem_thread_slot",
         ".type hakmem_thread_slot,@object",
-        ".size hakmem_thread_slot, 16",
+        ".size hakmem_thread_slot, 24",
         "hakmem_thread_slot:",
         ".quad {placeholder}",
+        ".quad 0",
         ".quad 0",
         ".popsection",
         placeholder = sym crate::heap::PLACEHOLDER,
@@ -105,6 +109,7 @@ mod imp {
             UnsafeCell::new(ThreadSlot {
                 heap: crate::heap::PLACEHOLDER.get(),
                 state: STATE_FRESH,
+                sample_left: 0,
             })
         };
     }

@@ -1,7 +1,7 @@
 //! The header of a large mapping and the mapping's geometry.
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use hakmem_pagemap::{Entry, GRANULE};
 use hakmem_platform::PAGE_SIZE;
@@ -20,6 +20,9 @@ pub struct LargeHeader {
     pub(crate) user: AtomicUsize,
     pub(crate) map_len: AtomicUsize,
     pub(crate) offset: usize,
+    /// Three words for the owner of the block (the facade keeps a call-site
+    /// stamp here); zero when the block is handed out.
+    aux: [AtomicU64; 3],
 }
 
 impl LargeHeader {
@@ -35,6 +38,7 @@ impl LargeHeader {
                 user: AtomicUsize::new(base + offset),
                 map_len: AtomicUsize::new(len),
                 offset,
+                aux: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             })
         };
     }
@@ -91,6 +95,18 @@ impl LargeHeader {
     #[inline]
     pub fn map_len(&self) -> usize {
         self.map_len.load(Ordering::Relaxed)
+    }
+
+    /// Owner-defined word `i` (0 to 2) of a live block.
+    #[inline]
+    pub fn aux(&self, i: usize) -> u64 {
+        self.aux[i].load(Ordering::Relaxed)
+    }
+
+    /// Sets owner-defined word `i` (0 to 2) of a live block.
+    #[inline]
+    pub fn set_aux(&self, i: usize, v: u64) {
+        self.aux[i].store(v, Ordering::Relaxed)
     }
 
     /// Offset of the user pointer from the mapping's start.

@@ -29,11 +29,10 @@ fn fail_enomem() -> *mut c_void {
     core::ptr::null_mut()
 }
 
-/// `malloc(3)`.
-#[unsafe(no_mangle)]
-pub extern "C" fn malloc(size: usize) -> *mut c_void {
-    hk::malloc(size).cast()
-}
+mod malloc_entry;
+mod sites;
+
+pub use malloc_entry::malloc;
 
 /// `free(3)`.
 ///

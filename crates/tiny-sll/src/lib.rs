@@ -16,4 +16,4 @@ pub mod classes;
 mod list;
 
 pub use classes::{tiny_class, tiny_size, TINY_CLASSES, TINY_MAX};
-pub use list::{Bin, Block, Chain};
+pub use list::{Bin, Block, Chain, BIN_HEAD_OFFSET, BIN_ROOM_OFFSET, BLOCK_MARK_OFFSET};

@@ -136,6 +136,13 @@ pub struct Bin {
     test_limit: u64,
 }
 
+/// Byte offset of a bin's head pointer (for hand-written fast paths).
+pub const BIN_HEAD_OFFSET: usize = core::mem::offset_of!(Bin, head);
+/// Byte offset of a bin's room counter (a `u32`).
+pub const BIN_ROOM_OFFSET: usize = core::mem::offset_of!(Bin, room);
+/// Byte offset of a free block's mark.
+pub const BLOCK_MARK_OFFSET: usize = core::mem::offset_of!(Block, mark);
+
 impl Bin {
     /// An empty bin with capacity 0: every push fails, every pop misses.
     pub const DISABLED: Bin = Bin {

@@ -1,0 +1,234 @@
+//! Call-site profiling: the allocator side of the `hakmem-sites` box.
+//!
+//! A *recorded* allocation (every `alloc_cs`/`hak_alloc_cs` call, and one
+//! `malloc` in 2^N under `HAKMEM_SITES=1`) is served by one of a few shared
+//! *recording heaps*, used under a lock: their blocks belong to no thread, so
+//! every `free` of one reaches the free slow path, which recognises the
+//! heap's tag and records the free. A recorded small block keeps its site
+//! stamp, the allocating thread and the requested size in its last 24 bytes
+//! (its usable size is its class minus those); a recorded large block keeps
+//! them in its mapping's header. Unrecorded blocks pay nothing.
+//!
+//! Sampling costs the C `malloc` nothing when it is off: its hand-written
+//! fast path compares the size with [`TINY_LIMIT`], which is 1 KiB normally
+//! and 0 while sampling, so that every call then reaches the slow path with
+//! its caller's return address (see `hakmem-preload`), where a per-thread
+//! countdown picks the calls to record.
+
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use hakmem_large_cache::LargeHeader;
+use hakmem_platform::SpinLock;
+use hakmem_sites::{monotonic_ns, ReportOptions, SiteId, SiteTable, Stamp};
+use hakmem_tiny_sll::TINY_MAX;
+
+use crate::classes::{class_for_aligned, class_size, SLAB_MAX};
+use crate::heap::Heap;
+use crate::{heaps, tls};
+
+/// The site table.
+pub(crate) static SITES: SiteTable = SiteTable::new();
+
+/// The largest size the C `malloc` fast path serves: [`TINY_MAX`], or 0
+/// while `malloc` is sampled.
+pub static TINY_LIMIT: AtomicUsize = AtomicUsize::new(TINY_MAX);
+
+static SAMPLING: AtomicBool = AtomicBool::new(false);
+static SHIFT: AtomicU32 = AtomicU32::new(12);
+static JITTER: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+
+/// Bytes at the end of a recorded small block: stamp, thread, size.
+pub(crate) const TAIL: usize = 24;
+
+const STRIPES: usize = 4;
+
+struct HeapPtr(*mut Heap);
+// SAFETY: a recording heap is only used under its lock.
+unsafe impl Send for HeapPtr {}
+
+static REC: [SpinLock<HeapPtr>; STRIPES] =
+    [const { SpinLock::new(HeapPtr(core::ptr::null_mut())) }; STRIPES];
+static REC_TAGS: [AtomicU32; STRIPES] = [const { AtomicU32::new(u32::MAX) }; STRIPES];
+
+/// Turns sampled `malloc` on: one call in `2^shift` is recorded.
+pub(crate) fn enable_sampling(shift: u32) {
+    let shift = shift.min(30);
+    SHIFT.store(shift, Ordering::Relaxed);
+    SITES.set_sample_shift(shift);
+    SAMPLING.store(true, Ordering::Release);
+    TINY_LIMIT.store(0, Ordering::Release);
+}
+
+/// True while `malloc` is sampled.
+#[inline]
+pub(crate) fn sampling() -> bool {
+    SAMPLING.load(Ordering::Relaxed)
+}
+
+/// True if `tag` is a recording heap's.
+#[inline]
+pub(crate) fn is_recording_tag(tag: u32) -> bool {
+    REC_TAGS.iter().any(|t| t.load(Ordering::Relaxed) == tag)
+}
+
+fn thread_id() -> u64 {
+    tls::slot() as u64
+}
+
+/// Allocates `size` bytes aligned to `align` and records the call for
+/// `site`. Null (with `errno = ENOMEM`) on failure.
+pub fn alloc_recorded(size: usize, align: usize, site: SiteId) -> *mut u8 {
+    crate::init::ensure();
+    let align = align.max(crate::MIN_ALIGN);
+    let now = monotonic_ns();
+    let me = thread_id();
+    let small = size
+        .checked_add(TAIL)
+        .filter(|&n| n <= SLAB_MAX && align <= hakmem_superslab::SLOT_SIZE);
+    if let Some(class) = small.and_then(|n| class_for_aligned(n, align)) {
+        let stripe = (me as usize >> 6) % STRIPES;
+        let p = {
+            let mut g = REC[stripe].lock();
+            if g.0.is_null() {
+                match heaps::acquire() {
+                    Some(h) => {
+                        // SAFETY: a new heap, ours under the lock.
+                        unsafe {
+                            (*h).mark = crate::init::free_mark();
+                            REC_TAGS[stripe].store((*h).tag, Ordering::Relaxed);
+                        }
+                        g.0 = h;
+                    }
+                    None => return fail(),
+                }
+            }
+            // SAFETY: the recording heap is used under its lock only.
+            let h = unsafe { &mut *g.0 };
+            h.sync_policy();
+            h.alloc_class(class)
+        };
+        if p.is_null() {
+            return fail();
+        }
+        let stamp = SITES.record_alloc(site, size, now);
+        // SAFETY: the block is ours and `class_size(class) >= size + TAIL`.
+        unsafe {
+            let t = p.add(class_size(class) - TAIL).cast::<u64>();
+            t.write_unaligned(stamp.to_bits());
+            t.add(1).write_unaligned(me);
+            t.add(2).write_unaligned(size as u64);
+        }
+        return p;
+    }
+    let p = crate::api::large_alloc(size, align.max(hakmem_platform::PAGE_SIZE), false);
+    if !p.is_null() {
+        let stamp = SITES.record_alloc(site, size, now);
+        let e = crate::state::PAGE_MAP.get(p as usize);
+        if let Some(h) = hakmem_large_cache::Large::<crate::state::Os>::lookup(e, p) {
+            // the thread id (a TLS slot address) is never 0: it marks the
+            // block as recorded
+            h.set_aux(0, stamp.to_bits());
+            h.set_aux(2, size as u64);
+            h.set_aux(1, me);
+        }
+    }
+    p
+}
+
+fn fail() -> *mut u8 {
+    hakmem_platform::set_errno(libc::ENOMEM);
+    core::ptr::null_mut()
+}
+
+/// A recorded small block of `block_size` bytes at `p` is being freed.
+///
+/// # Safety
+/// `p` must be a live block of a recording heap.
+pub(crate) unsafe fn on_free_small(p: *const u8, block_size: usize) {
+    // SAFETY: per the contract the tail was written at allocation.
+    let (stamp, who, size) = unsafe {
+        let t = p.add(block_size - TAIL).cast::<u64>();
+        (
+            t.read_unaligned(),
+            t.add(1).read_unaligned(),
+            t.add(2).read_unaligned(),
+        )
+    };
+    SITES.record_free(
+        Stamp::from_bits(stamp),
+        size as usize,
+        monotonic_ns(),
+        who != thread_id(),
+    );
+}
+
+/// A large block is being freed: record it if it was recorded.
+pub(crate) fn on_free_large(h: &LargeHeader) {
+    let who = h.aux(1);
+    if who == 0 {
+        return;
+    }
+    let stamp = Stamp::from_bits(h.aux(0));
+    SITES.record_free(stamp, h.aux(2) as usize, monotonic_ns(), who != thread_id());
+}
+
+/// The `malloc` slow path of the C API, with the caller's return address.
+/// While sampling, every call comes here (see [`TINY_LIMIT`]).
+pub fn malloc_with_caller(size: usize, ra: usize) -> *mut u8 {
+    if sampling() {
+        let slot = tls::slot();
+        // SAFETY: the thread's own slot.
+        let left = unsafe { (*slot).sample_left };
+        if left <= 1 {
+            // SAFETY: as above.
+            unsafe { (*slot).sample_left = next_period() };
+            if left == 1 {
+                return alloc_recorded(size, crate::MIN_ALIGN, SiteId::sampled(ra));
+            }
+        } else {
+            // SAFETY: as above.
+            unsafe { (*slot).sample_left = left - 1 };
+        }
+        return crate::api::malloc(size);
+    }
+    crate::api::malloc(size)
+}
+
+/// The next countdown: 2^N calls, jittered by up to a quarter either way so
+/// that loops with a period do not alias with the sampling.
+fn next_period() -> usize {
+    let n = 1usize << SHIFT.load(Ordering::Relaxed);
+    // splitmix64 over a global counter; the high half picks the jitter
+    let mut x = JITTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    let q = (n / 4).max(1) as u64;
+    let j = ((x >> 32) * (2 * q)) >> 32;
+    (n as u64 - q + j).max(1) as usize
+}
+
+/// Writes the site report (top sites by bytes and by count) to `fd`.
+pub fn report(fd: i32) -> bool {
+    SITES.report_text_fd(fd, &ReportOptions::new(monotonic_ns()))
+}
+
+/// Writes the whole site table as JSON to `fd`.
+pub fn report_json(fd: i32) -> bool {
+    SITES.report_json_fd(fd, &ReportOptions::new(monotonic_ns()))
+}
+
+/// The site table (to read statistics directly).
+pub fn table() -> &'static SiteTable {
+    &SITES
+}
+
+/// Clears the site counters.
+pub fn reset() {
+    SITES.reset(monotonic_ns())
+}
+
+/// The recording heaps' locks, for the fork handlers.
+pub(crate) fn fork_locks() -> &'static [SpinLock<impl Sized>] {
+    &REC
+}
