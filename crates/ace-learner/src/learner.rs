@@ -350,8 +350,13 @@ impl Learner {
         let before = self.running;
         self.now_ms += w.elapsed_ms;
         let now = self.now_ms;
+        // A window without measured calls (`ops` below the minimum: idle, or
+        // not observed, as the allocator does while FROZEN) is neither
+        // scored nor learned from; its size histogram still feeds the
+        // lifecycle's workload signature when it has enough allocations.
         let idle = w.ops < self.cfg.min_window_ops;
-        let sig = if idle {
+        let counted: u64 = w.size_hist.iter().sum();
+        let sig = if idle && counted < self.cfg.min_window_ops {
             None
         } else {
             Signature::from_counts(&w.size_hist)
@@ -684,5 +689,53 @@ impl Learner {
             level,
             wins: 0,
         })
+    }
+}
+
+#[cfg(test)]
+mod unobserved_windows {
+    use super::*;
+    use crate::lifecycle::Phase;
+    use hakmem_policy_rcu::DEFAULT_POLICY;
+
+    fn window(ops: u64, hist: [u64; crate::signature::SIG_BINS]) -> Window {
+        let mut w = Window::idle(1000);
+        w.ops = ops;
+        w.size_hist = hist;
+        w.rss_bytes = 64 << 20;
+        w
+    }
+
+    /// A FROZEN learner fed windows with no measured calls (the allocator
+    /// does not observe its fast path then) still notices a workload shift
+    /// through the size histogram, and never scores those windows.
+    #[test]
+    fn unobserved_windows_still_detect_a_shift() {
+        let cfg = LearnerConfig {
+            start: Phase::Frozen,
+            ..LearnerConfig::DEFAULT
+        };
+        let mut l = Learner::new(&DEFAULT_POLICY, cfg);
+        let mut small = [0u64; crate::signature::SIG_BINS];
+        small[2] = 50_000;
+        let mut big = [0u64; crate::signature::SIG_BINS];
+        big[15] = 50_000;
+        for _ in 0..5 {
+            let s = l.on_window(&window(0, small));
+            assert!(s.publish.is_none());
+            assert_eq!(l.phase(), Phase::Frozen);
+        }
+        let mut relearned = false;
+        for _ in 0..5 {
+            l.on_window(&window(0, big));
+            relearned |= l.phase() == Phase::Learn;
+        }
+        assert!(relearned, "the size signature shifted");
+        // idle and unobserved: no signature, no change
+        let mut l2 = Learner::new(&DEFAULT_POLICY, cfg);
+        for _ in 0..20 {
+            l2.on_window(&window(0, [0; crate::signature::SIG_BINS]));
+        }
+        assert_ne!(l2.phase(), Phase::Learn);
     }
 }

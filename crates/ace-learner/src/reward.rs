@@ -53,6 +53,8 @@ pub struct Window {
     pub elapsed_ms: u64,
     /// Allocation calls in the window (malloc and friends; frees may be
     /// included, consistently): the throughput proxy is `ops / elapsed_ms`.
+    /// 0 when the window was not observed: such a window only feeds the
+    /// workload signature (from `size_hist`).
     pub ops: u64,
     /// P99 of the sampled per-call latencies, ns (a [`P2`](crate::p2::P2)
     /// estimate); 0 if none were sampled.

@@ -109,13 +109,31 @@ fn free_mark() -> u64 {
     crate::init::free_mark()
 }
 
-/// `malloc`: `size` bytes, aligned to 16 (8 for sizes ≤ 8); null with
-/// `errno = ENOMEM` on failure. `malloc(0)` returns a unique pointer.
+/// `malloc`: `size` bytes, aligned to 16; null with `errno = ENOMEM` on
+/// failure. `malloc(0)` returns a unique pointer.
 #[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
-    if size <= TINY_MAX {
+    // The limit is TINY_MAX, or 0 while every call must reach the slow path
+    // (call-site sampling, the learner's observation slices): a memory
+    // operand instead of an immediate, the same instruction count.
+    malloc_below(
+        size,
+        crate::sites::TINY_LIMIT.load(core::sync::atomic::Ordering::Relaxed),
+    )
+}
+
+/// `malloc` with its fast path always on (for a caller that already did
+/// what the slow path would: call-site sampling's unsampled calls).
+#[inline(always)]
+pub(crate) fn malloc_unsampled(size: usize) -> *mut u8 {
+    malloc_below(size, TINY_MAX)
+}
+
+#[inline(always)]
+fn malloc_below(size: usize, limit: usize) -> *mut u8 {
+    if size <= limit {
         let heap = tls::heap();
-        // SAFETY: the index is at most TINY_MAX.
+        // SAFETY: the index is at most TINY_MAX (`limit` never exceeds it).
         let off = unsafe { *TINY_BIN_OFFSET.get_unchecked(size) } as usize;
         // SAFETY: `heap` is this thread's heap or the placeholder; `off` is
         // a bin offset.
@@ -132,6 +150,19 @@ pub fn malloc(size: usize) -> *mut u8 {
 fn malloc_slow(user_size: usize) -> *mut u8 {
     // the mode (secure or not) must be known before sizes are computed
     crate::init::ensure();
+    if crate::learner::observing() {
+        let t = crate::learner::begin_call();
+        let p = malloc_served(user_size);
+        crate::learner::note_call(t);
+        return p;
+    }
+    let p = malloc_served(user_size);
+    crate::learner::maybe_start();
+    p
+}
+
+/// Serves a `malloc` that missed the fast path.
+fn malloc_served(user_size: usize) -> *mut u8 {
     let size = crate::secure::request(user_size);
     if size > SLAB_MAX {
         return large_alloc(user_size, PAGE_SIZE, false);

@@ -12,7 +12,7 @@ use crate::state::{LARGE, ORPHANAGE, PAGE_MAP, POOL};
 /// Registers the handlers (once, from the first thread initialisation).
 pub(crate) fn register() {
     // SAFETY: registering plain extern "C" functions.
-    unsafe { libc::pthread_atfork(Some(prepare), Some(after), Some(after)) };
+    unsafe { libc::pthread_atfork(Some(prepare), Some(after), Some(after_in_child)) };
 }
 
 // The order matches the nesting in the slow paths: the fallback heap is
@@ -50,4 +50,9 @@ extern "C" fn prepare() {
 
 extern "C" fn after() {
     for_each_lock(|l| l.release());
+}
+
+extern "C" fn after_in_child() {
+    for_each_lock(|l| l.release());
+    crate::learner::after_fork_in_child();
 }

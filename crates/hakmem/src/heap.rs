@@ -86,6 +86,8 @@ pub struct Heap {
     policy_gen: u64,
     /// Slow-path counters.
     pub(crate) stats: ThreadStats<NCLASSES>,
+    /// Calls and latencies counted in the learner's observation slices.
+    pub(crate) obs: crate::learner::Observation,
     /// Registry links (see `heaps.rs`).
     pub(crate) next_all: *mut Heap,
     pub(crate) next_free: *mut Heap,
@@ -143,6 +145,7 @@ impl Heap {
             last_maintain: 0,
             policy_gen: 0,
             stats: ThreadStats::new(),
+            obs: crate::learner::Observation::new(),
             next_all: ptr::null_mut(),
             next_free: ptr::null_mut(),
             in_use: false,

@@ -1,31 +1,28 @@
-//! Process-wide initialisation, done once by the first thread that needs a
-//! heap: the free mark and the options that change behaviour.
+//! Process-wide initialisation, done once by the first call that needs it:
+//! the options (the one place the environment is read, through
+//! `hakmem-options`), the starting policy, the free mark, the modes.
 
+use core::cell::UnsafeCell;
+use core::fmt::Write as _;
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
-use hakmem_platform::SpinLock;
-use hakmem_policy_rcu::{FrozenPolicy, DEFAULT_POLICY};
+use hakmem_options::{OnError, Options};
+use hakmem_platform::{Line, SpinLock};
+use hakmem_policy_rcu::{FrozenPolicy, DEFAULT_POLICY, POLICY_FILE_MAX};
 
-/// The policy of secure mode: the default with every bin switched off, so
-/// that all calls reach the checked slow paths.
-static SECURE_POLICY: FrozenPolicy = {
-    let mut p = DEFAULT_POLICY;
-    let mut c = 0;
-    while c < p.tiny_cap.len() {
-        p.tiny_cap[c] = 0;
-        c += 1;
-    }
-    let mut m = 0;
-    while m < p.mid_cap.len() {
-        p.mid_cap[m] = 0;
-        m += 1;
-    }
-    p
-};
-
-static STATE: AtomicU8 = AtomicU8::new(0); // 0 fresh, 2 done
+static STATE: AtomicU8 = AtomicU8::new(0); // 0 fresh, 1 running, 2 done
 static LOCK: SpinLock<()> = SpinLock::new(());
 static FREE_MARK: AtomicU64 = AtomicU64::new(0);
+
+/// Storage written once, under [`LOCK`], before [`STATE`] says done.
+struct Once<T>(UnsafeCell<MaybeUninit<T>>);
+// SAFETY: written once before being published by the Release store of
+// STATE; read only after an Acquire load sees it.
+unsafe impl<T> Sync for Once<T> {}
+
+static OPTIONS: Once<Options> = Once(UnsafeCell::new(MaybeUninit::uninit()));
+static START_POLICY: Once<FrozenPolicy> = Once(UnsafeCell::new(MaybeUninit::uninit()));
 
 /// Runs the one-time set-up if it has not run yet.
 #[inline]
@@ -38,20 +35,123 @@ pub(crate) fn ensure() {
 #[cold]
 fn init_slow() {
     let _g = LOCK.lock();
-    if STATE.load(Ordering::Acquire) == 2 {
+    if STATE.load(Ordering::Acquire) != 0 {
+        // done, or running on this thread (a nested call from inside the
+        // set-up, e.g. a warning's write): carry on with what is set
         return;
+    }
+    STATE.store(1, Ordering::Relaxed);
+    let (opts, warnings) = Options::from_env();
+    for w in warnings.iter() {
+        emit(w.line().as_bytes());
     }
     let mark = new_mark();
     FREE_MARK.store(mark, Ordering::Relaxed);
-    crate::report::set_warn_only(env_is(b"HAKMEM_ON_ERROR\0", b"warn"));
-    if env_is(b"HAKMEM_SITES\0", b"1") {
-        crate::sites::enable_sampling(env_u32(b"HAKMEM_SITES_SAMPLE\0").unwrap_or(12));
-    }
-    if env_is(b"HAKMEM_SECURE\0", b"1") {
+    crate::report::set_warn_only(opts.on_error == OnError::Warn);
+
+    let base = match &opts.policy {
+        Some(path) if opts.mode.features().policy_file => {
+            load_policy(path.as_c_str(), path.as_bytes())
+        }
+        _ => DEFAULT_POLICY,
+    };
+    let mut policy = opts.initial_policy(&base);
+    if opts.secure {
         crate::secure::enable(mark);
-        crate::state::POLICY.publish(&SECURE_POLICY);
+        // every bin off, so that all calls reach the checked slow paths
+        policy.tiny_cap = [0; hakmem_tiny_sll::TINY_CLASSES];
+        policy.tiny_refill = [0; hakmem_tiny_sll::TINY_CLASSES];
+        policy.mid_cap = [0; hakmem_mid_mt::MID_CLASSES];
+        policy.mid_refill = [0; hakmem_mid_mt::MID_CLASSES];
+    }
+    // SAFETY: written once, under the lock, before STATE says done; nothing
+    // reads them before.
+    unsafe {
+        (*START_POLICY.0.get()).write(policy);
+        crate::state::POLICY.publish((*START_POLICY.0.get()).assume_init_ref());
+        (*OPTIONS.0.get()).write(opts);
+    }
+    if opts.sites {
+        crate::sites::enable_sampling(opts.sites_sample as u32);
+    }
+    if opts.mode.features().learner {
+        crate::learner::want();
     }
     STATE.store(2, Ordering::Release);
+}
+
+/// The options (the defaults before the set-up ran).
+pub(crate) fn options() -> &'static Options {
+    if STATE.load(Ordering::Acquire) == 2 {
+        // SAFETY: written before STATE became 2 and never again.
+        unsafe { (*OPTIONS.0.get()).assume_init_ref() }
+    } else {
+        &Options::DEFAULT
+    }
+}
+
+/// The policy the process started with (after the set-up).
+pub(crate) fn start_policy() -> &'static FrozenPolicy {
+    if STATE.load(Ordering::Acquire) == 2 {
+        // SAFETY: as in `options`.
+        unsafe { (*START_POLICY.0.get()).assume_init_ref() }
+    } else {
+        &DEFAULT_POLICY
+    }
+}
+
+fn emit(bytes: &[u8]) {
+    // SAFETY: writing our own bytes to stderr.
+    unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+}
+
+/// Reads and parses a policy file; on any problem prints one line and
+/// returns the built-in policy.
+fn load_policy(path: &core::ffi::CStr, shown: &[u8]) -> FrozenPolicy {
+    let mut buf = [0u8; POLICY_FILE_MAX + 1];
+    let mut line = Line::new();
+    line.str("hakmem: HAKMEM_POLICY=")
+        .str(core::str::from_utf8(shown).unwrap_or("<path>"))
+        .str(": ");
+    // SAFETY: a NUL-terminated path; reading into our own buffer.
+    let n = unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            -1
+        } else {
+            let mut got = 0usize;
+            loop {
+                let r = libc::read(fd, buf.as_mut_ptr().add(got).cast(), buf.len() - got);
+                if r <= 0 {
+                    break;
+                }
+                got += r as usize;
+                if got == buf.len() {
+                    break;
+                }
+            }
+            libc::close(fd);
+            got as isize
+        }
+    };
+    if n < 0 {
+        line.str("cannot be read, using the built-in policy").emit();
+        return DEFAULT_POLICY;
+    }
+    let n = n as usize;
+    if n > POLICY_FILE_MAX {
+        line.str("longer than 8192 bytes, using the built-in policy")
+            .emit();
+        return DEFAULT_POLICY;
+    }
+    match FrozenPolicy::parse(&buf[..n]) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = write!(line, "{e}, using the built-in policy");
+            line.emit();
+            DEFAULT_POLICY
+        }
+    }
 }
 
 /// The process's free mark (valid after [`ensure`]).
@@ -80,32 +180,4 @@ fn new_mark() -> u64 {
     }
     // never 0, never a canonical user pointer, never a small number
     (r | 0x8000_0000_0000_0001).wrapping_mul(0x9E37_79B9_7F4A_7C15) | (1 << 63) | 1
-}
-
-/// The decimal value of the environment variable `name`, if it parses.
-fn env_u32(name: &[u8]) -> Option<u32> {
-    // SAFETY: `name` is NUL-terminated; getenv returns null or a C string.
-    let p = unsafe { libc::getenv(name.as_ptr().cast()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: a valid C string from the environment.
-    let s = unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes();
-    if s.is_empty() || s.len() > 9 || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(s.iter().fold(0u32, |n, &d| n * 10 + (d - b'0') as u32))
-}
-
-/// True if the environment variable `name` (NUL-terminated) equals `value`.
-/// Reads through `getenv`, which does not allocate.
-fn env_is(name: &[u8], value: &[u8]) -> bool {
-    // SAFETY: `name` is NUL-terminated; getenv returns null or a C string.
-    let p = unsafe { libc::getenv(name.as_ptr().cast()) };
-    if p.is_null() {
-        return false;
-    }
-    // SAFETY: a valid C string from the environment.
-    let s = unsafe { core::ffi::CStr::from_ptr(p) };
-    s.to_bytes() == value
 }

@@ -24,6 +24,7 @@ mod fork;
 mod heap;
 mod heaps;
 mod init;
+mod learner;
 mod report;
 mod secure;
 mod sites;
@@ -40,6 +41,7 @@ pub use api::{
 };
 pub use classes::{class_of, class_size, NCLASSES, SLAB_MAX, TINY_BIN_OFFSET};
 pub use hakmem_sites::{SiteBox, SiteId, SiteVec};
+pub use learner::{learned_policy, learner_phase};
 pub use sites::{alloc_recorded, malloc_with_caller, TINY_LIMIT};
 
 /// Call-site reports and control.

@@ -56,7 +56,7 @@ pub(crate) fn enable_sampling(shift: u32) {
     SHIFT.store(shift, Ordering::Relaxed);
     SITES.set_sample_shift(shift);
     SAMPLING.store(true, Ordering::Release);
-    TINY_LIMIT.store(0, Ordering::Release);
+    crate::learner::refresh_tiny_limit();
 }
 
 /// True while `malloc` is sampled.
@@ -189,7 +189,10 @@ pub fn malloc_with_caller(size: usize, ra: usize) -> *mut u8 {
             // SAFETY: as above.
             unsafe { (*slot).sample_left = left - 1 };
         }
-        return crate::api::malloc(size);
+        if crate::learner::observing() {
+            return crate::api::malloc(size);
+        }
+        return crate::api::malloc_unsampled(size);
     }
     crate::api::malloc(size)
 }

@@ -61,3 +61,100 @@ pub(crate) fn released_counter() -> u64 {
     let l = LARGE.stats();
     p.purged + p.unmapped + l.purged + l.unmapped
 }
+
+/// Prints the counters as a table (`HAKMEM_STATS=1` at exit). Allocation
+/// free: formatted into a small buffer written to `fd` in pieces.
+pub(crate) fn print(fd: i32) {
+    use core::fmt::Write as _;
+    let s = stats();
+    let mut w = hakmem_sites::FdWriter::new(fd);
+    let rss = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|t| {
+            t.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 4096;
+    let _ = writeln!(
+        w,
+        "hakmem stats: {} heaps ({} live), RSS {:.1} MiB, learner {}",
+        s.heaps_created,
+        s.heaps_live,
+        rss as f64 / 1048576.0,
+        crate::learner::learner_phase()
+    );
+    let _ = writeln!(
+        w,
+        "(slow-path events only: the fast paths keep no counters; a refill moves a batch of blocks from slabs to a thread's bin, a spill moves half a full bin back)"
+    );
+    let _ = writeln!(
+        w,
+        "{:<5} {:>5} {:>9} {:>10} {:>12} {:>9} {:>12} {:>12} {:>10} {:>7} {:>7}",
+        "tier",
+        "class",
+        "size",
+        "refills",
+        "refill blk",
+        "spills",
+        "spill blk",
+        "remote free",
+        "drained",
+        "slabs+",
+        "slabs-"
+    );
+    for (c, k) in s.classes.classes.iter().enumerate() {
+        if k.is_zero() {
+            continue;
+        }
+        let tier = if c < hakmem_tiny_sll::TINY_CLASSES {
+            "tiny"
+        } else {
+            "mid"
+        };
+        let _ = writeln!(
+            w,
+            "{:<5} {:>5} {:>9} {:>10} {:>12} {:>9} {:>12} {:>12} {:>10} {:>7} {:>7}",
+            tier,
+            c,
+            crate::classes::class_size(c),
+            k.refills,
+            k.refill_blocks,
+            k.spills,
+            k.spill_blocks,
+            k.remote_frees,
+            k.remote_drained,
+            k.slabs_created,
+            k.slabs_released
+        );
+    }
+    let _ = writeln!(
+        w,
+        "large: {} allocs, {} frees, {:.1} MiB live, {} resized in place or moved; cache: {} dirty ({:.1} MiB), {} clean ({:.1} MiB), {} hits",
+        s.large_allocs,
+        s.large_frees,
+        s.large_bytes_live as f64 / 1048576.0,
+        s.large_resizes,
+        s.large_cache.dirty.0,
+        s.large_cache.dirty.1 as f64 / 1048576.0,
+        s.large_cache.clean.0,
+        s.large_cache.clean.1 as f64 / 1048576.0,
+        s.large_cache.hits
+    );
+    let _ = writeln!(
+        w,
+        "superslabs: {} acquired, {} released, {} adopted, {} orphaned now; pool: {} dirty, {} clean, {} mapped, {} unmapped, {} reused, {} purged",
+        s.classes.superslabs_acquired,
+        s.classes.superslabs_released,
+        s.classes.superslabs_adopted,
+        s.orphaned_superslabs,
+        s.pool.dirty,
+        s.pool.clean,
+        s.pool.mapped,
+        s.pool.unmapped,
+        s.pool.reused,
+        s.pool.purged
+    );
+    let _ = w.flush();
+}

@@ -103,6 +103,13 @@ impl Line {
     }
 }
 
+impl core::fmt::Write for Line {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.str(s);
+        Ok(())
+    }
+}
+
 /// Prints `hakmem: <msg>` and aborts the process.
 #[cold]
 #[inline(never)]

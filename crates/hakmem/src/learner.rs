@@ -1,0 +1,337 @@
+//! The learning modes (`HAKMEM_MODE=learning|research`): a background thread
+//! that measures the program a window at a time and tunes the policy with
+//! `hakmem-ace-learner`.
+//!
+//! What it measures, and what that costs the allocation path:
+//!
+//! * **Slow-path counters** (refills per class, large allocations): always
+//!   kept, free to read. They give the workload's size signature in every
+//!   phase, which is how a FROZEN policy notices a phase change.
+//! * **Calls and their latency**: only in the LEARN and CANARY phases, and
+//!   only during an *observation* slice at the start of each window (an
+//!   eighth of it): the fast paths' size limit ([`crate::TINY_LIMIT`]) drops
+//!   to 0, so every `malloc` takes the slow path, which counts the call and
+//!   times one in 64 (fed to a P² estimator on the learner thread). Outside
+//!   the slices, and in FROZEN, the allocation path does no learner work.
+//! * **Page faults and RSS**: `getrusage` and `/proc/self/statm`, on the
+//!   learner thread.
+//!
+//! Each new policy is published through `PolicyCell` (interned: every
+//! distinct policy is kept once, so slow paths may hold a snapshot forever);
+//! the accepted one is also kept in an `arc_swap::ArcSwapOption` for
+//! [`learned_policy`] and `HAKMEM_POLICY_SAVE` (arc-swap's loads allocate
+//! thread-local debt nodes, so it is only used off the allocation path).
+//!
+//! The thread starts lazily, from a slow path that holds no lock, after the
+//! first allocation of a learning-mode process; after `fork` it is started
+//! again in the child.
+
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use hakmem_ace_learner::driver::Interner;
+use hakmem_ace_learner::learner::{Event, Learner, LearnerConfig};
+use hakmem_ace_learner::lifecycle::Phase;
+use hakmem_ace_learner::p2::P2;
+use hakmem_ace_learner::reward::Window;
+use hakmem_ace_learner::signature::{class_bin, SIG_BINS};
+use hakmem_policy_rcu::FrozenPolicy;
+use hakmem_tiny_sll::TINY_MAX;
+
+use crate::classes::NCLASSES;
+use crate::heap::PLACEHOLDER;
+use crate::{heaps, tls};
+
+const OFF: u8 = 0;
+const WANTED: u8 = 1;
+const STARTING: u8 = 2;
+const RUNNING: u8 = 3;
+
+static STATE: AtomicU8 = AtomicU8::new(OFF);
+static OBSERVING: AtomicBool = AtomicBool::new(false);
+static PHASE: AtomicU8 = AtomicU8::new(0);
+static ACCEPTED: ArcSwapOption<FrozenPolicy> = ArcSwapOption::const_empty();
+
+/// Latency samples: one observed call in this many is timed.
+const TIME_ONE_IN: u32 = 64;
+
+/// Asks for the learner (at start-up, in the learning modes).
+pub(crate) fn want() {
+    let _ = STATE.compare_exchange(OFF, WANTED, Ordering::AcqRel, Ordering::Relaxed);
+}
+
+/// True while an observation slice runs.
+#[inline(always)]
+pub(crate) fn observing() -> bool {
+    OBSERVING.load(Ordering::Relaxed)
+}
+
+/// Sets the fast paths' size limit from the modes that need every call.
+pub(crate) fn refresh_tiny_limit() {
+    let all_slow = observing() || crate::sites::sampling();
+    crate::sites::TINY_LIMIT.store(if all_slow { 0 } else { TINY_MAX }, Ordering::Release);
+}
+
+fn set_observing(on: bool) {
+    OBSERVING.store(on, Ordering::Release);
+    refresh_tiny_limit();
+}
+
+/// Starts the learner thread if it is wanted and not running. Called from
+/// slow paths that hold no lock (the spawn allocates).
+#[inline]
+pub(crate) fn maybe_start() {
+    if STATE.load(Ordering::Relaxed) == WANTED {
+        start();
+    }
+}
+
+#[cold]
+fn start() {
+    if STATE
+        .compare_exchange(WANTED, STARTING, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("hakmem-learner".into())
+        .spawn(run);
+    STATE.store(
+        if spawned.is_ok() { RUNNING } else { OFF },
+        Ordering::Release,
+    );
+}
+
+/// In a forked child: the thread did not survive; start it again lazily.
+pub(crate) fn after_fork_in_child() {
+    OBSERVING.store(false, Ordering::Relaxed);
+    refresh_tiny_limit();
+    let _ = STATE.compare_exchange(RUNNING, WANTED, Ordering::AcqRel, Ordering::Relaxed);
+    let _ = STATE.compare_exchange(STARTING, WANTED, Ordering::AcqRel, Ordering::Relaxed);
+}
+
+/// The policy the learner accepted last (`None` outside the learning modes
+/// or before its first window).
+pub fn learned_policy() -> Option<Arc<FrozenPolicy>> {
+    ACCEPTED.load_full()
+}
+
+/// The learner's phase: "off", "learn", "frozen" or "canary".
+pub fn learner_phase() -> &'static str {
+    match PHASE.load(Ordering::Relaxed) {
+        1 => "learn",
+        2 => "frozen",
+        3 => "canary",
+        _ => "off",
+    }
+}
+
+/// A call is being counted (inside an observation slice). Returns the start
+/// time to pass to [`note_call`] if this call is one of the timed ones.
+#[inline]
+pub(crate) fn begin_call() -> Option<Instant> {
+    let heap = tls::heap();
+    if heap == PLACEHOLDER.get() {
+        return None;
+    }
+    // SAFETY: the thread's own heap; its observation counters have one
+    // writer, this thread.
+    let n = unsafe { (*heap).obs.calls.get() };
+    (n % TIME_ONE_IN as u64 == 0).then(Instant::now)
+}
+
+/// A counted call ended.
+#[inline]
+pub(crate) fn note_call(started: Option<Instant>) {
+    let heap = tls::heap();
+    if heap == PLACEHOLDER.get() {
+        return;
+    }
+    // SAFETY: as in `begin_call`.
+    let obs = unsafe { &(*heap).obs };
+    obs.calls.inc();
+    if let Some(t) = started {
+        let ns = t.elapsed().as_nanos().min(u32::MAX as u128) as u32;
+        obs.push_latency(ns.max(1));
+    }
+}
+
+/// Per-heap observation counters (written by the heap's thread, read by the
+/// learner thread).
+#[derive(Debug)]
+pub(crate) struct Observation {
+    calls: hakmem_stats::Counter,
+    lat: [AtomicU32; 64],
+    next: AtomicU32,
+}
+
+impl Observation {
+    pub(crate) const fn new() -> Self {
+        Observation {
+            calls: hakmem_stats::Counter::new(),
+            lat: [const { AtomicU32::new(0) }; 64],
+            next: AtomicU32::new(0),
+        }
+    }
+
+    fn push_latency(&self, ns: u32) {
+        let i = self.next.load(Ordering::Relaxed);
+        self.lat[(i % 64) as usize].store(ns, Ordering::Relaxed);
+        self.next.store(i.wrapping_add(1), Ordering::Relaxed);
+    }
+}
+
+/// Sums of the counters the learner reads, over every heap.
+#[derive(Clone, Copy)]
+struct Snapshot {
+    calls: u64,
+    class_blocks: [u64; NCLASSES],
+    large: u64,
+}
+
+fn snapshot(p2: Option<&mut P2>, seen: &mut [u32; 4096]) -> Snapshot {
+    let mut s = Snapshot {
+        calls: 0,
+        class_blocks: [0; NCLASSES],
+        large: crate::state::LARGE_STATS.allocs.get(),
+    };
+    let mut p2 = p2;
+    let mut hi = 0usize;
+    heaps::for_each(|h| {
+        s.calls += h.obs.calls.get();
+        for (c, b) in s.class_blocks.iter_mut().enumerate() {
+            *b += h.stats.classes[c].refill_blocks.get();
+        }
+        if let Some(p) = p2.as_deref_mut() {
+            // new latency samples since the last read of this heap
+            let next = h.obs.next.load(Ordering::Relaxed);
+            let last = seen[hi % seen.len()];
+            let fresh = next.wrapping_sub(last).min(64);
+            for k in 0..fresh {
+                let i = next.wrapping_sub(1 + k) % 64;
+                p.observe(h.obs.lat[i as usize].load(Ordering::Relaxed) as f64);
+            }
+            seen[hi % seen.len()] = next;
+        }
+        hi += 1;
+    });
+    s
+}
+
+fn minor_faults() -> u64 {
+    // SAFETY: getrusage writes our own struct.
+    unsafe {
+        let mut ru: libc::rusage = core::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru.ru_minflt as u64
+    }
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+fn config() -> (LearnerConfig, bool) {
+    let opts = crate::init::options();
+    let mut cfg = LearnerConfig::DEFAULT;
+    cfg.selector = match opts.selector {
+        hakmem_options::SelectorKind::Ucb1 => hakmem_ace_learner::bandit::SelectorKind::Ucb1,
+        hakmem_options::SelectorKind::Elo => hakmem_ace_learner::bandit::SelectorKind::Elo,
+    };
+    cfg.canary_permille = opts.canary_permille as u32;
+    cfg.memory_budget = (opts.mem_budget_mb as u64) << 20;
+    if opts.policy.is_some() {
+        cfg.start = Phase::Frozen;
+    }
+    let verbose = opts.mode.features().verbose;
+    (cfg, verbose)
+}
+
+fn phase_code(p: Phase) -> u8 {
+    match p {
+        Phase::Learn => 1,
+        Phase::Frozen => 2,
+        Phase::Canary => 3,
+    }
+}
+
+/// The learner thread.
+fn run() {
+    let (cfg, verbose) = config();
+    let window = Duration::from_millis(crate::init::options().learn_window_ms as u64);
+    let slice = (window / 8).max(Duration::from_millis(5));
+    let mut learner = Learner::new(crate::init::start_policy(), cfg);
+    let mut interner = Interner::new();
+    let mut seen = [0u32; 4096];
+    let mut last = snapshot(None, &mut seen);
+    let mut faults = minor_faults();
+    loop {
+        let phase = learner.phase();
+        PHASE.store(phase_code(phase), Ordering::Relaxed);
+        let started = Instant::now();
+        let mut calls = 0u64;
+        let mut p2 = P2::new(0.99);
+        if phase != Phase::Frozen {
+            let before = snapshot(None, &mut seen);
+            set_observing(true);
+            std::thread::sleep(slice);
+            set_observing(false);
+            let after = snapshot(Some(&mut p2), &mut seen);
+            let dt = started.elapsed().as_secs_f64().max(1e-6);
+            // calls per second in the slice, as calls in a window
+            calls = ((after.calls - before.calls) as f64 / dt * window.as_secs_f64()) as u64;
+        }
+        std::thread::sleep(window.saturating_sub(started.elapsed()));
+        let now = snapshot(None, &mut seen);
+        let mut hist = [0u64; SIG_BINS];
+        for c in 0..NCLASSES {
+            hist[class_bin(c)] += now.class_blocks[c] - last.class_blocks[c];
+        }
+        hist[SIG_BINS - 1] += now.large - last.large;
+        let f = minor_faults();
+        let w = Window {
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            ops: calls,
+            latency_p99_ns: p2.quantile().unwrap_or(0.0),
+            minor_faults: f - faults,
+            rss_bytes: rss_bytes(),
+            size_hist: hist,
+        };
+        faults = f;
+        last = now;
+        let step = learner.on_window(&w);
+        if let Some(p) = step.publish {
+            crate::state::POLICY.publish(interner.intern(&p));
+        }
+        ACCEPTED.store(Some(Arc::new(learner.accepted_policy())));
+        for e in step.events() {
+            tracing::info!(target: "hakmem::learner", event = ?e, "learner");
+            if verbose {
+                let mut l = hakmem_platform::Line::new();
+                use core::fmt::Write as _;
+                let _ = write!(
+                    l,
+                    "hakmem: learner: {e:?} (ops {} p99 {:.0} ns rss {} MiB)",
+                    w.ops,
+                    w.latency_p99_ns,
+                    w.rss_bytes >> 20
+                );
+                l.emit();
+            }
+        }
+        if verbose && matches!(step.events().next(), Some(Event::Phase(_))) {
+            // phase changes are already printed above
+        }
+    }
+}
