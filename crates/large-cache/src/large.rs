@@ -254,14 +254,19 @@ impl<P: Pal> Large<P> {
             unsafe { P::unmap(target, new_len) };
             return None;
         }
+        // The old entry goes before the old range does: once `remap_to`
+        // returns, the kernel may hand those addresses to another thread's
+        // fresh mapping, whose entry a late clear would wipe out.
+        let old_entry = map.get(user);
+        map.set(user, Entry::NONE);
         // SAFETY: both ranges are ours and disjoint; on success the old range
         // is gone and its pages (header included) live at the target.
         if !unsafe { P::remap_to(base_nn, old_len, new_len, target) } {
+            map.set(user, old_entry);
             // SAFETY: unused target.
             unsafe { P::unmap(target, new_len) };
             return None;
         }
-        map.set(user, Entry::NONE);
         // SAFETY: the header moved with its page to the target.
         let nh = unsafe { &*(t as *const LargeHeader) };
         nh.map_len.store(new_len, Ordering::Relaxed);
