@@ -18,7 +18,8 @@
  * A failed check prints "FAIL misuse:<line>: ..." on stderr and exits 1.
  *
  * The burst after the misuse allocates thousands of blocks of mixed sizes
- * (a quarter of them of the misused block's size), fills each with its own
+ * (a quarter of them of the misused block's size; a few per round when that
+ * is above 64 KiB), fills each with its own
  * pattern, checks that no two live blocks overlap (a double free that was not
  * ignored hands the same block out twice) and that every pattern survived,
  * frees them in random order, four times over.
@@ -116,8 +117,8 @@ static void burst(size_t hot) {
         for (int i = 0; i < N; i++) {
             uint64_t r = rng_next(&rng);
             size_t n;
-            if (hot && r % 4 == 0)
-                n = hot;
+            if (hot && r % 4 == 0 && (hot <= 64 * KiB || i % 1000 == 0))
+                n = hot; /* large hot sizes: a few per round */
             else if (r % 100 == 1)
                 n = 1 + (r >> 8) % (256 * KiB);
             else if (r % 10 == 2)
