@@ -51,6 +51,29 @@ fn fork_100_times_while_threads_allocate() {
     );
 }
 
+/// The same 100 forks with the online learner on (`HAKMEM_MODE=learning`,
+/// a 10 ms learning window, so the learner thread is busy when the process
+/// forks): no child deadlocks, every child exits 0, so the learner is
+/// re-created or quiesced in the child without holding a lock the child
+/// needs.
+#[test]
+fn fork_100_times_with_the_learner_on() {
+    let done = run(
+        &["fork", "100"],
+        &[
+            ("HAKMEM_MODE", "learning"),
+            ("HAKMEM_LEARN_WINDOW_MS", "10"),
+        ],
+        Duration::from_secs(180),
+    );
+    assert!(
+        done.stdout_str()
+            .contains("fork: 100 rounds, 0 deadlocked children"),
+        "{}",
+        done.describe()
+    );
+}
+
 /// 1000 threads started one after another (each joined before the next
 /// starts), each allocating 1 MiB in 16..512 B blocks and freeing them,
 /// half of them handed to the next thread to free (odd threads make that
