@@ -99,6 +99,15 @@ int hak_sites_report_json(int fd);
  */
 void hak_sites_reset(void);
 
+/*
+ * Site-aware placement (HAKMEM_SITE_PLACEMENT, default on): blocks from
+ * sites seen to be long-lived (through hak_alloc_cs, hak_alloc_site or
+ * sampled malloc) are served from slabs of their own, so that they do not
+ * pin slabs of short-lived blocks. on > 0 turns it on, on == 0 off, on < 0
+ * only asks. Returns 1 if it was on before the call, else 0.
+ */
+int hak_site_placement(int on);
+
 #ifdef __cplusplus
 }
 #endif

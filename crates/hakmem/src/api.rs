@@ -250,7 +250,7 @@ unsafe fn free_slow(p: *mut u8, e: Entry) {
     };
     if crate::sites::is_recording_tag(e.tag()) {
         // SAFETY: a live block of a recording heap (validated above).
-        unsafe { crate::sites::on_free_small(p, class_size(class)) };
+        unsafe { crate::sites::on_free_small(p, class_size(class), e.tag()) };
     } else if crate::secure::on() {
         // SAFETY: a live block of this class (validated above).
         unsafe { crate::secure::on_free(p, class_size(class)) };

@@ -40,9 +40,12 @@ pub use api::{
     zeroed_alloc, MIN_ALIGN,
 };
 pub use classes::{class_of, class_size, NCLASSES, SLAB_MAX, TINY_BIN_OFFSET};
+pub use hakmem_sites::{Lane, PlacementStats};
 pub use hakmem_sites::{SiteBox, SiteId, SiteVec};
 pub use learner::{learned_policy, learner_phase};
-pub use sites::{alloc_recorded, malloc_with_caller, TINY_LIMIT};
+pub use sites::{
+    alloc_recorded, malloc_with_caller, placement_stats, set_site_placement, TINY_LIMIT,
+};
 
 /// Call-site reports and control.
 pub mod site_report {

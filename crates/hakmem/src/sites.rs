@@ -19,7 +19,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering
 
 use hakmem_large_cache::LargeHeader;
 use hakmem_platform::SpinLock;
-use hakmem_sites::{monotonic_ns, ReportOptions, SiteId, SiteTable, Stamp};
+use hakmem_sites::{monotonic_ns, Lane, Placement, ReportOptions, SiteId, SiteTable, Stamp};
 use hakmem_tiny_sll::TINY_MAX;
 
 use crate::classes::{class_for_aligned, class_size, SLAB_MAX};
@@ -28,6 +28,9 @@ use crate::{heaps, tls};
 
 /// The site table.
 pub(crate) static SITES: SiteTable = SiteTable::new();
+
+/// Site-aware placement: which recording heaps a site's blocks go to.
+pub(crate) static PLACEMENT: Placement = Placement::new();
 
 /// The largest size the C `malloc` fast path serves: [`TINY_MAX`], or 0
 /// while `malloc` is sampled.
@@ -46,9 +49,12 @@ struct HeapPtr(*mut Heap);
 // SAFETY: a recording heap is only used under its lock.
 unsafe impl Send for HeapPtr {}
 
-static REC: [SpinLock<HeapPtr>; STRIPES] =
-    [const { SpinLock::new(HeapPtr(core::ptr::null_mut())) }; STRIPES];
-static REC_TAGS: [AtomicU32; STRIPES] = [const { AtomicU32::new(u32::MAX) }; STRIPES];
+/// The recording heaps, `STRIPES` per [`Lane`]: lane `l`, stripe `s` is
+/// `REC[l * STRIPES + s]`. Lanes never share a heap, so never a slab.
+static REC: [SpinLock<HeapPtr>; REC_HEAPS] =
+    [const { SpinLock::new(HeapPtr(core::ptr::null_mut())) }; REC_HEAPS];
+static REC_TAGS: [AtomicU32; REC_HEAPS] = [const { AtomicU32::new(u32::MAX) }; REC_HEAPS];
+const REC_HEAPS: usize = STRIPES * Lane::COUNT;
 
 /// Turns sampled `malloc` on: one call in `2^shift` is recorded.
 pub(crate) fn enable_sampling(shift: u32) {
@@ -71,6 +77,28 @@ pub(crate) fn is_recording_tag(tag: u32) -> bool {
     REC_TAGS.iter().any(|t| t.load(Ordering::Relaxed) == tag)
 }
 
+/// The lane of the recording heap with `tag`.
+fn lane_of_tag(tag: u32) -> Lane {
+    match REC_TAGS
+        .iter()
+        .position(|t| t.load(Ordering::Relaxed) == tag)
+    {
+        Some(i) => Lane::from_index(i / STRIPES),
+        None => Lane::Default,
+    }
+}
+
+/// Turns site-aware placement on or off (`HAKMEM_SITE_PLACEMENT`, default
+/// on). Off, every recorded allocation shares the default lane's heaps.
+pub fn set_site_placement(on: bool) {
+    PLACEMENT.set_enabled(on);
+}
+
+/// What site-aware placement has done so far.
+pub fn placement_stats() -> hakmem_sites::PlacementStats {
+    PLACEMENT.stats()
+}
+
 fn thread_id() -> u64 {
     tls::slot() as u64
 }
@@ -85,8 +113,10 @@ pub fn alloc_recorded(size: usize, align: usize, site: SiteId) -> *mut u8 {
     let small = size
         .checked_add(TAIL)
         .filter(|&n| n <= SLAB_MAX && align <= hakmem_superslab::SLOT_SIZE);
+    let slot = SITES.slot_or_insert(site);
     if let Some(class) = small.and_then(|n| class_for_aligned(n, align)) {
-        let stripe = (me as usize >> 6) % STRIPES;
+        let lane = PLACEMENT.lane_for(&SITES, slot, now);
+        let stripe = lane.index() * STRIPES + (me as usize >> 6) % STRIPES;
         let p = {
             let mut g = REC[stripe].lock();
             if g.0.is_null() {
@@ -105,12 +135,14 @@ pub fn alloc_recorded(size: usize, align: usize, site: SiteId) -> *mut u8 {
             // SAFETY: the recording heap is used under its lock only.
             let h = unsafe { &mut *g.0 };
             h.sync_policy();
+            // no thread owns a recording heap, so its idle slabs age here
+            h.maintain(false);
             h.alloc_class(class)
         };
         if p.is_null() {
             return fail();
         }
-        let stamp = SITES.record_alloc(site, size, now);
+        let stamp = SITES.record_alloc_at(slot, size, now);
         // SAFETY: the block is ours and `class_size(class) >= size + TAIL`.
         unsafe {
             let t = p.add(class_size(class) - TAIL).cast::<u64>();
@@ -122,7 +154,7 @@ pub fn alloc_recorded(size: usize, align: usize, site: SiteId) -> *mut u8 {
     }
     let p = crate::api::large_alloc(size, align.max(hakmem_platform::PAGE_SIZE), false);
     if !p.is_null() {
-        let stamp = SITES.record_alloc(site, size, now);
+        let stamp = SITES.record_alloc_at(slot, size, now);
         let e = crate::state::PAGE_MAP.get(p as usize);
         if let Some(h) = hakmem_large_cache::Large::<crate::state::Os>::lookup(e, p) {
             // the thread id (a TLS slot address) is never 0: it marks the
@@ -140,11 +172,12 @@ fn fail() -> *mut u8 {
     core::ptr::null_mut()
 }
 
-/// A recorded small block of `block_size` bytes at `p` is being freed.
+/// A recorded small block of `block_size` bytes at `p`, of the recording
+/// heap with `tag`, is being freed.
 ///
 /// # Safety
 /// `p` must be a live block of a recording heap.
-pub(crate) unsafe fn on_free_small(p: *const u8, block_size: usize) {
+pub(crate) unsafe fn on_free_small(p: *const u8, block_size: usize, tag: u32) {
     // SAFETY: per the contract the tail was written at allocation.
     let (stamp, who, size) = unsafe {
         let t = p.add(block_size - TAIL).cast::<u64>();
@@ -154,12 +187,14 @@ pub(crate) unsafe fn on_free_small(p: *const u8, block_size: usize) {
             t.add(2).read_unaligned(),
         )
     };
-    SITES.record_free(
-        Stamp::from_bits(stamp),
-        size as usize,
-        monotonic_ns(),
-        who != thread_id(),
+    let stamp = Stamp::from_bits(stamp);
+    let now = monotonic_ns();
+    PLACEMENT.on_free(
+        stamp.slot(),
+        lane_of_tag(tag),
+        now.wrapping_sub(stamp.alloc_time(now)),
     );
+    SITES.record_free(stamp, size as usize, now, who != thread_id());
 }
 
 /// A large block is being freed: record it if it was recorded.

@@ -156,5 +156,19 @@ pub(crate) fn print(fd: i32) {
         s.pool.reused,
         s.pool.purged
     );
+    let pl = crate::sites::placement_stats();
+    if pl.promotions + pl.long_frees > 0 || pl.reference.is_some() {
+        let _ = writeln!(
+            w,
+            "site placement ({}): {} sites promoted to the long lane, {} moved back, {} there now; long-lane frees {} ({} young); reference lifetime {} us",
+            if pl.enabled { "on" } else { "off" },
+            pl.promotions,
+            pl.reverts,
+            pl.long_sites,
+            pl.long_frees,
+            pl.long_young,
+            pl.reference.unwrap_or(0) / 1000
+        );
+    }
     let _ = w.flush();
 }

@@ -216,6 +216,8 @@ pub struct Options {
     pub sites_sample: u8,
     /// `HAKMEM_SITES_JSON`.
     pub sites_json: Option<Path>,
+    /// `HAKMEM_SITE_PLACEMENT`: lifetime lanes for recorded allocations.
+    pub site_placement: bool,
     /// `HAKMEM_SECURE`.
     pub secure: bool,
     /// `HAKMEM_ON_ERROR`.
@@ -249,6 +251,8 @@ pub enum Var {
     SitesSample,
     /// `HAKMEM_SITES_JSON`.
     SitesJson,
+    /// `HAKMEM_SITE_PLACEMENT`.
+    SitePlacement,
     /// `HAKMEM_SECURE`.
     Secure,
     /// `HAKMEM_ON_ERROR`.
@@ -296,7 +300,7 @@ pub struct Spec {
 }
 
 /// Number of variables.
-pub const VARS: usize = 14;
+pub const VARS: usize = 15;
 
 const DECAY_RANGE: (u64, u64) = Key::DecayMs.range();
 
@@ -405,6 +409,16 @@ pub static TABLE: [Spec; VARS] = [
         default: "unset",
         fallback: "ignored",
         description: "Also write the call-site report as JSON to this path.",
+    },
+    Spec {
+        var: Var::SitePlacement,
+        name: "HAKMEM_SITE_PLACEMENT",
+        c_name: c"HAKMEM_SITE_PLACEMENT",
+        kind: Kind::Bool,
+        default: "1",
+        fallback: "using 1",
+        description: "Serve recorded allocations (`alloc_cs`, `hak_alloc_cs`, sampled \
+                      `malloc`) of sites seen to be long-lived from separate slabs.",
     },
     Spec {
         var: Var::Secure,
@@ -820,6 +834,7 @@ impl Options {
         sites: false,
         sites_sample: 12,
         sites_json: None,
+        site_placement: true,
         secure: false,
         on_error: OnError::Abort,
         decay_ms: None,
@@ -942,6 +957,7 @@ impl Options {
             }
             (Var::CanaryPermille, Value::Int(n)) => self.canary_permille = n as u16,
             (Var::Sites, Value::Bool(b)) => self.sites = b,
+            (Var::SitePlacement, Value::Bool(b)) => self.site_placement = b,
             (Var::SitesSample, Value::Int(n)) => self.sites_sample = n as u8,
             (Var::SitesJson, Value::Path(p)) => self.sites_json = Path::new(p),
             (Var::Secure, Value::Bool(b)) => self.secure = b,

@@ -62,3 +62,15 @@ pub extern "C" fn hak_sites_report_json(fd: c_int) -> c_int {
 pub extern "C" fn hak_sites_reset() {
     hk::site_report::reset();
 }
+
+/// `int hak_site_placement(int on)`: turns site-aware placement on (`on` >
+/// 0) or off (`on` == 0), or only asks (`on` < 0); returns whether it was
+/// on before the call.
+#[unsafe(no_mangle)]
+pub extern "C" fn hak_site_placement(on: c_int) -> c_int {
+    let was = hk::placement_stats().enabled;
+    if on >= 0 {
+        hk::set_site_placement(on > 0);
+    }
+    c_int::from(was)
+}

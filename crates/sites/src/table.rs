@@ -307,6 +307,16 @@ impl<const N: usize, const S: usize> SiteTable<N, S> {
         Stamp(((now & TIME_MASK) << SLOT_BITS) | slot as u64)
     }
 
+    /// [`record_alloc`](Self::record_alloc) for a caller that already has
+    /// the site's slot from [`slot_or_insert`](Self::slot_or_insert) (slots
+    /// out of range count in "other").
+    #[inline]
+    pub fn record_alloc_at(&self, slot: usize, size: usize, now: u64) -> Stamp {
+        let slot = slot.min(N);
+        self.record_alloc_slot(slot, size, now);
+        Stamp(((now & TIME_MASK) << SLOT_BITS) | slot as u64)
+    }
+
     #[inline(always)]
     fn record_alloc_slot(&self, slot: usize, size: usize, now: u64) {
         let e = self.entry(slot);

@@ -21,6 +21,7 @@ void (*const p_free_cs)(void *) = hak_free_cs;
 void (*const p_report)(int) = hak_sites_report;
 int (*const p_report_json)(int) = hak_sites_report_json;
 void (*const p_reset)(void) = hak_sites_reset;
+int (*const p_placement)(int) = hak_site_placement;
 
 int main(void) { return 0; }
 "#;
@@ -80,6 +81,7 @@ fn header_declares_exactly_the_site_api() {
             "hak_alloc_cs",
             "hak_alloc_site",
             "hak_free_cs",
+            "hak_site_placement",
             "hak_sites_report",
             "hak_sites_report_json",
             "hak_sites_reset",
