@@ -420,6 +420,20 @@ pub fn preload(cmd: &mut Command) -> &mut Command {
     cmd.env("LD_PRELOAD", hakmem_so())
 }
 
+/// Removes every `HAKMEM_*` variable of the test's own environment from
+/// `cmd` (`HAKMEM_SO`, `HAKMEM_SOAK_SECS`, ...): hakmem reads its options
+/// from `HAKMEM_*` and reports unknown ones on stderr, which a test that
+/// counts hakmem's stderr lines must not see. Set the options a run needs
+/// after this.
+pub fn without_hakmem_env(cmd: &mut Command) -> &mut Command {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("HAKMEM_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
 /// Fails if ld.so reported that it could not preload the library (it then
 /// carries on with glibc's malloc, which would make the run meaningless).
 pub fn assert_preload_took(run: &Finished, what: &str) {
