@@ -74,7 +74,7 @@ fn init_slow() {
     if opts.sites {
         crate::sites::enable_sampling(opts.sites_sample as u32);
     }
-    crate::sites::set_site_placement(opts.site_placement);
+    crate::sites::PLACEMENT.set_enabled(opts.site_placement);
     if opts.mode.features().learner {
         crate::learner::want();
     }

@@ -91,6 +91,8 @@ fn lane_of_tag(tag: u32) -> Lane {
 /// Turns site-aware placement on or off (`HAKMEM_SITE_PLACEMENT`, default
 /// on). Off, every recorded allocation shares the default lane's heaps.
 pub fn set_site_placement(on: bool) {
+    // start-up applies the option: it must not undo this call later
+    crate::init::ensure();
     PLACEMENT.set_enabled(on);
 }
 
@@ -155,6 +157,9 @@ pub fn alloc_recorded(size: usize, align: usize, site: SiteId) -> *mut u8 {
     let p = crate::api::large_alloc(size, align.max(hakmem_platform::PAGE_SIZE), false);
     if !p.is_null() {
         let stamp = SITES.record_alloc_at(slot, size, now);
+        if align <= hakmem_platform::PAGE_SIZE {
+            consider_reservation(slot, size);
+        }
         let e = crate::state::PAGE_MAP.get(p as usize);
         if let Some(h) = hakmem_large_cache::Large::<crate::state::Os>::lookup(e, p) {
             // the thread id (a TLS slot address) is never 0: it marks the
@@ -165,6 +170,31 @@ pub fn alloc_recorded(size: usize, align: usize, site: SiteId) -> *mut u8 {
         }
     }
     p
+}
+
+/// A site that allocates one large size again and again, and frees its
+/// blocks (so they can be reused), gets a BigCache reservation for that size
+/// sized to the blocks it has live: its mappings stay resident across pauses
+/// longer than the decay. The cache scores the reservation and drops it if it
+/// keeps memory nobody takes (see `hakmem-large-cache`).
+fn consider_reservation(slot: usize, size: usize) {
+    if !PLACEMENT.enabled() {
+        return;
+    }
+    let Some(st) = SITES.stats(slot) else {
+        return;
+    };
+    let size64 = size as u64;
+    let one_size = st.max_size == size64 && st.bytes == st.allocs.wrapping_mul(size64);
+    if one_size && st.allocs >= 4 && st.frees >= 2 {
+        let policy = crate::state::POLICY.load();
+        crate::state::LARGE.reserve(
+            size,
+            st.live_blocks().max(1) as usize,
+            &crate::state::cache_limits(policy),
+            policy.thp_threshold,
+        );
+    }
 }
 
 fn fail() -> *mut u8 {

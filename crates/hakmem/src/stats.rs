@@ -142,6 +142,15 @@ pub(crate) fn print(fd: i32) {
         s.large_cache.clean.1 as f64 / 1048576.0,
         s.large_cache.hits
     );
+    let lc = &s.large_cache;
+    if lc.reservations as u64 + lc.reserved_hits + lc.reserved_misses + lc.reservations_dropped > 0
+    {
+        let _ = writeln!(
+            w,
+            "site reservations: {} held, {} hits past the decay, {} unused holds, {} dropped",
+            lc.reservations, lc.reserved_hits, lc.reserved_misses, lc.reservations_dropped
+        );
+    }
     let _ = writeln!(
         w,
         "superslabs: {} acquired, {} released, {} adopted, {} orphaned now; pool: {} dirty, {} clean, {} mapped, {} unmapped, {} reused, {} purged",

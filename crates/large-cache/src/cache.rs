@@ -14,6 +14,18 @@
 //!   outside the lock; an entry being purged is out of the cache meanwhile, so
 //!   no thread can reuse memory under `madvise`.
 //!
+//! **Reservations.** A call-site that allocates one large size again and
+//! again can have that mapping length *reserved* ([`BigCache::reserve`]):
+//! up to `keep` dirty entries of exactly that length are exempt from decay
+//! and from budget eviction for [`HOLD_PERIODS`] decay periods, so a program
+//! that allocates in bursts further apart than the decay time finds its
+//! mappings resident instead of faulting them in again. Each reservation
+//! measures itself: a take of a reserved entry older than the decay time
+//! (one decay would have purged) is a *hit*; a reserved entry that reaches
+//! the end of its hold unused is a *miss*. When misses outnumber hits by
+//! [`DROP_MARGIN`], the reservation is dropped. Reserved bytes are counted in
+//! the dirty bytes and never exceed the budget.
+//!
 //! This module only does the bookkeeping: it returns the work (what to purge,
 //! what to unmap) and the large tier carries it out.
 
@@ -23,6 +35,12 @@ const CLASSES: usize = 64;
 const WAYS: usize = 32;
 /// Most mappings handed back for purging or unmapping by one call.
 pub(crate) const MAX_BATCH: usize = 32;
+/// Reservations held at once.
+pub const RESERVATIONS: usize = 8;
+/// A reserved entry is kept at most this many decay periods.
+pub const HOLD_PERIODS: u64 = 16;
+/// A reservation is dropped when its misses exceed its hits by this much.
+pub const DROP_MARGIN: u32 = 4;
 
 /// Cache limits (from the policy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +73,33 @@ pub struct CacheStats {
     pub purged: u64,
     /// Mappings unmapped by the cache so far.
     pub unmapped: u64,
+    /// Reservations held now.
+    pub reservations: usize,
+    /// Takes of reserved entries that decay would have purged.
+    pub reserved_hits: u64,
+    /// Reserved entries that ended their hold unused.
+    pub reserved_misses: u64,
+    /// Reservations dropped for missing more than they hit.
+    pub reservations_dropped: u64,
 }
+
+/// One reserved mapping length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Reservation {
+    /// Mapping length (0: free slot).
+    len: usize,
+    /// Entries of this length kept past the decay.
+    keep: usize,
+    hits: u32,
+    misses: u32,
+}
+
+const NO_RESERVATION: Reservation = Reservation {
+    len: 0,
+    keep: 0,
+    hits: 0,
+    misses: 0,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Cached {
@@ -112,6 +156,10 @@ pub(crate) struct BigCache {
     hits: u64,
     purged: u64,
     unmapped: u64,
+    reservations: [Reservation; RESERVATIONS],
+    reserved_hits: u64,
+    reserved_misses: u64,
+    reservations_dropped: u64,
 }
 
 /// Class of a mapping length (≥ 1 page).
@@ -135,7 +183,68 @@ impl BigCache {
             hits: 0,
             purged: 0,
             unmapped: 0,
+            reservations: [NO_RESERVATION; RESERVATIONS],
+            reserved_hits: 0,
+            reserved_misses: 0,
+            reservations_dropped: 0,
         }
+    }
+
+    /// Reserves mapping length `len`: up to `keep` dirty entries of exactly
+    /// that length outlive the decay (see the module docs). An existing
+    /// reservation's `keep` grows to `keep`. False when all reservation
+    /// slots are taken or `keep` is 0.
+    pub fn reserve(&mut self, len: usize, keep: usize) -> bool {
+        if keep == 0 || len == 0 {
+            return false;
+        }
+        if let Some(r) = self.reservations.iter_mut().find(|r| r.len == len) {
+            r.keep = r.keep.max(keep).min(WAYS);
+            return true;
+        }
+        match self.reservations.iter_mut().find(|r| r.len == 0) {
+            Some(r) => {
+                *r = Reservation {
+                    len,
+                    keep: keep.min(WAYS),
+                    hits: 0,
+                    misses: 0,
+                };
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops the reservation of `len`, if any.
+    pub fn unreserve(&mut self, len: usize) {
+        if let Some(r) = self.reservations.iter_mut().find(|r| r.len == len) {
+            *r = NO_RESERVATION;
+        }
+    }
+
+    /// The reservation of `len`, if any.
+    pub fn reserved(&self, len: usize) -> Option<usize> {
+        self.reservations
+            .iter()
+            .position(|r| r.len == len && len != 0)
+    }
+
+    /// The dirty entries a reservation protects: the `keep` youngest dirty
+    /// entries of its length, younger than the hold.
+    fn protected(&self, e: &Cached, now: u64, limits: &CacheLimits) -> bool {
+        let Some(r) = self.reserved(e.len) else {
+            return false;
+        };
+        if !e.dirty || now.saturating_sub(e.stamp) >= HOLD_PERIODS * limits.decay_ms {
+            return false;
+        }
+        let c = class_of(e.len);
+        let younger = self.slots[c][..self.counts[c] as usize]
+            .iter()
+            .filter(|o| o.dirty && o.len == e.len && o.stamp > e.stamp)
+            .count();
+        younger < self.reservations[r].keep
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -145,6 +254,10 @@ impl BigCache {
             hits: self.hits,
             purged: self.purged,
             unmapped: self.unmapped,
+            reservations: self.reservations.iter().filter(|r| r.len != 0).count(),
+            reserved_hits: self.reserved_hits,
+            reserved_misses: self.reserved_misses,
+            reservations_dropped: self.reservations_dropped,
         }
     }
 
@@ -182,8 +295,9 @@ impl BigCache {
     }
 
     /// Takes a mapping of at least `len` bytes and at most `len * wmax`,
-    /// dirty ones first, the smallest fitting one within each kind.
-    pub fn take(&mut self, len: usize, limits: &CacheLimits) -> Option<Cached> {
+    /// dirty ones first, the smallest fitting one within each kind. `now`
+    /// scores the reservations.
+    pub fn take(&mut self, len: usize, now: u64, limits: &CacheLimits) -> Option<Cached> {
         let max_len = (len as u128 * limits.wmax_permille.max(1000) as u128 / 1000) as usize;
         let (lo, hi) = (class_of(len), class_of(max_len));
         let mut best: Option<(usize, usize)> = None;
@@ -207,7 +321,14 @@ impl BigCache {
         }
         let (c, i) = best?;
         self.hits += 1;
-        Some(self.remove_at(c, i))
+        let e = self.remove_at(c, i);
+        if e.dirty && now.saturating_sub(e.stamp) >= limits.decay_ms {
+            if let Some(r) = self.reserved(e.len) {
+                self.reservations[r].hits = self.reservations[r].hits.saturating_add(1);
+                self.reserved_hits += 1;
+            }
+        }
+        Some(e)
     }
 
     /// Inserts a freed mapping as dirty at time `now`, and returns the work
@@ -269,9 +390,13 @@ impl BigCache {
 
     /// Budget and decay: moves entries out to be purged or unmapped.
     pub fn enforce(&mut self, now: u64, limits: &CacheLimits, work: &mut Work) {
-        // over budget: purge the oldest dirty entries
+        // over budget: purge the oldest dirty entries, unreserved ones
+        // first
         while self.dirty_bytes > limits.budget && work.room(limits.batch) {
-            let Some((c, i)) = self.oldest(|e| e.dirty) else {
+            let Some((c, i)) = self
+                .oldest(|e| e.dirty && self.reserved(e.len).is_none())
+                .or_else(|| self.oldest(|e| e.dirty))
+            else {
                 break;
             };
             let e = self.remove_at(c, i);
@@ -295,7 +420,14 @@ impl BigCache {
                     if !work.room(limits.batch) {
                         return;
                     }
-                    if e.dirty && age >= limits.decay_ms {
+                    if e.dirty && age >= limits.decay_ms && self.protected(&e, now, limits) {
+                        i += 1;
+                    } else if e.dirty && age >= limits.decay_ms {
+                        if let Some(r) = self.reserved(e.len) {
+                            if age >= HOLD_PERIODS * limits.decay_ms {
+                                self.miss(r);
+                            }
+                        }
                         work.purge(self.remove_at(c, i));
                     } else if !e.dirty && age >= 8 * limits.decay_ms {
                         work.unmap(self.remove_at(c, i));
@@ -305,6 +437,18 @@ impl BigCache {
                 }
             }
             self.last_decay = now;
+        }
+    }
+
+    /// A reserved entry ended its hold unused; too many of those drop the
+    /// reservation.
+    fn miss(&mut self, r: usize) {
+        let res = &mut self.reservations[r];
+        res.misses = res.misses.saturating_add(1);
+        self.reserved_misses += 1;
+        if res.misses >= res.hits.saturating_add(DROP_MARGIN) {
+            *res = NO_RESERVATION;
+            self.reservations_dropped += 1;
         }
     }
 
@@ -378,12 +522,12 @@ mod tests {
             &mut w,
         );
         assert!(
-            bc.take(3 << 20, &L).is_none(),
+            bc.take(3 << 20, 0, &L).is_none(),
             "4 MiB is more than 1.25 x 3 MiB"
         );
-        let e = bc.take(4 << 20, &L).unwrap();
+        let e = bc.take(4 << 20, 0, &L).unwrap();
         assert!(e.dirty && e.base == 0x1000_0000);
-        let e = bc.take((4 << 20) - 4096, &L).unwrap();
+        let e = bc.take((4 << 20) - 4096, 0, &L).unwrap();
         assert!(!e.dirty);
         assert!(bc.is_empty());
         assert_eq!(bc.stats().hits, 2);
@@ -406,7 +550,130 @@ mod tests {
         assert!(bc.is_empty());
     }
 
+    #[test]
+    fn reserved_entries_outlive_the_decay_and_score_hits() {
+        let mut bc = BigCache::new();
+        let mut w = Work::NONE;
+        assert!(bc.reserve(2 << 20, 2));
+        bc.put(0x1000_0000, 2 << 20, 0, &L, &mut w);
+        bc.put(0x2000_0000, 3 << 20, 0, &L, &mut w);
+        bc.enforce(1000, &L, &mut w);
+        assert_eq!(w.n_purge, 1, "only the unreserved 3 MiB entry decays");
+        assert_eq!(w.purge[0].len, 3 << 20);
+        let e = bc.take(2 << 20, 5000, &L).unwrap();
+        assert!(e.dirty, "still resident after 5 decay periods");
+        let st = bc.stats();
+        assert_eq!(
+            (st.reserved_hits, st.reserved_misses, st.reservations),
+            (1, 0, 1)
+        );
+    }
+
+    #[test]
+    fn a_reservation_keeps_only_its_youngest_entries() {
+        let mut bc = BigCache::new();
+        let mut w = Work::NONE;
+        bc.reserve(2 << 20, 2);
+        for (k, t) in [0u64, 10, 20, 30].into_iter().enumerate() {
+            bc.put(0x1000_0000 * (k + 1), 2 << 20, t, &L, &mut w);
+        }
+        bc.enforce(2000, &L, &mut w);
+        assert_eq!(w.n_purge, 2);
+        let mut purged: Vec<u64> = w.purge[..2].iter().map(|e| e.stamp).collect();
+        purged.sort();
+        assert_eq!(purged, [0, 10], "the two oldest go");
+    }
+
+    #[test]
+    fn unused_reservations_are_dropped() {
+        let mut bc = BigCache::new();
+        bc.reserve(2 << 20, 1);
+        let hold = HOLD_PERIODS * L.decay_ms;
+        let mut now = 0;
+        for k in 0..DROP_MARGIN as usize {
+            let mut w = Work::NONE;
+            bc.put(0x1000_0000 * (k + 1), 2 << 20, now, &L, &mut w);
+            now += hold;
+            bc.enforce(now, &L, &mut w);
+            assert_eq!(w.n_purge, 1, "the hold ends: purged");
+        }
+        let st = bc.stats();
+        assert_eq!(st.reserved_misses, u64::from(DROP_MARGIN));
+        assert_eq!((st.reservations, st.reservations_dropped), (0, 1));
+        // without the reservation the next entry decays normally
+        let mut w = Work::NONE;
+        bc.put(0x9000_0000, 2 << 20, now, &L, &mut w);
+        bc.enforce(now + L.decay_ms, &L, &mut w);
+        assert_eq!(w.n_purge, 1);
+    }
+
+    #[test]
+    fn reservation_slots_are_bounded() {
+        let mut bc = BigCache::new();
+        for k in 0..RESERVATIONS {
+            assert!(bc.reserve((k + 1) << 20, 1));
+        }
+        assert!(!bc.reserve(100 << 20, 1));
+        assert!(bc.reserve(1 << 20, 4), "an existing one can grow");
+        bc.unreserve(1 << 20);
+        assert!(bc.reserve(100 << 20, 1));
+        assert!(!bc.reserve(101 << 20, 0), "keep 0 is no reservation");
+    }
+
     proptest! {
+        /// With reservations: accounting stays exact, dirty bytes stay
+        /// within the budget, and nothing dirty outlives the hold.
+        #[test]
+        fn reservations_respect_the_limits(
+            ops in proptest::collection::vec((0u8..4, 1usize..6, 0u64..3000), 1..200)
+        ) {
+            let mut bc = BigCache::new();
+            let mut now = 0u64;
+            let mut next_base = 0x1000_0000usize;
+            let mut outstanding: std::collections::HashSet<usize> = Default::default();
+            for (op, mib, dt) in ops {
+                now += dt;
+                let len = mib << 20;
+                let mut w = Work::NONE;
+                match op {
+                    0 => {
+                        bc.reserve(len, mib);
+                    }
+                    1 => {
+                        if let Some(e) = bc.take(len, now, &L) {
+                            prop_assert!(outstanding.remove(&e.base));
+                        }
+                    }
+                    _ => {
+                        next_base += 64 << 20;
+                        outstanding.insert(next_base);
+                        bc.put(next_base, len, now, &L, &mut w);
+                    }
+                }
+                bc.enforce(now, &L, &mut w);
+                for e in &w.unmap[..w.n_unmap] {
+                    prop_assert!(outstanding.remove(&e.base));
+                }
+                for e in &w.purge[..w.n_purge] {
+                    prop_assert!(outstanding.remove(&e.base));
+                }
+                let st = bc.stats();
+                prop_assert!(st.dirty.1 <= L.budget || w.n_purge == L.batch);
+                prop_assert_eq!(st.dirty.0 + st.clean.0, outstanding.len());
+                prop_assert!(st.reservations <= RESERVATIONS);
+                if w.n_purge < L.batch && now.saturating_sub(bc.last_decay) == 0 {
+                    for c in 0..CLASSES {
+                        for e in &bc.slots[c][..bc.counts[c] as usize] {
+                            prop_assert!(
+                                !e.dirty || now - e.stamp < HOLD_PERIODS * L.decay_ms,
+                                "a dirty entry outlived the hold"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+
         /// The dirty bytes never exceed the budget once the returned work
         /// is done, every mapping put is accounted for exactly once (still
         /// cached, taken, or handed back for purge/unmap), and clean bytes
@@ -425,7 +692,7 @@ mod tests {
                     next_base += 64 << 20;
                     outstanding.insert(next_base);
                     bc.put(next_base, len, now, &L, &mut w);
-                } else if let Some(e) = bc.take(len, &L) {
+                } else if let Some(e) = bc.take(len, now, &L) {
                     prop_assert!(e.len >= len && e.len * 1000 <= len * 1250);
                     prop_assert!(outstanding.remove(&e.base));
                 }

@@ -57,7 +57,7 @@ impl<P: Pal> Large<P> {
     ) -> Option<LargeAlloc> {
         let (offset, len, map_align) = geometry(size, align, huge_from)?;
         if offset == PAGE_SIZE {
-            let hit = self.cache.lock().take(len, limits);
+            let hit = self.cache.lock().take(len, P::now_ms(), limits);
             if let Some(c) = hit {
                 // SAFETY: the cached mapping is ours now. Only page-offset
                 // mappings are cached, so the page-map entry of the user
@@ -299,6 +299,37 @@ impl<P: Pal> Large<P> {
             if done {
                 return;
             }
+        }
+    }
+
+    /// Reserves cache room for blocks of `size` bytes (default alignment):
+    /// up to `keep` freed mappings of that length stay resident past the
+    /// decay (see the BigCache's reservations). False if no reservation
+    /// slot is free or the size is not cacheable.
+    pub fn reserve(
+        &self,
+        size: usize,
+        keep: usize,
+        limits: &CacheLimits,
+        huge_from: usize,
+    ) -> bool {
+        match geometry(size, 16, huge_from) {
+            Some((offset, len, _)) if offset == PAGE_SIZE && len <= limits.max_block => {
+                self.cache.lock().reserve(len, keep)
+            }
+            _ => false,
+        }
+    }
+
+    /// The mapping length a block of `size` bytes (default alignment) gets.
+    pub fn mapping_len(size: usize, huge_from: usize) -> Option<usize> {
+        geometry(size, 16, huge_from).map(|(_, len, _)| len)
+    }
+
+    /// Drops the reservation for blocks of `size` bytes, if any.
+    pub fn unreserve(&self, size: usize, huge_from: usize) {
+        if let Some(len) = Self::mapping_len(size, huge_from) {
+            self.cache.lock().unreserve(len);
         }
     }
 
