@@ -292,13 +292,19 @@ pub(crate) fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     }
     decay_tick();
     let policy = POLICY.load();
-    match LARGE.alloc(
-        &PAGE_MAP,
-        size,
-        align,
-        &cache_limits(policy),
-        policy.thp_threshold,
-    ) {
+    let try_alloc = || {
+        LARGE.alloc(
+            &PAGE_MAP,
+            size,
+            align,
+            &cache_limits(policy),
+            policy.thp_threshold,
+        )
+    };
+    // The OS said no: give back what the caches hold (address space may be
+    // what ran out) and retry once.
+    let got = try_alloc().or_else(|| collect().then(try_alloc).flatten());
+    match got {
         Some(a) => {
             LARGE_STATS.allocs.add(1);
             LARGE_STATS.bytes_live.add(a.map_len as u64);

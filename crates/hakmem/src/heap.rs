@@ -92,6 +92,9 @@ pub struct Heap {
     pub(crate) next_all: *mut Heap,
     pub(crate) next_free: *mut Heap,
     pub(crate) in_use: bool,
+    /// A refill ran out of memory and gave back what it could; if the retry
+    /// fails too, the refill fails.
+    reclaimed: bool,
 }
 
 /// The heap of threads that have none yet: every bin empty with no room, a
@@ -149,6 +152,7 @@ impl Heap {
             next_all: ptr::null_mut(),
             next_free: ptr::null_mut(),
             in_use: false,
+            reclaimed: false,
         }
     }
 
@@ -391,8 +395,19 @@ impl Heap {
             return NewSlab::Retry;
         }
         let Some(mut ss) = POOL.acquire(&PAGE_MAP, self.tag, &self.pending) else {
-            return NewSlab::OutOfMemory;
+            if self.reclaimed {
+                self.reclaimed = false;
+                return NewSlab::OutOfMemory;
+            }
+            // The OS said no: give back this heap's empty slabs and the
+            // shared caches (address space may be what ran out), then retry
+            // once.
+            self.reclaimed = true;
+            self.collect();
+            crate::state::reclaim_shared();
+            return NewSlab::Retry;
         };
+        self.reclaimed = false;
         self.stats.superslabs_acquired.inc();
         let s = ss.alloc_slab(class as u8, bs, span);
         self.spaces.push_front(&mut ss, SS_SPACE);

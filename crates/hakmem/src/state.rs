@@ -72,3 +72,13 @@ pub(crate) fn decay_tick() {
     POOL.maintain(&PAGE_MAP, now, &pool_limits(p));
     LARGE.maintain(&PAGE_MAP, &cache_limits(p));
 }
+
+/// Out of memory: returns every cached superslab and large mapping to the
+/// OS so that a retried mapping can succeed (the calling thread's own heap
+/// is collected by its caller).
+#[cold]
+pub(crate) fn reclaim_shared() {
+    let _e = hakmem_platform::ErrnoGuard::new();
+    POOL.trim(&PAGE_MAP);
+    LARGE.trim(&PAGE_MAP, &cache_limits(POLICY.load()));
+}

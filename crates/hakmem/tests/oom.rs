@@ -362,7 +362,6 @@ fn global_alloc_returns_null_at_the_limit() {
 /// allocated again, and the 100 KB block grows to 64 MiB. hakmem keeps the
 /// freed address space today, so sizes of other tiers fail.
 #[test]
-#[ignore = "awaiting hakmem: give cached memory back and retry when a mapping fails (issue 5)"]
 fn global_alloc_recovers_every_size_after_freeing_at_the_limit() {
     let stdout = run_children();
     print!("{stdout}");

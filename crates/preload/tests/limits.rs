@@ -157,7 +157,6 @@ fn oom_mixed_sizes() {
 /// mimalloc pass this). hakmem keeps the freed superslabs and mappings
 /// (VmSize stays at the limit), so a 3 MiB malloc fails.
 #[test]
-#[ignore = "awaiting hakmem: give cached memory back and retry when a mapping fails (issue 5)"]
 fn oom_memory_freed_at_the_limit_serves_every_size() {
     let mut failed = Vec::new();
     for group in GROUPS.iter().filter(|g| g.starts_with("oom_")) {

@@ -18,10 +18,9 @@
 //!   allocates thousands of blocks (a quarter of them of the misused size),
 //!   checks that no two overlap and that every pattern survives, four times.
 //!
-//! Cases the allocator already stops (wild, stack, static and foreign
-//! pointers, large blocks) run now and check today's `hakmem: op(0x…): why`
-//! line loosely (prefix, pointer, `SIGABRT`); everything else is
-//! `#[ignore]`d until its detector lands.
+//! Every case runs; the full report contract (the error named, the size
+//! class) is checked for every case by
+//! `enabled_cases_name_the_error_in_the_report`.
 
 mod common;
 
@@ -286,21 +285,18 @@ const ENABLED_LOOSE: [&str; 8] = [
 
 /// `free` twice in a row of a 48 B block.
 #[test]
-#[ignore = "awaiting hakmem detection (issue 5)"]
 fn double_free_tiny_aborts() {
     aborts_named("double_free_tiny");
 }
 
 /// A 48 B block freed, then 64 other blocks of its class, then it again.
 #[test]
-#[ignore = "awaiting hakmem detection (issue 5)"]
 fn double_free_delayed_aborts() {
     aborts_named("double_free_delayed");
 }
 
 /// `free` twice of a 5000 B (mid) block.
 #[test]
-#[ignore = "awaiting hakmem detection (issue 5)"]
 fn double_free_mid_aborts() {
     aborts_named("double_free_mid");
 }
@@ -314,7 +310,6 @@ fn double_free_large_aborts() {
 /// A 48 B block of the main thread freed by one thread, then again by another
 /// (both remote frees).
 #[test]
-#[ignore = "awaiting hakmem detection (issue 5)"]
 fn double_free_remote_aborts() {
     aborts_named("double_free_remote");
 }
@@ -322,21 +317,18 @@ fn double_free_remote_aborts() {
 /// Two threads free the same 48 B block at the same moment (a barrier): one
 /// report, not two.
 #[test]
-#[ignore = "awaiting hakmem detection (issue 5)"]
 fn double_free_concurrent_aborts() {
     aborts_named("double_free_concurrent");
 }
 
 /// `free(p + 16)` of a 48 B block, on the owning thread (the free fast path).
 #[test]
-#[ignore = "awaiting hakmem detection (issue 5)"]
 fn free_interior_tiny_aborts() {
     aborts_named("free_interior_tiny");
 }
 
 /// `free(p + 2048)` of a 5000 B block.
 #[test]
-#[ignore = "awaiting hakmem detection (issue 5)"]
 fn free_interior_mid_aborts() {
     aborts_named("free_interior_mid");
 }
@@ -373,7 +365,6 @@ fn free_static_aborts() {
 
 /// `realloc(p, 100)` of a freed 48 B block.
 #[test]
-#[ignore = "awaiting hakmem detection (issue 5)"]
 fn realloc_freed_aborts() {
     aborts_named("realloc_freed");
 }
@@ -386,7 +377,6 @@ fn realloc_foreign_aborts() {
 
 /// `malloc_usable_size` of a freed 48 B block.
 #[test]
-#[ignore = "awaiting hakmem detection (issue 5)"]
 fn usable_size_freed_aborts() {
     aborts_named("usable_size_freed");
 }
@@ -400,7 +390,6 @@ fn usable_size_foreign_aborts() {
 /// `HAKMEM_SECURE=1`: one byte written past the usable size of a 48 B block,
 /// then `free`.
 #[test]
-#[ignore = "awaiting hakmem detection (issue 5)"]
 fn overflow_1byte_tiny_aborts() {
     aborts_named("overflow_1byte_tiny");
 }
@@ -408,7 +397,6 @@ fn overflow_1byte_tiny_aborts() {
 /// `HAKMEM_SECURE=1`: one byte written past the usable size of a 5000 B block,
 /// then `free`.
 #[test]
-#[ignore = "awaiting hakmem detection (issue 5)"]
 fn overflow_1byte_mid_aborts() {
     aborts_named("overflow_1byte_mid");
 }
@@ -416,7 +404,6 @@ fn overflow_1byte_mid_aborts() {
 /// `HAKMEM_SECURE=1`: a byte of a freed 48 B block changed, then its class
 /// reused.
 #[test]
-#[ignore = "awaiting hakmem detection (issue 5)"]
 fn write_after_free_tiny_aborts() {
     aborts_named("write_after_free_tiny");
 }
@@ -424,7 +411,6 @@ fn write_after_free_tiny_aborts() {
 /// `HAKMEM_SECURE=1`: a byte of a freed 5000 B block changed, then its class
 /// reused.
 #[test]
-#[ignore = "awaiting hakmem detection (issue 5)"]
 fn write_after_free_mid_aborts() {
     aborts_named("write_after_free_mid");
 }
@@ -435,7 +421,6 @@ fn write_after_free_mid_aborts() {
 
 /// With `HAKMEM_ON_ERROR=warn`: `free` twice in a row of a 48 B block.
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn double_free_tiny_warns() {
     warns("double_free_tiny");
 }
@@ -443,21 +428,18 @@ fn double_free_tiny_warns() {
 /// With `HAKMEM_ON_ERROR=warn`: a 48 B block freed, then 64 other blocks of its
 /// class, then it again.
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn double_free_delayed_warns() {
     warns("double_free_delayed");
 }
 
 /// With `HAKMEM_ON_ERROR=warn`: `free` twice of a 5000 B (mid) block.
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn double_free_mid_warns() {
     warns("double_free_mid");
 }
 
 /// With `HAKMEM_ON_ERROR=warn`: `free` twice of an 8 MiB (large) block.
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn double_free_large_warns() {
     warns("double_free_large");
 }
@@ -465,7 +447,6 @@ fn double_free_large_warns() {
 /// With `HAKMEM_ON_ERROR=warn`: a 48 B block of the main thread freed by one
 /// thread, then again by another (both remote frees).
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn double_free_remote_warns() {
     warns("double_free_remote");
 }
@@ -473,7 +454,6 @@ fn double_free_remote_warns() {
 /// With `HAKMEM_ON_ERROR=warn`: two threads free the same 48 B block at the
 /// same moment (a barrier): one report, not two.
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn double_free_concurrent_warns() {
     warns("double_free_concurrent");
 }
@@ -481,14 +461,12 @@ fn double_free_concurrent_warns() {
 /// With `HAKMEM_ON_ERROR=warn`: `free(p + 16)` of a 48 B block, on the owning
 /// thread (the free fast path).
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn free_interior_tiny_warns() {
     warns("free_interior_tiny");
 }
 
 /// With `HAKMEM_ON_ERROR=warn`: `free(p + 2048)` of a 5000 B block.
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn free_interior_mid_warns() {
     warns("free_interior_mid");
 }
@@ -496,7 +474,6 @@ fn free_interior_mid_warns() {
 /// With `HAKMEM_ON_ERROR=warn`: `free(p + 4 MiB)` of an 8 MiB block (a slot
 /// with no page-map entry).
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn free_interior_large_warns() {
     warns("free_interior_large");
 }
@@ -504,35 +481,30 @@ fn free_interior_large_warns() {
 /// With `HAKMEM_ON_ERROR=warn`: `free(p + 4096)` of an 8 MiB block (the slot of
 /// its header).
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn free_interior_large_head_warns() {
     warns("free_interior_large_head");
 }
 
 /// With `HAKMEM_ON_ERROR=warn`: `free((void *)1)`.
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn free_one_warns() {
     warns("free_one");
 }
 
 /// With `HAKMEM_ON_ERROR=warn`: `free` of a stack address.
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn free_stack_warns() {
     warns("free_stack");
 }
 
 /// With `HAKMEM_ON_ERROR=warn`: `free` of an address in `.bss`.
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn free_static_warns() {
     warns("free_static");
 }
 
 /// With `HAKMEM_ON_ERROR=warn`: `realloc(p, 100)` of a freed 48 B block.
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn realloc_freed_warns() {
     warns("realloc_freed");
 }
@@ -540,14 +512,12 @@ fn realloc_freed_warns() {
 /// With `HAKMEM_ON_ERROR=warn`: `realloc` of a pointer into a page the program
 /// mapped itself.
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn realloc_foreign_warns() {
     warns("realloc_foreign");
 }
 
 /// With `HAKMEM_ON_ERROR=warn`: `malloc_usable_size` of a freed 48 B block.
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn usable_size_freed_warns() {
     warns("usable_size_freed");
 }
@@ -555,7 +525,6 @@ fn usable_size_freed_warns() {
 /// With `HAKMEM_ON_ERROR=warn`: `malloc_usable_size` of a pointer into a page
 /// the program mapped itself.
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn usable_size_foreign_warns() {
     warns("usable_size_foreign");
 }
@@ -563,7 +532,6 @@ fn usable_size_foreign_warns() {
 /// With `HAKMEM_ON_ERROR=warn`: `HAKMEM_SECURE=1`: one byte written past the
 /// usable size of a 48 B block, then `free`.
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn overflow_1byte_tiny_warns() {
     warns("overflow_1byte_tiny");
 }
@@ -571,7 +539,6 @@ fn overflow_1byte_tiny_warns() {
 /// With `HAKMEM_ON_ERROR=warn`: `HAKMEM_SECURE=1`: one byte written past the
 /// usable size of a 5000 B block, then `free`.
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn overflow_1byte_mid_warns() {
     warns("overflow_1byte_mid");
 }
@@ -579,7 +546,6 @@ fn overflow_1byte_mid_warns() {
 /// With `HAKMEM_ON_ERROR=warn`: `HAKMEM_SECURE=1`: a byte of a freed 48 B block
 /// changed, then its class reused.
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn write_after_free_tiny_warns() {
     warns("write_after_free_tiny");
 }
@@ -587,7 +553,6 @@ fn write_after_free_tiny_warns() {
 /// With `HAKMEM_ON_ERROR=warn`: `HAKMEM_SECURE=1`: a byte of a freed 5000 B
 /// block changed, then its class reused.
 #[test]
-#[ignore = "awaiting HAKMEM_ON_ERROR=warn (issue 5)"]
 fn write_after_free_mid_warns() {
     warns("write_after_free_mid");
 }
@@ -610,7 +575,6 @@ fn every_misuse_case_has_a_test() {
 /// also name the error (`double free`, `interior pointer`, `invalid`) and,
 /// for the large double free, nothing more (large blocks have no class).
 #[test]
-#[ignore = "awaiting hakmem detection (issue 5)"]
 fn enabled_cases_name_the_error_in_the_report() {
     for name in ENABLED_LOOSE {
         aborts_named(name);
