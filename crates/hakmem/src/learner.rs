@@ -70,7 +70,13 @@ pub(crate) fn observing() -> bool {
 
 /// Sets the fast paths' size limit from the modes that need every call.
 pub(crate) fn refresh_tiny_limit() {
-    let all_slow = observing() || crate::sites::sampling();
+    let observing = observing();
+    let sampling = crate::sites::sampling();
+    // the countdown limit first: a call that misses the fast path's limit
+    // must find the countdown's already in place
+    let sample = if sampling && !observing { TINY_MAX } else { 0 };
+    crate::sites::SAMPLE_LIMIT.store(sample, Ordering::Release);
+    let all_slow = observing || sampling;
     crate::sites::TINY_LIMIT.store(if all_slow { 0 } else { TINY_MAX }, Ordering::Release);
 }
 

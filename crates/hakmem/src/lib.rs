@@ -44,8 +44,10 @@ pub use hakmem_sites::{Lane, PlacementStats};
 pub use hakmem_sites::{SiteBox, SiteId, SiteVec};
 pub use learner::{learned_policy, learner_phase};
 pub use sites::{
-    alloc_recorded, malloc_with_caller, placement_stats, set_site_placement, TINY_LIMIT,
+    alloc_recorded, malloc_sample_due, malloc_with_caller, placement_stats, set_site_placement,
+    SAMPLE_LIMIT, TINY_LIMIT,
 };
+pub use tls::SAMPLE_LEFT_OFFSET;
 
 /// Call-site reports and control.
 pub mod site_report {

@@ -33,8 +33,15 @@ pub(crate) static SITES: SiteTable = SiteTable::new();
 pub(crate) static PLACEMENT: Placement = Placement::new();
 
 /// The largest size the C `malloc` fast path serves: [`TINY_MAX`], or 0
-/// while `malloc` is sampled.
+/// while `malloc` is sampled or observed by the learner.
 pub static TINY_LIMIT: AtomicUsize = AtomicUsize::new(TINY_MAX);
+
+/// While `malloc` is sampled (and not observed): [`TINY_MAX`], else 0. The
+/// hand-written C `malloc` counts calls of sizes up to this down in the
+/// thread slot (`tls::SAMPLE_LEFT_OFFSET`) and then takes its fast path, so
+/// only the call that is due (or a thread's first) reaches
+/// [`malloc_sample_due`].
+pub static SAMPLE_LIMIT: AtomicUsize = AtomicUsize::new(0);
 
 static SAMPLING: AtomicBool = AtomicBool::new(false);
 static SHIFT: AtomicU32 = AtomicU32::new(12);
@@ -237,10 +244,30 @@ pub(crate) fn on_free_large(h: &LargeHeader) {
     SITES.record_free(stamp, h.aux(2) as usize, monotonic_ns(), who != thread_id());
 }
 
+/// The C `malloc`'s countdown ran out: `sample_left` went from 1 to 0
+/// (this call is the sample) or wrapped from 0 (the thread's first call
+/// since sampling began). Starts the next period either way.
+pub fn malloc_sample_due(size: usize, ra: usize) -> *mut u8 {
+    let slot = tls::slot();
+    // SAFETY: the thread's own slot.
+    let left = unsafe { (*slot).sample_left };
+    // SAFETY: as above.
+    unsafe { (*slot).sample_left = next_period() };
+    if left == 0 && sampling() {
+        return alloc_recorded(size, crate::MIN_ALIGN, SiteId::sampled(ra));
+    }
+    crate::api::malloc(size)
+}
+
 /// The `malloc` slow path of the C API, with the caller's return address.
-/// While sampling, every call comes here (see [`TINY_LIMIT`]).
+/// While sampling, every call above [`TINY_LIMIT`] comes here: those up to
+/// [`SAMPLE_LIMIT`] were counted by the caller already (their bin was
+/// empty), the rest are counted here.
 pub fn malloc_with_caller(size: usize, ra: usize) -> *mut u8 {
     if sampling() {
+        if size <= SAMPLE_LIMIT.load(Ordering::Relaxed) {
+            return crate::api::malloc_unsampled(size);
+        }
         let slot = tls::slot();
         // SAFETY: the thread's own slot.
         let left = unsafe { (*slot).sample_left };

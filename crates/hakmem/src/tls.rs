@@ -40,6 +40,11 @@ pub(crate) struct ThreadSlot {
     pub sample_left: usize,
 }
 
+/// Byte offset of [`ThreadSlot::sample_left`] in the slot (the hand-written
+/// C `malloc` counts sampled calls down there).
+pub const SAMPLE_LEFT_OFFSET: usize = core::mem::offset_of!(ThreadSlot, sample_left);
+const _: () = assert!(SAMPLE_LEFT_OFFSET == 16);
+
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod imp {
     use super::ThreadSlot;

@@ -3,16 +3,21 @@
 //! On x86_64 it is written out by hand (a naked function) so that it can do
 //! two things a compiled Rust function cannot promise: hand its slow path the
 //! caller's return address (the call-site label of a sampled `malloc`), and
-//! let sampling cost nothing while it is off. It is the same fast path as
-//! `hakmem::malloc` — pop the thread's bin for the size — except that the
-//! size limit of that path is read from `hakmem::TINY_LIMIT` (1 KiB, or 0
-//! while `HAKMEM_SITES=1` samples, which sends every call to the slow path
-//! where the sampling countdown lives). Same instruction count as the
-//! compiled version: the limit is a memory operand instead of an immediate.
+//! let sampling cost nothing while it is off and little while it is on. It
+//! is the same fast path as `hakmem::malloc` — pop the thread's bin for the
+//! size — except that the size limit of that path is read from
+//! `hakmem::TINY_LIMIT` (1 KiB normally, 0 while `HAKMEM_SITES=1` samples or
+//! the learner observes). A size above the limit but within
+//! `hakmem::SAMPLE_LIMIT` (1 KiB while sampling, else 0) is counted down in
+//! the thread slot and then served by the same fast path; the call that
+//! takes the countdown to zero goes to `malloc_sample_due` with its return
+//! address. Off, it is the compiled version's instruction count (the limit
+//! is a memory operand instead of an immediate); sampling adds a compare, a
+//! TLS decrement and three jumps.
 //!
 //! Layout facts it relies on are checked at compile time in `hakmem`
 //! (the heap's bins come first, 32 bytes each; a bin's head and room; a
-//! block's free mark).
+//! block's free mark; the slot's countdown).
 
 use core::ffi::c_void;
 
@@ -27,6 +32,11 @@ mod imp {
         hk::malloc_with_caller(size, caller).cast()
     }
 
+    /// The sampling countdown ran out.
+    extern "C" fn malloc_sample_entry(size: usize, caller: usize) -> *mut c_void {
+        hk::malloc_sample_due(size, caller).cast()
+    }
+
     /// `malloc(3)`.
     ///
     /// # Safety
@@ -35,9 +45,10 @@ mod imp {
     #[unsafe(naked)]
     pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
         core::arch::naked_asm!(
-            // size above the fast path's limit? -> slow path
+            // size above the fast path's limit? -> 3 (sampling) or slow
             "cmp rdi, qword ptr [rip + {limit}]",
-            "ja 2f",
+            "ja 3f",
+            "1:",
             // the thread's heap (initial-exec TLS)
             "mov rcx, qword ptr [rip + hakmem_thread_slot@GOTTPOFF]",
             "mov rcx, qword ptr fs:[rcx]",
@@ -53,10 +64,23 @@ mod imp {
             "inc dword ptr [rcx + rdx + {room}]",
             "mov qword ptr [rax + {mark}], 0",
             "ret",
+            // a sampled size: count it down; not due -> the fast path
+            "3:",
+            "cmp rdi, qword ptr [rip + {sample_limit}]",
+            "ja 2f",
+            "mov rcx, qword ptr [rip + hakmem_thread_slot@GOTTPOFF]",
+            "sub qword ptr fs:[rcx + {left}], 1",
+            "ja 1b",
+            // due (1 -> 0) or the thread's first (0 -> wrapped)
+            "mov rsi, qword ptr [rsp]",
+            "jmp {sample}",
             "2:",
             "mov rsi, qword ptr [rsp]",
             "jmp {slow}",
             limit = sym hk::TINY_LIMIT,
+            sample_limit = sym hk::SAMPLE_LIMIT,
+            left = const hk::SAMPLE_LEFT_OFFSET,
+            sample = sym malloc_sample_entry,
             table = sym hk::TINY_BIN_OFFSET,
             head = const BIN_HEAD_OFFSET,
             room = const BIN_ROOM_OFFSET,
