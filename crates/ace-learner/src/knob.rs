@@ -33,6 +33,9 @@ pub enum Scale {
 /// A knob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KnobId {
+    /// `large_cache_budget`: the memory the large cache may hold (first:
+    /// the knob that can hold the most memory).
+    LargeCacheBudget,
     /// Caps and refills of tiny classes up to 128 B.
     TinyCapSmall,
     /// Caps and refills of tiny classes of 129–512 B.
@@ -47,8 +50,6 @@ pub enum KnobId {
     MidCapLarge,
     /// `mid_wmax_permille`.
     MidWmax,
-    /// `large_cache_budget`.
-    LargeCacheBudget,
     /// `large_cache_max_block`: the largest block the large cache keeps
     /// (with [`KnobId::ThpThreshold`], the closest hakmem has to the
     /// prototype's mmap threshold).
@@ -93,8 +94,19 @@ const MID_LARGE: (u64, u64) = (64 * KIB, MIB);
 const MID_ALL: (u64, u64) = (KIB, MIB);
 const LARGE_ALL: (u64, u64) = (MIB, u64::MAX);
 
-/// Every knob, in [`KnobId`] order (the order the learner visits them).
+/// Every knob, in [`KnobId`] order (the order the learner visits them:
+/// the large cache's budget, then the per-thread bins from small to large
+/// sizes, then the rest).
 pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
+    KnobSpec {
+        id: KnobId::LargeCacheBudget,
+        name: "large_cache_budget",
+        // steps of ×4: one step moves enough memory to show against the
+        // window-to-window noise (a 16 MiB difference rarely does)
+        levels: &[0, 16 * MIB, 64 * MIB, 256 * MIB, 1024 * MIB],
+        scale: Scale::Absolute,
+        sizes: Some(LARGE_ALL),
+    },
     KnobSpec {
         id: KnobId::TinyCapSmall,
         name: "tiny_cap[<=128B]",
@@ -143,21 +155,6 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
         levels: WMAX_STEPS,
         scale: Scale::Absolute,
         sizes: Some(MID_ALL),
-    },
-    KnobSpec {
-        id: KnobId::LargeCacheBudget,
-        name: "large_cache_budget",
-        levels: &[
-            0,
-            16 * MIB,
-            32 * MIB,
-            64 * MIB,
-            128 * MIB,
-            256 * MIB,
-            512 * MIB,
-        ],
-        scale: Scale::Absolute,
-        sizes: Some(LARGE_ALL),
     },
     KnobSpec {
         id: KnobId::LargeCacheMaxBlock,
@@ -210,6 +207,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
 impl KnobId {
     /// Every knob.
     pub const ALL: [KnobId; KNOBS] = [
+        KnobId::LargeCacheBudget,
         KnobId::TinyCapSmall,
         KnobId::TinyCapMedium,
         KnobId::TinyCapLarge,
@@ -217,7 +215,6 @@ impl KnobId {
         KnobId::MidCapMedium,
         KnobId::MidCapLarge,
         KnobId::MidWmax,
-        KnobId::LargeCacheBudget,
         KnobId::LargeCacheMaxBlock,
         KnobId::LargeWmax,
         KnobId::ThpThreshold,

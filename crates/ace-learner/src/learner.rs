@@ -41,6 +41,21 @@ use crate::rng::Rng;
 use crate::safety::{ProbeOutcome, Safety, SafetyConfig};
 use crate::signature::Signature;
 
+/// The knobs the learner moves by default: all but four whose effects are
+/// second-order (`mid_wmax_permille`, `large_cache_max_block`,
+/// `large_wmax_permille`, `pool_dirty`). Every knob a program's sizes make
+/// relevant costs an epoch in every sweep, and convergence needs a whole
+/// sweep after the last change: nine knobs instead of thirteen keep a
+/// program that uses every tier within ten seconds (50 ms windows).
+pub const DEFAULT_KNOBS: [bool; KNOBS] = {
+    let mut k = [true; KNOBS];
+    k[KnobId::MidWmax as usize] = false;
+    k[KnobId::LargeCacheMaxBlock as usize] = false;
+    k[KnobId::LargeWmax as usize] = false;
+    k[KnobId::PoolDirty as usize] = false;
+    k
+};
+
 /// The learner's parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LearnerConfig {
@@ -75,6 +90,10 @@ pub struct LearnerConfig {
     /// A knob is explored only if the window saw at least this many
     /// allocations in its sizes.
     pub min_knob_ops: u64,
+    /// ... or, for the knobs of large blocks (above 1 MiB), this many: a
+    /// few large blocks per window are as much memory as thousands of
+    /// small ones.
+    pub min_large_knob_ops: u64,
     /// Weight of a new window in the reference metrics' moving average.
     pub reference_alpha: f64,
     /// Share of CANARY windows that try an alternative (‰;
@@ -101,14 +120,15 @@ impl LearnerConfig {
         elo_temperature: 100.0,
         weights: Weights::DEFAULT,
         memory_budget: 0,
-        epoch_windows: 12,
-        min_pulls: 2,
+        epoch_windows: 24,
+        min_pulls: 5,
         z: 2.0,
         min_window_ops: 1000,
         min_knob_ops: 64,
+        min_large_knob_ops: 2,
         reference_alpha: 0.2,
         canary_permille: 50,
-        knobs: [true; KNOBS],
+        knobs: DEFAULT_KNOBS,
         safety: SafetyConfig::DEFAULT,
         lifecycle: LifecycleConfig::DEFAULT,
         start: Phase::Learn,
@@ -441,11 +461,20 @@ impl Learner {
             self.scanned = true;
             let id = KnobId::ALL[self.cursor];
             self.cursor = (self.cursor + 1) % KNOBS;
-            if self.cfg.knobs[id as usize] && id.relevant(&w.size_hist, self.cfg.min_knob_ops) {
+            if self.cfg.knobs[id as usize] && id.relevant(&w.size_hist, self.min_ops(id)) {
                 return Some(id);
             }
         }
         None
+    }
+
+    /// The allocations a window must show in a knob's sizes for the knob
+    /// to be explored.
+    fn min_ops(&self, id: KnobId) -> u64 {
+        match id.spec().sizes {
+            Some((lo, _)) if lo >= 1 << 20 => self.cfg.min_large_knob_ops,
+            _ => self.cfg.min_knob_ops,
+        }
     }
 
     fn start_epoch(&mut self, knob: KnobId, reference: Metrics, step: &mut Step) {
@@ -672,7 +701,7 @@ impl Learner {
         let mut choices = [(KnobId::DecayMs, 0usize); 2 * KNOBS];
         let mut n = 0;
         for id in KnobId::ALL {
-            if !self.cfg.knobs[id as usize] || !id.relevant(&w.size_hist, self.cfg.min_knob_ops) {
+            if !self.cfg.knobs[id as usize] || !id.relevant(&w.size_hist, self.min_ops(id)) {
                 continue;
             }
             for &level in &self.accepted.knob(id).candidates().as_slice()[1..] {

@@ -35,13 +35,13 @@ pub struct SafetyConfig {
 
 impl SafetyConfig {
     /// The defaults: 8%, 3 in a row, 3 probation windows, roll back at 2%
-    /// worse, 5 s cooldown.
+    /// worse, 250 ms cooldown (5 windows of 50 ms).
     pub const DEFAULT: SafetyConfig = SafetyConfig {
         margin: 0.076_961_041_136_128_32, // ln(1.08)
         streak: 3,
         probation_windows: 3,
         rollback_margin: 0.019_802_627_296_179_712, // ln(1.02)
-        cooldown_ms: 5000,
+        cooldown_ms: 250,
     };
 }
 
@@ -233,8 +233,15 @@ mod tests {
 
     const M: f64 = SafetyConfig::DEFAULT.margin;
 
+    /// The safety machine these tests walk through: the defaults with a
+    /// 5 s cooldown (5 windows of 1 s).
+    const CFG: SafetyConfig = SafetyConfig {
+        cooldown_ms: 5000,
+        ..SafetyConfig::DEFAULT
+    };
+
     fn safety() -> Safety {
-        Safety::new(SafetyConfig::DEFAULT)
+        Safety::new(CFG)
     }
 
     #[test]
@@ -380,6 +387,6 @@ mod tests {
         assert!(matches!(s.phase(), SafetyPhase::Probation { .. }));
         s.reset();
         assert!(s.may_change(0));
-        assert_eq!(s.config(), &SafetyConfig::DEFAULT);
+        assert_eq!(s.config(), &CFG);
     }
 }

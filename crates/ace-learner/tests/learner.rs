@@ -261,7 +261,10 @@ fn the_memory_budget_caps_the_cache() {
         let mut t = start(&DEFAULT_POLICY);
         run(&mut l, &mut large_program(seed), 300, &mut t);
         let p = l.accepted_policy();
-        assert_eq!(p.large_cache_budget as u64, 128 * MIB, "seed {seed}");
+        // 256 MiB (what it takes without a budget) would run at 356 MiB;
+        // the budget levels step by 4x, so the largest within 300 MiB is
+        // the default 64 MiB
+        assert_eq!(p.large_cache_budget as u64, 64 * MIB, "seed {seed}");
         assert!(p.large_cache_max_block <= p.large_cache_budget);
     }
 }
