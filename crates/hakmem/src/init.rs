@@ -50,7 +50,12 @@ fn init_slow() {
     crate::report::set_warn_only(opts.on_error == OnError::Warn);
 
     let base = match &opts.policy {
-        Some(path) if opts.mode.features().policy_file => {
+        Some(path)
+            if opts
+                .mode
+                .features()
+                .contains(hakmem_options::Features::POLICY_FILE) =>
+        {
             load_policy(path.as_c_str(), path.as_bytes())
         }
         _ => DEFAULT_POLICY,
@@ -75,7 +80,11 @@ fn init_slow() {
         crate::sites::enable_sampling(opts.sites_sample as u32);
     }
     crate::sites::PLACEMENT.set_enabled(opts.site_placement);
-    if opts.mode.features().learner {
+    if opts
+        .mode
+        .features()
+        .contains(hakmem_options::Features::LEARNER)
+    {
         crate::learner::want();
     }
     STATE.store(2, Ordering::Release);

@@ -260,7 +260,10 @@ fn config() -> (LearnerConfig, bool) {
     if opts.policy.is_some() {
         cfg.start = Phase::Frozen;
     }
-    let verbose = opts.mode.features().verbose;
+    let verbose = opts
+        .mode
+        .features()
+        .contains(hakmem_options::Features::VERBOSE);
     (cfg, verbose)
 }
 

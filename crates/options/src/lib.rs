@@ -57,18 +57,21 @@ pub enum Mode {
     Research,
 }
 
-/// What a [`Mode`] turns on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Features {
-    /// Per-thread bins, the large cache and superslab pool retention (off:
-    /// [`Mode::shape_policy`] zeroes them).
-    pub caches: bool,
-    /// `HAKMEM_POLICY` is loaded.
-    pub policy_file: bool,
-    /// The learner thread runs.
-    pub learner: bool,
-    /// The learner logs every decision through `tracing`.
-    pub verbose: bool,
+bitflags::bitflags! {
+    /// What a [`Mode`] turns on. Modes are nested: each one's set contains
+    /// the previous one's.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct Features: u8 {
+        /// Per-thread bins, the large cache and superslab pool retention
+        /// (off: [`Mode::shape_policy`] zeroes them).
+        const CACHES = 1;
+        /// `HAKMEM_POLICY` is loaded.
+        const POLICY_FILE = 1 << 1;
+        /// The learner thread runs.
+        const LEARNER = 1 << 2;
+        /// The learner logs every decision through `tracing`.
+        const VERBOSE = 1 << 3;
+    }
 }
 
 impl Mode {
@@ -88,18 +91,14 @@ impl Mode {
 
     /// The feature matrix.
     pub const fn features(self) -> Features {
-        let (caches, policy_file, learner, verbose) = match self {
-            Mode::Minimal => (false, false, false, false),
-            Mode::Fast => (true, false, false, false),
-            Mode::Balanced => (true, true, false, false),
-            Mode::Learning => (true, true, true, false),
-            Mode::Research => (true, true, true, true),
-        };
-        Features {
-            caches,
-            policy_file,
-            learner,
-            verbose,
+        match self {
+            Mode::Minimal => Features::empty(),
+            Mode::Fast => Features::CACHES,
+            Mode::Balanced => Features::CACHES.union(Features::POLICY_FILE),
+            Mode::Learning => Features::CACHES
+                .union(Features::POLICY_FILE)
+                .union(Features::LEARNER),
+            Mode::Research => Features::all(),
         }
     }
 
@@ -110,7 +109,7 @@ impl Mode {
     /// [`FrozenPolicy::validate`] when `base` does.
     pub fn shape_policy(self, base: &FrozenPolicy) -> FrozenPolicy {
         let mut p = *base;
-        if !self.features().caches {
+        if !self.features().contains(Features::CACHES) {
             p.tiny_cap.fill(0);
             p.tiny_refill.fill(0);
             p.mid_cap.fill(0);
@@ -932,7 +931,7 @@ impl Options {
             }
         }
         if let Some(p) = o.policy {
-            if !o.mode.features().policy_file {
+            if !o.mode.features().contains(Features::POLICY_FILE) {
                 warnings.push(Warning {
                     var: Some(Var::Policy),
                     name: Text::EMPTY,
@@ -1037,10 +1036,10 @@ pub fn write_markdown(w: &mut dyn fmt::Write) -> fmt::Result {
             } else {
                 ""
             },
-            yn(f.caches),
-            yn(f.policy_file),
-            yn(f.learner),
-            yn(f.verbose)
+            yn(f.contains(Features::CACHES)),
+            yn(f.contains(Features::POLICY_FILE)),
+            yn(f.contains(Features::LEARNER)),
+            yn(f.contains(Features::VERBOSE))
         )?;
     }
     writeln!(w)?;

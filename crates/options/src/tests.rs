@@ -252,7 +252,7 @@ fn policy_file_is_unused_in_minimal_and_fast() {
             ("HAKMEM_MODE", mode.name().as_bytes()),
             ("HAKMEM_POLICY", b"saved.policy"),
         ]);
-        if mode.features().policy_file {
+        if mode.features().contains(Features::POLICY_FILE) {
             assert_eq!(o.policy.unwrap().as_bytes(), b"saved.policy");
             assert!(w.is_empty());
         } else {
@@ -355,11 +355,14 @@ fn minimal_mode_turns_every_cache_off() {
 #[test]
 fn feature_matrix_grows_with_the_mode() {
     let f: Vec<_> = Mode::ALL.iter().map(|m| m.features()).collect();
-    assert!(!f[0].caches && !f[0].policy_file && !f[0].learner);
-    assert!(f[1].caches && !f[1].policy_file);
-    assert!(f[2].caches && f[2].policy_file && !f[2].learner);
-    assert!(f[3].learner && !f[3].verbose);
-    assert!(f[4].learner && f[4].verbose);
+    assert_eq!(f[0], Features::empty());
+    assert_eq!(f[1], Features::CACHES);
+    assert_eq!(f[2], Features::CACHES | Features::POLICY_FILE);
+    assert_eq!(f[3], Features::all() - Features::VERBOSE);
+    assert_eq!(f[4], Features::all());
+    for w in f.windows(2) {
+        assert!(w[1].contains(w[0]) && w[1] != w[0], "modes are nested");
+    }
 }
 
 #[test]
