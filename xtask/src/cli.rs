@@ -21,7 +21,15 @@ Options:
   --timeout SECS      limit per run (default 120, --quick 30); a run over it fails
   --callgrind         instead of the timing matrix: instructions per malloc+free
                       pair of tiny-hot (size 32, 100 live blocks) under
-                      valgrind --tool=callgrind, for each allocator
+                      valgrind --tool=callgrind, for each allocator (and
+                      hakmem's fast mode and a FROZEN learner on a saved
+                      policy)
+  --ab                instead of the matrix: hakmem's learning mode against its
+                      default (balanced), a reload of the learned policy and
+                      mimalloc, on the workloads whose best policy differs
+                      from the default and on all the others; writes ab.md,
+                      ab.csv, ab-runs.csv and the learner logs (ab/logs)
+  --window MS         --ab: learning window (HAKMEM_LEARN_WINDOW_MS, default 50)
   --no-build          use the binaries and libraries already built
   --out DIR           output directory (default target/bench-matrix)
   --list              list the workloads and allocators, then exit
@@ -42,6 +50,8 @@ pub struct Options {
     pub allocators: Option<Vec<String>>,
     pub timeout: Duration,
     pub callgrind: bool,
+    pub ab: bool,
+    pub window_ms: u64,
     pub build: bool,
     pub out: Option<PathBuf>,
     pub list: bool,
@@ -76,6 +86,8 @@ impl Options {
         let mut allocators = None;
         let mut timeout = None;
         let mut callgrind = false;
+        let mut ab = false;
+        let mut window = None;
         let mut build = true;
         let mut out = None;
         let mut list_only = false;
@@ -104,6 +116,8 @@ impl Options {
                 "-h" | "--help" => return Ok(Parsed::Help),
                 "--quick" => quick = true,
                 "--callgrind" => callgrind = true,
+                "--ab" => ab = true,
+                "--window" => window = Some(number(value("milliseconds")?)?),
                 "--no-build" => build = false,
                 "--list" => list_only = true,
                 "--reps" => reps = Some(number(value("a count")?)?),
@@ -129,14 +143,23 @@ impl Options {
                 other => return Err(format!("unknown option `{other}`")),
             }
         }
+        if ab && callgrind {
+            return Err("--ab and --callgrind are different runs: pick one".into());
+        }
         Ok(Parsed::Run(Options {
             quick,
             reps: reps.unwrap_or(5),
             filter,
             threads: threads.unwrap_or_else(default_threads),
             allocators,
-            timeout: Duration::from_secs(timeout.unwrap_or(if quick { 30 } else { 120 }) as u64),
+            timeout: Duration::from_secs(timeout.unwrap_or(match (ab, quick) {
+                (true, _) => 180,
+                (false, true) => 30,
+                (false, false) => 120,
+            }) as u64),
             callgrind,
+            ab,
+            window_ms: window.unwrap_or(50) as u64,
             build,
             out,
             list: list_only,
@@ -183,6 +206,12 @@ mod tests {
         assert!(!o.build);
         assert_eq!(o.out, Some(PathBuf::from("/tmp/x")));
         assert!(run("--callgrind").callgrind);
+        let ab = run("--ab --window 100 --reps 3");
+        assert!(ab.ab && !ab.callgrind);
+        assert_eq!((ab.window_ms, ab.reps, ab.timeout.as_secs()), (100, 3, 180));
+        assert_eq!(run("--ab").window_ms, 50);
+        assert_eq!(run("--ab --timeout 60").timeout.as_secs(), 60);
+        assert!(parse("--ab --callgrind").is_err());
         assert_eq!(parse("--help"), Ok(Parsed::Help));
     }
 
@@ -196,6 +225,7 @@ mod tests {
             "--allocators ,",
             "--bogus",
             "stray",
+            "--window 0",
         ] {
             assert!(parse(bad).is_err(), "{bad} accepted");
         }

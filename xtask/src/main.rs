@@ -3,13 +3,18 @@
 //! * `cargo xtask bench-matrix [--quick] [--reps N] [--filter A,B]
 //!   [--threads N] [--allocators A,B] [--callgrind] ...`: runs the benchmark
 //!   workloads of `benches/workloads` under every allocator, interleaved, and
-//!   writes `target/bench-matrix/{results.csv,runs.csv,results.md,*.svg}`.
+//!   writes `target/bench-matrix/{results.csv,runs.csv,results.md,*.svg}`;
+//!   `--ab` runs hakmem's learning mode against its default instead
+//!   (`ab.md`, `ab.csv`, `ab-runs.csv`).
 
+mod ab;
 mod allocators;
 mod callgrind;
 mod cargo_build;
 mod cli;
+mod learnlog;
 mod matrix;
+mod policyfile;
 mod progress;
 mod record;
 mod report;

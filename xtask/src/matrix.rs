@@ -10,13 +10,19 @@ use crate::progress::{clock, Progress};
 use crate::runner::{self, Job, Status};
 use crate::summary::{self, Cell, Run};
 use crate::workloads::{self, Workload};
-use crate::{callgrind, cargo_build, record, report, svg};
+use crate::{ab, callgrind, cargo_build, record, report, svg};
 
 /// Runs the command.
 pub fn main(opts: &Options) -> Result<(), String> {
     let paths = cargo_build::paths();
+    // The A/B's columns are hakmem (three ways) and mimalloc.
+    let ab_allocs = ["hakmem".to_string(), "mimalloc".to_string()];
     let (allocs, notes) = allocators::plan(
-        opts.allocators.as_deref(),
+        if opts.ab {
+            Some(&ab_allocs[..])
+        } else {
+            opts.allocators.as_deref()
+        },
         &paths,
         &|var| std::env::var_os(var).map(PathBuf::from),
         &|p| p.exists(),
@@ -28,8 +34,18 @@ pub fn main(opts: &Options) -> Result<(), String> {
         return Err("no allocator to run".into());
     }
     let selected = workloads::select(&opts.filter)?;
+    let ab_selected = if opts.ab {
+        workloads::select_ab(&opts.filter)?
+    } else {
+        Vec::new()
+    };
     if opts.list {
-        list(&selected, &allocs, opts);
+        if opts.ab {
+            let w: Vec<Workload> = ab_selected.iter().map(|(w, _)| *w).collect();
+            list(&w, &allocs, opts);
+        } else {
+            list(&selected, &allocs, opts);
+        }
         return Ok(());
     }
     let broken = if opts.build {
@@ -44,6 +60,8 @@ pub fn main(opts: &Options) -> Result<(), String> {
     fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let failed = if opts.callgrind {
         callgrind::main(&allocs, &paths, &out, &broken, notes)?
+    } else if opts.ab {
+        ab::main(opts, &ab_selected, &paths, &out, &broken, notes)?
     } else {
         matrix(opts, &selected, &allocs, &paths, &out, &broken, notes)?
     };
@@ -330,23 +348,28 @@ pub fn utc(secs: u64) -> String {
     )
 }
 
+/// The machine in one line: CPU, cores, memory, kernel, THP.
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "machine: {}, {cores} cores, {:.0} GiB, Linux {}, transparent huge pages: {}",
+        cpu_model(),
+        mem_total_gib().unwrap_or(0.0),
+        first_line("/proc/sys/kernel/osrelease").unwrap_or_default(),
+        thp()
+    )
+}
+
 fn context(opts: &Options, allocs: &[Allocator], runs: &[Run]) -> report::Context {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut lines = vec![
         format!("command: `cargo xtask {}`", args.join(" ")),
         format!("date: {}", utc(now)),
-        format!(
-            "machine: {}, {cores} cores, {:.0} GiB, Linux {}, transparent huge pages: {}",
-            cpu_model(),
-            mem_total_gib().unwrap_or(0.0),
-            first_line("/proc/sys/kernel/osrelease").unwrap_or_default(),
-            thp()
-        ),
+        machine(),
         format!(
             "{} matrix, {} run(s) per cell, interleaved (every allocator once per repetition), {} threads for the multi-threaded workloads, {}s limit per run",
             if opts.quick { "quick" } else { "full" },

@@ -19,6 +19,9 @@ pub struct Ended {
     pub status: Status,
     pub stdout: String,
     pub stderr: String,
+    /// The lines of `stderr`, each with the time it arrived (seconds since
+    /// the process was started).
+    pub stderr_lines: Vec<(f64, String)>,
     pub wall: Duration,
 }
 
@@ -74,6 +77,34 @@ fn classify(s: ExitStatus) -> Status {
     }
 }
 
+/// Reads a pipe to its end, line by line, noting when each line arrived.
+fn drain_timed(
+    r: Option<impl Read + Send + 'static>,
+    start: Instant,
+) -> std::thread::JoinHandle<(String, Vec<(f64, String)>)> {
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut lines = Vec::new();
+        if let Some(r) = r {
+            let mut r = std::io::BufReader::new(r);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match std::io::BufRead::read_until(&mut r, b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let t = start.elapsed().as_secs_f64();
+                        let line = String::from_utf8_lossy(&buf);
+                        all.push_str(&line);
+                        lines.push((t, line.trim_end_matches(['\n', '\r']).to_string()));
+                    }
+                }
+            }
+        }
+        (all, lines)
+    })
+}
+
 fn drain(r: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut buf = Vec::new();
@@ -103,12 +134,13 @@ pub fn run(job: &Job, tick: &mut dyn FnMut()) -> Ended {
                 status: Status::SpawnError(format!("{}: {e}", job.program.display())),
                 stdout: String::new(),
                 stderr: String::new(),
+                stderr_lines: Vec::new(),
                 wall: start.elapsed(),
             }
         }
     };
     let out = drain(child.stdout.take());
-    let err = drain(child.stderr.take());
+    let err = drain_timed(child.stderr.take(), start);
     let mut last_tick = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -128,10 +160,12 @@ pub fn run(job: &Job, tick: &mut dyn FnMut()) -> Ended {
         std::thread::sleep(Duration::from_millis(2));
     };
     let wall = start.elapsed();
+    let (stderr, stderr_lines) = err.join().unwrap_or_default();
     Ended {
         status,
         stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
+        stderr,
+        stderr_lines,
         wall,
     }
 }
@@ -156,6 +190,12 @@ mod tests {
         assert_eq!(ok.status, Status::Success);
         assert_eq!(ok.stdout, "out v\n");
         assert_eq!(ok.stderr, "err\n");
+        assert_eq!(ok.stderr_lines.len(), 1);
+        assert_eq!(ok.stderr_lines[0].1, "err");
+        let timed = sh("echo a >&2; sleep 0.3; echo b >&2", 5000);
+        let t: Vec<f64> = timed.stderr_lines.iter().map(|(t, _)| *t).collect();
+        assert_eq!(t.len(), 2);
+        assert!(t[1] - t[0] >= 0.25, "lines are timed as they arrive: {t:?}");
         assert_eq!(sh("exit 3", 5000).status, Status::Exit(3));
         let seg = sh("kill -SEGV $$", 5000);
         assert_eq!(seg.status, Status::Signal(11));

@@ -77,10 +77,41 @@ pub const ALL: &[Workload] = &[
     w("producer-consumer", "producer-consumer", true, &["--min", "16", "--max", "1024"], &["--blocks", "3M"], &["--blocks", "1M"]),
 ];
 
+/// The workloads of the learning A/B (`--ab`) whose best policy differs
+/// from hakmem's default: a request handler whose per-request trees
+/// overflow the default per-thread bins, an indexer whose large-block cache
+/// holds memory that is rarely reused, and a service that loads (like the
+/// indexer) then serves (like the handler). Each runs for seconds (the
+/// full arguments about 10-20 s under hakmem's default policy, `--quick`
+/// about half), long enough for the learner to converge and pay off.
+#[rustfmt::skip]
+pub const SPECIAL: &[Workload] = &[
+    w("request-burst", "request-burst", false, &["--objects", "20000"], &["--requests", "20000"], &["--requests", "10000"]),
+    w("index-build", "index-build", false, &["--record-every", "64K"], &["--chunks", "6000"], &["--chunks", "3000"]),
+    w("phase-shift", "phase-shift", false, &["--record-every", "64K"], &["--chunks", "3000", "--requests", "12000"], &["--chunks", "1500", "--requests", "6000"]),
+];
+
+/// The A/B's workloads whose name contains one of `filter` (all when
+/// empty): the special ones first (flagged `true`), then the rest.
+pub fn select_ab(filter: &[String]) -> Result<Vec<(Workload, bool)>, String> {
+    let keep =
+        |w: &Workload| filter.is_empty() || filter.iter().any(|f| w.name.contains(f.as_str()));
+    let v: Vec<(Workload, bool)> = SPECIAL
+        .iter()
+        .filter(|w| keep(w))
+        .map(|w| (*w, true))
+        .chain(ALL.iter().filter(|w| keep(w)).map(|w| (*w, false)))
+        .collect();
+    if v.is_empty() {
+        return Err(format!("--filter {} matches no workload", filter.join(",")));
+    }
+    Ok(v)
+}
+
 /// The distinct programs the matrix needs.
 #[cfg(test)]
 pub fn bins() -> Vec<&'static str> {
-    let mut v: Vec<&str> = ALL.iter().map(|w| w.bin).collect();
+    let mut v: Vec<&str> = ALL.iter().chain(SPECIAL).map(|w| w.bin).collect();
     v.sort_unstable();
     v.dedup();
     v
@@ -110,10 +141,10 @@ mod tests {
 
     #[test]
     fn names_are_unique_and_programs_exist() {
-        let mut names: Vec<&str> = ALL.iter().map(|w| w.name).collect();
+        let mut names: Vec<&str> = ALL.iter().chain(SPECIAL).map(|w| w.name).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), ALL.len());
+        assert_eq!(names.len(), ALL.len() + SPECIAL.len());
         let bin_dir =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/workloads/src/bin");
         for b in bins() {
@@ -130,6 +161,18 @@ mod tests {
         let tiny = select(&["tiny".into()]).unwrap()[0];
         assert!(!tiny.argv(false, 3).contains(&"--threads".to_string()));
         assert!(tiny.argv(false, 3).contains(&"60M".to_string()));
+    }
+
+    #[test]
+    fn the_ab_runs_the_special_workloads_first_then_the_rest() {
+        let all = select_ab(&[]).unwrap();
+        assert_eq!(all.len(), SPECIAL.len() + ALL.len());
+        assert!(all[..SPECIAL.len()].iter().all(|(_, s)| *s));
+        assert!(all[SPECIAL.len()..].iter().all(|(_, s)| !*s));
+        let some = select_ab(&["index".into(), "tiny".into()]).unwrap();
+        let names: Vec<&str> = some.iter().map(|(w, _)| w.name).collect();
+        assert_eq!(names, ["index-build", "tiny-hot"]);
+        assert!(select_ab(&["nothing".into()]).is_err());
     }
 
     #[test]

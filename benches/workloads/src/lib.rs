@@ -26,6 +26,7 @@
 //! * Random choices come from a fixed-seed generator, so runs are comparable.
 
 pub mod big;
+pub mod services;
 
 use std::alloc::{self, Layout};
 use std::cell::RefCell;

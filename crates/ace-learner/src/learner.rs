@@ -120,7 +120,7 @@ impl LearnerConfig {
         elo_temperature: 100.0,
         weights: Weights::DEFAULT,
         memory_budget: 0,
-        epoch_windows: 24,
+        epoch_windows: 20,
         min_pulls: 5,
         z: 2.0,
         min_window_ops: 1000,
@@ -283,7 +283,10 @@ pub struct Learner {
     epoch: Option<Epoch>,
     /// The next knob to explore.
     cursor: usize,
-    /// Whether the cursor has moved (the first pass is not a wrap).
+    /// Where the current sweep began: it is complete when the cursor is
+    /// back there.
+    sweep_from: usize,
+    /// Whether the cursor has moved since (the first pass is not a wrap).
     scanned: bool,
     /// The canary alternative being tried, if any.
     trial: Option<Trial>,
@@ -320,6 +323,7 @@ impl Learner {
             reference: None,
             epoch: None,
             cursor: 0,
+            sweep_from: 0,
             scanned: false,
             trial: None,
             trial_running: false,
@@ -437,9 +441,18 @@ impl Learner {
                 // measured under another workload: forget it
                 self.reference = None;
                 self.forget();
+                self.restart_sweep();
             }
             Transition::CanaryWon | Transition::Converged => self.forget(),
         }
+    }
+
+    /// The next sweep starts at the cursor and must visit every knob: after
+    /// a change, or when learning starts again, the knobs explored before
+    /// it are due again.
+    fn restart_sweep(&mut self) {
+        self.sweep_from = self.cursor;
+        self.scanned = false;
     }
 
     fn forget(&mut self) {
@@ -450,11 +463,11 @@ impl Learner {
     }
 
     /// The next knob to explore, from the cursor: enabled and seen in the
-    /// window. A sweep is complete when the cursor wraps, i.e. when the
-    /// epoch of the last knob (or its skip) is over.
+    /// window. A sweep is complete when the cursor is back where the sweep
+    /// began, i.e. when every knob had its epoch (or was skipped).
     fn next_knob(&mut self, w: &Window, step: &mut Step) -> Option<KnobId> {
         for _ in 0..KNOBS {
-            if self.cursor == 0 && self.scanned {
+            if self.cursor == self.sweep_from && self.scanned {
                 self.lifecycle.sweep_completed();
                 step.push(Event::SweepCompleted);
             }
@@ -525,6 +538,7 @@ impl Learner {
                         level,
                     });
                     self.lifecycle.change_accepted(now);
+                    self.restart_sweep();
                     // another step on the same knob may pay off too
                     let reference = self.reference.unwrap_or(epoch.reference);
                     self.start_epoch(epoch.knob, reference, step);
@@ -536,6 +550,7 @@ impl Learner {
                     self.running = self.accepted;
                     self.reference = None;
                     self.lifecycle.change_accepted(now);
+                    self.restart_sweep();
                     step.push(Event::RolledBack {
                         knob: epoch.knob,
                         from: to_level,
@@ -573,6 +588,7 @@ impl Learner {
             self.reference = None;
             self.safety.start_probation(cur.mean().unwrap_or(0.0));
             self.lifecycle.change_accepted(now);
+            self.restart_sweep();
             epoch.probation_from = Some(from);
             step.push(Event::Accepted {
                 knob: epoch.knob,
@@ -673,6 +689,7 @@ impl Learner {
                     self.on_transition(tr);
                     // learning starts with the knob that won
                     self.cursor = t.knob as usize;
+                    self.restart_sweep();
                 }
                 return;
             }
