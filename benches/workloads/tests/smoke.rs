@@ -79,6 +79,35 @@ fn workloads() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
             env!("CARGO_BIN_EXE_producer-consumer"),
             &["--blocks", "5k"],
         ),
+        (
+            "request-burst",
+            env!("CARGO_BIN_EXE_request-burst"),
+            &["--requests", "20", "--objects", "2000"],
+        ),
+        (
+            "query-batches",
+            env!("CARGO_BIN_EXE_query-batches"),
+            &["--queries", "3", "--rows", "100k"],
+        ),
+        (
+            "index-build",
+            env!("CARGO_BIN_EXE_index-build"),
+            &["--chunks", "20", "--chunk-max", "4M"],
+        ),
+        (
+            "phase-shift",
+            env!("CARGO_BIN_EXE_phase-shift"),
+            &[
+                "--chunks",
+                "10",
+                "--chunk-max",
+                "4M",
+                "--requests",
+                "20",
+                "--objects",
+                "2000",
+            ],
+        ),
     ]
 }
 
@@ -229,6 +258,55 @@ fn libhakmem() -> &'static Path {
 #[test]
 fn every_workload_runs_under_hakmem_preload() {
     run_all(Some(libhakmem()), "libhakmem.so");
+}
+
+/// The learning mode on a special workload, with 10 ms windows for about a
+/// second: the learner runs (its research log shows an epoch and the
+/// candidate policies it published), `HAKMEM_POLICY_SAVE` writes a policy
+/// file at exit, and a fresh run on that file (`HAKMEM_POLICY`) starts
+/// FROZEN: it explores nothing.
+#[test]
+fn the_learner_runs_under_a_special_workload_and_its_policy_reloads() {
+    let lib = libhakmem();
+    let dir = std::env::temp_dir().join(format!("hakmem-learning-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let policy = dir.join("learned.policy");
+    let run = |env: &[(&str, &Path)], mode: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_request-burst"));
+        cmd.args(["--requests", "3000", "--objects", "10000"])
+            .env("LD_PRELOAD", lib)
+            .env("HAKMEM_MODE", mode)
+            .env("HAKMEM_LEARN_WINDOW_MS", "10");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run request-burst");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("malloc_lib=libhakmem.so"));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let log = run(&[("HAKMEM_POLICY_SAVE", &policy)], "research");
+    let events = |log: &str, what: &str| {
+        log.lines()
+            .filter(|l| l.starts_with("hakmem: learner: ") && l.contains(what))
+            .count()
+    };
+    assert!(events(&log, "EpochStarted") >= 1, "no epoch:\n{log}");
+    assert!(events(&log, "Explore") >= 3, "no policy published:\n{log}");
+    let saved = std::fs::read_to_string(&policy).expect("HAKMEM_POLICY_SAVE wrote the file");
+    assert!(saved.starts_with("hakmem-policy v1"), "{saved}");
+    assert!(saved.contains("tiny_cap = ") && saved.contains("large_cache_budget = "));
+    let log = run(&[("HAKMEM_POLICY", &policy)], "research");
+    assert_eq!(events(&log, "Explore"), 0, "reloaded run explored:\n{log}");
+    assert!(
+        !log.contains("HAKMEM_POLICY="),
+        "the policy file was rejected:\n{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
