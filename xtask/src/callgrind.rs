@@ -31,20 +31,38 @@ pub fn collected(stderr: &str) -> Option<u64> {
     })
 }
 
+/// The instruction total of one thread's callgrind profile (the
+/// `summary:` line of an `--separate-threads=yes` output file).
+pub fn thread_summary(profile: &str) -> Option<u64> {
+    profile
+        .lines()
+        .find_map(|l| l.strip_prefix("summary:")?.trim().parse().ok())
+}
+
 /// Instructions per iteration from two measurements.
 pub fn per_iteration(ir1: u64, ir2: u64, n1: u64, n2: u64) -> Option<f64> {
     (n2 > n1 && ir2 >= ir1).then(|| (ir2 - ir1) as f64 / (n2 - n1) as f64)
 }
 
+/// Instructions of one run: the whole process, and its main thread alone
+/// (the allocation loop; a learner thread's work is the rest).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ir {
+    pub total: u64,
+    pub main: u64,
+}
+
 fn measure(
     program: &Path,
     preload: Option<&Path>,
+    extra_env: &[(String, String)],
     iters: u64,
     baseline: bool,
     out: &Path,
-) -> Result<u64, String> {
+) -> Result<Ir, String> {
     let mut args = vec![
         "--tool=callgrind".to_string(),
+        "--separate-threads=yes".to_string(),
         format!("--callgrind-out-file={}", out.display()),
         program.to_string_lossy().into_owned(),
         "--size".into(),
@@ -58,9 +76,10 @@ fn measure(
     if baseline {
         args.push("--baseline".into());
     }
-    let env = preload
+    let mut env = preload
         .map(|p| vec![("LD_PRELOAD".to_string(), p.to_string_lossy().into_owned())])
         .unwrap_or_default();
+    env.extend(extra_env.iter().cloned());
     let ended = runner::run(
         &Job {
             program: "valgrind".into(),
@@ -82,13 +101,54 @@ fn measure(
             .to_string();
         return Err(format!("{}: {last}", ended.status.describe()));
     }
-    collected(&ended.stderr).ok_or_else(|| "no `Collected :` line from callgrind".to_string())
+    let total = collected(&ended.stderr)
+        .ok_or_else(|| "no `Collected :` line from callgrind".to_string())?;
+    let main_file = format!("{}-01", out.display());
+    let main = fs::read_to_string(&main_file)
+        .ok()
+        .and_then(|p| thread_summary(&p))
+        .ok_or_else(|| format!("no summary in {main_file}"))?;
+    Ok(Ir { total, main })
+}
+
+/// A policy file for the FROZEN row: what a learning run of tiny-hot saves
+/// at exit (`HAKMEM_MODE=learning`, 10 ms windows, `HAKMEM_POLICY_SAVE`).
+fn saved_policy(program: &Path, lib: &Path, dir: &Path) -> Result<std::path::PathBuf, String> {
+    let path = dir.join("learned.policy");
+    let _ = fs::remove_file(&path);
+    let ended = runner::run(
+        &Job {
+            program: program.to_path_buf(),
+            args: ["--size", "32", "--live", "100", "--iters", "30M"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            env: vec![
+                ("LD_PRELOAD".into(), lib.to_string_lossy().into_owned()),
+                ("HAKMEM_MODE".into(), "learning".into()),
+                ("HAKMEM_LEARN_WINDOW_MS".into(), "10".into()),
+                (
+                    "HAKMEM_POLICY_SAVE".into(),
+                    path.to_string_lossy().into_owned(),
+                ),
+            ],
+            timeout: Duration::from_secs(120),
+        },
+        &mut || {},
+    );
+    if ended.status != Status::Success || !path.exists() {
+        return Err(format!(
+            "the learning run that saves the policy failed ({})",
+            ended.status.describe()
+        ));
+    }
+    Ok(path)
 }
 
 struct Row {
     name: String,
     how: String,
-    result: Result<(u64, u64), String>,
+    result: Result<(Ir, Ir), String>,
 }
 
 /// Runs the measurement; returns the number of failed allocators.
@@ -112,8 +172,9 @@ pub fn main(
     let pair = |name: &str,
                 prog: &Path,
                 preload: Option<&Path>,
+                env: &[(String, String)],
                 baseline: bool|
-     -> Result<(u64, u64), String> {
+     -> Result<(Ir, Ir), String> {
         if let Some(p) = preload {
             if !p.exists() {
                 return Err(format!("{} missing", p.display()));
@@ -123,6 +184,7 @@ pub fn main(
         let a = measure(
             prog,
             preload,
+            env,
             N1,
             baseline,
             &dir.join(format!("{name}.{N1}.out")),
@@ -130,6 +192,7 @@ pub fn main(
         let b = measure(
             prog,
             preload,
+            env,
             N2,
             baseline,
             &dir.join(format!("{name}.{N2}.out")),
@@ -139,7 +202,7 @@ pub fn main(
     rows.push(Row {
         name: "loop only".into(),
         how: "tiny-hot --raw --baseline: the same loop without the allocator calls".into(),
-        result: pair("loop", &system_prog, None, true),
+        result: pair("loop", &system_prog, None, &[], true),
     });
     for a in allocs {
         let prog = a.program(paths, "tiny-hot");
@@ -153,70 +216,142 @@ pub fn main(
             (None, true) => "in-process #[global_allocator]".into(),
             (None, false) => "glibc malloc".into(),
         };
-        let result = match broken.iter().find(|(n, _)| *n == a.name) {
+        let failed_build = broken.iter().find(|(n, _)| *n == a.name);
+        let result = match failed_build {
             Some((_, e)) => Err(e.clone()),
-            None => pair(a.name, &prog, a.preload.as_deref(), false),
+            None => pair(a.name, &prog, a.preload.as_deref(), &[], false),
         };
         rows.push(Row {
             name: a.name.to_string(),
-            how,
+            how: how.clone(),
             result,
+        });
+        if a.name != "hakmem" {
+            continue;
+        }
+        // hakmem's modes: `fast` (bins and caches on the built-in policy,
+        // no policy file, no learner) and a learner FROZEN on a saved
+        // policy (`learning` + `HAKMEM_POLICY`).
+        let lib = a.preload.clone().unwrap_or_default();
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let fast = [kv("HAKMEM_MODE", "fast")];
+        rows.push(Row {
+            name: "hakmem-fast".into(),
+            how: format!("{how}, HAKMEM_MODE=fast"),
+            result: match failed_build {
+                Some((_, e)) => Err(e.clone()),
+                None => pair("hakmem-fast", &prog, Some(&lib), &fast, false),
+            },
+        });
+        let frozen = match failed_build {
+            Some((_, e)) => Err(e.clone()),
+            None => saved_policy(&prog, &lib, &dir).and_then(|p| {
+                let env = [
+                    kv("HAKMEM_MODE", "learning"),
+                    kv("HAKMEM_POLICY", &p.to_string_lossy()),
+                ];
+                pair("hakmem-frozen", &prog, Some(&lib), &env, false)
+            }),
+        };
+        rows.push(Row {
+            name: "hakmem-frozen".into(),
+            how: format!(
+                "{how}, HAKMEM_MODE=learning HAKMEM_POLICY=callgrind/learned.policy (saved by a learning run of tiny-hot): starts FROZEN"
+            ),
+            result: frozen,
         });
     }
 
-    let loop_ir = rows[0]
-        .result
-        .as_ref()
-        .ok()
-        .and_then(|&(a, b)| per_iteration(a, b, N1, N2));
+    let per = |r: &Row, main: bool| -> Option<f64> {
+        let (a, b) = r.result.as_ref().ok()?;
+        if main {
+            per_iteration(a.main, b.main, N1, N2)
+        } else {
+            per_iteration(a.total, b.total, N1, N2)
+        }
+    };
+    let loop_ir = per(&rows[0], false);
+    let loop_main = per(&rows[0], true);
     let mut md = String::new();
     let _ = writeln!(md, "# hakmem bench-matrix --callgrind\n");
     let _ = writeln!(
         md,
         "Instructions (callgrind Ir) per iteration of `tiny-hot --raw --size 32 --live 100`: one free and one malloc of 32 bytes with 100 blocks live, \
          through `std::alloc` (Rust's shim, then the C `free`/`malloc`; straight into `hakmem::HakMem` for hakmem-inproc), \
-         measured as (Ir(N2) - Ir(N1)) / (N2 - N1) with N1 = {N1} and N2 = {N2}; \"allocator only\" subtracts the loop's own instructions. {version}.\n"
+         measured as (Ir(N2) - Ir(N1)) / (N2 - N1) with N1 = {N1} and N2 = {N2}; \"allocator only\" subtracts the loop's own instructions. \
+         \"main thread\" counts the allocating thread alone (`--separate-threads=yes`): the fast path, without a learner thread's periodic work. {version}.\n"
     );
-    let _ = writeln!(md, "| allocator | Ir per malloc+free pair (with loop) | allocator only | Ir at N1 | Ir at N2 | how |");
-    let _ = writeln!(md, "|---|--:|--:|--:|--:|---|");
-    let mut csv =
-        String::from("allocator,ir_per_pair,ir_per_pair_net_of_loop,ir_n1,ir_n2,n1,n2,status\n");
+    let _ = writeln!(md, "| allocator | Ir per malloc+free pair (with loop) | allocator only | main thread, allocator only | Ir at N1 | Ir at N2 | how |");
+    let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|---|");
+    let mut csv = String::from(
+        "allocator,ir_per_pair,ir_per_pair_net_of_loop,main_thread_ir_per_pair_net_of_loop,ir_n1,ir_n2,n1,n2,status\n",
+    );
     let mut failed = 0;
+    let net = |r: &Row, main: bool| -> Option<f64> {
+        let l = if main { loop_main } else { loop_ir };
+        match (per(r, main), l) {
+            (Some(p), Some(l)) if r.name != "loop only" => Some(p - l),
+            _ => None,
+        }
+    };
     for r in &rows {
         match &r.result {
             Ok((a, b)) => {
-                let per = per_iteration(*a, *b, N1, N2);
-                let net = match (per, loop_ir) {
-                    (Some(p), Some(l)) if r.name != "loop only" => Some(p - l),
-                    _ => None,
-                };
                 let f = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into());
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {a} | {b} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} |",
                     r.name,
-                    f(per),
-                    f(net),
+                    f(per(r, false)),
+                    f(net(r, false)),
+                    f(net(r, true)),
+                    a.total,
+                    b.total,
                     r.how
                 );
+                let g = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
                 let _ = writeln!(
                     csv,
-                    "{},{},{},{a},{b},{N1},{N2},ok",
+                    "{},{},{},{},{},{},{N1},{N2},ok",
                     csv_field(&r.name),
-                    per.map(|x| format!("{x:.3}")).unwrap_or_default(),
-                    net.map(|x| format!("{x:.3}")).unwrap_or_default()
+                    g(per(r, false)),
+                    g(net(r, false)),
+                    g(net(r, true)),
+                    a.total,
+                    b.total
                 );
             }
             Err(e) => {
                 failed += 1;
-                let _ = writeln!(md, "| {} | **FAILED** ({e}) | | | | {} |", r.name, r.how);
+                let _ = writeln!(md, "| {} | **FAILED** ({e}) | | | | | {} |", r.name, r.how);
                 let _ = writeln!(
                     csv,
-                    "{},,,,,{N1},{N2},{}",
+                    "{},,,,,,{N1},{N2},{}",
                     csv_field(&r.name),
                     csv_field(&format!("failed: {e}"))
                 );
             }
+        }
+    }
+    let find = |n: &str| rows.iter().find(|r| r.name == n);
+    if let (Some(fast), Some(frozen)) = (find("hakmem-fast"), find("hakmem-frozen")) {
+        if let (Some(fm), Some(zm), Some(ft), Some(zt)) = (
+            net(fast, true),
+            net(frozen, true),
+            net(fast, false),
+            net(frozen, false),
+        ) {
+            let _ = writeln!(md, "\n## FROZEN against `fast`\n");
+            let _ = writeln!(
+                md,
+                "- tiny fast path (main thread, allocator only): hakmem-frozen {zm:.2} vs hakmem-fast {fm:.2} Ir per pair: {:+.2}% (target: at most +1%)",
+                (zm - fm) / fm * 100.0
+            );
+            let _ = writeln!(
+                md,
+                "- whole process (with the learner thread's work in FROZEN: a size-histogram read every window, not on the allocation path; under valgrind it depends on how long the run takes): {zt:.2} vs {ft:.2}: {:+.2}%",
+                (zt - ft) / ft * 100.0
+            );
         }
     }
     if !notes.is_empty() {
@@ -241,6 +376,13 @@ mod tests {
         let err = "==12== Events    : Ir\n==12== Collected : 123456789\n==12==\n==12== I   refs:      123,456,789\n";
         assert_eq!(collected(err), Some(123_456_789));
         assert_eq!(collected("nothing here"), None);
+    }
+
+    #[test]
+    fn reads_a_thread_profile_summary() {
+        let p = "version: 1\ncreator: callgrind-3.19.0\npart: 1\nthread: 1\nsummary: 14801087\n\nfn=main\ntotals: 14801087\n";
+        assert_eq!(thread_summary(p), Some(14_801_087));
+        assert_eq!(thread_summary("totals: 5\n"), None);
     }
 
     #[test]
