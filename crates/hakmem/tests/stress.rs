@@ -8,6 +8,9 @@
 //!
 //! Bounded to a few seconds; `HAKMEM_STRESS_SECS` makes it run longer.
 
+mod common;
+use common::Rng;
+
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,20 +19,6 @@ static A: hakmem::HakMem = hakmem::HakMem;
 
 const THREADS: usize = 6;
 const SLOTS: usize = 4096;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Word 0: the size in words; word 1..: `cookie ^ i`.
 fn alloc_block(rng: &mut Rng) -> *mut u64 {
@@ -84,10 +73,7 @@ fn free_block(p: *mut u64) {
 
 #[test]
 fn stress_cross_thread() {
-    let secs: u64 = std::env::var("HAKMEM_STRESS_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let secs = common::stress_secs(3);
     let shared: Vec<AtomicPtr<u64>> = (0..SLOTS)
         .map(|_| AtomicPtr::new(std::ptr::null_mut()))
         .collect();

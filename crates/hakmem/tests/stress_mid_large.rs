@@ -11,6 +11,9 @@
 //!
 //! Bounded to a few seconds; `HAKMEM_STRESS_SECS` makes it run longer.
 
+mod common;
+use common::Rng;
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -19,19 +22,6 @@ static A: hakmem::HakMem = hakmem::HakMem;
 
 const THREADS: usize = 4;
 const SLOTS: usize = 256;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// A live block: `words` u64 words, word 0 = words, word 1 = id, the rest a
 /// pattern of (id, index). Only the first and last 64 words and every 509th
@@ -168,10 +158,7 @@ fn resize(rng: &mut Rng, b: Block) -> Block {
 
 #[test]
 fn stress_mid_large_cross_thread() {
-    let secs: u64 = std::env::var("HAKMEM_STRESS_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let secs = common::stress_secs(3);
     let shared: Vec<std::sync::Mutex<Option<Block>>> =
         (0..SLOTS).map(|_| std::sync::Mutex::new(None)).collect();
     let ops = AtomicU64::new(0);
