@@ -470,7 +470,7 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
 pub fn collect() -> bool {
     let before = crate::stats::released_counter();
     let _errno = ErrnoGuard::new();
-    let _ = with_heap(|h| h.collect());
+    let _ = crate::thread::with_own_heap(|h| h.collect());
     crate::state::POOL.trim(&PAGE_MAP);
     LARGE.trim(&PAGE_MAP, &cache_limits(POLICY.load()));
     crate::stats::released_counter() != before

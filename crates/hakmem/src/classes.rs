@@ -1,5 +1,5 @@
-//! The allocator's joint class numbering: tiny classes first (0..33), then
-//! mid classes (33..113). A superslab's class byte and a heap's bin index
+//! The allocator's joint class numbering: tiny classes first (0..32, 16 B to
+//! 1 KiB), then mid classes (32..112, up to 1 MiB). A superslab's class byte and a heap's bin index
 //! are this number; bins beyond it (and [`NO_CLASS`]) are disabled.
 
 use hakmem_mid_mt::{mid_class, mid_size, mid_span, MID_CLASSES, MID_MAX};

@@ -9,8 +9,12 @@ use hakmem_platform::SpinLock;
 
 use crate::state::{LARGE, ORPHANAGE, PAGE_MAP, POOL};
 
-/// Registers the handlers (once, from the first thread initialisation).
+/// Registers the handlers (once, at the end of the allocator's set-up).
 pub(crate) fn register() {
+    static DONE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if DONE.swap(true, core::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
     // SAFETY: registering plain extern "C" functions.
     unsafe { libc::pthread_atfork(Some(prepare), Some(after), Some(after_in_child)) };
 }

@@ -452,8 +452,10 @@ impl Heap {
         }
     }
 
-    /// Frees an own block whose bin is full (or disabled): spill half the
-    /// bin to the slabs, then keep the block.
+    /// Frees an own block the fast path did not take: its bin is full, or
+    /// disabled, or its class is one the fast path does not test (blocks
+    /// above 32 KiB). Into the bin if it has room; a full bin spills half to
+    /// the slabs first.
     #[cold]
     pub(crate) fn free_local(&mut self, p: *mut u8, class: usize) {
         // SAFETY: p is a block (≥ 16 bytes) of ours being freed.
@@ -461,6 +463,13 @@ impl Heap {
         let cap = self.bins[class].cap();
         if cap == 0 {
             self.return_block(p.cast());
+            return;
+        }
+        // SAFETY: p is a free block of this class that we own.
+        if unsafe { self.bins[class].try_push(p) } {
+            if self.pending.has_pending() {
+                self.process_pending();
+            }
             return;
         }
         let chain = self.bins[class].take((cap / 2).max(1));

@@ -36,11 +36,14 @@ pub(crate) fn ensure() {
 fn init_slow() {
     let _g = LOCK.lock();
     if STATE.load(Ordering::Acquire) != 0 {
-        // done, or running on this thread (a nested call from inside the
-        // set-up, e.g. a warning's write): carry on with what is set
+        // done by another thread meanwhile (the set-up itself never
+        // allocates, so it never nests)
         return;
     }
     STATE.store(1, Ordering::Relaxed);
+    if !hakmem_platform::Linux::check_page_size() {
+        hakmem_platform::fatal("unsupported page size (hakmem is built for 4 KiB pages)");
+    }
     let (opts, warnings) = Options::from_env();
     for w in warnings.iter() {
         emit(w.line().as_bytes());
@@ -88,6 +91,10 @@ fn init_slow() {
         crate::learner::want();
     }
     STATE.store(2, Ordering::Release);
+    drop(_g);
+    // After the set-up (pthread_atfork may allocate): every lock the fork
+    // handlers take can be held from now on, by any path.
+    crate::fork::register();
 }
 
 /// The options (the defaults before the set-up ran).

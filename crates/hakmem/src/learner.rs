@@ -237,15 +237,7 @@ fn minor_faults() -> u64 {
 }
 
 fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .map(|pages| pages * 4096)
-        .unwrap_or(0)
+    hakmem_platform::resident_bytes().unwrap_or(0)
 }
 
 fn config() -> (LearnerConfig, bool) {

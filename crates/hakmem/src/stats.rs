@@ -68,15 +68,7 @@ pub(crate) fn print(fd: i32) {
     use core::fmt::Write as _;
     let s = stats();
     let mut w = hakmem_sites::FdWriter::new(fd);
-    let rss = std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|t| {
-            t.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 4096;
+    let rss = hakmem_platform::resident_bytes().unwrap_or(0);
     let _ = writeln!(
         w,
         "hakmem stats: {} heaps ({} live), RSS {:.1} MiB, learner {}",

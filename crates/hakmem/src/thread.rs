@@ -40,6 +40,16 @@ pub(crate) fn with_heap<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
     with_heap_cold(f)
 }
 
+/// Runs `f` on the calling thread's own heap if it has one (never creates
+/// one: for giving memory back, which a thread without a heap has none of).
+pub(crate) fn with_own_heap<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
+    let slot = tls::slot();
+    // SAFETY: the slot is this thread's.
+    let h = unsafe { (*slot).heap };
+    // SAFETY: a thread's own heap is touched by this thread alone.
+    (h != PLACEHOLDER.get()).then(|| f(unsafe { &mut *h }))
+}
+
 #[cold]
 #[inline(never)]
 fn with_heap_cold<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
@@ -91,7 +101,6 @@ fn key() -> Option<libc::pthread_key_t> {
         return None;
     }
     KEY.store(key as usize + 1, Ordering::Release);
-    crate::fork::register();
     Some(key)
 }
 

@@ -239,6 +239,10 @@ impl<P: Pal> Large<P> {
         // SAFETY: our mapping; without MAYMOVE it only grows where it is.
         if unsafe { P::remap(base_nn, old_len, new_len, false) }.is_some() {
             h.map_len.store(new_len, Ordering::Relaxed);
+            if new_len >= huge_from && old_len < huge_from {
+                // SAFETY: our mapping (huge pages where it is aligned).
+                unsafe { P::advise_huge(base_nn, new_len) };
+            }
             // SAFETY: non-null.
             return Some((unsafe { NonNull::new_unchecked(user as *mut u8) }, new_len));
         }

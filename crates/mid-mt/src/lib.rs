@@ -1,9 +1,10 @@
 //! The mid box: size classes and slab geometry for 1 KiB < size ≤ 1 MiB.
 //!
 //! Mid blocks live in the same superslabs as tiny ones and move through the
-//! same per-thread bins, so a mid `malloc`/`free` pair costs a handful of
-//! instructions more than a tiny one (the class comes from a leading-zero
-//! count instead of a table). What is mid-specific is decided here:
+//! same per-thread bins: a mid `free` takes the same fast path as a tiny one
+//! (up to 32 KiB; bigger blocks are checked on the slow path), a mid
+//! `malloc` pops its bin on the slow path, after a leading-zero count finds
+//! the class. What is mid-specific is decided here:
 //!
 //! * the classes: eight per doubling, so rounding waste stays ≤ 12.5%;
 //! * the slab span: how many 64 KiB slots a slab of a class covers, so that

@@ -69,7 +69,8 @@ bitflags::bitflags! {
         const POLICY_FILE = 1 << 1;
         /// The learner thread runs.
         const LEARNER = 1 << 2;
-        /// The learner logs every decision through `tracing`.
+        /// The learner prints every decision on stderr (it emits `tracing`
+        /// events in every learning mode).
         const VERBOSE = 1 << 3;
     }
 }
@@ -315,8 +316,8 @@ pub static TABLE: [Spec; VARS] = [
         description: "Feature set (see the mode table): `minimal` turns every optimisation off \
                       (no bins, no caches, no pool retention); `fast` has bins and caches on the \
                       built-in policy; `balanced` adds a frozen policy from `HAKMEM_POLICY`; \
-                      `learning` adds the online learner; `research` adds verbose tracing of \
-                      the learner.",
+                      `learning` adds the online learner (its decisions are `tracing` events); \
+                      `research` also prints each decision on stderr.",
     },
     Spec {
         var: Var::LearnWindowMs,
@@ -1021,7 +1022,7 @@ pub fn write_markdown(w: &mut dyn fmt::Write) -> fmt::Result {
     writeln!(w)?;
     writeln!(
         w,
-        "| mode | bins and caches | `HAKMEM_POLICY` | learner | verbose tracing |"
+        "| mode | bins and caches | `HAKMEM_POLICY` | learner | decisions on stderr |"
     )?;
     writeln!(w, "|---|---|---|---|---|")?;
     for mode in Mode::ALL {

@@ -36,7 +36,7 @@ const TOP_LEN: usize = 1 << (47 - TOP_SHIFT);
 /// | bits | meaning |
 /// |---|---|
 /// | `0` | not hakmem's |
-/// | `tag << 8 \| class` | a superslab slot: owner tag and class byte (`0xFF`: no block here) |
+/// | `tag << 13 \| class << 5` | a superslab slot: owner tag and class (`NO_CLASS`: no block here); `entry ^ key(tag)` is then the class's bin offset in the owner's heap |
 /// | `LARGE_BIT \| k` | the slot of a large block's user pointer, which lies `k` pages after its header |
 ///
 /// Tags: [`Entry::FREE_TAG`] for a superslab parked in the pool,

@@ -15,5 +15,5 @@ mod spin;
 
 pub use errno::{errno, set_errno, ErrnoGuard};
 pub use fatal::{fatal, fatal_at, Line};
-pub use os::{thp_available, Linux, Pal, CHUNK_SIZE, PAGE_SIZE};
+pub use os::{resident_bytes, thp_available, Linux, Pal, CHUNK_SIZE, PAGE_SIZE};
 pub use spin::{SpinGuard, SpinLock};

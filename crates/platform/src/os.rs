@@ -3,12 +3,14 @@
 use core::ptr::NonNull;
 
 /// The page size hakmem's layouts assume (x86_64 / aarch64 Linux with 4 KiB
-/// pages). [`Linux::check_page_size`] verifies it once at start-up.
+/// pages). [`Linux::check_page_size`] verifies it once at start-up (the
+/// allocator's set-up aborts with a one-line message otherwise).
 pub const PAGE_SIZE: usize = 4096;
 
-/// The granule of hakmem's address-space registry: superslabs are exactly one
-/// chunk, and large mappings are whole, chunk-aligned multiples of it, so
-/// `ptr & !(CHUNK_SIZE - 1)` names the one owner of any address.
+/// The superslab size and alignment: `ptr & !(CHUNK_SIZE - 1)` finds a
+/// small block's superslab header. Large mappings are page-aligned (chunk
+/// aligned from the huge-page threshold up) and registered by the 64 KiB
+/// slot of their user pointer instead.
 pub const CHUNK_SIZE: usize = 2 << 20;
 
 /// The operating-system interface every box is written against.
@@ -86,21 +88,44 @@ pub fn thp_available() -> bool {
         _ => {}
     }
     let mut buf = [0u8; 128];
-    let path = b"/sys/kernel/mm/transparent_hugepage/enabled\0";
+    let n = read_small(b"/sys/kernel/mm/transparent_hugepage/enabled\0", &mut buf);
+    let on = n.is_some_and(|n| !contains(&buf[..n], b"[never]"));
+    STATE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+    on
+}
+
+/// Reads up to `buf.len()` bytes of the file at `path` (NUL-terminated)
+/// without allocating; the number of bytes read, or `None`.
+fn read_small(path: &[u8], buf: &mut [u8]) -> Option<usize> {
+    debug_assert_eq!(path.last(), Some(&0));
     // SAFETY: a NUL-terminated path; reading into our own buffer.
     let n = unsafe {
         let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
         if fd < 0 {
-            -1
-        } else {
-            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-            libc::close(fd);
-            n
+            return None;
         }
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
     };
-    let on = n > 0 && !contains(&buf[..n as usize], b"[never]");
-    STATE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
-    on
+    (n > 0).then_some(n as usize)
+}
+
+/// The process's resident set in bytes (`/proc/self/statm`), read without
+/// allocating; `None` if it cannot be read.
+pub fn resident_bytes() -> Option<u64> {
+    let mut buf = [0u8; 128];
+    let n = read_small(b"/proc/self/statm\0", &mut buf)?;
+    // the second field: resident pages
+    let field = buf[..n].split(|&b| b == b' ').nth(1)?;
+    let mut pages = 0u64;
+    for &d in field {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        pages = pages.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(pages * PAGE_SIZE as u64)
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -243,6 +268,23 @@ impl Pal for Linux {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resident_bytes_follow_touched_memory() {
+        let before = resident_bytes().expect("statm readable");
+        assert!(before > 0 && before.is_multiple_of(PAGE_SIZE as u64));
+        let len = 32 << 20;
+        let p = Linux::map(len, PAGE_SIZE).unwrap();
+        // SAFETY: our fresh mapping.
+        unsafe { core::ptr::write_bytes(p.as_ptr(), 1, len) };
+        let after = resident_bytes().unwrap();
+        // SAFETY: our mapping, unused afterwards.
+        unsafe { Linux::unmap(p, len) };
+        assert!(
+            after >= before + (len as u64) * 3 / 4,
+            "{before} -> {after}"
+        );
+    }
 
     #[test]
     fn remap_to_moves_pages_to_an_aligned_target() {

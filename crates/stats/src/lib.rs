@@ -212,8 +212,6 @@ pub struct LargeCounters {
     pub frees: SharedCounter,
     /// Bytes mapped for live large blocks now.
     pub bytes_live: SharedCounter,
-    /// Bytes held in the cache now.
-    pub bytes_cached: SharedCounter,
     /// Reallocations done by resizing the mapping (in place or by moving
     /// its pages) instead of copying.
     pub resizes: SharedCounter,
@@ -226,7 +224,6 @@ impl LargeCounters {
             allocs: SharedCounter::new(),
             frees: SharedCounter::new(),
             bytes_live: SharedCounter::new(),
-            bytes_cached: SharedCounter::new(),
             resizes: SharedCounter::new(),
         }
     }
