@@ -33,11 +33,10 @@ pub fn main(opts: &Options) -> Result<(), String> {
     if allocs.is_empty() {
         return Err("no allocator to run".into());
     }
-    let selected = workloads::select(&opts.filter)?;
-    let ab_selected = if opts.ab {
-        workloads::select_ab(&opts.filter)?
+    let (selected, ab_selected) = if opts.ab {
+        (Vec::new(), workloads::select_ab(&opts.filter)?)
     } else {
-        Vec::new()
+        (workloads::select(&opts.filter)?, Vec::new())
     };
     if opts.list {
         if opts.ab {

@@ -380,7 +380,11 @@ impl Learner {
         // lifecycle's workload signature when it has enough allocations.
         let idle = w.ops < self.cfg.min_window_ops;
         let counted: u64 = w.size_hist.iter().sum();
-        let sig = if idle && counted < self.cfg.min_window_ops {
+        // The histogram counts the blocks that slow-path refills moved, so
+        // it depends on the policy too (4x bins refill a quarter as often):
+        // only windows that ran the accepted policy tell the workload's
+        // signature, never a candidate's.
+        let sig = if (idle && counted < self.cfg.min_window_ops) || before != self.accepted {
             None
         } else {
             Signature::from_counts(&w.size_hist)
@@ -551,6 +555,7 @@ impl Learner {
                     self.reference = None;
                     self.lifecycle.change_accepted(now);
                     self.restart_sweep();
+                    self.lifecycle.reset_signature();
                     step.push(Event::RolledBack {
                         knob: epoch.knob,
                         from: to_level,
@@ -589,6 +594,9 @@ impl Learner {
             self.safety.start_probation(cur.mean().unwrap_or(0.0));
             self.lifecycle.change_accepted(now);
             self.restart_sweep();
+            // the new policy refills differently: its windows set a new
+            // reference signature
+            self.lifecycle.reset_signature();
             epoch.probation_from = Some(from);
             step.push(Event::Accepted {
                 knob: epoch.knob,

@@ -162,6 +162,14 @@ impl Lifecycle {
         self.sweeps = 0;
     }
 
+    /// Forgets the reference signature (the next window with allocations
+    /// sets it): the policy changed, and with it the refill counts the
+    /// signature is made of.
+    pub fn reset_signature(&mut self) {
+        self.reference = None;
+        self.shifted = 0;
+    }
+
     /// The learner finished a sweep over every knob.
     pub fn sweep_completed(&mut self) {
         self.sweeps = self.sweeps.saturating_add(1);
@@ -379,6 +387,23 @@ mod tests {
         assert_eq!(run(&mut l, 7000, 17_000, &large()), []);
         l.sweep_completed();
         assert_eq!(l.on_window(18_000, None), Some(Transition::Converged));
+    }
+
+    #[test]
+    fn a_reset_signature_is_set_again_by_the_next_window() {
+        let mut l = Lifecycle::new(cfg(), Phase::Frozen, 0);
+        l.on_window(1000, Some(&small()));
+        l.on_window(2000, Some(&large()));
+        l.reset_signature();
+        assert_eq!(l.reference(), None);
+        assert_eq!(l.on_window(3000, Some(&large())), None);
+        assert_eq!(
+            l.on_window(4000, Some(&large())),
+            None,
+            "large is the reference now"
+        );
+        assert_eq!(l.reference(), Some(&large()));
+        assert_eq!(l.phase(), Phase::Frozen);
     }
 
     #[test]
