@@ -81,6 +81,10 @@ pub struct KnobSpec {
     /// The request sizes it concerns, `(lo, hi]` in bytes; `None`: every
     /// size (decay, pool).
     pub sizes: Option<(u64, u64)>,
+    /// A step up may hold much more memory, and one window of it can raise
+    /// the process's peak RSS for good: the learner tries it only once the
+    /// step down did not win.
+    pub cautious_up: bool,
 }
 
 /// Bin capacities step by 4: measured in the learner's observation slices,
@@ -111,6 +115,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
         levels: &[0, 16 * MIB, 64 * MIB, 128 * MIB, 256 * MIB, 1024 * MIB],
         scale: Scale::Absolute,
         sizes: Some(LARGE_ALL),
+        cautious_up: true,
     },
     KnobSpec {
         id: KnobId::TinyCapSmall,
@@ -118,6 +123,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
         levels: CAP_STEPS,
         scale: Scale::Relative,
         sizes: Some(TINY_SMALL),
+        cautious_up: false,
     },
     KnobSpec {
         id: KnobId::TinyCapMedium,
@@ -125,6 +131,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
         levels: CAP_STEPS,
         scale: Scale::Relative,
         sizes: Some(TINY_MEDIUM),
+        cautious_up: false,
     },
     KnobSpec {
         id: KnobId::TinyCapLarge,
@@ -132,6 +139,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
         levels: CAP_STEPS,
         scale: Scale::Relative,
         sizes: Some(TINY_LARGE),
+        cautious_up: false,
     },
     KnobSpec {
         id: KnobId::MidCapSmall,
@@ -139,6 +147,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
         levels: CAP_STEPS,
         scale: Scale::Relative,
         sizes: Some(MID_SMALL),
+        cautious_up: false,
     },
     KnobSpec {
         id: KnobId::MidCapMedium,
@@ -146,6 +155,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
         levels: CAP_STEPS,
         scale: Scale::Relative,
         sizes: Some(MID_MEDIUM),
+        cautious_up: false,
     },
     KnobSpec {
         id: KnobId::MidCapLarge,
@@ -153,6 +163,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
         levels: CAP_STEPS,
         scale: Scale::Relative,
         sizes: Some(MID_LARGE),
+        cautious_up: false,
     },
     KnobSpec {
         id: KnobId::MidWmax,
@@ -160,6 +171,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
         levels: WMAX_STEPS,
         scale: Scale::Absolute,
         sizes: Some(MID_ALL),
+        cautious_up: false,
     },
     KnobSpec {
         id: KnobId::LargeCacheMaxBlock,
@@ -176,6 +188,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
         ],
         scale: Scale::Absolute,
         sizes: Some(LARGE_ALL),
+        cautious_up: false,
     },
     KnobSpec {
         id: KnobId::LargeWmax,
@@ -183,6 +196,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
         levels: WMAX_STEPS,
         scale: Scale::Absolute,
         sizes: Some(LARGE_ALL),
+        cautious_up: false,
     },
     KnobSpec {
         id: KnobId::ThpThreshold,
@@ -192,6 +206,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
         levels: &[2 * MIB, 4 * MIB, 8 * MIB, 16 * MIB, 32 * MIB, 64 * MIB],
         scale: Scale::Absolute,
         sizes: Some(LARGE_ALL),
+        cautious_up: false,
     },
     KnobSpec {
         id: KnobId::DecayMs,
@@ -199,6 +214,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
         levels: &[100, 250, 500, 1000, 2000, 5000, 10_000],
         scale: Scale::Absolute,
         sizes: None,
+        cautious_up: false,
     },
     KnobSpec {
         id: KnobId::PoolDirty,
@@ -206,6 +222,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
         levels: &[0, 2, 4, 8, 16, 32, 64],
         scale: Scale::Absolute,
         sizes: None,
+        cautious_up: false,
     },
 ];
 

@@ -14,7 +14,9 @@
 //!   current + 1}; each window plays one of them and its reward (against
 //!   the policy in force when the epoch began) updates the bandit. Once the
 //!   current level and the bandit's best have each been played
-//!   `min_pulls` times, the best one's advantage (counted only if it is
+//!   `min_pulls` times (a knob whose step up may hold much more memory,
+//!   the large cache's budget, tries it only once its step down had its
+//!   plays and is not ahead), the best one's advantage (counted only if it is
 //!   also `z` = 2 standard errors clear of the noise, pooled over the
 //!   epoch's arms) is evidence for [`Safety`]: 8% better 3 windows in a
 //!   row and the change is accepted,
@@ -647,13 +649,35 @@ impl Learner {
             return;
         };
         let n = epoch.candidates.len();
+        // A cautious knob's step up waits until its step down had its
+        // plays and is not ahead of the current level.
+        let current = epoch.candidates.level(0);
+        let arm_of =
+            |pred: &dyn Fn(usize) -> bool| (1..n).find(|&a| pred(epoch.candidates.level(a)));
+        let (lower, upper) = (arm_of(&|l| l < current), arm_of(&|l| l > current));
+        let blocked = match (epoch.knob.spec().cautious_up, lower, upper) {
+            (true, Some(lo), Some(up)) => {
+                let (s_lo, s_cur) = (self.selector.stats(lo), self.selector.stats(0));
+                let lower_ahead = match (s_lo.mean(), s_cur.mean()) {
+                    (Some(a), Some(b)) => a >= b,
+                    _ => true,
+                };
+                (s_lo.pulls < self.cfg.min_pulls || lower_ahead).then_some(up)
+            }
+            _ => None,
+        };
+        let allowed = |a: &usize| Some(*a) != blocked;
         let least = (0..n)
+            .filter(allowed)
             .min_by_key(|&a| self.selector.stats(a).pulls)
             .unwrap_or(0);
         let arm = if self.selector.stats(least).pulls < self.cfg.min_pulls {
             least
         } else {
-            self.selector.select(&mut self.rng).min(n - 1)
+            match self.selector.select(&mut self.rng).min(n - 1) {
+                a if Some(a) == blocked => least,
+                a => a,
+            }
         };
         epoch.arm = arm;
         let level = epoch.candidates.level(arm);

@@ -486,3 +486,32 @@ fn under_five_percent_noise() {
     );
     assert!(found >= 17, "found in {found} of 20 runs");
 }
+
+/// A program whose large cache only holds memory: a smaller budget is
+/// found, and the bigger one is never tried on the way (a window of it
+/// could fill it and raise the peak RSS for good), since the step down was
+/// winning.
+#[test]
+fn a_smaller_cache_is_found_without_trying_a_bigger_one() {
+    for seed in 1..=5 {
+        let mut l = Learner::new(&DEFAULT_POLICY, cfg(seed));
+        let mut prog = Program {
+            rng: Rng::new(seed),
+            noise: 0.02,
+            hist: hist(&[(3 << 20, 20), (64, 500)]),
+            model: Box::new(|p| (1.0, 100 * MIB + p.large_cache_budget as u64)),
+        };
+        let mut t = start(&DEFAULT_POLICY);
+        run(&mut l, &mut prog, 200, &mut t);
+        assert!(
+            l.accepted_policy().large_cache_budget < DEFAULT_POLICY.large_cache_budget,
+            "seed {seed}"
+        );
+        let default_level = initial_levels(&DEFAULT_POLICY).get(KnobId::LargeCacheBudget);
+        assert_eq!(
+            t.count(|e| matches!(e, Event::Explore { knob: KnobId::LargeCacheBudget, level } if *level > default_level)),
+            0,
+            "seed {seed}: a bigger cache was explored"
+        );
+    }
+}
