@@ -75,6 +75,8 @@ pub const ALL: &[Workload] = &[
     w("cache-scratch", "cache-scratch", true, &["--size", "8", "--writes", "50"], &["--iters", "4M"], &["--iters", "1500k"]),
     w("cache-thrash", "cache-thrash", true, &["--size", "8", "--writes", "50"], &["--iters", "6M"], &["--iters", "2M"]),
     w("producer-consumer", "producer-consumer", true, &["--min", "16", "--max", "1024"], &["--blocks", "3M"], &["--blocks", "1M"]),
+    w("site-lifetimes", "site-lifetimes", false, &[], &["--phases", "16"], &["--phases", "8"]),
+    w("site-lifetimes-noplace", "site-lifetimes", false, &["--placement", "off"], &["--phases", "16"], &["--phases", "8"]),
 ];
 
 /// The workloads of the learning A/B (`--ab`) whose best policy differs

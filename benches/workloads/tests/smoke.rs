@@ -80,6 +80,11 @@ fn workloads() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
             &["--blocks", "5k"],
         ),
         (
+            "site-lifetimes",
+            env!("CARGO_BIN_EXE_site-lifetimes"),
+            &["--phases", "3", "--phase-bytes", "1M", "--work-ms", "1"],
+        ),
+        (
             "request-burst",
             env!("CARGO_BIN_EXE_request-burst"),
             &["--requests", "20", "--objects", "2000"],

@@ -138,7 +138,7 @@ fn main() {
         "on".to_string(),
         "hakmem's site-aware placement: on or off",
     );
-    let _c = a.common(1);
+    let c = a.common(1);
     a.finish();
     let sizes = [
         48usize, 96, 160, 256, 384, 512, 768, 1024, 2048, 4096, 200, 640,
@@ -157,8 +157,11 @@ fn main() {
         _ => "on",
     };
 
+    let expected: u64 = (0..phases)
+        .map(|ph| 2 * (phase_bytes / sizes[ph % sizes.len()]) as u64)
+        .sum();
+    let mut s = c.sampler(expected);
     let start = Instant::now();
-    let mut ops = 0u64;
     let mut long: Vec<(*mut u8, usize)> = Vec::new();
     let mut short: Vec<*mut u8> = Vec::new();
     let mut work = Duration::ZERO;
@@ -167,11 +170,11 @@ fn main() {
         let blocks = phase_bytes / size;
         for i in 0..blocks {
             let p = if i % long_every == 0 {
-                let p = api.alloc_long(size);
+                let p = s.call(|| api.alloc_long(size));
                 long.push((p, size));
                 p
             } else {
-                let p = api.alloc_short(size);
+                let p = s.call(|| api.alloc_short(size));
                 short.push(p);
                 p
             };
@@ -184,9 +187,8 @@ fn main() {
                 p.add(size - 1).write(ph as u8);
             }
         }
-        ops += 2 * blocks as u64 - (blocks / long_every) as u64;
         for p in short.drain(..) {
-            free(p);
+            s.call(|| free(p));
         }
         let t = Instant::now();
         std::thread::sleep(Duration::from_millis(work_ms));
@@ -203,7 +205,8 @@ fn main() {
         }
         live += size;
     }
-    let line = Report::new("site-lifetimes", 1, ops, elapsed)
+    let line = Report::new("site-lifetimes", 1, s.calls(), elapsed)
+        .samples(&s)
         .extra("rss_end_kb", rss_end)
         .extra("live_kb", live / 1024)
         .extra("api", api.name())
