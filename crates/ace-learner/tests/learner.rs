@@ -515,3 +515,38 @@ fn a_smaller_cache_is_found_without_trying_a_bigger_one() {
         );
     }
 }
+
+/// A candidate far behind the current level is dropped after
+/// `drop_after` plays instead of being played `min_pulls` times: the
+/// program runs the losing arm as little as possible.
+#[test]
+fn a_losing_candidate_is_dropped_early() {
+    for seed in 1..=5 {
+        let mut l = Learner::new(&DEFAULT_POLICY, cfg(seed));
+        let mut prog = tiny_program(seed);
+        prog.model = Box::new(|p| {
+            (
+                if tiny32_multiplier(p) < 1000 {
+                    0.5
+                } else {
+                    1.0
+                },
+                100 * MIB,
+            )
+        });
+        let mut t = start(&DEFAULT_POLICY);
+        // the first epoch: 20 windows
+        run(&mut l, &mut prog, 21, &mut t);
+        let low = t.count(|e| {
+            matches!(
+                e,
+                Event::Explore {
+                    knob: KnobId::TinyCapSmall,
+                    level: 0
+                }
+            )
+        });
+        assert_eq!(low as u32, cfg(seed).drop_after, "seed {seed}");
+        assert!(cfg(seed).drop_after < cfg(seed).min_pulls);
+    }
+}
