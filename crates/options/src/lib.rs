@@ -327,10 +327,11 @@ pub static TABLE: [Spec; VARS] = [
             min: 10,
             max: 60_000,
         },
-        default: "1000",
-        fallback: "using 1000",
+        default: "50",
+        fallback: "using 50",
         description: "Length of a learning window in ms: the learner measures, scores and may \
-                      change the policy once per window (learning modes).",
+                      change the policy once per window (learning modes). Convergence takes \
+                      about a hundred windows: 50 ms converges in seconds.",
     },
     Spec {
         var: Var::Policy,
@@ -825,7 +826,7 @@ impl Options {
     /// Every default.
     pub const DEFAULT: Options = Options {
         mode: Mode::Balanced,
-        learn_window_ms: 1000,
+        learn_window_ms: 50,
         policy: None,
         policy_save: None,
         stats: false,

@@ -38,7 +38,7 @@ fn nothing_set_gives_the_defaults() {
     assert_eq!(o, Options::default());
     assert!(w.is_empty());
     assert_eq!(o.mode, Mode::Balanced);
-    assert_eq!(o.learn_window_ms, 1000);
+    assert_eq!(o.learn_window_ms, 50);
     assert_eq!(o.selector, SelectorKind::Ucb1);
     assert_eq!(o.canary_permille, 50);
     assert_eq!(o.sites_sample, 12);
@@ -127,17 +127,17 @@ fn every_variable_with_bad_values() {
         (
             "HAKMEM_LEARN_WINDOW_MS",
             "1s",
-            "hakmem: HAKMEM_LEARN_WINDOW_MS=1s: expected a number in 10..=60000, using 1000",
+            "hakmem: HAKMEM_LEARN_WINDOW_MS=1s: expected a number in 10..=60000, using 50",
         ),
         (
             "HAKMEM_LEARN_WINDOW_MS",
             "9",
-            "hakmem: HAKMEM_LEARN_WINDOW_MS=9: out of range 10..=60000, using 1000",
+            "hakmem: HAKMEM_LEARN_WINDOW_MS=9: out of range 10..=60000, using 50",
         ),
         (
             "HAKMEM_LEARN_WINDOW_MS",
             "-5",
-            "hakmem: HAKMEM_LEARN_WINDOW_MS=-5: expected a number in 10..=60000, using 1000",
+            "hakmem: HAKMEM_LEARN_WINDOW_MS=-5: expected a number in 10..=60000, using 50",
         ),
         (
             "HAKMEM_POLICY",
