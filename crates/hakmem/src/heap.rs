@@ -394,6 +394,13 @@ impl Heap {
             self.take_in(ss);
             return NewSlab::Retry;
         }
+        // Empty slabs kept for their own classes give their slots to this
+        // one before new memory is taken (a program that moves from size to
+        // size would otherwise hold a budget's worth of idle slabs).
+        if self.empty_bytes > 0 {
+            self.release_retained();
+            return NewSlab::Retry;
+        }
         let Some(mut ss) = POOL.acquire(&PAGE_MAP, self.tag, &self.pending) else {
             if self.reclaimed {
                 self.reclaimed = false;
@@ -544,6 +551,25 @@ impl Heap {
         self.empty_bytes += bytes;
         h.set_state(S_PARTIAL | F_RETAINED);
         self.partial[class].push_back(&mut h);
+    }
+
+    /// Gives every retained empty slab back to its superslab now.
+    #[cold]
+    fn release_retained(&mut self) {
+        let now = Os::now_ms();
+        for c in 0..NCLASSES {
+            let mut next = self.partial[c].first();
+            while let Some(s) = next {
+                next = self.partial[c].next_after(s);
+                // SAFETY: listed slabs are ours.
+                let mut h = unsafe { s.handle() };
+                if h.state() & F_RETAINED != 0 && h.is_releasable() {
+                    self.partial[c].remove(&mut h);
+                    self.unretain(&h);
+                    self.release_slab(h, now);
+                }
+            }
+        }
     }
 
     /// Stops counting a slab as retained-empty (it is being reused or

@@ -114,8 +114,17 @@ fn fail(msg: &str) -> ! {
 }
 
 fn free(p: *mut u8) {
-    // SAFETY: a live block from malloc or the hakmem API (free takes both).
-    unsafe { libc::free(p.cast()) }
+    // SAFETY: a live block from this build's allocator: hakmem's (in-process
+    // build) or whatever `malloc` is (preloaded hakmem takes both kinds).
+    #[cfg(feature = "global-hakmem")]
+    unsafe {
+        hakmem::free(p)
+    }
+    // SAFETY: as above.
+    #[cfg(not(feature = "global-hakmem"))]
+    unsafe {
+        libc::free(p.cast())
+    }
 }
 
 fn main() {
