@@ -72,13 +72,17 @@ pub struct LifecycleConfig {
     pub shift_windows: u32,
     /// Weight of a new window in the learning reference signature.
     pub signature_alpha: f64,
+    /// During the first this many windows with a signature the reference is
+    /// the latest window and shifts are not looked for: a program's
+    /// start-up is a transient, not the workload to compare with.
+    pub warmup_windows: u32,
 }
 
 impl LifecycleConfig {
     /// Defaults: converged after 1 s and one sweep without a change (the
     /// sweep, about 1 s per relevant knob with 50 ms windows, is what
     /// takes time); FROZEN 30 s, CANARY 30 s; shift at L1 > 0.5 for 2
-    /// windows.
+    /// windows, looked for after a warm-up of 4 windows.
     pub const DEFAULT: LifecycleConfig = LifecycleConfig {
         converge_ms: 1000,
         min_sweeps: 1,
@@ -87,6 +91,7 @@ impl LifecycleConfig {
         shift_threshold: 0.5,
         shift_windows: 2,
         signature_alpha: 0.2,
+        warmup_windows: 4,
     };
 }
 
@@ -109,6 +114,8 @@ pub struct Lifecycle {
     sweeps: u32,
     reference: Option<Signature>,
     shifted: u32,
+    /// Windows with a signature seen so far (up to the warm-up).
+    seen: u32,
 }
 
 impl Lifecycle {
@@ -123,6 +130,7 @@ impl Lifecycle {
             sweeps: 0,
             reference: None,
             shifted: 0,
+            seen: 0,
         }
     }
 
@@ -188,8 +196,11 @@ impl Lifecycle {
     /// allocations). Returns the transition it caused, if any.
     pub fn on_window(&mut self, now_ms: u64, sig: Option<&Signature>) -> Option<Transition> {
         if let Some(sig) = sig {
+            let warming = self.seen < self.cfg.warmup_windows;
+            self.seen = self.seen.saturating_add(1);
             match &mut self.reference {
                 None => self.reference = Some(*sig),
+                Some(r) if warming => *r = *sig,
                 Some(r) => {
                     if r.l1(sig) > self.cfg.shift_threshold {
                         self.shifted += 1;
@@ -264,11 +275,40 @@ mod tests {
     /// The lifecycle these tests walk through: convergence after 10 s (the
     /// default is 1 s; 10 s keeps the convergence clock apart from the
     /// 1 s windows of the tests).
+    /// The tests below check shifts from the second window on: no warm-up
+    /// (tested on its own).
     fn cfg() -> LifecycleConfig {
         LifecycleConfig {
             converge_ms: 10_000,
+            warmup_windows: 0,
             ..LifecycleConfig::DEFAULT
         }
+    }
+
+    #[test]
+    fn start_up_windows_build_the_reference_and_are_not_shifts() {
+        let c = LifecycleConfig {
+            warmup_windows: 4,
+            ..cfg()
+        };
+        let mut l = Lifecycle::new(c, Phase::Frozen, 0);
+        // start-up: two windows of one shape, then the steady workload
+        l.on_window(1000, Some(&large()));
+        l.on_window(2000, Some(&large()));
+        for t in 3..=4 {
+            assert_eq!(l.on_window(t * 1000, Some(&small())), None, "warm-up");
+        }
+        // the reference is the steady shape; it stays FROZEN
+        for t in 5..=10 {
+            assert_eq!(l.on_window(t * 1000, Some(&small())), None);
+        }
+        assert_eq!(l.phase(), Phase::Frozen);
+        // after the warm-up a real shift is seen as before
+        l.on_window(11_000, Some(&large()));
+        assert_eq!(
+            l.on_window(12_000, Some(&large())),
+            Some(Transition::Shifted)
+        );
     }
 
     /// Runs 1 s windows of `s` from `from` (exclusive) to `to` (inclusive),
