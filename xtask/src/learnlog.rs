@@ -1,5 +1,5 @@
 //! The learner's events in a `HAKMEM_MODE=research` run's standard error
-//! (`hakmem: learner: <event> (ops … p99 … ns rss … MiB)`, one line per
+//! (`hakmem: learner: <event> (t=… ms ops … p99 … ns rss … MiB)`, one line per
 //! event), timed by their arrival, and what the A/B reports of them: when
 //! the learner reached FROZEN, which changes it kept, and whether it
 //! noticed a phase change and converged again.
@@ -43,7 +43,9 @@ fn field<'a>(body: &'a str, name: &str) -> Option<&'a str> {
 /// learner events.
 pub fn parse_line(t: f64, line: &str) -> Option<Event> {
     let rest = line.strip_prefix(PREFIX)?;
-    let body = match rest.rfind(" (ops ") {
+    // the measurements in parentheses: `(t=… ms ops …)`, or `(ops …)` from
+    // builds before the learner's clock was printed
+    let body = match rest.rfind(" (t=").or_else(|| rest.rfind(" (ops ")) {
         Some(i) => &rest[..i],
         None => rest,
     }
@@ -165,6 +167,19 @@ mod tests {
                 from: 2,
                 to: 3
             }
+        );
+        assert_eq!(
+            parse_line(
+                1.6,
+                "hakmem: learner: Kept { knob: MidCapSmall, level: 2 } (t=1550 ms ops 9 p99 41 ns rss 5 MiB)",
+            )
+            .unwrap()
+            .kind,
+            Kind::Kept {
+                knob: "MidCapSmall".into(),
+                level: 2
+            },
+            "with the learner's clock"
         );
         assert_eq!(
             parse_line(

@@ -277,6 +277,7 @@ fn run() {
     let mut seen = [0u32; 4096];
     let mut last = snapshot(None, &mut seen);
     let mut faults = minor_faults();
+    let birth = Instant::now();
     loop {
         let phase = learner.phase();
         PHASE.store(phase_code(phase), Ordering::Relaxed);
@@ -323,7 +324,8 @@ fn run() {
                 use core::fmt::Write as _;
                 let _ = write!(
                     l,
-                    "hakmem: learner: {e:?} (ops {} p99 {:.0} ns rss {} MiB)",
+                    "hakmem: learner: {e:?} (t={} ms ops {} p99 {:.0} ns rss {} MiB)",
+                    birth.elapsed().as_millis(),
                     w.ops,
                     w.latency_p99_ns,
                     w.rss_bytes >> 20
