@@ -397,8 +397,7 @@ impl Heap {
         // Empty slabs kept for their own classes give their slots to this
         // one before new memory is taken (a program that moves from size to
         // size would otherwise hold a budget's worth of idle slabs).
-        if self.empty_bytes > 0 {
-            self.release_retained();
+        if self.empty_bytes > 0 && self.release_retained() {
             return NewSlab::Retry;
         }
         let Some(mut ss) = POOL.acquire(&PAGE_MAP, self.tag, &self.pending) else {
@@ -553,10 +552,13 @@ impl Heap {
         self.partial[class].push_back(&mut h);
     }
 
-    /// Gives every retained empty slab back to its superslab now.
+    /// Gives every retained empty slab back to its superslab now; false if
+    /// there was none it could release (one waiting in a pending list
+    /// stays).
     #[cold]
-    fn release_retained(&mut self) {
+    fn release_retained(&mut self) -> bool {
         let now = Os::now_ms();
+        let mut any = false;
         for c in 0..NCLASSES {
             let mut next = self.partial[c].first();
             while let Some(s) = next {
@@ -567,9 +569,11 @@ impl Heap {
                     self.partial[c].remove(&mut h);
                     self.unretain(&h);
                     self.release_slab(h, now);
+                    any = true;
                 }
             }
         }
+        any
     }
 
     /// Stops counting a slab as retained-empty (it is being reused or
