@@ -324,7 +324,19 @@ impl Heap {
                     self.stats.classes[class].remote_drained.add(n as u64);
                 }
                 if h.available() > 0 {
+                    let carved = h.carved();
                     let mut chain = h.take(want);
+                    if crate::secure::on() && h.carved() > carved {
+                        // SAFETY: blocks carved..h.carved() were just carved
+                        // from this slab and are ours.
+                        unsafe {
+                            crate::secure::forget_fresh(
+                                h.data(),
+                                h.block_size() as usize,
+                                carved as usize..h.carved() as usize,
+                            )
+                        };
+                    }
                     if h.is_full() {
                         h.set_state(S_FULL);
                         self.current[class] = ptr::null_mut();

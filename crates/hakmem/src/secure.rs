@@ -112,6 +112,27 @@ pub(crate) unsafe fn on_alloc(p: *mut u8, block_size: usize) {
     }
 }
 
+/// Blocks `range` of a slab at `data` were just carved from memory the slab
+/// had not used in its present life: a tag left there by an earlier life of
+/// the slot (the same address freed in a block of the same size, then the
+/// slot reused for another class that wrote over the body) would read as a
+/// write after free. Their tag slots are cleared.
+///
+/// # Safety
+/// The blocks must be freshly carved blocks of `block_size` bytes of the slab
+/// whose first block is at `data`, not yet handed out.
+pub(crate) unsafe fn forget_fresh(
+    data: *mut u8,
+    block_size: usize,
+    range: core::ops::Range<usize>,
+) {
+    for i in range {
+        let p = hakmem_superslab::block_addr(data as usize, block_size, i) as *mut u8;
+        // SAFETY: inside block i (caller's contract), which nobody uses yet.
+        unsafe { p.add(block_size - TAIL).cast::<u64>().write_unaligned(0) };
+    }
+}
+
 /// A block is being freed: check its canary, then poison it. Returns false
 /// if the canary was overwritten (reported; in warn mode the block is still
 /// freed, after poisoning).
