@@ -218,6 +218,8 @@ pub struct Options {
     pub sites_json: Option<Path>,
     /// `HAKMEM_SITE_PLACEMENT`: lifetime lanes for recorded allocations.
     pub site_placement: bool,
+    /// `HAKMEM_THP_SUPERSLABS`.
+    pub thp_superslabs: bool,
     /// `HAKMEM_SECURE`.
     pub secure: bool,
     /// `HAKMEM_ON_ERROR`.
@@ -253,6 +255,8 @@ pub enum Var {
     SitesJson,
     /// `HAKMEM_SITE_PLACEMENT`.
     SitePlacement,
+    /// `HAKMEM_THP_SUPERSLABS`.
+    ThpSuperslabs,
     /// `HAKMEM_SECURE`.
     Secure,
     /// `HAKMEM_ON_ERROR`.
@@ -300,7 +304,7 @@ pub struct Spec {
 }
 
 /// Number of variables.
-pub const VARS: usize = 15;
+pub const VARS: usize = 16;
 
 const DECAY_RANGE: (u64, u64) = Key::DecayMs.range();
 
@@ -420,6 +424,20 @@ pub static TABLE: [Spec; VARS] = [
         fallback: "using 1",
         description: "Serve recorded allocations (`alloc_cs`, `hak_alloc_cs`, sampled \
                       `malloc`) of sites seen to be long-lived from separate slabs.",
+    },
+    Spec {
+        var: Var::ThpSuperslabs,
+        name: "HAKMEM_THP_SUPERSLABS",
+        c_name: c"HAKMEM_THP_SUPERSLABS",
+        kind: Kind::Bool,
+        default: "0",
+        fallback: "using 0",
+        description: "Advise transparent huge pages (`MADV_HUGEPAGE`) on each new 2 MiB \
+                      superslab (tiny and mid blocks): far fewer page faults and TLB misses, \
+                      at the cost of up to 2 MiB resident per partly used superslab, and of \
+                      stalls in page faults where the kernel compacts memory for huge pages \
+                      (THP `defrag` set to `madvise` or `always`). No effect when THP is \
+                      `never`.",
     },
     Spec {
         var: Var::Secure,
@@ -836,6 +854,7 @@ impl Options {
         sites_sample: 12,
         sites_json: None,
         site_placement: true,
+        thp_superslabs: false,
         secure: false,
         on_error: OnError::Abort,
         decay_ms: None,
@@ -959,6 +978,7 @@ impl Options {
             (Var::CanaryPermille, Value::Int(n)) => self.canary_permille = n as u16,
             (Var::Sites, Value::Bool(b)) => self.sites = b,
             (Var::SitePlacement, Value::Bool(b)) => self.site_placement = b,
+            (Var::ThpSuperslabs, Value::Bool(b)) => self.thp_superslabs = b,
             (Var::SitesSample, Value::Int(n)) => self.sites_sample = n as u8,
             (Var::SitesJson, Value::Path(p)) => self.sites_json = Path::new(p),
             (Var::Secure, Value::Bool(b)) => self.secure = b,

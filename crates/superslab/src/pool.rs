@@ -16,6 +16,7 @@
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use hakmem_pagemap::{Entry, PageMap};
 use hakmem_platform::{Pal, SpinLock};
@@ -129,6 +130,8 @@ impl Work {
 /// Empty superslabs waiting for reuse.
 pub struct SuperslabPool<P: Pal> {
     inner: SpinLock<Inner>,
+    /// Fresh mappings are advised transparent huge pages.
+    huge: AtomicBool,
     _pal: PhantomData<P>,
 }
 
@@ -168,8 +171,17 @@ impl<P: Pal> SuperslabPool<P> {
                     clean: 0,
                 },
             }),
+            huge: AtomicBool::new(false),
             _pal: PhantomData,
         }
+    }
+
+    /// From now on, fresh superslab mappings are (or are not) advised
+    /// transparent huge pages (`MADV_HUGEPAGE`): a superslab is one aligned
+    /// 2 MiB chunk, so the kernel can back it with one huge page. Pooled
+    /// chunks keep the advice they were mapped with.
+    pub fn set_huge_pages(&self, on: bool) {
+        self.huge.store(on, Ordering::Relaxed);
     }
 
     /// Hands out an empty superslab owned by the heap with `tag`, whose
@@ -196,6 +208,10 @@ impl<P: Pal> SuperslabPool<P> {
                     return None;
                 }
                 self.inner.lock().stats.mapped += 1;
+                if self.huge.load(Ordering::Relaxed) {
+                    // SAFETY: `b` is our fresh mapping of SUPERSLAB_SIZE bytes.
+                    unsafe { P::advise_huge(b, SUPERSLAB_SIZE) };
+                }
                 b
             }
         };

@@ -512,3 +512,55 @@ proptest! {
         prop_assert!(ever.len() <= (SLOT_SIZE / bs as usize));
     }
 }
+
+/// The `VmFlags` of the mapping of this process that contains `addr`.
+fn vm_flags(addr: usize) -> String {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("/proc/self/smaps");
+    let mut inside = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((lo, hi)) = first.split_once('-') {
+            if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                inside = lo <= addr && addr < hi;
+                continue;
+            }
+        }
+        if inside {
+            if let Some(flags) = line.strip_prefix("VmFlags:") {
+                return flags.trim().to_owned();
+            }
+        }
+    }
+    panic!("no mapping with VmFlags contains {addr:#x}");
+}
+
+/// With huge pages on, a fresh superslab is advised `MADV_HUGEPAGE` (the
+/// kernel marks its mapping `hg`); with them off it is not.
+#[test]
+fn fresh_superslabs_are_advised_huge_pages_when_asked() {
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
+    if !thp.is_ok_and(|s| !s.contains("[never]")) {
+        eprintln!("skipped: transparent huge pages are off or absent");
+        return;
+    }
+    let map = new_map();
+    let owner = new_owner();
+    let plain = SuperslabPool::<Linux>::new();
+    let a = plain.acquire(map, 101, owner).expect("superslab");
+    let huge = SuperslabPool::<Linux>::new();
+    huge.set_huge_pages(true);
+    let b = huge.acquire(map, 102, owner).expect("superslab");
+    let fa = vm_flags(a.base());
+    let fb = vm_flags(b.base());
+    assert!(
+        !fa.split_whitespace().any(|f| f == "hg"),
+        "plain superslab: {fa}"
+    );
+    assert!(
+        fb.split_whitespace().any(|f| f == "hg"),
+        "huge superslab: {fb}"
+    );
+    plain.release(map, a, 0, 0, &KEEP);
+    huge.release(map, b, 0, 0, &KEEP);
+}
