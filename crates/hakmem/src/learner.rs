@@ -8,8 +8,8 @@
 //!   kept, free to read. They give the workload's size signature in every
 //!   phase, which is how a FROZEN policy notices a phase change.
 //! * **Calls and their latency**: only in the LEARN and CANARY phases, and
-//!   only during an *observation* slice at the start of each window (an
-//!   eighth of it): the fast paths' size limit ([`crate::TINY_LIMIT`]) drops
+//!   only during an *observation* slice at the start of each window (a
+//!   sixteenth of it): the fast paths' size limit ([`crate::TINY_LIMIT`]) drops
 //!   to 0, so every `malloc` takes the slow path, which counts the call and
 //!   times one in 64 (fed to a P² estimator on the learner thread). Outside
 //!   the slices, and in FROZEN, the allocation path does no learner work.
@@ -271,7 +271,7 @@ fn phase_code(p: Phase) -> u8 {
 fn run() {
     let (cfg, verbose) = config();
     let window = Duration::from_millis(crate::init::options().learn_window_ms as u64);
-    let slice = (window / 8).max(Duration::from_millis(5));
+    let slice = (window / 16).max(Duration::from_millis(2));
     let mut learner = Learner::new(crate::init::start_policy(), cfg);
     let mut interner = Interner::new();
     let mut seen = [0u32; 4096];
