@@ -1,0 +1,248 @@
+//! The options table: every `HAKMEM_*` variable, its type, default and
+//! description (the source of `OPTIONS.md`).
+
+use super::*;
+
+const DECAY_RANGE: (u64, u64) = Key::DecayMs.range();
+
+/// Every variable hakmem reads, in [`Var`] order.
+pub static TABLE: [Spec; VARS] = [
+    Spec {
+        var: Var::Mode,
+        name: "HAKMEM_MODE",
+        c_name: c"HAKMEM_MODE",
+        kind: Kind::Choice(&MODE_NAMES),
+        default: "balanced",
+        fallback: "using balanced",
+        description: "Feature set (see the mode table): `minimal` turns every optimisation off \
+                      (no bins, no caches, no pool retention); `fast` has bins and caches on the \
+                      built-in policy; `balanced` adds a frozen policy from `HAKMEM_POLICY`; \
+                      `learning` adds the online learner (its decisions are `tracing` events); \
+                      `research` also prints each decision on stderr.",
+    },
+    Spec {
+        var: Var::LearnWindowMs,
+        name: "HAKMEM_LEARN_WINDOW_MS",
+        c_name: c"HAKMEM_LEARN_WINDOW_MS",
+        kind: Kind::Int {
+            min: 10,
+            max: 60_000,
+        },
+        default: "50",
+        fallback: "using 50",
+        description: "Length of a learning window in ms: the learner measures, scores and may \
+                      change the policy once per window (learning modes). Convergence takes \
+                      about a hundred windows: 50 ms converges in seconds.",
+    },
+    Spec {
+        var: Var::Policy,
+        name: "HAKMEM_POLICY",
+        c_name: c"HAKMEM_POLICY",
+        kind: Kind::Path,
+        default: "unset",
+        fallback: "ignored",
+        description: "Policy file to run on (format `hakmem-policy v1`); the learning modes \
+                      start FROZEN on it. A malformed file is reported in one line and the \
+                      built-in policy is used. Not read in `minimal` and `fast`.",
+    },
+    Spec {
+        var: Var::PolicySave,
+        name: "HAKMEM_POLICY_SAVE",
+        c_name: c"HAKMEM_POLICY_SAVE",
+        kind: Kind::Path,
+        default: "unset",
+        fallback: "ignored",
+        description: "Where to write the policy at exit (in the learning modes, the converged \
+                      one).",
+    },
+    Spec {
+        var: Var::Stats,
+        name: "HAKMEM_STATS",
+        c_name: c"HAKMEM_STATS",
+        kind: Kind::Bool,
+        default: "0",
+        fallback: "using 0",
+        description: "Print the allocator's counters at exit (per tier and class).",
+    },
+    Spec {
+        var: Var::Selector,
+        name: "HAKMEM_SELECTOR",
+        c_name: c"HAKMEM_SELECTOR",
+        kind: Kind::Choice(&SELECTOR_NAMES),
+        default: "ucb1",
+        fallback: "using ucb1",
+        description: "The learner's bandit: `ucb1` (UCB1) or `elo` (ELO ratings from pairwise \
+                      comparisons, softmax selection).",
+    },
+    Spec {
+        var: Var::CanaryPermille,
+        name: "HAKMEM_CANARY_PERMILLE",
+        c_name: c"HAKMEM_CANARY_PERMILLE",
+        kind: Kind::Int { min: 0, max: 1000 },
+        default: "50",
+        fallback: "using 50",
+        description: "In the CANARY state, the share of windows (per mille) that try an \
+                      alternative to the frozen policy.",
+    },
+    Spec {
+        var: Var::Sites,
+        name: "HAKMEM_SITES",
+        c_name: c"HAKMEM_SITES",
+        kind: Kind::Bool,
+        default: "0",
+        fallback: "using 0",
+        description: "Profile allocation call-sites (sampled return addresses) and report \
+                      them at exit.",
+    },
+    Spec {
+        var: Var::SitesSample,
+        name: "HAKMEM_SITES_SAMPLE",
+        c_name: c"HAKMEM_SITES_SAMPLE",
+        kind: Kind::Int { min: 0, max: 30 },
+        default: "12",
+        fallback: "using 12",
+        description: "Call-site sampling: one `malloc` in 2^N is recorded.",
+    },
+    Spec {
+        var: Var::SitesJson,
+        name: "HAKMEM_SITES_JSON",
+        c_name: c"HAKMEM_SITES_JSON",
+        kind: Kind::Path,
+        default: "unset",
+        fallback: "ignored",
+        description: "Also write the call-site report as JSON to this path.",
+    },
+    Spec {
+        var: Var::SitePlacement,
+        name: "HAKMEM_SITE_PLACEMENT",
+        c_name: c"HAKMEM_SITE_PLACEMENT",
+        kind: Kind::Bool,
+        default: "1",
+        fallback: "using 1",
+        description: "Serve recorded allocations (`alloc_cs`, `hak_alloc_cs`, sampled \
+                      `malloc`) of sites seen to be long-lived from separate slabs.",
+    },
+    Spec {
+        var: Var::ThpSuperslabs,
+        name: "HAKMEM_THP_SUPERSLABS",
+        c_name: c"HAKMEM_THP_SUPERSLABS",
+        kind: Kind::Bool,
+        default: "0",
+        fallback: "using 0",
+        description: "Advise transparent huge pages (`MADV_HUGEPAGE`) on each new 2 MiB \
+                      superslab (tiny and mid blocks): far fewer page faults and TLB misses, \
+                      at the cost of up to 2 MiB resident per partly used superslab, and of \
+                      stalls in page faults where the kernel compacts memory for huge pages \
+                      (THP `defrag` set to `madvise` or `always`). No effect when THP is \
+                      `never`.",
+    },
+    Spec {
+        var: Var::Secure,
+        name: "HAKMEM_SECURE",
+        c_name: c"HAKMEM_SECURE",
+        kind: Kind::Bool,
+        default: "0",
+        fallback: "using 0",
+        description: "Secure mode: extra checks against heap misuse on every free.",
+    },
+    Spec {
+        var: Var::OnError,
+        name: "HAKMEM_ON_ERROR",
+        c_name: c"HAKMEM_ON_ERROR",
+        kind: Kind::Choice(&ON_ERROR_NAMES),
+        default: "abort",
+        fallback: "using abort",
+        description: "What a detected heap misuse does after its one-line report: `abort`, or \
+                      `warn` and carry on where that is safe.",
+    },
+    Spec {
+        var: Var::DecayMs,
+        name: "HAKMEM_DECAY_MS",
+        c_name: c"HAKMEM_DECAY_MS",
+        kind: Kind::Int {
+            min: DECAY_RANGE.0,
+            max: DECAY_RANGE.1,
+        },
+        default: "the policy's `decay_ms` (1000)",
+        fallback: "using the policy's value",
+        description: "Overrides the policy's `decay_ms`: cached memory unused this long is \
+                      purged.",
+    },
+    Spec {
+        var: Var::MemBudgetMb,
+        name: "HAKMEM_MEM_BUDGET_MB",
+        c_name: c"HAKMEM_MEM_BUDGET_MB",
+        kind: Kind::Int {
+            min: 0,
+            max: 1 << 24,
+        },
+        default: "0",
+        fallback: "using 0",
+        description: "Memory budget of the learner in MiB of resident memory (0: none): a \
+                      policy whose window exceeds it is scored strongly negative, so the \
+                      learner never settles above it (learning modes).",
+    },
+];
+
+/// Writes the options table and the mode matrix as Markdown (what the
+/// README and `OPTIONS.md` show).
+pub fn write_markdown(w: &mut dyn fmt::Write) -> fmt::Result {
+    writeln!(w, "| variable | values | default | meaning |")?;
+    writeln!(w, "|---|---|---|---|")?;
+    for spec in &TABLE {
+        write!(w, "| `{}` | ", spec.name)?;
+        match spec.kind {
+            Kind::Bool => write!(w, "`0` \\| `1`")?,
+            Kind::Int { min, max } => write!(w, "{min} ..= {max}")?,
+            Kind::Choice(names) => {
+                for (i, n) in names.iter().enumerate() {
+                    if i > 0 {
+                        write!(w, " \\| ")?;
+                    }
+                    write!(w, "`{n}`")?;
+                }
+            }
+            Kind::Path => write!(w, "path (≤ {} bytes)", PATH_MAX - 1)?,
+        }
+        let default = spec.default;
+        if default.contains('`') || default == "unset" {
+            write!(w, " | {default} | ")?;
+        } else {
+            write!(w, " | `{default}` | ")?;
+        }
+        writeln!(w, "{} |", spec.description)?;
+    }
+    writeln!(w)?;
+    writeln!(
+        w,
+        "| mode | bins and caches | `HAKMEM_POLICY` | learner | decisions on stderr |"
+    )?;
+    writeln!(w, "|---|---|---|---|---|")?;
+    for mode in Mode::ALL {
+        let f = mode.features();
+        let yn = |b: bool| if b { "yes" } else { "no" };
+        writeln!(
+            w,
+            "| `{}`{} | {} | {} | {} | {} |",
+            mode.name(),
+            if mode == Mode::Balanced {
+                " (default)"
+            } else {
+                ""
+            },
+            yn(f.contains(Features::CACHES)),
+            yn(f.contains(Features::POLICY_FILE)),
+            yn(f.contains(Features::LEARNER)),
+            yn(f.contains(Features::VERBOSE))
+        )?;
+    }
+    writeln!(w)?;
+    writeln!(
+        w,
+        "Unset or empty variables take their defaults. Booleans also accept \
+         `true`/`false`, `yes`/`no`, `on`/`off`; names are case-insensitive. A bad value \
+         is reported in one line (`hakmem: HAKMEM_X=value: <problem>, using <default>`) \
+         and the default is used; an unknown `HAKMEM_*` variable is reported too \
+         (`HAKMEM_BENCH*` belongs to the benchmark harness and is left alone)."
+    )
+}
