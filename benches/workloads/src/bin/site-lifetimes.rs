@@ -27,8 +27,9 @@ use bench_workloads::{Args, Report};
 type AllocFn = unsafe extern "C" fn(usize) -> *mut c_void;
 type PlaceFn = unsafe extern "C" fn(libc::c_int) -> libc::c_int;
 
-/// How blocks are allocated.
+/// How blocks are allocated (the in-process build only uses `InProc`).
 #[derive(Clone, Copy)]
+#[cfg_attr(feature = "global-hakmem", allow(dead_code))]
 enum Api {
     /// `hak_alloc_cs` from the preloaded libhakmem: the site is the return
     /// address of each call.
