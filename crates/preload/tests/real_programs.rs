@@ -56,7 +56,16 @@ fn require(program: &str) -> Option<PathBuf> {
 /// Runs `make()` without and with the preload; both must succeed. Returns
 /// (reference, preloaded).
 fn both(what: &str, make: impl Fn() -> Command) -> (Finished, Finished) {
-    let reference = run_with_timeout(&mut make(), LIMIT);
+    both_with(what, make, |cmd| run_with_timeout(cmd, LIMIT))
+}
+
+/// [`both`], with the reference run by `run_reference`.
+fn both_with(
+    what: &str,
+    make: impl Fn() -> Command,
+    run_reference: impl FnOnce(&mut Command) -> Finished,
+) -> (Finished, Finished) {
+    let reference = run_reference(&mut make());
     assert!(
         reference.status.success(),
         "{what} failed even without the preload:\n{}",

@@ -107,21 +107,5 @@ pub fn record_timing(line: &str) {
 /// [`both`] with the reference run timed: it runs while no other process of
 /// this test binary does, and its wall time is glibc's in the `TIMING` line.
 pub fn both_timed(what: &str, make: impl Fn() -> Command) -> (Finished, Finished) {
-    let reference = run_exclusive(&mut make(), Stdio::null(), LIMIT);
-    assert!(
-        reference.status.success(),
-        "{what} failed even without the preload:\n{}",
-        reference.describe()
-    );
-    let mut cmd = make();
-    preload(&mut cmd);
-    let preloaded = run_with_timeout(&mut cmd, LIMIT);
-    assert_preload_took(&preloaded, what);
-    assert!(
-        preloaded.status.success(),
-        "{what} failed under LD_PRELOAD={}:\n{}",
-        hakmem_so().display(),
-        preloaded.describe()
-    );
-    (reference, preloaded)
+    both_with(what, make, |cmd| run_exclusive(cmd, Stdio::null(), LIMIT))
 }
