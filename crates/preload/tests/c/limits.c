@@ -36,6 +36,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "testutil.h"
+
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 #define OVER_PTRDIFF ((size_t)PTRDIFF_MAX + 1)
@@ -77,34 +79,6 @@ static int recovery_failures;
             _exit(1);                                                          \
         }                                                                      \
     } while (0)
-
-static size_t opaque(size_t x) {
-    __asm__ volatile("" : "+r"(x));
-    return x;
-}
-
-static inline uint64_t rng_next(uint64_t *s) {
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-static unsigned char pat(uint64_t seed, size_t i) {
-    return (unsigned char)((seed * 0x9E3779B97F4A7C15ULL + i * 0x2545F4914F6CDD1DULL) >> 56);
-}
-static void fill(void *p, size_t n, uint64_t seed) {
-    unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) b[i] = pat(seed, i);
-}
-static size_t mismatch(const void *p, size_t n, uint64_t seed) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        if (b[i] != pat(seed, i)) return i;
-    return SIZE_MAX;
-}
 
 /* ------------------------------------------------------------------------ */
 /* overflow                                                                  */

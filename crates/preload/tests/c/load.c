@@ -39,6 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "testutil.h"
+
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 
@@ -66,20 +68,6 @@ static atomic_int failures;
             _exit(1);                                                          \
         }                                                                      \
     } while (0)
-
-static size_t opaque(size_t x) {
-    __asm__ volatile("" : "+r"(x));
-    return x;
-}
-
-static inline uint64_t rng_next(uint64_t *s) {
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
 
 static double now_s(void) {
     struct timespec ts;

@@ -39,6 +39,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "testutil.h"
+
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 
@@ -51,41 +53,6 @@
             exit(1);                                                            \
         }                                                                       \
     } while (0)
-
-/* Keeps the compiler from reasoning about a pointer or size. */
-static void *hide(void *p) {
-    __asm__ volatile("" : "+r"(p));
-    return p;
-}
-static size_t opaque(size_t x) {
-    __asm__ volatile("" : "+r"(x));
-    return x;
-}
-
-static inline uint64_t rng_next(uint64_t *s) {
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-static unsigned char pat(uint64_t seed, size_t i) {
-    return (unsigned char)((seed * 0x9E3779B97F4A7C15ULL + i * 0x2545F4914F6CDD1DULL) >> 56);
-}
-
-static void fill(void *p, size_t n, uint64_t seed) {
-    unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) b[i] = pat(seed, i);
-}
-
-static size_t mismatch(const void *p, size_t n, uint64_t seed) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        if (b[i] != pat(seed, i)) return i;
-    return SIZE_MAX;
-}
 
 static void target(const void *p, size_t request, size_t usable) {
     printf("target %p request %zu usable %zu\n", p, request, usable);
