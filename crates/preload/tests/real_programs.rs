@@ -120,24 +120,29 @@ fn assert_same_file(what: &str, reference: &Path, preloaded: &Path) {
 // python3
 // ---------------------------------------------------------------------------
 
+/// The real python3 interpreter (`sys.executable`: a shim such as pyenv's
+/// is a shell script, and the preload should be measured on python itself),
+/// or None, with a note, when python3 is not installed.
+fn python3() -> Option<PathBuf> {
+    let python = require("python3")?;
+    let exe = run_with_timeout(
+        Command::new(&python).args(["-c", "import sys; print(sys.executable)"]),
+        LIMIT,
+    );
+    Some(match exe.stdout_str().trim() {
+        s if exe.status.success() && !s.is_empty() => PathBuf::from(s),
+        _ => python,
+    })
+}
+
 /// python3 with `PYTHONMALLOC=malloc` (every object from malloc) runs 8
 /// threads building dicts/lists/strings/bytes plus producer/consumer threads
 /// handing objects across a queue (cross-thread frees); its deterministic
 /// digest output must equal the run without the preload.
 #[test]
 fn python3_threaded_workload() {
-    let Some(python) = require("python3") else {
+    let Some(interpreter) = python3() else {
         return;
-    };
-    // Resolve the real interpreter: a shim (pyenv) is a shell script, and the
-    // preload should be measured on python itself.
-    let exe = run_with_timeout(
-        Command::new(&python).args(["-c", "import sys; print(sys.executable)"]),
-        LIMIT,
-    );
-    let interpreter = match exe.stdout_str().trim() {
-        s if exe.status.success() && !s.is_empty() => PathBuf::from(s),
-        _ => python,
     };
     let script = Path::new(MANIFEST_DIR).join("tests/programs/threaded_workload.py");
     let (reference, preloaded) = both("python3 threaded workload", || {
@@ -770,16 +775,8 @@ fn regrtest_summary(run: &Finished) -> String {
 /// to mimalloc's.
 #[test]
 fn python3_test_suite_stretch() {
-    let Some(python) = require("python3") else {
+    let Some(interpreter) = python3() else {
         return;
-    };
-    let exe = run_with_timeout(
-        Command::new(&python).args(["-c", "import sys; print(sys.executable)"]),
-        LIMIT,
-    );
-    let interpreter = match exe.stdout_str().trim() {
-        s if exe.status.success() && !s.is_empty() => PathBuf::from(s),
-        _ => python,
     };
     let imports = format!(
         "import {}",
