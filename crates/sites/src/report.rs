@@ -297,7 +297,7 @@ impl<const N: usize, const S: usize> SiteTable<N, S> {
             ("top_by_count", Order::Count),
         ] {
             write!(w, ",\n  \"{name}\": ")?;
-            json_array_usize(w, Top::select(self, by, opts.top).slots())?;
+            json_array(w, Top::select(self, by, opts.top).slots())?;
         }
         w.write_str("\n}\n")
     }
@@ -319,18 +319,7 @@ impl<const N: usize, const S: usize> SiteTable<N, S> {
 
 // ---- JSON ----
 
-fn json_array<W: Write + ?Sized>(w: &mut W, v: &[u64]) -> fmt::Result {
-    w.write_str("[")?;
-    for (i, x) in v.iter().enumerate() {
-        if i > 0 {
-            w.write_str(", ")?;
-        }
-        write!(w, "{x}")?;
-    }
-    w.write_str("]")
-}
-
-fn json_array_usize<W: Write + ?Sized>(w: &mut W, v: &[usize]) -> fmt::Result {
+fn json_array<W: Write + ?Sized, T: fmt::Display>(w: &mut W, v: &[T]) -> fmt::Result {
     w.write_str("[")?;
     for (i, x) in v.iter().enumerate() {
         if i > 0 {
