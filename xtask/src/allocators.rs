@@ -43,6 +43,23 @@ pub struct Allocator {
     pub inproc: bool,
 }
 
+impl Allocator {
+    /// How its runs get the allocator, in a few words for the reports:
+    /// the preloaded library's file name, the in-process build, or none.
+    pub fn launch(&self) -> String {
+        match (&self.preload, self.inproc) {
+            (Some(p), _) => format!(
+                "LD_PRELOAD {}",
+                p.file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ),
+            (None, true) => "in-process #[global_allocator]".into(),
+            (None, false) => "glibc malloc, no preload".into(),
+        }
+    }
+}
+
 /// What a run under an allocator says about the allocator actually used.
 #[derive(Debug, PartialEq)]
 pub enum Check {

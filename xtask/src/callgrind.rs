@@ -206,16 +206,7 @@ pub fn main(
     });
     for a in allocs {
         let prog = a.program(paths, "tiny-hot");
-        let how = match (&a.preload, a.inproc) {
-            (Some(p), _) => format!(
-                "LD_PRELOAD {}",
-                p.file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            ),
-            (None, true) => "in-process #[global_allocator]".into(),
-            (None, false) => "glibc malloc".into(),
-        };
+        let how = a.launch();
         let failed_build = broken.iter().find(|(n, _)| *n == a.name);
         let result = match failed_build {
             Some((_, e)) => Err(e.clone()),

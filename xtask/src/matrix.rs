@@ -385,16 +385,7 @@ fn context(opts: &Options, allocs: &[Allocator], runs: &[Run]) -> report::Contex
                 .ok()
                 .and_then(|rec| rec.text("alloc_version").map(String::from))
         });
-        let how = match (&a.preload, a.inproc) {
-            (Some(p), _) => format!(
-                "LD_PRELOAD {}",
-                p.file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            ),
-            (None, true) => "in-process #[global_allocator]".into(),
-            (None, false) => "glibc malloc, no preload".into(),
-        };
+        let how = a.launch();
         let version = version.map(|v| format!(" ({v})")).unwrap_or_default();
         lines.push(format!("{}: {how}{version}", a.name));
     }
