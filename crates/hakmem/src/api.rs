@@ -148,21 +148,42 @@ fn malloc_below(size: usize, limit: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 fn malloc_slow(user_size: usize) -> *mut u8 {
+    if crate::learner::observing() {
+        return crate::learner::observed_malloc(user_size);
+    }
+    malloc_slow_uncounted(user_size)
+}
+
+/// `malloc` for a call the learner has counted already (or must not
+/// count): the fast path, and a slow path that does not count.
+#[inline(always)]
+pub(crate) fn malloc_uncounted(size: usize) -> *mut u8 {
+    if size <= TINY_MAX {
+        let heap = tls::heap();
+        // SAFETY: as in `malloc_below`.
+        let off = unsafe { *TINY_BIN_OFFSET.get_unchecked(size) } as usize;
+        // SAFETY: as in `malloc_below`.
+        let p = unsafe { Bin::pop_raw(Heap::bin_at(heap, off)) };
+        if !p.is_null() {
+            return p;
+        }
+    }
+    malloc_slow_uncounted(size)
+}
+
+/// The slow path of `malloc`, without the learner's counting.
+#[cold]
+#[inline(never)]
+pub(crate) fn malloc_slow_uncounted(user_size: usize) -> *mut u8 {
     // the mode (secure or not) must be known before sizes are computed
     crate::init::ensure();
-    if crate::learner::observing() {
-        let t = crate::learner::begin_call();
-        let p = malloc_served(user_size);
-        crate::learner::note_call(t);
-        return p;
-    }
     let p = malloc_served(user_size);
     crate::learner::maybe_start();
     p
 }
 
 /// Serves a `malloc` that missed the fast path.
-fn malloc_served(user_size: usize) -> *mut u8 {
+pub(crate) fn malloc_served(user_size: usize) -> *mut u8 {
     let size = crate::secure::request(user_size);
     if size > SLAB_MAX {
         return large_alloc(user_size, PAGE_SIZE, false);

@@ -9,10 +9,17 @@
 //!   phase, which is how a FROZEN policy notices a phase change.
 //! * **Calls and their latency**: only in the LEARN and CANARY phases, and
 //!   only during an *observation* slice at the start of each window (a
-//!   sixteenth of it): the fast paths' size limit ([`crate::TINY_LIMIT`]) drops
-//!   to 0, so every `malloc` takes the slow path, which counts the call and
-//!   times one in 64 (fed to a P² estimator on the learner thread). Outside
-//!   the slices, and in FROZEN, the allocation path does no learner work.
+//!   sixteenth of it). Small calls are counted down: the C `malloc` decrements
+//!   the thread slot's countdown (as for call-site sampling,
+//!   [`crate::SAMPLE_LIMIT`]) and stays on its fast path; the call that takes
+//!   it to zero ([`due`]) adds the whole period (48-79 calls) to the heap's
+//!   count, is timed (fed to a P² estimator on the learner thread) and starts
+//!   the next period. The Rust `malloc` does the same from its slow path (the
+//!   fast paths' size limit, [`crate::TINY_LIMIT`], is 0 during a slice).
+//!   Calls above the small sizes take the slow path anyway and are counted
+//!   there, one in 64 timed. Outside the slices, and in FROZEN, the
+//!   allocation path does no learner work. (With call-site sampling on too,
+//!   a slice sends every call to the slow path and counts it there.)
 //! * **Page faults and RSS**: `getrusage` and `/proc/self/statm`, on the
 //!   learner thread.
 //!
@@ -51,11 +58,18 @@ const RUNNING: u8 = 3;
 
 static STATE: AtomicU8 = AtomicU8::new(OFF);
 static OBSERVING: AtomicBool = AtomicBool::new(false);
+/// The observation slice under way (bumped as each begins): a countdown set
+/// in an earlier slice ran partly outside this one and counts nothing.
+static SLICE: AtomicU32 = AtomicU32::new(0);
 static PHASE: AtomicU8 = AtomicU8::new(0);
 static ACCEPTED: ArcSwapOption<FrozenPolicy> = ArcSwapOption::const_empty();
 
 /// Latency samples: one observed call in this many is timed.
 const TIME_ONE_IN: u32 = 64;
+
+/// The shortest countdown period of counted small calls; periods are this
+/// plus 0-31 (jittered so that a program's loops do not alias with it).
+const PERIOD_MIN: u32 = 48;
 
 /// Asks for the learner (at start-up, in the learning modes).
 pub(crate) fn want() {
@@ -74,13 +88,17 @@ pub(crate) fn refresh_tiny_limit() {
     let sampling = crate::sites::sampling();
     // the countdown limit first: a call that misses the fast path's limit
     // must find the countdown's already in place
-    let sample = if sampling && !observing { TINY_MAX } else { 0 };
+    // one countdown: call-site sampling's, or the learner's while it observes
+    let sample = if sampling != observing { TINY_MAX } else { 0 };
     crate::sites::SAMPLE_LIMIT.store(sample, Ordering::Release);
     let all_slow = observing || sampling;
     crate::sites::TINY_LIMIT.store(if all_slow { 0 } else { TINY_MAX }, Ordering::Release);
 }
 
 fn set_observing(on: bool) {
+    if on {
+        SLICE.fetch_add(1, Ordering::Relaxed);
+    }
     OBSERVING.store(on, Ordering::Release);
     refresh_tiny_limit();
 }
@@ -149,6 +167,88 @@ pub(crate) fn begin_call() -> Option<Instant> {
     (n % TIME_ONE_IN as u64 == 0).then(Instant::now)
 }
 
+/// A `malloc` in an observation slice that missed the fast path of the
+/// Rust `malloc` (whose limit is 0 during a slice) or is above the small
+/// sizes: counted down, or counted here.
+pub(crate) fn observed_malloc(size: usize) -> *mut u8 {
+    if size <= TINY_MAX && !crate::sites::sampling() {
+        let slot = tls::slot();
+        // SAFETY: the thread's own slot.
+        let left = unsafe { (*slot).sample_left };
+        if left > 1 {
+            // SAFETY: as above.
+            unsafe { (*slot).sample_left = left - 1 };
+            return crate::api::malloc_uncounted(size);
+        }
+        return due(size);
+    }
+    let t = begin_call();
+    let p = crate::api::malloc_slow_uncounted(size);
+    note_call(t);
+    p
+}
+
+/// The countdown of small calls in an observation slice ran out (went
+/// from 1 to 0, or wrapped from 0): credits the period it counted, if it was
+/// set in this slice, times this call and starts the next period.
+pub(crate) fn due(size: usize) -> *mut u8 {
+    let heap = tls::heap();
+    let slot = tls::slot();
+    if heap == PLACEHOLDER.get() {
+        // the thread's first call: its heap comes with this one
+        // SAFETY: the thread's own slot.
+        unsafe { (*slot).sample_left = PERIOD_MIN as usize };
+        return crate::api::malloc_uncounted(size);
+    }
+    // SAFETY: the thread's own heap; its observation counters have one
+    // writer, this thread.
+    let obs = unsafe { &(*heap).obs };
+    let slice = SLICE.load(Ordering::Relaxed);
+    if obs.slice.load(Ordering::Relaxed) == slice {
+        obs.calls.add(obs.period.load(Ordering::Relaxed) as u64);
+    }
+    // xorshift32: the next period's jitter
+    let mut x = obs.rng.load(Ordering::Relaxed);
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    obs.rng.store(x, Ordering::Relaxed);
+    let period = PERIOD_MIN + (x >> 27);
+    obs.period.store(period, Ordering::Relaxed);
+    obs.slice.store(slice, Ordering::Relaxed);
+    // SAFETY: the thread's own slot.
+    unsafe { (*slot).sample_left = period as usize };
+    let t = Instant::now();
+    let p = crate::api::malloc_uncounted(size);
+    let ns = t.elapsed().as_nanos().min(u32::MAX as u128) as u32;
+    obs.push_latency(ns.max(1));
+    p
+}
+
+/// What the observation slices count, for tests: turn a slice on and off
+/// by hand and read the counts (the learner thread must not be running).
+#[doc(hidden)]
+pub mod testing {
+    use core::sync::atomic::Ordering;
+
+    /// Starts (`true`) or ends an observation slice.
+    pub fn observe(on: bool) {
+        super::set_observing(on);
+    }
+
+    /// Calls counted so far, over every heap.
+    pub fn calls() -> u64 {
+        super::snapshot(None, &mut [0; 4096]).calls
+    }
+
+    /// Latency samples taken so far, over every heap.
+    pub fn latency_samples() -> u64 {
+        let mut n = 0u64;
+        crate::heaps::for_each(|h| n += h.obs.next.load(Ordering::Relaxed) as u64);
+        n
+    }
+}
+
 /// A counted call ended.
 #[inline]
 pub(crate) fn note_call(started: Option<Instant>) {
@@ -172,6 +272,11 @@ pub(crate) struct Observation {
     calls: hakmem_stats::Counter,
     lat: [AtomicU32; 64],
     next: AtomicU32,
+    /// The small calls' countdown: its period, the slice it was set in, and
+    /// the jitter's state (this thread's only).
+    period: AtomicU32,
+    slice: AtomicU32,
+    rng: AtomicU32,
 }
 
 impl Observation {
@@ -180,6 +285,9 @@ impl Observation {
             calls: hakmem_stats::Counter::new(),
             lat: [const { AtomicU32::new(0) }; 64],
             next: AtomicU32::new(0),
+            period: AtomicU32::new(0),
+            slice: AtomicU32::new(u32::MAX),
+            rng: AtomicU32::new(0x9E37_79B9),
         }
     }
 

@@ -42,6 +42,8 @@ pub use api::{
 pub use classes::{class_of, class_size, NCLASSES, SLAB_MAX, TINY_BIN_OFFSET};
 pub use hakmem_sites::{Lane, PlacementStats};
 pub use hakmem_sites::{SiteBox, SiteId, SiteVec};
+#[doc(hidden)]
+pub use learner::testing as learner_testing;
 pub use learner::{learned_policy, learner_phase};
 pub use sites::{
     alloc_recorded, malloc_sample_due, malloc_with_caller, placement_stats, set_site_placement,

@@ -248,6 +248,10 @@ pub(crate) fn on_free_large(h: &LargeHeader) {
 /// (this call is the sample) or wrapped from 0 (the thread's first call
 /// since sampling began). Starts the next period either way.
 pub fn malloc_sample_due(size: usize, ra: usize) -> *mut u8 {
+    if !sampling() {
+        // the learner's countdown (it observes), not ours
+        return crate::learner::due(size);
+    }
     let slot = tls::slot();
     // SAFETY: the thread's own slot.
     let left = unsafe { (*slot).sample_left };
@@ -262,7 +266,8 @@ pub fn malloc_sample_due(size: usize, ra: usize) -> *mut u8 {
 /// The `malloc` slow path of the C API, with the caller's return address.
 /// While sampling, every call above [`TINY_LIMIT`] comes here: those up to
 /// [`SAMPLE_LIMIT`] were counted by the caller already (their bin was
-/// empty), the rest are counted here.
+/// empty), the rest are counted here. So are the small calls while the
+/// learner observes (and sampling is off): they were counted down already.
 pub fn malloc_with_caller(size: usize, ra: usize) -> *mut u8 {
     if sampling() {
         if size <= SAMPLE_LIMIT.load(Ordering::Relaxed) {
@@ -285,6 +290,11 @@ pub fn malloc_with_caller(size: usize, ra: usize) -> *mut u8 {
             return crate::api::malloc(size);
         }
         return crate::api::malloc_unsampled(size);
+    }
+    if size <= SAMPLE_LIMIT.load(Ordering::Relaxed) {
+        // the learner observes: the caller counted this call down already
+        // (its bin was empty)
+        return crate::api::malloc_uncounted(size);
     }
     crate::api::malloc(size)
 }
