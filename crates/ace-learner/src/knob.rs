@@ -318,6 +318,16 @@ impl Candidates {
     pub fn arm_of(&self, level: usize) -> Option<usize> {
         self.as_slice().iter().position(|&l| l == level)
     }
+
+    /// The candidates without `level` (unless it is arm 0, the current
+    /// level): after a step is kept, the level it left is known to be worse.
+    pub fn without(mut self, level: usize) -> Candidates {
+        if let Some(a) = self.arm_of(level).filter(|&a| a > 0) {
+            self.levels.copy_within(a + 1..self.len, a);
+            self.len -= 1;
+        }
+        self
+    }
 }
 
 impl Knob {
@@ -514,6 +524,11 @@ mod tests {
             (2, 5, Some(1), None)
         );
         assert!(!c.is_empty());
+        // after a step down from 4 to 3 is kept, 4 is not tried again
+        assert_eq!(k.candidates().without(4).as_slice(), [3, 2]);
+        assert_eq!(k.candidates().without(2).as_slice(), [3, 4]);
+        assert_eq!(k.candidates().without(3).as_slice(), [3, 2, 4]);
+        assert_eq!(k.candidates().without(0).as_slice(), [3, 2, 4]);
     }
 
     #[test]

@@ -21,8 +21,11 @@
 //!   epoch's arms) is evidence for [`Safety`]: 8% better 3 windows in a
 //!   row and the change is accepted,
 //!   runs alone on probation, and is kept or rolled back. A kept change
-//!   starts a new epoch on the same knob (it may be worth another step); an
-//!   epoch of `epoch_windows` without a change moves on to the next knob.
+//!   starts a new epoch on the same knob (it may be worth another step,
+//!   never back to the level it left); an epoch of `epoch_windows` without
+//!   a change, or one in which no candidate can still win (each dropped, or
+//!   short of the margin by `futility_z` standard errors), moves on to the
+//!   next knob.
 //! * **FROZEN**: the accepted policy runs; the learner only keeps a moving
 //!   average of its metrics (the reference the canary compares with).
 //! * **CANARY**: a `canary_permille` share of windows runs an alternative
@@ -87,6 +90,11 @@ pub struct LearnerConfig {
     /// Plays of both the current level and the best candidate before the
     /// advantage counts.
     pub min_pulls: u32,
+    /// An epoch ends early when no candidate, credited this many standard
+    /// errors more than it measured, would be ahead by the safety margin
+    /// (1: about 84% sure it cannot win; `f64::INFINITY`: epochs always run
+    /// their `epoch_windows`).
+    pub futility_z: f64,
     /// Besides the margin, the advantage must be at least this many
     /// standard errors (2: a one-sided ~98% test under Gaussian noise; 0:
     /// the margin alone).
@@ -129,6 +137,7 @@ impl LearnerConfig {
         memory_budget: 0,
         epoch_windows: 20,
         min_pulls: 5,
+        futility_z: 1.0,
         drop_after: 3,
         drop_margin: 0.23,
         z: 2.0,
@@ -503,8 +512,19 @@ impl Learner {
         }
     }
 
-    fn start_epoch(&mut self, knob: KnobId, reference: Metrics, step: &mut Step) {
-        let candidates = self.accepted.knob(knob).candidates();
+    /// Starts an epoch on `knob`; `left` is the level a kept change just
+    /// left, which is not a candidate again.
+    fn start_epoch(
+        &mut self,
+        knob: KnobId,
+        reference: Metrics,
+        left: Option<usize>,
+        step: &mut Step,
+    ) {
+        let mut candidates = self.accepted.knob(knob).candidates();
+        if let Some(l) = left {
+            candidates = candidates.without(l);
+        }
         self.selector.reset(candidates.len());
         self.safety.clear_streak();
         self.epoch = Some(Epoch {
@@ -529,7 +549,7 @@ impl Learner {
             };
             let m = Metrics::of(w);
             let reference = self.reference.unwrap_or(m);
-            self.start_epoch(knob, reference, step);
+            self.start_epoch(knob, reference, None, step);
             if ran_accepted {
                 let r = self.reward(w, &reference);
                 self.selector.update(0, r);
@@ -554,7 +574,7 @@ impl Learner {
                     self.restart_sweep();
                     // another step on the same knob may pay off too
                     let reference = self.reference.unwrap_or(epoch.reference);
-                    self.start_epoch(epoch.knob, reference, step);
+                    self.start_epoch(epoch.knob, reference, Some(from), step);
                     self.explore(step);
                 }
                 ProbeOutcome::Rollback => {
@@ -620,13 +640,37 @@ impl Learner {
             crate::safety::SafetyPhase::Watching { wins, .. } if wins > 0
         );
         let limit = self.cfg.epoch_windows + if streak { self.cfg.safety.streak } else { 0 };
-        if epoch.windows >= limit {
+        if epoch.windows >= limit || (!streak && self.futile(&epoch)) {
             step.push(Event::EpochEnded { knob: epoch.knob });
             self.running = self.accepted;
             return;
         }
         self.epoch = Some(epoch);
         self.explore(step);
+    }
+
+    /// True when no candidate can still win the epoch: each was dropped
+    /// (well behind the current level), or has had its `min_pulls` plays
+    /// and, even `futility_z` standard errors better than measured, is not
+    /// ahead of the current level by the safety margin. Ending such an
+    /// epoch early is what keeps a sweep over knobs that do not matter
+    /// short.
+    fn futile(&self, epoch: &Epoch) -> bool {
+        let s0 = self.selector.stats(0);
+        let Some(m0) = s0.mean() else {
+            return false;
+        };
+        (1..epoch.candidates.len()).all(|a| {
+            let s = self.selector.stats(a);
+            match s.mean() {
+                Some(m) if s.pulls >= self.cfg.drop_after && m < m0 - self.cfg.drop_margin => true,
+                Some(m) if s.pulls >= self.cfg.min_pulls && s0.pulls >= self.cfg.min_pulls => {
+                    let se = self.standard_error(epoch, s0.pulls, s.pulls);
+                    m - m0 + self.cfg.futility_z * se < self.cfg.safety.margin
+                }
+                _ => false,
+            }
+        })
     }
 
     /// The standard error of the difference of two arm means with `n1`

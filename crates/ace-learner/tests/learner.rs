@@ -550,3 +550,85 @@ fn a_losing_candidate_is_dropped_early() {
         assert!(cfg(seed).drop_after < cfg(seed).min_pulls);
     }
 }
+
+/// After a kept step the next epoch on the same knob never tries the
+/// level it left (measured worse already): in the tiny program, once
+/// ×4 is kept, ×1 is not played again.
+#[test]
+fn a_kept_step_is_not_explored_back() {
+    for seed in 1..=5 {
+        let mut l = Learner::new(&DEFAULT_POLICY, cfg(seed));
+        let mut prog = tiny_program(seed);
+        let mut t = start(&DEFAULT_POLICY);
+        run(&mut l, &mut prog, 300, &mut t);
+        let kept = t
+            .first(|e| {
+                matches!(
+                    e,
+                    Event::Kept {
+                        knob: KnobId::TinyCapSmall,
+                        level: 2
+                    }
+                )
+            })
+            .unwrap_or_else(|| panic!("seed {seed}: ×4 kept"));
+        // the epoch that follows the kept change, up to its end
+        let next: Vec<&Event> = t
+            .events
+            .iter()
+            .filter(|(at, _)| *at >= kept)
+            .map(|(_, e)| e)
+            .take_while(|e| !matches!(e, Event::EpochEnded { .. }))
+            .collect();
+        assert!(next.iter().any(|e| matches!(
+            e,
+            Event::EpochStarted {
+                knob: KnobId::TinyCapSmall
+            }
+        )));
+        let back = next.iter().any(|e| {
+            matches!(
+                e,
+                Event::Explore {
+                    knob: KnobId::TinyCapSmall,
+                    level: 1
+                }
+            )
+        });
+        assert!(!back, "seed {seed}: the level left was explored again");
+    }
+}
+
+/// Epochs in which no candidate can still win end early: on a flat
+/// landscape the learner freezes sooner than with every epoch run to
+/// `epoch_windows`, and still accepts nothing.
+#[test]
+fn futile_epochs_end_early() {
+    let frozen_at = |z: f64, seed: u64| {
+        let mut l = Learner::new(
+            &DEFAULT_POLICY,
+            LearnerConfig {
+                futility_z: z,
+                ..cfg(seed)
+            },
+        );
+        let mut prog = Program {
+            rng: Rng::new(seed),
+            noise: 0.03,
+            hist: hist(&[(64, 500), (4096, 300), (3 << 20, 200)]),
+            model: Box::new(|_| (1.0, 200 * MIB)),
+        };
+        let mut t = start(&DEFAULT_POLICY);
+        run(&mut l, &mut prog, 600, &mut t);
+        assert_eq!(t.count(|e| matches!(e, Event::Accepted { .. })), 0);
+        t.first(|e| matches!(e, Event::Phase(Transition::Converged)))
+            .expect("converged")
+    };
+    let mut sooner = 0;
+    for seed in 1..=10 {
+        let (early, full) = (frozen_at(1.0, seed), frozen_at(f64::INFINITY, seed));
+        assert!(early <= full, "seed {seed}: {early} ms vs {full} ms");
+        sooner += usize::from(early * 10 <= full * 8);
+    }
+    assert!(sooner >= 8, "at least 20% sooner in {sooner} of 10 runs");
+}
