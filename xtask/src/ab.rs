@@ -229,7 +229,8 @@ pub struct Row {
     /// Per-repetition ratios to the balanced run of the same repetition
     /// (throughput, peak RSS), per column.
     pub paired: Vec<(Vec<f64>, Vec<f64>)>,
-    /// Learning runs: convergence times (those that converged) and runs.
+    /// Learning runs: convergence times, from the start of the phase each
+    /// converged in (those that converged), and runs.
     pub converged: Vec<f64>,
     pub learning_runs: usize,
     /// Phase changes noticed and re-convergence times (learning runs).
@@ -308,7 +309,7 @@ pub fn row(workload: &str, special: bool, runs: &[Run], extras: &[Extra]) -> Row
         }
         r.learning_runs += 1;
         if let Some(s) = &x.learner {
-            r.converged.extend(s.converged_at);
+            r.converged.extend(s.converged_in);
             r.shifts.extend(s.shifts.first());
             r.reconverged.extend(s.reconverged_at);
             r.changes.0 += s.accepted;
@@ -415,7 +416,7 @@ pub fn markdown(rows: &[Row], context: &[String], notes: &[String]) -> String {
     }
     let _ = writeln!(
         o,
-        "\n## A/B\n\nRatios are learning (or reloaded, or mimalloc) over balanced: the ratio of the medians, then [min–max] of the per-repetition ratios (each run against the balanced run of the same repetition). Throughput: higher is better; peak RSS: lower is better. FROZEN: seconds from the start of the process to the learner's first `Phase(Converged)` (median of the runs that converged; how many did). Phase changes: when the learner noticed a shift of the size distribution, and when it converged again (medians).\n"
+        "\n## A/B\n\nRatios are learning (or reloaded, or mimalloc) over balanced: the ratio of the medians, then [min–max] of the per-repetition ratios (each run against the balanced run of the same repetition). Throughput: higher is better; peak RSS: lower is better. FROZEN: seconds to the learner's first `Phase(Converged)` from the start of its phase: the process start, or the last phase change the learner noticed before it (median of the runs that converged; how many did). Phase changes: when the learner noticed a shift of the size distribution, and when it was FROZEN after it (seconds from the process start, medians).\n"
     );
     let _ = writeln!(o, "| workload | set | throughput learning/balanced | peak RSS learning/balanced | FROZEN after (s) | phase change → FROZEN again (s) | throughput reloaded/balanced | peak RSS reloaded/balanced | throughput mimalloc/balanced | peak RSS mimalloc/balanced |");
     let _ = writeln!(o, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|");
@@ -545,7 +546,7 @@ pub fn markdown(rows: &[Row], context: &[String], notes: &[String]) -> String {
     );
     let _ = writeln!(
         o,
-        "- converges (FROZEN) within 10 s on the special workloads (median, in most runs): {}{}",
+        "- converges (FROZEN) within 10 s of the start of its phase on the special workloads (median, in most runs): {}{}",
         yes(!specials.is_empty() && slow.is_empty()),
         if slow.is_empty() {
             String::new()

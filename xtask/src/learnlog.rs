@@ -93,6 +93,9 @@ pub fn parse(lines: &[(f64, String)]) -> Vec<Event> {
 pub struct Summary {
     /// When the learner first reached FROZEN.
     pub converged_at: Option<f64>,
+    /// How long that took from the start of its phase: the process start,
+    /// or the last phase change noticed before it.
+    pub converged_in: Option<f64>,
     /// Changes accepted, kept, rolled back.
     pub accepted: usize,
     pub kept: usize,
@@ -100,7 +103,8 @@ pub struct Summary {
     /// When a phase change was noticed (`Shifted` from FROZEN/CANARY,
     /// `Relearn` while learning).
     pub shifts: Vec<f64>,
-    /// When it converged again after the first phase change.
+    /// When it reached FROZEN after the first phase change (whether or not
+    /// it had before it).
     pub reconverged_at: Option<f64>,
     /// The kept changes, as `knob a→b @t`.
     pub changes: Vec<String>,
@@ -110,16 +114,24 @@ pub struct Summary {
 pub fn summarise(events: &[Event]) -> Summary {
     let mut s = Summary::default();
     let mut pending: Option<(String, u32, u32)> = None;
+    let mut phase_start = 0.0;
     for e in events {
         match &e.kind {
             Kind::Phase(p) if p == "Converged" => {
                 if s.converged_at.is_none() {
                     s.converged_at = Some(e.t);
-                } else if !s.shifts.is_empty() && s.reconverged_at.is_none() {
+                    s.converged_in = Some(e.t - phase_start);
+                }
+                if !s.shifts.is_empty() && s.reconverged_at.is_none() {
                     s.reconverged_at = Some(e.t);
                 }
             }
-            Kind::Phase(p) if p == "Shifted" || p == "Relearn" => s.shifts.push(e.t),
+            Kind::Phase(p) if p == "Shifted" || p == "Relearn" => {
+                s.shifts.push(e.t);
+                if s.converged_at.is_none() {
+                    phase_start = e.t;
+                }
+            }
             Kind::Accepted { knob, from, to } => {
                 s.accepted += 1;
                 pending = Some((knob.clone(), *from, *to));
@@ -237,10 +249,31 @@ mod tests {
         assert_eq!(ev.len(), 9);
         let s = summarise(&ev);
         assert_eq!(s.converged_at, Some(6.4));
+        assert_eq!(s.converged_in, Some(6.4));
         assert_eq!((s.accepted, s.kept, s.rolled_back), (2, 1, 1));
         assert_eq!(s.shifts, [9.0]);
         assert_eq!(s.reconverged_at, Some(14.0));
         assert_eq!(s.changes, ["LargeCacheBudget 2→1 @1.1s"]);
         assert_eq!(summarise(&[]), Summary::default());
+        // a phase change before the first FROZEN: it counts from the change
+        let ev = parse(&lines(&[
+            (
+                5.0,
+                "hakmem: learner: Phase(Relearn) (ops 1 p99 1 ns rss 1 MiB)",
+            ),
+            (
+                5.5,
+                "hakmem: learner: Phase(Relearn) (ops 1 p99 1 ns rss 1 MiB)",
+            ),
+            (
+                11.0,
+                "hakmem: learner: Phase(Converged) (ops 1 p99 1 ns rss 1 MiB)",
+            ),
+        ]));
+        let s = summarise(&ev);
+        assert_eq!(s.converged_at, Some(11.0));
+        assert_eq!(s.converged_in, Some(5.5));
+        assert_eq!(s.shifts, [5.0, 5.5]);
+        assert_eq!(s.reconverged_at, Some(11.0));
     }
 }

@@ -90,7 +90,7 @@ pub const ALL: &[Workload] = &[
 pub const SPECIAL: &[Workload] = &[
     w("request-burst", "request-burst", false, &["--objects", "20000"], &["--requests", "20000"], &["--requests", "10000"]),
     w("index-build", "index-build", false, &["--record-every", "64K"], &["--chunks", "6000"], &["--chunks", "3000"]),
-    w("phase-shift", "phase-shift", false, &["--record-every", "64K"], &["--chunks", "3000", "--requests", "12000"], &["--chunks", "1500", "--requests", "6000"]),
+    w("phase-shift", "phase-shift", false, &["--record-every", "64K"], &["--chunks", "3000", "--requests", "30000"], &["--chunks", "1500", "--requests", "6000"]),
 ];
 
 /// The A/B's workloads whose name contains one of `filter` (all when

@@ -19,6 +19,7 @@ fn learned(converged: Option<f64>, diff: &[&str]) -> Extra {
     Extra {
         learner: Some(Summary {
             converged_at: converged,
+            converged_in: converged,
             accepted: 1,
             kept: 1,
             ..Summary::default()
@@ -127,7 +128,7 @@ fn markdown_and_csv() {
     );
     assert!(md.contains("large_cache_budget 64M→16M (3×)"));
     assert!(md.contains("on at least two special workloads: **not met** (1: s)"));
-    assert!(md.contains("within 10 s on the special workloads (median, in most runs): **met**"));
+    assert!(md.contains("within 10 s of the start of its phase on the special workloads (median, in most runs): **met**"));
     assert!(md.contains("loses on 1: r (throughput 0.95×, peak RSS 1.10×)"));
     assert!(md.contains("- a note"));
     let c = csv(&rows);
