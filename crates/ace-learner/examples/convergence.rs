@@ -66,6 +66,7 @@ impl Noise {
             minor_faults: faults as u64,
             rss_bytes: (rss * (1.0 + 0.01 * self.rng.normal())) as u64,
             size_hist: prog.hist,
+            call_hist: Some(prog.hist),
         }
     }
 }

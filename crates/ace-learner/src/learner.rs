@@ -310,6 +310,18 @@ pub struct Learner {
     trial: Option<Trial>,
     /// Whether the window that just ran was a canary trial.
     trial_running: bool,
+    /// Whether the lifecycle's signature is made of observed calls
+    /// (`Window::call_hist`) rather than refills.
+    sig_observed: bool,
+}
+
+/// A window's sizes (which knobs matter): the observed calls' where it was
+/// observed with enough samples, else the refills'.
+fn sizes(w: &Window) -> &[u64; crate::signature::SIG_BINS] {
+    match &w.call_hist {
+        Some(h) if h.iter().any(|&n| n > 0) => h,
+        _ => &w.size_hist,
+    }
 }
 
 impl Learner {
@@ -345,6 +357,7 @@ impl Learner {
             scanned: false,
             trial: None,
             trial_running: false,
+            sig_observed: false,
             cfg,
         }
     }
@@ -397,15 +410,26 @@ impl Learner {
         // scored nor learned from; its size histogram still feeds the
         // lifecycle's workload signature when it has enough allocations.
         let idle = w.ops < self.cfg.min_window_ops;
-        let counted: u64 = w.size_hist.iter().sum();
-        // The histogram counts the blocks that slow-path refills moved, so
-        // it depends on the policy too (4x bins refill a quarter as often):
-        // only windows that ran the accepted policy tell the workload's
-        // signature, never a candidate's.
-        let sig = if (idle && counted < self.cfg.min_window_ops) || before != self.accepted {
+        // The signature's source: the observed calls' sizes where the
+        // window was observed (the same under any policy), else the blocks
+        // that slow-path refills moved, which depend on the policy too (4x
+        // bins refill a quarter as often): then only windows that ran the
+        // accepted policy tell the workload's signature, never a
+        // candidate's. The two are not compared with each other.
+        let observed = w.call_hist.is_some();
+        if observed != self.sig_observed {
+            self.sig_observed = observed;
+            self.lifecycle.reset_signature();
+        }
+        let hist = w.call_hist.as_ref().unwrap_or(&w.size_hist);
+        let counted: u64 = hist.iter().sum();
+        let sig = if (idle && counted < self.cfg.min_window_ops)
+            || (!observed && before != self.accepted)
+        {
             None
         } else {
-            Signature::from_counts(&w.size_hist)
+            // (none from an observed window with too few samples)
+            Signature::from_counts(hist)
         };
         let transition = self.lifecycle.on_window(now, sig.as_ref());
         let shifted = matches!(transition, Some(Transition::Relearn | Transition::Shifted));
@@ -469,6 +493,16 @@ impl Learner {
         }
     }
 
+    /// The accepted policy changed, and with it the refill counts: a
+    /// signature made of them starts again from the new policy's windows
+    /// (one made of observed calls is not affected, and goes on watching
+    /// for a phase change across the change).
+    fn refills_changed(&mut self) {
+        if !self.sig_observed {
+            self.lifecycle.reset_signature();
+        }
+    }
+
     /// The next sweep starts at the cursor and must visit every knob: after
     /// a change, or when learning starts again, the knobs explored before
     /// it are due again.
@@ -496,7 +530,7 @@ impl Learner {
             self.scanned = true;
             let id = KnobId::ALL[self.cursor];
             self.cursor = (self.cursor + 1) % KNOBS;
-            if self.cfg.knobs[id as usize] && id.relevant(&w.size_hist, self.min_ops(id)) {
+            if self.cfg.knobs[id as usize] && id.relevant(sizes(w), self.min_ops(id)) {
                 return Some(id);
             }
         }
@@ -584,7 +618,7 @@ impl Learner {
                     self.reference = None;
                     self.lifecycle.change_accepted(now);
                     self.restart_sweep();
-                    self.lifecycle.reset_signature();
+                    self.refills_changed();
                     step.push(Event::RolledBack {
                         knob: epoch.knob,
                         from: to_level,
@@ -623,9 +657,7 @@ impl Learner {
             self.safety.start_probation(cur.mean().unwrap_or(0.0));
             self.lifecycle.change_accepted(now);
             self.restart_sweep();
-            // the new policy refills differently: its windows set a new
-            // reference signature
-            self.lifecycle.reset_signature();
+            self.refills_changed();
             epoch.probation_from = Some(from);
             step.push(Event::Accepted {
                 knob: epoch.knob,
@@ -815,7 +847,7 @@ impl Learner {
         let mut choices = [(KnobId::DecayMs, 0usize); 2 * KNOBS];
         let mut n = 0;
         for id in KnobId::ALL {
-            if !self.cfg.knobs[id as usize] || !id.relevant(&w.size_hist, self.min_ops(id)) {
+            if !self.cfg.knobs[id as usize] || !id.relevant(sizes(w), self.min_ops(id)) {
                 continue;
             }
             for &level in &self.accepted.knob(id).candidates().as_slice()[1..] {

@@ -75,8 +75,14 @@ pub struct Window {
     /// if unknown.
     pub rss_bytes: u64,
     /// Allocations per size bin ([`size_bin`](crate::signature::size_bin))
-    /// during the window.
+    /// during the window, as the allocator's slow paths saw them (blocks
+    /// moved by refills: they depend on the running policy too).
     pub size_hist: [u64; SIG_BINS],
+    /// Calls per size bin as observed (sampled calls, scaled like `ops`):
+    /// the same whatever policy runs. `None` when the window was not
+    /// observed; all zeros when it was, but too few calls were sampled to
+    /// tell their sizes apart from noise.
+    pub call_hist: Option<[u64; SIG_BINS]>,
 }
 
 impl Window {
@@ -89,6 +95,7 @@ impl Window {
             minor_faults: 0,
             rss_bytes: 0,
             size_hist: [0; SIG_BINS],
+            call_hist: None,
         }
     }
 }

@@ -41,6 +41,7 @@ impl Program {
             minor_faults: ops / 1000,
             rss_bytes: rss,
             size_hist: self.hist,
+            call_hist: (ops > 0).then_some(self.hist),
         }
     }
 }
@@ -631,4 +632,68 @@ fn futile_epochs_end_early() {
         sooner += usize::from(early * 10 <= full * 8);
     }
     assert!(sooner >= 8, "at least 20% sooner in {sooner} of 10 runs");
+}
+
+/// A phase change in the middle of an epoch, while candidates run, is
+/// noticed within the lifecycle's two windows when windows carry the sizes
+/// of observed calls, and the refill-made histogram, which every candidate
+/// changes, raises no false alarm before it. With refills only, the
+/// candidates' windows are no evidence and the change is noticed later.
+#[test]
+fn a_phase_change_while_exploring_is_noticed_at_once() {
+    let run_one = |seed: u64, observed: bool| -> (usize, Option<u64>, u64) {
+        let mut l = Learner::new(&DEFAULT_POLICY, cfg(seed));
+        let mut t = start(&DEFAULT_POLICY);
+        let mut rng = Rng::new(seed);
+        let mut calls = hist(&[(32, 900), (48, 100)]);
+        let mut changed_at = 0;
+        for i in 0..60 {
+            if i == 12 {
+                // serve phase: 6 KiB blocks
+                calls = hist(&[(6 << 10, 1000)]);
+                changed_at = l.now_ms();
+            }
+            // refills: fewer the bigger the bins (×4 caps: a quarter)
+            let m = tiny32_multiplier(&t.running).max(1);
+            let mut refills = calls;
+            refills[size_bin(32)] = refills[size_bin(32)] * 1000 / m;
+            let w = Window {
+                elapsed_ms: 1000,
+                ops: (1_000_000.0 * (1.0 + 0.02 * rng.normal())) as u64,
+                latency_p99_ns: 200.0,
+                minor_faults: 1000,
+                rss_bytes: 100 * MIB,
+                size_hist: refills,
+                call_hist: observed.then_some(calls),
+            };
+            let step = l.on_window(&w);
+            for e in step.events() {
+                t.events.push((l.now_ms(), *e));
+            }
+            if let Some(p) = step.publish {
+                t.running = p;
+            }
+        }
+        let false_alarms = t
+            .events
+            .iter()
+            .filter(|(at, e)| *at <= changed_at && matches!(e, Event::Phase(Transition::Relearn)))
+            .count();
+        let noticed = t
+            .events
+            .iter()
+            .find(|(at, e)| *at > changed_at && matches!(e, Event::Phase(Transition::Relearn)))
+            .map(|(at, _)| at - changed_at);
+        (false_alarms, noticed, changed_at)
+    };
+    let mut later = 0;
+    for seed in 1..=5 {
+        let (false_alarms, noticed, _) = run_one(seed, true);
+        assert_eq!(false_alarms, 0, "seed {seed}");
+        let noticed = noticed.unwrap_or_else(|| panic!("seed {seed}: not noticed"));
+        assert!(noticed <= 2000, "seed {seed}: after {noticed} ms");
+        let (_, refills_only, _) = run_one(seed, false);
+        later += usize::from(refills_only.is_none_or(|n| n > noticed));
+    }
+    assert!(later >= 3, "refills alone noticed it later in {later} of 5");
 }

@@ -12,7 +12,8 @@
 //!   sixteenth of it). Small calls are counted down: the C `malloc` decrements
 //!   the thread slot's countdown (as for call-site sampling,
 //!   [`crate::SAMPLE_LIMIT`]) and stays on its fast path; the call that takes
-//!   it to zero ([`due`]) adds the whole period (48-79 calls) to the heap's
+//!   it to zero ([`due`]) adds the whole period (48-72 calls for a busy
+//!   program, fewer for one that calls less often) to the heap's
 //!   count, is timed (fed to a P² estimator on the learner thread) and starts
 //!   the next period. The Rust `malloc` does the same from its slow path (the
 //!   fast paths' size limit, [`crate::TINY_LIMIT`], is 0 during a slice).
@@ -43,7 +44,7 @@ use hakmem_ace_learner::learner::{Event, Learner, LearnerConfig};
 use hakmem_ace_learner::lifecycle::Phase;
 use hakmem_ace_learner::p2::P2;
 use hakmem_ace_learner::reward::Window;
-use hakmem_ace_learner::signature::{class_bin, SIG_BINS};
+use hakmem_ace_learner::signature::{class_bin, size_bin, SIG_BINS};
 use hakmem_policy_rcu::FrozenPolicy;
 use hakmem_tiny_sll::TINY_MAX;
 
@@ -67,9 +68,18 @@ static ACCEPTED: ArcSwapOption<FrozenPolicy> = ArcSwapOption::const_empty();
 /// Latency samples: one observed call in this many is timed.
 const TIME_ONE_IN: u32 = 64;
 
-/// The shortest countdown period of counted small calls; periods are this
-/// plus 0-31 (jittered so that a program's loops do not alias with it).
-const PERIOD_MIN: u32 = 48;
+/// The countdown period of counted small calls: this plus up to half of
+/// it (jittered so that a program's loops do not alias with it). The
+/// learner thread sets it from the last slice's calls, so that a slice
+/// samples about `SAMPLES` calls: 1 (every call) for a program that calls
+/// rarely, up to `PERIOD_MAX` for a busy one.
+static PERIOD_BASE: AtomicU32 = AtomicU32::new(PERIOD_MAX);
+const PERIOD_MAX: u32 = 48;
+/// Timed calls a slice aims for.
+const SAMPLES: u64 = 256;
+/// An observed window's call sizes tell the workload's signature only
+/// with at least this many sampled calls.
+const MIN_SIGNATURE_SAMPLES: u64 = 64;
 
 /// Asks for the learner (at start-up, in the learning modes).
 pub(crate) fn want() {
@@ -184,7 +194,7 @@ pub(crate) fn observed_malloc(size: usize) -> *mut u8 {
     }
     let t = begin_call();
     let p = crate::api::malloc_slow_uncounted(size);
-    note_call(t);
+    note_call(t, size);
     p
 }
 
@@ -197,7 +207,7 @@ pub(crate) fn due(size: usize) -> *mut u8 {
     if heap == PLACEHOLDER.get() {
         // the thread's first call: its heap comes with this one
         // SAFETY: the thread's own slot.
-        unsafe { (*slot).sample_left = PERIOD_MIN as usize };
+        unsafe { (*slot).sample_left = PERIOD_BASE.load(Ordering::Relaxed) as usize };
         return crate::api::malloc_uncounted(size);
     }
     // SAFETY: the thread's own heap; its observation counters have one
@@ -205,7 +215,10 @@ pub(crate) fn due(size: usize) -> *mut u8 {
     let obs = unsafe { &(*heap).obs };
     let slice = SLICE.load(Ordering::Relaxed);
     if obs.slice.load(Ordering::Relaxed) == slice {
-        obs.calls.add(obs.period.load(Ordering::Relaxed) as u64);
+        let period = obs.period.load(Ordering::Relaxed) as u64;
+        obs.calls.add(period);
+        // the due call stands for the period: a sample of the sizes
+        obs.sizes[size_bin(size)].add(period);
     }
     // xorshift32: the next period's jitter
     let mut x = obs.rng.load(Ordering::Relaxed);
@@ -213,7 +226,8 @@ pub(crate) fn due(size: usize) -> *mut u8 {
     x ^= x >> 17;
     x ^= x << 5;
     obs.rng.store(x, Ordering::Relaxed);
-    let period = PERIOD_MIN + (x >> 27);
+    let base = PERIOD_BASE.load(Ordering::Relaxed);
+    let period = base + (((x >> 16) * (base / 2 + 1)) >> 16);
     obs.period.store(period, Ordering::Relaxed);
     obs.slice.store(slice, Ordering::Relaxed);
     // SAFETY: the thread's own slot.
@@ -241,6 +255,12 @@ pub mod testing {
         super::snapshot(None, &mut [0; 4096]).calls
     }
 
+    /// Calls counted so far per size bin (`ace_learner::signature::size_bin`),
+    /// over every heap.
+    pub fn call_sizes() -> [u64; super::SIG_BINS] {
+        super::snapshot(None, &mut [0; 4096]).call_sizes
+    }
+
     /// Latency samples taken so far, over every heap.
     pub fn latency_samples() -> u64 {
         let mut n = 0u64;
@@ -249,9 +269,9 @@ pub mod testing {
     }
 }
 
-/// A counted call ended.
+/// A counted call of `size` bytes ended.
 #[inline]
-pub(crate) fn note_call(started: Option<Instant>) {
+pub(crate) fn note_call(started: Option<Instant>, size: usize) {
     let heap = tls::heap();
     if heap == PLACEHOLDER.get() {
         return;
@@ -259,6 +279,7 @@ pub(crate) fn note_call(started: Option<Instant>) {
     // SAFETY: as in `begin_call`.
     let obs = unsafe { &(*heap).obs };
     obs.calls.inc();
+    obs.sizes[size_bin(size)].inc();
     if let Some(t) = started {
         let ns = t.elapsed().as_nanos().min(u32::MAX as u128) as u32;
         obs.push_latency(ns.max(1));
@@ -270,6 +291,9 @@ pub(crate) fn note_call(started: Option<Instant>) {
 #[derive(Debug)]
 pub(crate) struct Observation {
     calls: hakmem_stats::Counter,
+    /// The counted calls by size bin (the workload's signature, whatever
+    /// the policy).
+    sizes: [hakmem_stats::Counter; SIG_BINS],
     lat: [AtomicU32; 64],
     next: AtomicU32,
     /// The small calls' countdown: its period, the slice it was set in, and
@@ -283,6 +307,7 @@ impl Observation {
     pub(crate) const fn new() -> Self {
         Observation {
             calls: hakmem_stats::Counter::new(),
+            sizes: [const { hakmem_stats::Counter::new() }; SIG_BINS],
             lat: [const { AtomicU32::new(0) }; 64],
             next: AtomicU32::new(0),
             period: AtomicU32::new(0),
@@ -302,6 +327,7 @@ impl Observation {
 #[derive(Clone, Copy)]
 struct Snapshot {
     calls: u64,
+    call_sizes: [u64; SIG_BINS],
     class_blocks: [u64; NCLASSES],
     large: u64,
 }
@@ -309,6 +335,7 @@ struct Snapshot {
 fn snapshot(p2: Option<&mut P2>, seen: &mut [u32; 4096]) -> Snapshot {
     let mut s = Snapshot {
         calls: 0,
+        call_sizes: [0; SIG_BINS],
         class_blocks: [0; NCLASSES],
         large: crate::state::LARGE_STATS.allocs.get(),
     };
@@ -316,6 +343,9 @@ fn snapshot(p2: Option<&mut P2>, seen: &mut [u32; 4096]) -> Snapshot {
     let mut hi = 0usize;
     heaps::for_each(|h| {
         s.calls += h.obs.calls.get();
+        for (b, n) in s.call_sizes.iter_mut().zip(&h.obs.sizes) {
+            *b += n.get();
+        }
         for (c, b) in s.class_blocks.iter_mut().enumerate() {
             *b += h.stats.classes[c].refill_blocks.get();
         }
@@ -391,6 +421,7 @@ fn run() {
         PHASE.store(phase_code(phase), Ordering::Relaxed);
         let started = Instant::now();
         let mut calls = 0u64;
+        let mut call_hist = None;
         let mut p2 = P2::new(0.99);
         if phase != Phase::Frozen {
             let before = snapshot(None, &mut seen);
@@ -400,7 +431,19 @@ fn run() {
             let after = snapshot(Some(&mut p2), &mut seen);
             let dt = started.elapsed().as_secs_f64().max(1e-6);
             // calls per second in the slice, as calls in a window
-            calls = ((after.calls - before.calls) as f64 / dt * window.as_secs_f64()) as u64;
+            let scale = |n: u64| (n as f64 / dt * window.as_secs_f64()) as u64;
+            calls = scale(after.calls - before.calls);
+            let counted = after.calls - before.calls;
+            let base = PERIOD_BASE.load(Ordering::Relaxed) as u64;
+            let mut h = [0u64; SIG_BINS];
+            if counted / base.max(1) >= MIN_SIGNATURE_SAMPLES {
+                for (b, h) in h.iter_mut().enumerate() {
+                    *h = scale(after.call_sizes[b] - before.call_sizes[b]);
+                }
+            }
+            call_hist = Some(h);
+            let next = (counted / SAMPLES).clamp(1, PERIOD_MAX as u64);
+            PERIOD_BASE.store(next as u32, Ordering::Relaxed);
         }
         std::thread::sleep(window.saturating_sub(started.elapsed()));
         let now = snapshot(None, &mut seen);
@@ -417,6 +460,7 @@ fn run() {
             minor_faults: f - faults,
             rss_bytes: rss_bytes(),
             size_hist: hist,
+            call_hist,
         };
         faults = f;
         last = now;

@@ -1,10 +1,15 @@
 //! The learner's observation slices count `malloc` calls: small ones by a
-//! countdown (a period of 48-79 calls credited at once, the fast path kept
+//! countdown (a period of up to 48-72 calls credited at once, the fast path kept
 //! in between), larger ones one by one on the slow path. The count must be
 //! right to within a period per thread, whichever path a call took, and
 //! nothing is counted outside a slice. (Balanced mode: no learner thread
 //! turns slices on behind the test's back.)
-use hakmem::learner_testing::{calls, latency_samples, observe};
+use hakmem::learner_testing::{call_sizes, calls, latency_samples, observe};
+
+/// `ace_learner::signature::size_bin`: ceil(log2(size)) - 3.
+fn bin(size: usize) -> usize {
+    (usize::BITS - (size - 1).leading_zeros()) as usize - 3
+}
 
 /// The most a thread's count may be off by: the countdown's period left
 /// over from an earlier slice, plus the calls after its last credit.
@@ -50,6 +55,11 @@ fn slices_count_calls_on_every_path() {
         small.abs_diff(150_000) <= SLACK,
         "{small} small calls counted, 150000 made"
     );
+    // and by size: each credited period goes to its due call's size
+    let sizes = call_sizes();
+    assert!(sizes[bin(32)].abs_diff(100_000) <= SLACK, "{sizes:?}");
+    assert!(sizes[bin(700)].abs_diff(50_000) <= SLACK, "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<u64>(), small);
     // one timed call per period
     assert!(
         (150_000 / 80..=150_000 / 48 + 2).contains(&timed),
@@ -71,4 +81,5 @@ fn slices_count_calls_on_every_path() {
         more.abs_diff(43_000) <= 2 * SLACK,
         "{more} calls counted, 43000 made"
     );
+    assert_eq!(call_sizes()[bin(8 << 10)] - sizes[bin(8 << 10)], 3_000);
 }
