@@ -8,7 +8,9 @@
 //!
 //! What it does, by [`Phase`]:
 //!
-//! * **LEARN**: one knob at a time (round robin over the enabled knobs,
+//! * **LEARN**: after a warm-up (`warmup_ms`, the first second: no
+//!   exploration, the windows only set the reference), one knob at a time
+//!   (round robin over the enabled knobs,
 //!   skipping those whose sizes the window did not see), an *epoch*: a
 //!   fresh bandit over the knob's candidates {current, current − 1,
 //!   current + 1}; each window plays one of them and its reward (against
@@ -114,6 +116,11 @@ pub struct LearnerConfig {
     /// Share of CANARY windows that try an alternative (‰;
     /// `HAKMEM_CANARY_PERMILLE`).
     pub canary_permille: u32,
+    /// No exploration before the learner's clock reaches this (ms): a
+    /// program's start-up is a transient, and a program that ends sooner
+    /// could never win back what exploring costs it. Its windows still set
+    /// the reference metrics.
+    pub warmup_ms: u64,
     /// Which knobs may move.
     pub knobs: [bool; KNOBS],
     /// Hysteresis, probation, cooldown.
@@ -146,6 +153,7 @@ impl LearnerConfig {
         min_large_knob_ops: 2,
         reference_alpha: 0.2,
         canary_permille: 50,
+        warmup_ms: 1000,
         knobs: DEFAULT_KNOBS,
         safety: SafetyConfig::DEFAULT,
         lifecycle: LifecycleConfig::DEFAULT,
@@ -456,7 +464,7 @@ impl Learner {
             Phase::Learn => {
                 // After a transition there is no epoch: the window opens
                 // one (as the current level's first play if it ran it).
-                if !idle {
+                if !idle && now > self.cfg.warmup_ms {
                     self.learn(w, ran_accepted, &mut step);
                 }
             }

@@ -697,3 +697,35 @@ fn a_phase_change_while_exploring_is_noticed_at_once() {
     }
     assert!(later >= 3, "refills alone noticed it later in {later} of 5");
 }
+
+/// Nothing is explored during the warm-up (the first second with the
+/// default): a program that ends within it runs the policy it started
+/// with; after it, learning goes on as usual.
+#[test]
+fn nothing_is_explored_during_the_warm_up() {
+    for seed in 1..=3 {
+        let mut l = Learner::new(&DEFAULT_POLICY, cfg(seed));
+        let mut prog = tiny_program(seed);
+        let mut t = start(&DEFAULT_POLICY);
+        for _ in 0..400 {
+            let mut w = prog.window(&t.running);
+            w.elapsed_ms = 50;
+            let step = l.on_window(&w);
+            for e in step.events() {
+                t.events.push((l.now_ms(), *e));
+            }
+            if let Some(p) = step.publish {
+                t.running = p;
+            }
+            if l.now_ms() <= cfg(seed).warmup_ms {
+                assert_eq!(t.published, 0);
+                assert!(t.events.is_empty(), "seed {seed}: {:?}", t.events);
+            }
+        }
+        let first = t
+            .first(|e| matches!(e, Event::Explore { .. }))
+            .expect("explored after the warm-up");
+        assert!(first > cfg(seed).warmup_ms && first <= cfg(seed).warmup_ms + 100);
+        assert_eq!(level(&l, KnobId::TinyCapSmall), 2, "seed {seed}: found");
+    }
+}
