@@ -407,6 +407,41 @@ pub fn verdict(r: &Row) -> Verdict {
     }
 }
 
+/// The geometric mean of a column's ratios to balanced over `rows`, and
+/// their range.
+fn geomean_ratio(rows: &[&Row], col: usize, key: &str) -> Option<(f64, f64, f64)> {
+    let v: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| r.ratio(col, key))
+        .filter(|x| *x > 0.0)
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    let g = (v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp();
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(0.0, f64::max);
+    Some((g, lo, hi))
+}
+
+/// What the rest's ratios add up to, learning against reloaded: a
+/// reloaded run of a workload whose learned policy is the default runs the
+/// same policy as balanced, FROZEN, so its ratios are the measurement's own
+/// noise.
+fn noise_line(rest: &[&Row]) -> String {
+    let cell = |col: usize, key: &str| match geomean_ratio(rest, col, key) {
+        Some((g, lo, hi)) => format!("{} [{}–{}]", ratio(g), ratio(lo), ratio(hi)),
+        None => "n/a".into(),
+    };
+    format!(
+        "- over the rest, geometric mean [range] of the ratios of medians: throughput learning/balanced {}, reloaded/balanced {}; peak RSS learning/balanced {}, reloaded/balanced {} (a reloaded run of a workload that learned nothing runs balanced's policy, FROZEN: its spread is the measurement's noise)",
+        cell(1, "ops_per_sec"),
+        cell(2, "ops_per_sec"),
+        cell(1, "peak_rss_kb"),
+        cell(2, "peak_rss_kb"),
+    )
+}
+
 /// The Markdown report.
 pub fn markdown(rows: &[Row], context: &[String], notes: &[String]) -> String {
     let mut o = String::new();
@@ -564,6 +599,7 @@ pub fn markdown(rows: &[Row], context: &[String], notes: &[String]) -> String {
             format!(" (loses on {}: {})", losses.len(), losses.join(", "))
         }
     );
+    let _ = writeln!(o, "{}", noise_line(&rest));
     if !notes.is_empty() {
         let _ = writeln!(o, "\n## Notes\n");
         for n in notes {

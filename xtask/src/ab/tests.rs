@@ -130,6 +130,10 @@ fn markdown_and_csv() {
     assert!(md.contains("on at least two special workloads: **not met** (1: s)"));
     assert!(md.contains("within 10 s of the start of its phase on the special workloads (median, in most runs): **met**"));
     assert!(md.contains("loses on 1: r (throughput 0.95×, peak RSS 1.10×)"));
+    assert!(
+        md.contains("over the rest, geometric mean [range] of the ratios of medians: throughput learning/balanced 0.95× [0.95×–0.95×]"),
+        "{md}"
+    );
     assert!(md.contains("- a note"));
     let c = csv(&rows);
     assert_eq!(c.lines().count(), 1 + 2 * COLUMNS.len());
