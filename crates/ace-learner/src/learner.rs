@@ -375,6 +375,14 @@ impl Learner {
         self.lifecycle.phase()
     }
 
+    /// Whether the next window, `window_ms` long, needs its calls
+    /// measured: not in FROZEN, and not while it ends within the warm-up
+    /// (nothing will be learned from it; the window that ends the warm-up
+    /// is the first play of the first epoch, so it is measured).
+    pub fn wants_observation(&self, window_ms: u64) -> bool {
+        self.phase() != Phase::Frozen && self.now_ms + window_ms > self.cfg.warmup_ms
+    }
+
     /// The learner's clock: the sum of the windows' lengths (ms).
     pub fn now_ms(&self) -> u64 {
         self.now_ms

@@ -708,8 +708,15 @@ fn nothing_is_explored_during_the_warm_up() {
         let mut prog = tiny_program(seed);
         let mut t = start(&DEFAULT_POLICY);
         for _ in 0..400 {
+            // the allocator measures only the windows the learner can use
+            let warm = l.now_ms() + 50 <= cfg(seed).warmup_ms;
+            assert_eq!(l.wants_observation(50), !warm && l.phase() != Phase::Frozen);
             let mut w = prog.window(&t.running);
             w.elapsed_ms = 50;
+            if warm {
+                w.ops = 0;
+                w.call_hist = None;
+            }
             let step = l.on_window(&w);
             for e in step.events() {
                 t.events.push((l.now_ms(), *e));

@@ -19,7 +19,8 @@
 //!   fast paths' size limit, [`crate::TINY_LIMIT`], is 0 during a slice).
 //!   Calls above the small sizes take the slow path anyway and are counted
 //!   there, one in 64 timed. Outside the slices, and in FROZEN, the
-//!   allocation path does no learner work. (With call-site sampling on too,
+//!   allocation path does no learner work, nor does it in the learner's
+//!   warm-up (its first second). (With call-site sampling on too,
 //!   a slice sends every call to the slow path and counts it there.)
 //! * **Page faults and RSS**: `getrusage` and `/proc/self/statm`, on the
 //!   learner thread.
@@ -423,7 +424,7 @@ fn run() {
         let mut calls = 0u64;
         let mut call_hist = None;
         let mut p2 = P2::new(0.99);
-        if phase != Phase::Frozen {
+        if learner.wants_observation(window.as_millis() as u64) {
             let before = snapshot(None, &mut seen);
             set_observing(true);
             std::thread::sleep(slice);
