@@ -123,6 +123,16 @@ fn tiny_program(seed: u64) -> Program {
     }
 }
 
+/// A program that runs the same under every policy, with `noise`.
+fn flat_program(seed: u64, noise: f64) -> Program {
+    Program {
+        rng: Rng::new(seed),
+        noise,
+        hist: hist(&[(64, 500), (4096, 300), (3 << 20, 200)]),
+        model: Box::new(|_| (1.0, 200 * MIB)),
+    }
+}
+
 fn level(l: &Learner, k: KnobId) -> usize {
     l.accepted_levels().get(k)
 }
@@ -190,12 +200,7 @@ fn elo_finds_it_too() {
 fn a_flat_landscape_changes_nothing() {
     for seed in 1..=10 {
         let mut l = Learner::new(&DEFAULT_POLICY, cfg(seed));
-        let mut prog = Program {
-            rng: Rng::new(seed),
-            noise: 0.03,
-            hist: hist(&[(64, 500), (4096, 300), (3 << 20, 200)]),
-            model: Box::new(|_| (1.0, 200 * MIB)),
-        };
+        let mut prog = flat_program(seed, 0.03);
         let mut t = start(&DEFAULT_POLICY);
         run(&mut l, &mut prog, 600, &mut t);
         assert_eq!(
@@ -464,12 +469,7 @@ fn under_five_percent_noise() {
     let (mut false_changes, mut found) = (0, 0);
     for seed in 1..=20 {
         let mut l = Learner::new(&DEFAULT_POLICY, cfg(seed));
-        let mut prog = Program {
-            rng: Rng::new(seed),
-            noise: 0.05,
-            hist: hist(&[(64, 500), (4096, 300), (3 << 20, 200)]),
-            model: Box::new(|_| (1.0, 200 * MIB)),
-        };
+        let mut prog = flat_program(seed, 0.05);
         let mut t = start(&DEFAULT_POLICY);
         run(&mut l, &mut prog, 600, &mut t);
         false_changes += t.count(|e| matches!(e, Event::Accepted { .. }));
@@ -613,12 +613,7 @@ fn futile_epochs_end_early() {
                 ..cfg(seed)
             },
         );
-        let mut prog = Program {
-            rng: Rng::new(seed),
-            noise: 0.03,
-            hist: hist(&[(64, 500), (4096, 300), (3 << 20, 200)]),
-            model: Box::new(|_| (1.0, 200 * MIB)),
-        };
+        let mut prog = flat_program(seed, 0.03);
         let mut t = start(&DEFAULT_POLICY);
         run(&mut l, &mut prog, 600, &mut t);
         assert_eq!(t.count(|e| matches!(e, Event::Accepted { .. })), 0);

@@ -131,6 +131,13 @@ pub(crate) fn malloc_unsampled(size: usize) -> *mut u8 {
 
 #[inline(always)]
 fn malloc_below(size: usize, limit: usize) -> *mut u8 {
+    pop_or(size, limit, malloc_slow)
+}
+
+/// The fast path: pop the bin of `size` if it is at most `limit` (never
+/// above `TINY_MAX`) and the bin has a block, else `slow(size)`.
+#[inline(always)]
+fn pop_or(size: usize, limit: usize, slow: fn(usize) -> *mut u8) -> *mut u8 {
     if size <= limit {
         let heap = tls::heap();
         // SAFETY: the index is at most TINY_MAX (`limit` never exceeds it).
@@ -142,7 +149,7 @@ fn malloc_below(size: usize, limit: usize) -> *mut u8 {
             return p;
         }
     }
-    malloc_slow(size)
+    slow(size)
 }
 
 #[cold]
@@ -158,17 +165,7 @@ fn malloc_slow(user_size: usize) -> *mut u8 {
 /// count): the fast path, and a slow path that does not count.
 #[inline(always)]
 pub(crate) fn malloc_uncounted(size: usize) -> *mut u8 {
-    if size <= TINY_MAX {
-        let heap = tls::heap();
-        // SAFETY: as in `malloc_below`.
-        let off = unsafe { *TINY_BIN_OFFSET.get_unchecked(size) } as usize;
-        // SAFETY: as in `malloc_below`.
-        let p = unsafe { Bin::pop_raw(Heap::bin_at(heap, off)) };
-        if !p.is_null() {
-            return p;
-        }
-    }
-    malloc_slow_uncounted(size)
+    pop_or(size, TINY_MAX, malloc_slow_uncounted)
 }
 
 /// The slow path of `malloc`, without the learner's counting.
