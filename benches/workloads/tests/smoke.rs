@@ -265,8 +265,9 @@ fn every_workload_runs_under_hakmem_preload() {
     run_all(Some(libhakmem()), "libhakmem.so");
 }
 
-/// The learning mode on a special workload, with 10 ms windows for about a
-/// second: the learner runs (its research log shows an epoch and the
+/// The learning mode on a special workload, with 10 ms windows for about
+/// two seconds (the first is the learner's warm-up, when it explores
+/// nothing): the learner runs (its research log shows an epoch and the
 /// candidate policies it published), `HAKMEM_POLICY_SAVE` writes a policy
 /// file at exit, and a fresh run on that file (`HAKMEM_POLICY`) starts
 /// FROZEN: it explores nothing.
@@ -278,7 +279,7 @@ fn the_learner_runs_under_a_special_workload_and_its_policy_reloads() {
     let policy = dir.join("learned.policy");
     let run = |env: &[(&str, &Path)], mode: &str| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_request-burst"));
-        cmd.args(["--requests", "3000", "--objects", "10000"])
+        cmd.args(["--requests", "8000", "--objects", "10000"])
             .env("LD_PRELOAD", lib)
             .env("HAKMEM_MODE", mode)
             .env("HAKMEM_LEARN_WINDOW_MS", "10");
