@@ -26,6 +26,7 @@
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 
 pub mod bandit;
+pub mod config;
 #[cfg(any(test, feature = "std"))]
 pub mod driver;
 pub mod knob;
