@@ -235,8 +235,7 @@ pub(crate) fn due(size: usize) -> *mut u8 {
     unsafe { (*slot).sample_left = period as usize };
     let t = Instant::now();
     let p = crate::api::malloc_uncounted(size);
-    let ns = t.elapsed().as_nanos().min(u32::MAX as u128) as u32;
-    obs.push_latency(ns.max(1));
+    obs.push_latency(t);
     p
 }
 
@@ -282,8 +281,7 @@ pub(crate) fn note_call(started: Option<Instant>, size: usize) {
     obs.calls.inc();
     obs.sizes[size_bin(size)].inc();
     if let Some(t) = started {
-        let ns = t.elapsed().as_nanos().min(u32::MAX as u128) as u32;
-        obs.push_latency(ns.max(1));
+        obs.push_latency(t);
     }
 }
 
@@ -317,7 +315,9 @@ impl Observation {
         }
     }
 
-    fn push_latency(&self, ns: u32) {
+    /// Records the latency of a call that started at `t` (ns, at least 1).
+    fn push_latency(&self, t: Instant) {
+        let ns = (t.elapsed().as_nanos().min(u32::MAX as u128) as u32).max(1);
         let i = self.next.load(Ordering::Relaxed);
         self.lat[(i % 64) as usize].store(ns, Ordering::Relaxed);
         self.next.store(i.wrapping_add(1), Ordering::Relaxed);
@@ -433,8 +433,8 @@ fn run() {
             let dt = started.elapsed().as_secs_f64().max(1e-6);
             // calls per second in the slice, as calls in a window
             let scale = |n: u64| (n as f64 / dt * window.as_secs_f64()) as u64;
-            calls = scale(after.calls - before.calls);
             let counted = after.calls - before.calls;
+            calls = scale(counted);
             let base = PERIOD_BASE.load(Ordering::Relaxed) as u64;
             let mut h = [0u64; SIG_BINS];
             if counted / base.max(1) >= MIN_SIGNATURE_SAMPLES {
