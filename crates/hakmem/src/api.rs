@@ -19,8 +19,12 @@ use hakmem_platform::{set_errno, ErrnoGuard, PAGE_SIZE};
 use hakmem_superslab::{remote_free, Superslab, NO_CLASS, SLOT_SIZE};
 use hakmem_tiny_sll::{Bin, Block, TINY_MAX};
 
+use hakmem_sites::SiteId;
+
 use crate::classes::{class_for_aligned, class_of, class_size, SLAB_MAX, TINY_BIN_OFFSET};
 use crate::heap::{Heap, PLACEHOLDER};
+use crate::large::{decay_tick, large_alloc};
+use crate::observe::{self, Call, Observer, Take, SAMPLE_LIMIT, TINY_LIMIT};
 use crate::report::{misuse, Misuse};
 use crate::state::{cache_limits, Os, LARGE, LARGE_STATS, PAGE_MAP, POLICY};
 use crate::thread::with_heap;
@@ -106,81 +110,173 @@ fn small_usable(p: *const u8, c: usize) -> usize {
 /// The free mark of this process (see `Heap::mark`).
 #[inline]
 fn free_mark() -> u64 {
-    crate::init::free_mark()
+    crate::state::free_mark()
 }
+
+/// The observers of `malloc` calls, by their bit (`observe.rs`).
+static OBSERVERS: [&dyn Observer; observe::COUNT] =
+    [&crate::sites::SAMPLER, &crate::learner::SLICES];
 
 /// `malloc`: `size` bytes, aligned to 16; null with `errno = ENOMEM` on
 /// failure. `malloc(0)` returns a unique pointer.
+///
+/// The fast path: a size up to [`TINY_LIMIT`] pops the thread's bin for
+/// it. The limit is `TINY_MAX`, or 0 while observers are on (a memory
+/// operand instead of an immediate: the same instruction count); then
+/// [`malloc_observed`] counts small calls down.
 #[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
-    // The limit is TINY_MAX, or 0 while every call must reach the slow path
-    // (call-site sampling, the learner's observation slices): a memory
-    // operand instead of an immediate, the same instruction count.
-    malloc_below(
+    if size > TINY_LIMIT.get() {
+        return if size > SAMPLE_LIMIT.get() {
+            malloc_slow(size, 0)
+        } else {
+            malloc_observed(size, 0)
+        };
+    }
+    pop_or_slow(size, 0)
+}
+
+/// Pops the bin of `size` (at most `TINY_MAX`), or takes the slow path.
+#[inline(always)]
+fn pop_or_slow(size: usize, ra: usize) -> *mut u8 {
+    debug_assert!(size <= TINY_MAX);
+    let heap = tls::heap();
+    // SAFETY: `size <= TINY_MAX`: every caller compared it with a `Limit`,
+    // whose value is 0 or TINY_MAX by construction, or with TINY_MAX.
+    let off = unsafe { *TINY_BIN_OFFSET.get_unchecked(size) } as usize;
+    // SAFETY: `heap` is this thread's heap or the placeholder; `off` is
+    // a bin offset.
+    let p = unsafe { Bin::pop_raw(Heap::bin_at(heap, off)) };
+    if !p.is_null() {
+        return p;
+    }
+    malloc_slow(size, ra)
+}
+
+/// The slow path of `malloc` (the bin was empty, or the size is above the
+/// small sizes), with the caller's return address (0 if unknown). While
+/// observers are on, a call above the small sizes is shown to them here
+/// (small ones were counted down before they got here).
+#[cold]
+#[inline(never)]
+pub fn malloc_slow(size: usize, ra: usize) -> *mut u8 {
+    if size > TINY_MAX && observe::any_active() {
+        let call = Call {
+            calls: 1,
+            due: false,
+            size,
+            ra,
+        };
+        let (take, timed) = show(&call);
+        return serve_observed(&call, take, timed, |size, _| serve(size));
+    }
+    serve(size)
+}
+
+/// A small `malloc` while observers are on (above [`TINY_LIMIT`], at most
+/// [`SAMPLE_LIMIT`]): counts it down in the thread's countdown; the call
+/// that ends the countdown (the *due* call) is shown to the observers,
+/// standing for the whole period, and starts the next one. The C `malloc`
+/// counts down on its own and comes here only with a due call, its
+/// countdown as it was before the call (1, or 0 for a thread's first).
+#[cold]
+#[inline(never)]
+pub fn malloc_observed(size: usize, ra: usize) -> *mut u8 {
+    if size > TINY_MAX {
+        return malloc_slow(size, ra);
+    }
+    let slot = tls::slot();
+    // SAFETY: the thread's own slot, touched by this thread alone.
+    let (left, period) = unsafe { ((*slot).left, (*slot).period) };
+    if left > 1 {
+        // SAFETY: the thread's own slot, touched by this thread alone.
+        unsafe { (*slot).left = left - 1 };
+        return pop_or_slow(size, ra);
+    }
+    // due (1 -> 0), or never started (0): this call stands for the period
+    // the countdown last started with
+    let call = Call {
+        calls: if left == 1 { period as u64 } else { 0 },
+        due: true,
         size,
-        crate::sites::TINY_LIMIT.load(core::sync::atomic::Ordering::Relaxed),
-    )
+        ra,
+    };
+    let (take, timed) = show(&call);
+    // the next period: the shortest any observer wants now that it saw
+    // this call
+    let rnd = tls::random();
+    let next = OBSERVERS
+        .iter()
+        .filter(|o| observe::is_active(o.which()))
+        .map(|o| o.period(rnd))
+        .min()
+        .unwrap_or(0);
+    // SAFETY: the thread's own slot, touched by this thread alone.
+    unsafe {
+        (*slot).left = next;
+        (*slot).period = next;
+    }
+    serve_observed(&call, take, timed, pop_or_slow)
 }
 
-/// `malloc` with its fast path always on (for a caller that already did
-/// what the slow path would: call-site sampling's unsampled calls).
-#[inline(always)]
-pub(crate) fn malloc_unsampled(size: usize) -> *mut u8 {
-    malloc_below(size, TINY_MAX)
+/// Shows `call` to every observer that is on: what they want done with it,
+/// and which of them want it timed (a bit each).
+fn show(call: &Call) -> (Take, u8) {
+    let mut take = Take::Pass;
+    let mut timed = 0u8;
+    for o in OBSERVERS.iter().filter(|o| observe::is_active(o.which())) {
+        let t = o.on_call(call);
+        if t == Take::Time {
+            timed |= 1 << o.which();
+        }
+        take = take.max(t);
+    }
+    (take, timed)
 }
 
-#[inline(always)]
-fn malloc_below(size: usize, limit: usize) -> *mut u8 {
-    pop_or(size, limit, malloc_slow)
-}
-
-/// The fast path: pop the bin of `size` if it is at most `limit` (never
-/// above `TINY_MAX`) and the bin has a block, else `slow(size)`.
-#[inline(always)]
-fn pop_or(size: usize, limit: usize, slow: fn(usize) -> *mut u8) -> *mut u8 {
-    if size <= limit {
-        let heap = tls::heap();
-        // SAFETY: the index is at most TINY_MAX (`limit` never exceeds it).
-        let off = unsafe { *TINY_BIN_OFFSET.get_unchecked(size) } as usize;
-        // SAFETY: `heap` is this thread's heap or the placeholder; `off` is
-        // a bin offset.
-        let p = unsafe { Bin::pop_raw(Heap::bin_at(heap, off)) };
-        if !p.is_null() {
-            return p;
+/// Serves an observed call as its observers want: recorded at its
+/// call-site, or as usual (`serve(size, ra)`), timed for those in `timed`.
+fn serve_observed(
+    call: &Call,
+    take: Take,
+    timed: u8,
+    serve: impl FnOnce(usize, usize) -> *mut u8,
+) -> *mut u8 {
+    let started = (timed != 0).then(std::time::Instant::now);
+    let p = if take == Take::Record {
+        alloc_recorded(call.size, MIN_ALIGN, SiteId::sampled(call.ra))
+    } else {
+        serve(call.size, call.ra)
+    };
+    if let Some(t) = started {
+        let ns = (t.elapsed().as_nanos().min(u32::MAX as u128) as u32).max(1);
+        for o in OBSERVERS.iter().filter(|o| timed & (1 << o.which()) != 0) {
+            o.on_timed(ns);
         }
     }
-    slow(size)
+    p
 }
 
-#[cold]
-#[inline(never)]
-fn malloc_slow(user_size: usize) -> *mut u8 {
-    if crate::learner::observing() {
-        return crate::learner::observed_malloc(user_size);
-    }
-    malloc_slow_uncounted(user_size)
+/// Allocates `size` bytes aligned to `align` and records the call for
+/// `site`: the call-site entry point (`alloc_cs`, `hak_alloc_cs`, and
+/// sampled `malloc` calls). Null (with `errno = ENOMEM`) on failure.
+pub fn alloc_recorded(size: usize, align: usize, site: SiteId) -> *mut u8 {
+    crate::init::ensure();
+    crate::sites::record_alloc(size, align, site)
 }
 
-/// `malloc` for a call the learner has counted already (or must not
-/// count): the fast path, and a slow path that does not count.
-#[inline(always)]
-pub(crate) fn malloc_uncounted(size: usize) -> *mut u8 {
-    pop_or(size, TINY_MAX, malloc_slow_uncounted)
-}
-
-/// The slow path of `malloc`, without the learner's counting.
-#[cold]
-#[inline(never)]
-pub(crate) fn malloc_slow_uncounted(user_size: usize) -> *mut u8 {
+/// Serves a `malloc` that missed the fast path (after the set-up).
+#[inline]
+fn serve(size: usize) -> *mut u8 {
     // the mode (secure or not) must be known before sizes are computed
     crate::init::ensure();
-    let p = malloc_served(user_size);
+    let p = malloc_served(size);
     crate::learner::maybe_start();
     p
 }
 
 /// Serves a `malloc` that missed the fast path.
-pub(crate) fn malloc_served(user_size: usize) -> *mut u8 {
+fn malloc_served(user_size: usize) -> *mut u8 {
     let size = crate::secure::request(user_size);
     if size > SLAB_MAX {
         return large_alloc(user_size, PAGE_SIZE, false);
@@ -288,53 +384,6 @@ unsafe fn free_slow(p: *mut u8, e: Entry) {
         if heap != PLACEHOLDER.get() {
             // SAFETY: our own heap's counters.
             unsafe { (*heap).stats.classes[class].remote_frees.inc() };
-        }
-    }
-}
-
-/// Decay on the large paths: the shared caches, and the calling thread's
-/// idle slots if it has a heap (small-block paths do this on refills).
-fn decay_tick() {
-    crate::state::decay_tick();
-    let heap = tls::heap();
-    if heap != PLACEHOLDER.get() {
-        // SAFETY: the thread's own heap.
-        unsafe { (*heap).maintain(false) };
-    }
-}
-
-pub(crate) fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
-    if size > isize::MAX as usize {
-        set_errno(libc::ENOMEM);
-        return ptr::null_mut();
-    }
-    decay_tick();
-    let policy = POLICY.load();
-    let try_alloc = || {
-        LARGE.alloc(
-            &PAGE_MAP,
-            size,
-            align,
-            &cache_limits(policy),
-            policy.thp_threshold,
-        )
-    };
-    // The OS said no: give back what the caches hold (address space may be
-    // what ran out) and retry once.
-    let got = try_alloc().or_else(|| collect().then(try_alloc).flatten());
-    match got {
-        Some(a) => {
-            LARGE_STATS.allocs.add(1);
-            LARGE_STATS.bytes_live.add(a.map_len as u64);
-            if zero && !a.zeroed {
-                // SAFETY: the block has at least `size` bytes.
-                unsafe { ptr::write_bytes(a.ptr.as_ptr(), 0, size) };
-            }
-            a.ptr.as_ptr()
-        }
-        None => {
-            set_errno(libc::ENOMEM);
-            ptr::null_mut()
         }
     }
 }
@@ -481,15 +530,10 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
     q
 }
 
-/// Returns what hakmem can to the OS now: the calling thread's cached
-/// blocks, its empty superslabs, the pool and the large cache. (Without it,
-/// cached memory is returned by decay as the allocator keeps being used.)
-/// Returns true if anything was released.
-pub fn collect() -> bool {
-    let before = crate::stats::released_counter();
-    let _errno = ErrnoGuard::new();
-    let _ = crate::thread::with_own_heap(|h| h.collect());
-    crate::state::POOL.trim(&PAGE_MAP);
-    LARGE.trim(&PAGE_MAP, &cache_limits(POLICY.load()));
-    crate::stats::released_counter() != before
+/// Turns site-aware placement on or off (`HAKMEM_SITE_PLACEMENT`, default
+/// on). Off, every recorded allocation shares the default lane's heaps.
+pub fn set_site_placement(on: bool) {
+    // start-up applies the option: it must not undo this call later
+    crate::init::ensure();
+    crate::sites::set_placement(on);
 }

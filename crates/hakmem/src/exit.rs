@@ -12,11 +12,11 @@ use hakmem_policy_rcu::POLICY_FILE_MAX;
 use crate::sites;
 
 extern "C" fn at_exit() {
-    let opts = crate::init::options();
+    let opts = crate::config::options();
     if opts.stats {
         crate::stats::print(2);
     }
-    if sites::sampling() {
+    if crate::observe::is_active(crate::observe::SITES) {
         sites::report(2);
     }
     if let Some(path) = &opts.sites_json {

@@ -2,10 +2,8 @@
 //! the options (the one place the environment is read, through
 //! `hakmem-options`), the starting policy, the free mark, the modes.
 
-use core::cell::UnsafeCell;
 use core::fmt::Write as _;
-use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use hakmem_options::{OnError, Options};
 use hakmem_platform::{Line, SpinLock};
@@ -13,16 +11,6 @@ use hakmem_policy_rcu::{FrozenPolicy, DEFAULT_POLICY, POLICY_FILE_MAX};
 
 static STATE: AtomicU8 = AtomicU8::new(0); // 0 fresh, 1 running, 2 done
 static LOCK: SpinLock<()> = SpinLock::new(());
-static FREE_MARK: AtomicU64 = AtomicU64::new(0);
-
-/// Storage written once, under [`LOCK`], before [`STATE`] says done.
-struct Once<T>(UnsafeCell<MaybeUninit<T>>);
-// SAFETY: written once before being published by the Release store of
-// STATE; read only after an Acquire load sees it.
-unsafe impl<T> Sync for Once<T> {}
-
-static OPTIONS: Once<Options> = Once(UnsafeCell::new(MaybeUninit::uninit()));
-static START_POLICY: Once<FrozenPolicy> = Once(UnsafeCell::new(MaybeUninit::uninit()));
 
 /// Runs the one-time set-up if it has not run yet.
 #[inline]
@@ -49,7 +37,7 @@ fn init_slow() {
         emit(w.line().as_bytes());
     }
     let mark = new_mark();
-    FREE_MARK.store(mark, Ordering::Relaxed);
+    crate::state::set_free_mark(mark);
     crate::report::set_warn_only(opts.on_error == OnError::Warn);
 
     let base = match &opts.policy {
@@ -72,13 +60,10 @@ fn init_slow() {
         policy.mid_cap = [0; hakmem_mid_mt::MID_CLASSES];
         policy.mid_refill = [0; hakmem_mid_mt::MID_CLASSES];
     }
-    // SAFETY: written once, under the lock, before STATE says done; nothing
-    // reads them before.
-    unsafe {
-        (*START_POLICY.0.get()).write(policy);
-        crate::state::POLICY.publish((*START_POLICY.0.get()).assume_init_ref());
-        (*OPTIONS.0.get()).write(opts);
-    }
+    // SAFETY: the set-up runs once (STATE moved from 0 under LOCK), on
+    // this thread; nothing has read the values yet.
+    let start = unsafe { crate::config::publish(opts, policy) };
+    crate::state::POLICY.publish(start);
     if opts.sites {
         crate::sites::enable_sampling(opts.sites_sample as u32);
     }
@@ -96,26 +81,6 @@ fn init_slow() {
     // After the set-up (pthread_atfork may allocate): every lock the fork
     // handlers take can be held from now on, by any path.
     crate::fork::register();
-}
-
-/// The options (the defaults before the set-up ran).
-pub(crate) fn options() -> &'static Options {
-    if STATE.load(Ordering::Acquire) == 2 {
-        // SAFETY: written before STATE became 2 and never again.
-        unsafe { (*OPTIONS.0.get()).assume_init_ref() }
-    } else {
-        &Options::DEFAULT
-    }
-}
-
-/// The policy the process started with (after the set-up).
-pub(crate) fn start_policy() -> &'static FrozenPolicy {
-    if STATE.load(Ordering::Acquire) == 2 {
-        // SAFETY: as in `options`.
-        unsafe { (*START_POLICY.0.get()).assume_init_ref() }
-    } else {
-        &DEFAULT_POLICY
-    }
 }
 
 fn emit(bytes: &[u8]) {
@@ -170,12 +135,6 @@ fn load_policy(path: &core::ffi::CStr, shown: &[u8]) -> FrozenPolicy {
             DEFAULT_POLICY
         }
     }
-}
-
-/// The process's free mark (valid after [`ensure`]).
-#[inline]
-pub(crate) fn free_mark() -> u64 {
-    FREE_MARK.load(Ordering::Relaxed)
 }
 
 /// A random 64-bit value that no plausible pointer or small integer equals:

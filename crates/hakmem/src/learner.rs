@@ -9,19 +9,15 @@
 //!   phase, which is how a FROZEN policy notices a phase change.
 //! * **Calls and their latency**: only in the LEARN and CANARY phases, and
 //!   only during an *observation* slice at the start of each window (a
-//!   sixteenth of it). Small calls are counted down: the C `malloc` decrements
-//!   the thread slot's countdown (as for call-site sampling,
-//!   [`crate::SAMPLE_LIMIT`]) and stays on its fast path; the call that takes
-//!   it to zero ([`due`]) adds the whole period (48-72 calls for a busy
-//!   program, fewer for one that calls less often) to the heap's
-//!   count, is timed (fed to a P² estimator on the learner thread) and starts
-//!   the next period. The Rust `malloc` does the same from its slow path (the
-//!   fast paths' size limit, [`crate::TINY_LIMIT`], is 0 during a slice).
-//!   Calls above the small sizes take the slow path anyway and are counted
-//!   there, one in 64 timed. Outside the slices, and in FROZEN, the
-//!   allocation path does no learner work, nor does it in the learner's
-//!   warm-up (its first second). (With call-site sampling on too,
-//!   a slice sends every call to the slow path and counts it there.)
+//!   sixteenth of it). The slices are an observer (`observe.rs`): small
+//!   calls are counted down on the fast paths, and the call that ends a
+//!   period (48-72 calls for a busy program, fewer for one that calls less
+//!   often) is shown to [`Slices`], which adds the whole period to the
+//!   heap's count and has it timed (fed to a P² estimator on the learner
+//!   thread). Calls above the small sizes take the slow path anyway and are
+//!   shown one by one, one in 64 timed. Outside the slices, and in FROZEN,
+//!   the allocation path does no learner work, nor does it in the
+//!   learner's warm-up (its first second).
 //! * **Page faults and RSS**: `getrusage` and `/proc/self/statm`, on the
 //!   learner thread.
 //!
@@ -35,7 +31,7 @@
 //! first allocation of a learning-mode process; after `fork` it is started
 //! again in the child.
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,10 +43,10 @@ use hakmem_ace_learner::p2::P2;
 use hakmem_ace_learner::reward::Window;
 use hakmem_ace_learner::signature::{class_bin, size_bin, SIG_BINS};
 use hakmem_policy_rcu::FrozenPolicy;
-use hakmem_tiny_sll::TINY_MAX;
 
 use crate::classes::NCLASSES;
 use crate::heap::PLACEHOLDER;
+use crate::observe::{self, Call, Observer, Take};
 use crate::{heaps, tls};
 
 const OFF: u8 = 0;
@@ -59,7 +55,6 @@ const STARTING: u8 = 2;
 const RUNNING: u8 = 3;
 
 static STATE: AtomicU8 = AtomicU8::new(OFF);
-static OBSERVING: AtomicBool = AtomicBool::new(false);
 /// The observation slice under way (bumped as each begins): a countdown set
 /// in an earlier slice ran partly outside this one and counts nothing.
 static SLICE: AtomicU32 = AtomicU32::new(0);
@@ -87,31 +82,11 @@ pub(crate) fn want() {
     let _ = STATE.compare_exchange(OFF, WANTED, Ordering::AcqRel, Ordering::Relaxed);
 }
 
-/// True while an observation slice runs.
-#[inline(always)]
-pub(crate) fn observing() -> bool {
-    OBSERVING.load(Ordering::Relaxed)
-}
-
-/// Sets the fast paths' size limit from the modes that need every call.
-pub(crate) fn refresh_tiny_limit() {
-    let observing = observing();
-    let sampling = crate::sites::sampling();
-    // the countdown limit first: a call that misses the fast path's limit
-    // must find the countdown's already in place
-    // one countdown: call-site sampling's, or the learner's while it observes
-    let sample = if sampling != observing { TINY_MAX } else { 0 };
-    crate::sites::SAMPLE_LIMIT.store(sample, Ordering::Release);
-    let all_slow = observing || sampling;
-    crate::sites::TINY_LIMIT.store(if all_slow { 0 } else { TINY_MAX }, Ordering::Release);
-}
-
 fn set_observing(on: bool) {
     if on {
         SLICE.fetch_add(1, Ordering::Relaxed);
     }
-    OBSERVING.store(on, Ordering::Release);
-    refresh_tiny_limit();
+    observe::set_active(observe::LEARNER, on);
 }
 
 /// Starts the learner thread if it is wanted and not running. Called from
@@ -142,8 +117,7 @@ fn start() {
 
 /// In a forked child: the thread did not survive; start it again lazily.
 pub(crate) fn after_fork_in_child() {
-    OBSERVING.store(false, Ordering::Relaxed);
-    refresh_tiny_limit();
+    observe::after_fork_in_child(observe::LEARNER);
     let _ = STATE.compare_exchange(RUNNING, WANTED, Ordering::AcqRel, Ordering::Relaxed);
     let _ = STATE.compare_exchange(STARTING, WANTED, Ordering::AcqRel, Ordering::Relaxed);
 }
@@ -164,79 +138,65 @@ pub fn learner_phase() -> &'static str {
     }
 }
 
-/// A call is being counted (inside an observation slice). Returns the start
-/// time to pass to [`note_call`] if this call is one of the timed ones.
-#[inline]
-pub(crate) fn begin_call() -> Option<Instant> {
-    let heap = tls::heap();
-    if heap == PLACEHOLDER.get() {
-        return None;
+/// The observation slices, as an observer of `malloc` calls.
+#[derive(Debug)]
+pub(crate) struct Slices;
+
+/// The observer.
+pub(crate) static SLICES: Slices = Slices;
+
+impl Slices {
+    /// This thread's observation counters, if it has a heap.
+    fn counters(&self) -> Option<&'static Observation> {
+        let heap = tls::heap();
+        // SAFETY: the thread's own heap (registered heaps live forever);
+        // its observation counters have one writer, this thread.
+        (heap != PLACEHOLDER.get()).then(|| unsafe { &(*heap).obs })
     }
-    // SAFETY: the thread's own heap; its observation counters have one
-    // writer, this thread.
-    let n = unsafe { (*heap).obs.calls.get() };
-    (n % TIME_ONE_IN as u64 == 0).then(Instant::now)
 }
 
-/// A `malloc` in an observation slice that missed the fast path of the
-/// Rust `malloc` (whose limit is 0 during a slice) or is above the small
-/// sizes: counted down, or counted here.
-pub(crate) fn observed_malloc(size: usize) -> *mut u8 {
-    if size <= TINY_MAX && !crate::sites::sampling() {
-        let slot = tls::slot();
-        // SAFETY: the thread's own slot.
-        let left = unsafe { (*slot).sample_left };
-        if left > 1 {
-            // SAFETY: as above.
-            unsafe { (*slot).sample_left = left - 1 };
-            return crate::api::malloc_uncounted(size);
-        }
-        return due(size);
+impl Observer for Slices {
+    fn which(&self) -> u8 {
+        observe::LEARNER
     }
-    let t = begin_call();
-    let p = crate::api::malloc_slow_uncounted(size);
-    note_call(t, size);
-    p
-}
 
-/// The countdown of small calls in an observation slice ran out (went
-/// from 1 to 0, or wrapped from 0): credits the period it counted, if it was
-/// set in this slice, times this call and starts the next period.
-pub(crate) fn due(size: usize) -> *mut u8 {
-    let heap = tls::heap();
-    let slot = tls::slot();
-    if heap == PLACEHOLDER.get() {
+    fn period(&self, rnd: u32) -> usize {
+        let base = PERIOD_BASE.load(Ordering::Relaxed);
+        (base + (((rnd >> 16) * (base / 2 + 1)) >> 16)) as usize
+    }
+
+    fn on_call(&self, call: &Call) -> Take {
         // the thread's first call: its heap comes with this one
-        // SAFETY: the thread's own slot.
-        unsafe { (*slot).sample_left = PERIOD_BASE.load(Ordering::Relaxed) as usize };
-        return crate::api::malloc_uncounted(size);
+        let Some(obs) = self.counters() else {
+            return Take::Pass;
+        };
+        if call.due {
+            // a period counted down on the fast path: credited only if it
+            // was set in this slice (one set earlier ran partly outside it)
+            let slice = SLICE.load(Ordering::Relaxed);
+            if obs.slice.load(Ordering::Relaxed) == slice {
+                obs.calls.add(call.calls);
+                // the due call stands for the period: a sample of the sizes
+                obs.sizes[size_bin(call.size)].add(call.calls);
+            }
+            obs.slice.store(slice, Ordering::Relaxed);
+            return Take::Time;
+        }
+        let n = obs.calls.get();
+        obs.calls.add(call.calls);
+        obs.sizes[size_bin(call.size)].add(call.calls);
+        if n % TIME_ONE_IN as u64 == 0 {
+            Take::Time
+        } else {
+            Take::Pass
+        }
     }
-    // SAFETY: the thread's own heap; its observation counters have one
-    // writer, this thread.
-    let obs = unsafe { &(*heap).obs };
-    let slice = SLICE.load(Ordering::Relaxed);
-    if obs.slice.load(Ordering::Relaxed) == slice {
-        let period = obs.period.load(Ordering::Relaxed) as u64;
-        obs.calls.add(period);
-        // the due call stands for the period: a sample of the sizes
-        obs.sizes[size_bin(size)].add(period);
+
+    fn on_timed(&self, ns: u32) {
+        if let Some(obs) = self.counters() {
+            obs.push_latency(ns);
+        }
     }
-    // xorshift32: the next period's jitter
-    let mut x = obs.rng.load(Ordering::Relaxed);
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    obs.rng.store(x, Ordering::Relaxed);
-    let base = PERIOD_BASE.load(Ordering::Relaxed);
-    let period = base + (((x >> 16) * (base / 2 + 1)) >> 16);
-    obs.period.store(period, Ordering::Relaxed);
-    obs.slice.store(slice, Ordering::Relaxed);
-    // SAFETY: the thread's own slot.
-    unsafe { (*slot).sample_left = period as usize };
-    let t = Instant::now();
-    let p = crate::api::malloc_uncounted(size);
-    obs.push_latency(t);
-    p
 }
 
 /// What the observation slices count, for tests: turn a slice on and off
@@ -269,22 +229,6 @@ pub mod testing {
     }
 }
 
-/// A counted call of `size` bytes ended.
-#[inline]
-pub(crate) fn note_call(started: Option<Instant>, size: usize) {
-    let heap = tls::heap();
-    if heap == PLACEHOLDER.get() {
-        return;
-    }
-    // SAFETY: as in `begin_call`.
-    let obs = unsafe { &(*heap).obs };
-    obs.calls.inc();
-    obs.sizes[size_bin(size)].inc();
-    if let Some(t) = started {
-        obs.push_latency(t);
-    }
-}
-
 /// Per-heap observation counters (written by the heap's thread, read by the
 /// learner thread).
 #[derive(Debug)]
@@ -295,11 +239,8 @@ pub(crate) struct Observation {
     sizes: [hakmem_stats::Counter; SIG_BINS],
     lat: [AtomicU32; 64],
     next: AtomicU32,
-    /// The small calls' countdown: its period, the slice it was set in, and
-    /// the jitter's state (this thread's only).
-    period: AtomicU32,
+    /// The slice in which this thread's countdown was last set.
     slice: AtomicU32,
-    rng: AtomicU32,
 }
 
 impl Observation {
@@ -309,15 +250,12 @@ impl Observation {
             sizes: [const { hakmem_stats::Counter::new() }; SIG_BINS],
             lat: [const { AtomicU32::new(0) }; 64],
             next: AtomicU32::new(0),
-            period: AtomicU32::new(0),
             slice: AtomicU32::new(u32::MAX),
-            rng: AtomicU32::new(0x9E37_79B9),
         }
     }
 
-    /// Records the latency of a call that started at `t` (ns, at least 1).
-    fn push_latency(&self, t: Instant) {
-        let ns = (t.elapsed().as_nanos().min(u32::MAX as u128) as u32).max(1);
+    /// Records the latency of a call (ns, at least 1).
+    fn push_latency(&self, ns: u32) {
         let i = self.next.load(Ordering::Relaxed);
         self.lat[(i % 64) as usize].store(ns, Ordering::Relaxed);
         self.next.store(i.wrapping_add(1), Ordering::Relaxed);
@@ -380,7 +318,7 @@ fn rss_bytes() -> u64 {
 }
 
 fn config() -> (LearnerConfig, bool) {
-    let opts = crate::init::options();
+    let opts = crate::config::options();
     let mut cfg = LearnerConfig::DEFAULT;
     cfg.selector = match opts.selector {
         hakmem_options::SelectorKind::Ucb1 => hakmem_ace_learner::bandit::SelectorKind::Ucb1,
@@ -409,9 +347,9 @@ fn phase_code(p: Phase) -> u8 {
 /// The learner thread.
 fn run() {
     let (cfg, verbose) = config();
-    let window = Duration::from_millis(crate::init::options().learn_window_ms as u64);
+    let window = Duration::from_millis(crate::config::options().learn_window_ms as u64);
     let slice = (window / 16).max(Duration::from_millis(2));
-    let mut learner = Learner::new(crate::init::start_policy(), cfg);
+    let mut learner = Learner::new(crate::config::start_policy(), cfg);
     let mut interner = Interner::new();
     let mut seen = [0u32; 4096];
     let mut last = snapshot(None, &mut seen);

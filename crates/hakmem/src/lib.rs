@@ -19,12 +19,15 @@
 
 mod api;
 mod classes;
+mod config;
 mod exit;
 mod fork;
 mod heap;
 mod heaps;
 mod init;
+mod large;
 mod learner;
+mod observe;
 mod report;
 mod secure;
 mod sites;
@@ -36,19 +39,18 @@ mod tls;
 use core::alloc::{GlobalAlloc, Layout};
 
 pub use api::{
-    aligned_alloc, calloc, collect, free, malloc, realloc, realloc_aligned, usable_size,
-    zeroed_alloc, MIN_ALIGN,
+    aligned_alloc, alloc_recorded, calloc, free, malloc, malloc_observed, malloc_slow, realloc,
+    realloc_aligned, set_site_placement, usable_size, zeroed_alloc, MIN_ALIGN,
 };
 pub use classes::{class_of, class_size, NCLASSES, SLAB_MAX, TINY_BIN_OFFSET};
 pub use hakmem_sites::{Lane, PlacementStats};
 pub use hakmem_sites::{SiteBox, SiteId, SiteVec};
+pub use large::collect;
 #[doc(hidden)]
 pub use learner::testing as learner_testing;
 pub use learner::{learned_policy, learner_phase};
-pub use sites::{
-    alloc_recorded, malloc_sample_due, malloc_with_caller, placement_stats, set_site_placement,
-    SAMPLE_LIMIT, TINY_LIMIT,
-};
+pub use observe::{Limit, SAMPLE_LIMIT, TINY_LIMIT};
+pub use sites::placement_stats;
 pub use tls::SAMPLE_LEFT_OFFSET;
 
 /// Call-site reports and control.
@@ -64,7 +66,7 @@ pub mod site_report {
 #[track_caller]
 #[inline]
 pub fn alloc_cs(layout: Layout) -> *mut u8 {
-    sites::alloc_recorded(layout.size(), layout.align(), SiteId::caller())
+    api::alloc_recorded(layout.size(), layout.align(), SiteId::caller())
 }
 
 /// Frees a block from [`alloc_cs`].
@@ -82,7 +84,7 @@ pub unsafe fn free_cs(ptr: *mut u8, _layout: Layout) {
 unsafe impl hakmem_sites::SiteAlloc for HakMem {
     #[inline]
     unsafe fn alloc_at(&self, layout: Layout, site: SiteId) -> *mut u8 {
-        sites::alloc_recorded(layout.size(), layout.align(), site)
+        api::alloc_recorded(layout.size(), layout.align(), site)
     }
 
     #[inline]

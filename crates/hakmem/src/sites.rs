@@ -9,21 +9,20 @@
 //! (its usable size is its class minus those); a recorded large block keeps
 //! them in its mapping's header. Unrecorded blocks pay nothing.
 //!
-//! Sampling costs the C `malloc` nothing when it is off: its hand-written
-//! fast path compares the size with [`TINY_LIMIT`], which is 1 KiB normally
-//! and 0 while sampling, so that every call then reaches the slow path with
-//! its caller's return address (see `hakmem-preload`), where a per-thread
-//! countdown picks the calls to record.
+//! Sampling is an observer of the allocation path (`observe.rs`): it asks
+//! for a countdown period of about 2^N calls and records the call that
+//! ends it, with its caller's return address as the site. It costs the
+//! fast paths nothing while it is off, and a countdown while it is on.
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use hakmem_large_cache::LargeHeader;
 use hakmem_platform::SpinLock;
 use hakmem_sites::{monotonic_ns, Lane, Placement, ReportOptions, SiteId, SiteTable, Stamp};
-use hakmem_tiny_sll::TINY_MAX;
 
 use crate::classes::{class_for_aligned, class_size, SLAB_MAX};
 use crate::heap::Heap;
+use crate::observe::{self, Call, Observer, Take};
 use crate::{heaps, tls};
 
 /// The site table.
@@ -32,20 +31,7 @@ pub(crate) static SITES: SiteTable = SiteTable::new();
 /// Site-aware placement: which recording heaps a site's blocks go to.
 pub(crate) static PLACEMENT: Placement = Placement::new();
 
-/// The largest size the C `malloc` fast path serves: [`TINY_MAX`], or 0
-/// while `malloc` is sampled or observed by the learner.
-pub static TINY_LIMIT: AtomicUsize = AtomicUsize::new(TINY_MAX);
-
-/// While `malloc` is sampled (and not observed): [`TINY_MAX`], else 0. The
-/// hand-written C `malloc` counts calls of sizes up to this down in the
-/// thread slot (`tls::SAMPLE_LEFT_OFFSET`) and then takes its fast path, so
-/// only the call that is due (or a thread's first) reaches
-/// [`malloc_sample_due`].
-pub static SAMPLE_LIMIT: AtomicUsize = AtomicUsize::new(0);
-
-static SAMPLING: AtomicBool = AtomicBool::new(false);
 static SHIFT: AtomicU32 = AtomicU32::new(12);
-static JITTER: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
 
 /// Bytes at the end of a recorded small block: stamp, thread, size.
 pub(crate) const TAIL: usize = 24;
@@ -68,14 +54,84 @@ pub(crate) fn enable_sampling(shift: u32) {
     let shift = shift.min(30);
     SHIFT.store(shift, Ordering::Relaxed);
     SITES.set_sample_shift(shift);
-    SAMPLING.store(true, Ordering::Release);
-    crate::learner::refresh_tiny_limit();
+    observe::set_active(observe::SITES, true);
 }
 
-/// True while `malloc` is sampled.
-#[inline]
-pub(crate) fn sampling() -> bool {
-    SAMPLING.load(Ordering::Relaxed)
+/// Call-site sampling, as an observer of `malloc` calls.
+#[derive(Debug)]
+pub(crate) struct Sampler;
+
+/// The sampler.
+pub(crate) static SAMPLER: Sampler = Sampler;
+
+impl Observer for Sampler {
+    fn which(&self) -> u8 {
+        observe::SITES
+    }
+
+    fn period(&self, rnd: u32) -> usize {
+        // the calls left to the next sample, so that the countdown ends on
+        // it (the thread's first call has started it)
+        // SAFETY: the thread's own slot, touched by this thread alone.
+        match unsafe { (*tls::slot()).site_left } {
+            0 => jittered(rnd),
+            n => n,
+        }
+    }
+
+    fn on_call(&self, call: &Call) -> Take {
+        let slot = tls::slot();
+        // Two streams, each sampled one call in about 2^N: the small calls
+        // counted down (`site_left`, which the countdown's period follows,
+        // so a due call lands on the sample exactly) and the calls shown
+        // one by one (`site_left_one`).
+        // SAFETY: the thread's own slot, touched by this thread alone.
+        let left = unsafe {
+            if call.due {
+                &mut (*slot).site_left
+            } else {
+                &mut (*slot).site_left_one
+            }
+        };
+        if *left as u64 > call.calls {
+            *left -= call.calls as usize;
+            return Take::Pass;
+        }
+        // Not started yet (0: the thread's first call), or due. Calls of
+        // the period past the sample count towards the next one (with the
+        // countdown following `site_left` there are none; a period that
+        // passes more than one sample point records one call).
+        let started = *left != 0;
+        let mut over = if started {
+            call.calls - *left as u64
+        } else {
+            0
+        };
+        *left = loop {
+            let n = jittered(tls::random()) as u64;
+            if n > over {
+                break (n - over) as usize;
+            }
+            over -= n;
+        };
+        // a Rust caller has no return address to label the site with
+        if started && call.ra != 0 {
+            Take::Record
+        } else {
+            Take::Pass
+        }
+    }
+
+    fn on_timed(&self, _ns: u32) {}
+}
+
+/// A sampling period: 2^N calls, jittered by up to a quarter either way so
+/// that loops with a period do not alias with the sampling.
+fn jittered(rnd: u32) -> usize {
+    let n = 1u64 << SHIFT.load(Ordering::Relaxed);
+    let q = (n / 4).max(1);
+    let j = (rnd as u64 * (2 * q)) >> 32;
+    (n - q + j).max(1) as usize
 }
 
 /// True if `tag` is a recording heap's.
@@ -95,11 +151,9 @@ fn lane_of_tag(tag: u32) -> Lane {
     }
 }
 
-/// Turns site-aware placement on or off (`HAKMEM_SITE_PLACEMENT`, default
-/// on). Off, every recorded allocation shares the default lane's heaps.
-pub fn set_site_placement(on: bool) {
-    // start-up applies the option: it must not undo this call later
-    crate::init::ensure();
+/// Turns site-aware placement on or off (the caller ran the set-up first,
+/// which applies the option and must not undo this later).
+pub(crate) fn set_placement(on: bool) {
     PLACEMENT.set_enabled(on);
 }
 
@@ -113,9 +167,9 @@ fn thread_id() -> u64 {
 }
 
 /// Allocates `size` bytes aligned to `align` and records the call for
-/// `site`. Null (with `errno = ENOMEM`) on failure.
-pub fn alloc_recorded(size: usize, align: usize, site: SiteId) -> *mut u8 {
-    crate::init::ensure();
+/// `site`. Null (with `errno = ENOMEM`) on failure. The caller ran the
+/// set-up (`api::alloc_recorded` is the entry point).
+pub(crate) fn record_alloc(size: usize, align: usize, site: SiteId) -> *mut u8 {
     let align = align.max(crate::MIN_ALIGN);
     let now = monotonic_ns();
     let me = thread_id();
@@ -133,7 +187,7 @@ pub fn alloc_recorded(size: usize, align: usize, site: SiteId) -> *mut u8 {
                     Some(h) => {
                         // SAFETY: a new heap, ours under the lock.
                         unsafe {
-                            (*h).mark = crate::init::free_mark();
+                            (*h).mark = crate::state::free_mark();
                             REC_TAGS[stripe].store((*h).tag, Ordering::Relaxed);
                         }
                         g.0 = h;
@@ -161,7 +215,7 @@ pub fn alloc_recorded(size: usize, align: usize, site: SiteId) -> *mut u8 {
         }
         return p;
     }
-    let p = crate::api::large_alloc(size, align.max(hakmem_platform::PAGE_SIZE), false);
+    let p = crate::large::large_alloc(size, align.max(hakmem_platform::PAGE_SIZE), false);
     if !p.is_null() {
         let stamp = SITES.record_alloc_at(slot, size, now);
         if align <= hakmem_platform::PAGE_SIZE {
@@ -242,75 +296,6 @@ pub(crate) fn on_free_large(h: &LargeHeader) {
     }
     let stamp = Stamp::from_bits(h.aux(0));
     SITES.record_free(stamp, h.aux(2) as usize, monotonic_ns(), who != thread_id());
-}
-
-/// The C `malloc`'s countdown ran out: `sample_left` went from 1 to 0
-/// (this call is the sample) or wrapped from 0 (the thread's first call
-/// since sampling began). Starts the next period either way.
-pub fn malloc_sample_due(size: usize, ra: usize) -> *mut u8 {
-    if !sampling() {
-        // the learner's countdown (it observes), not ours
-        return crate::learner::due(size);
-    }
-    let slot = tls::slot();
-    // SAFETY: the thread's own slot.
-    let left = unsafe { (*slot).sample_left };
-    // SAFETY: as above.
-    unsafe { (*slot).sample_left = next_period() };
-    if left == 0 && sampling() {
-        return alloc_recorded(size, crate::MIN_ALIGN, SiteId::sampled(ra));
-    }
-    crate::api::malloc(size)
-}
-
-/// The `malloc` slow path of the C API, with the caller's return address.
-/// While sampling, every call above [`TINY_LIMIT`] comes here: those up to
-/// [`SAMPLE_LIMIT`] were counted by the caller already (their bin was
-/// empty), the rest are counted here. So are the small calls while the
-/// learner observes (and sampling is off): they were counted down already.
-pub fn malloc_with_caller(size: usize, ra: usize) -> *mut u8 {
-    if sampling() {
-        if size <= SAMPLE_LIMIT.load(Ordering::Relaxed) {
-            return crate::api::malloc_unsampled(size);
-        }
-        let slot = tls::slot();
-        // SAFETY: the thread's own slot.
-        let left = unsafe { (*slot).sample_left };
-        if left <= 1 {
-            // SAFETY: as above.
-            unsafe { (*slot).sample_left = next_period() };
-            if left == 1 {
-                return alloc_recorded(size, crate::MIN_ALIGN, SiteId::sampled(ra));
-            }
-        } else {
-            // SAFETY: as above.
-            unsafe { (*slot).sample_left = left - 1 };
-        }
-        if crate::learner::observing() {
-            return crate::api::malloc(size);
-        }
-        return crate::api::malloc_unsampled(size);
-    }
-    if size <= SAMPLE_LIMIT.load(Ordering::Relaxed) {
-        // the learner observes: the caller counted this call down already
-        // (its bin was empty)
-        return crate::api::malloc_uncounted(size);
-    }
-    crate::api::malloc(size)
-}
-
-/// The next countdown: 2^N calls, jittered by up to a quarter either way so
-/// that loops with a period do not alias with the sampling.
-fn next_period() -> usize {
-    let n = 1usize << SHIFT.load(Ordering::Relaxed);
-    // splitmix64 over a global counter; the high half picks the jitter
-    let mut x = JITTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^= x >> 31;
-    let q = (n / 4).max(1) as u64;
-    let j = ((x >> 32) * (2 * q)) >> 32;
-    (n as u64 - q + j).max(1) as usize
 }
 
 /// Writes the site report (top sites by bytes and by count) to `fd`.

@@ -82,3 +82,18 @@ pub(crate) fn reclaim_shared() {
     POOL.trim(&PAGE_MAP);
     LARGE.trim(&PAGE_MAP, &cache_limits(POLICY.load()));
 }
+
+/// The process's free mark (see `Heap::mark`): set once by the set-up,
+/// before any heap is handed out.
+static FREE_MARK: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The free mark (valid after the set-up ran).
+#[inline]
+pub(crate) fn free_mark() -> u64 {
+    FREE_MARK.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sets the free mark (the set-up, once).
+pub(crate) fn set_free_mark(mark: u64) {
+    FREE_MARK.store(mark, core::sync::atomic::Ordering::Relaxed);
+}

@@ -54,14 +54,6 @@ pub fn stats() -> Stats {
     }
 }
 
-/// A counter that moves whenever memory goes back to the OS (purges and
-/// unmaps of the pool and the large cache).
-pub(crate) fn released_counter() -> u64 {
-    let p = POOL.stats();
-    let l = LARGE.stats();
-    p.purged + p.unmapped + l.purged + l.unmapped
-}
-
 /// Prints the counters as a table (`HAKMEM_STATS=1` at exit). Allocation
 /// free: formatted into a small buffer written to `fd` in pieces.
 pub(crate) fn print(fd: i32) {

@@ -27,7 +27,7 @@ struct HeapPtr(*mut Heap);
 unsafe impl Send for HeapPtr {}
 
 /// Runs `f` on the calling thread's heap, creating it on first use; `None`
-/// when no heap could be created (out of memory).
+/// when no heap could be created (out of memory). The set-up must have run.
 #[inline]
 pub(crate) fn with_heap<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
     let slot = tls::slot();
@@ -53,7 +53,7 @@ pub(crate) fn with_own_heap<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
 #[cold]
 #[inline(never)]
 fn with_heap_cold<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
-    crate::init::ensure();
+    // (the entry points ran the set-up before: the free mark is set)
     let slot = tls::slot();
     // SAFETY: our slot.
     if unsafe { (*slot).state } == STATE_DEAD {
@@ -61,7 +61,7 @@ fn with_heap_cold<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
         if g.0.is_null() {
             g.0 = heaps::acquire()?;
             // SAFETY: the new heap is ours (under the lock).
-            unsafe { (*g.0).mark = crate::init::free_mark() };
+            unsafe { (*g.0).mark = crate::state::free_mark() };
         }
         // SAFETY: the fallback heap is used under its lock only.
         let h = unsafe { &mut *g.0 };
@@ -71,7 +71,7 @@ fn with_heap_cold<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
     let h = heaps::acquire()?;
     // SAFETY: the new heap is ours; the slot is ours.
     unsafe {
-        (*h).mark = crate::init::free_mark();
+        (*h).mark = crate::state::free_mark();
         (*h).sync_policy();
         (*slot).heap = h;
         (*slot).state = STATE_LIVE;

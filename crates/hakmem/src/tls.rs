@@ -7,7 +7,7 @@
 //! and read it with the initial-exec model (`symbol@GOTTPOFF` added to the
 //! thread pointer in `%fs`): two instructions, no call. The library then
 //! carries the STATIC_TLS flag, which is right for an LD_PRELOAD library
-//! (and makes `dlopen` of it need static TLS space, 24 bytes here).
+//! (and makes `dlopen` of it need static TLS space, 64 bytes here).
 //!
 //! The slot's initial value points at the shared placeholder heap, whose
 //! bins are empty and full at once, so a thread's first `malloc` and `free`
@@ -29,21 +29,36 @@ pub(crate) const STATE_LIVE: usize = 1;
 pub(crate) const STATE_DEAD: usize = 2;
 
 /// The per-thread slot.
+///
+/// `heap` and `state` belong to the thread lifecycle (`thread.rs`); the
+/// other words to the observer seam (`observe.rs`, `api::malloc_observed`).
+/// Only the thread itself reads or writes its slot.
 #[repr(C)]
 pub(crate) struct ThreadSlot {
     /// The thread's heap, or the placeholder.
     pub heap: *mut Heap,
     /// One of the `STATE_*` values.
     pub state: usize,
-    /// Sampled `malloc` (call-site profiling): calls left until the next
-    /// sample (0: not started).
-    pub sample_left: usize,
+    /// The observers' countdown: small calls left until the next due call
+    /// (0: not started). The hand-written C `malloc` decrements it.
+    pub left: usize,
+    /// The period `left` was last set to: what the due call stands for.
+    pub period: usize,
+    /// The countdown's jitter (xorshift64 state; 0: not seeded yet).
+    pub rng: u64,
+    /// Call-site sampling's count of small (counted-down) calls until its
+    /// next sample (0: not started).
+    pub site_left: usize,
+    /// The same for calls shown one by one (above the small sizes).
+    pub site_left_one: usize,
+    _pad: usize,
 }
 
-/// Byte offset of [`ThreadSlot::sample_left`] in the slot (the hand-written
-/// C `malloc` counts sampled calls down there).
-pub const SAMPLE_LEFT_OFFSET: usize = core::mem::offset_of!(ThreadSlot, sample_left);
+/// Byte offset of [`ThreadSlot::left`] in the slot (the hand-written C
+/// `malloc` counts small calls down there while observers are on).
+pub const SAMPLE_LEFT_OFFSET: usize = core::mem::offset_of!(ThreadSlot, left);
 const _: () = assert!(SAMPLE_LEFT_OFFSET == 16);
+const _: () = assert!(core::mem::size_of::<ThreadSlot>() == 64);
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod imp {
@@ -59,9 +74,14 @@ mod imp {
         ".globl hakmem_thread_slot",
         ".hidden hakmem_thread_slot",
         ".type hakmem_thread_slot,@object",
-        ".size hakmem_thread_slot, 24",
+        ".size hakmem_thread_slot, 64",
         "hakmem_thread_slot:",
         ".quad {placeholder}",
+        ".quad 0",
+        ".quad 0",
+        ".quad 0",
+        ".quad 0",
+        ".quad 0",
         ".quad 0",
         ".quad 0",
         ".popsection",
@@ -114,7 +134,12 @@ mod imp {
             UnsafeCell::new(ThreadSlot {
                 heap: crate::heap::PLACEHOLDER.get(),
                 state: STATE_FRESH,
-                sample_left: 0,
+                left: 0,
+                period: 0,
+                rng: 0,
+                site_left: 0,
+                site_left_one: 0,
+                _pad: 0,
             })
         };
     }
@@ -132,3 +157,22 @@ mod imp {
 }
 
 pub(crate) use imp::{heap, slot};
+
+/// A random value from the thread's own generator (xorshift64 in the
+/// slot, seeded from the slot's address): jitter for the observers'
+/// periods, so that they do not alias with a program's loops.
+#[inline]
+pub(crate) fn random() -> u32 {
+    let slot = slot();
+    // SAFETY: the thread's own slot, touched by this thread alone.
+    let mut x = unsafe { (*slot).rng };
+    if x == 0 {
+        x = (slot as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    }
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    // SAFETY: as for the read: the thread's own slot.
+    unsafe { (*slot).rng = x };
+    (x >> 32) as u32
+}

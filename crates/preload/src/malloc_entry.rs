@@ -3,17 +3,19 @@
 //! On x86_64 it is written out by hand (a naked function) so that it can do
 //! two things a compiled Rust function cannot promise: hand its slow path the
 //! caller's return address (the call-site label of a sampled `malloc`), and
-//! let sampling cost nothing while it is off and little while it is on. It
-//! is the same fast path as `hakmem::malloc` — pop the thread's bin for the
-//! size — except that the size limit of that path is read from
-//! `hakmem::TINY_LIMIT` (1 KiB normally, 0 while `HAKMEM_SITES=1` samples or
-//! the learner observes). A size above the limit but within
-//! `hakmem::SAMPLE_LIMIT` (1 KiB while sampling, else 0) is counted down in
-//! the thread slot and then served by the same fast path; the call that
-//! takes the countdown to zero goes to `malloc_sample_due` with its return
-//! address. Off, it is the compiled version's instruction count (the limit
-//! is a memory operand instead of an immediate); sampling adds a compare, a
-//! TLS decrement and three jumps.
+//! let observers (call-site sampling, the learner's slices) cost nothing
+//! while they are off and little while they are on. It is the same fast
+//! path as `hakmem::malloc` — pop the thread's bin for the size — with the
+//! size limit read from `hakmem::TINY_LIMIT` (1 KiB normally, 0 while any
+//! observer is on). A size above the limit but within `hakmem::SAMPLE_LIMIT`
+//! (1 KiB while observers are on, else 0) is counted down in the thread
+//! slot and then served by the same fast path; the call that takes the
+//! countdown to zero goes to `hakmem::malloc_observed` with its return
+//! address (the countdown restored: that function counts the call itself,
+//! as it does for Rust callers). Everything else goes to
+//! `hakmem::malloc_slow`. Off, it is the compiled version's instruction
+//! count (the limit is a memory operand instead of an immediate); observing
+//! adds a compare, a TLS decrement and three jumps.
 //!
 //! Layout facts it relies on are checked at compile time in `hakmem`
 //! (the heap's bins come first, 32 bytes each; a bin's head and room; a
@@ -29,12 +31,12 @@ mod imp {
 
     /// The slow path: everything the fast path does not serve.
     extern "C" fn malloc_slow_entry(size: usize, caller: usize) -> *mut c_void {
-        hk::malloc_with_caller(size, caller).cast()
+        hk::malloc_slow(size, caller).cast()
     }
 
-    /// The sampling countdown ran out.
-    extern "C" fn malloc_sample_entry(size: usize, caller: usize) -> *mut c_void {
-        hk::malloc_sample_due(size, caller).cast()
+    /// The observers' countdown ran out (a due call).
+    extern "C" fn malloc_observed_entry(size: usize, caller: usize) -> *mut c_void {
+        hk::malloc_observed(size, caller).cast()
     }
 
     /// `malloc(3)`.
@@ -64,23 +66,26 @@ mod imp {
             "inc dword ptr [rcx + rdx + {room}]",
             "mov qword ptr [rax + {mark}], 0",
             "ret",
-            // a sampled size: count it down; not due -> the fast path
+            // observers are on and the size is small: count it down; not
+            // due -> the fast path
             "3:",
             "cmp rdi, qword ptr [rip + {sample_limit}]",
             "ja 2f",
             "mov rcx, qword ptr [rip + hakmem_thread_slot@GOTTPOFF]",
             "sub qword ptr fs:[rcx + {left}], 1",
             "ja 1b",
-            // due (1 -> 0) or the thread's first (0 -> wrapped)
+            // due (1 -> 0) or the thread's first (0 -> wrapped): undo the
+            // decrement, malloc_observed counts the call itself
+            "add qword ptr fs:[rcx + {left}], 1",
             "mov rsi, qword ptr [rsp]",
-            "jmp {sample}",
+            "jmp {observed}",
             "2:",
             "mov rsi, qword ptr [rsp]",
             "jmp {slow}",
             limit = sym hk::TINY_LIMIT,
             sample_limit = sym hk::SAMPLE_LIMIT,
             left = const hk::SAMPLE_LEFT_OFFSET,
-            sample = sym malloc_sample_entry,
+            observed = sym malloc_observed_entry,
             table = sym hk::TINY_BIN_OFFSET,
             head = const BIN_HEAD_OFFSET,
             room = const BIN_ROOM_OFFSET,
