@@ -1,4 +1,5 @@
 use super::*;
+use crate::MAX_CAP;
 use proptest::prelude::*;
 
 fn to_string(p: &FrozenPolicy) -> String {
@@ -492,4 +493,14 @@ proptest! {
         let e = FrozenPolicy::parse(lines.join("\n").as_bytes()).unwrap_err();
         prop_assert_eq!(e.line as usize, at + 1, "{}", e);
     }
+}
+
+/// The default policy's file, as hakmem wrote it before the field table
+/// (`fields.rs`) generated the format: the serializer stays byte-for-byte
+/// compatible, and such files still parse to the default.
+#[test]
+fn default_file_is_byte_for_byte_stable() {
+    const GOLDEN: &str = include_str!("default.policy");
+    assert_eq!(to_string(&DEFAULT_POLICY), GOLDEN);
+    assert_eq!(parse_str(GOLDEN), Ok(DEFAULT_POLICY));
 }
