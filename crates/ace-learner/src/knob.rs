@@ -14,7 +14,7 @@
 //! Each knob names the policy field it moves ([`KnobSpec::field`], a
 //! [`Key`] of the policy's one field table). An absolute knob's name, its
 //! getter and setter and its bounds come from that field's
-//! [`FieldInfo`](hakmem_policy_rcu::FieldInfo); what stays here is what
+//! [`FieldInfo`]; what stays here is what
 //! only the learner knows: which fields it moves, in which order, at which
 //! levels, and which request sizes concern them. Every level of an absolute
 //! knob lies within its field's range (checked when this crate compiles).

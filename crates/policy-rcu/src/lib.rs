@@ -8,6 +8,12 @@
 //! Snapshots are `'static`: the publisher keeps them alive (the default is a
 //! `static`; a learner keeps its published policies), so a reader can never
 //! hold a dangling snapshot.
+//!
+//! Every field is defined once, in the table of `fields.rs`: the struct,
+//! [`DEFAULT_POLICY`], the policy file's keys ([`Key`]: names, ranges,
+//! comments), [`FrozenPolicy::validate`] and the [`FIELDS`] descriptors
+//! that the learner's knobs, the options and `xtask` iterate are all
+//! generated from it. Adding a field there is the whole change.
 #![cfg_attr(not(test), no_std)]
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
