@@ -210,10 +210,10 @@ fn run_one(
         let base = fs::read_to_string(dir.join("default.policy")).ok();
         let learned = fs::read_to_string(policy_path(dir, w.name, rep)).ok();
         if let (Some(b), Some(l)) = (base, learned) {
-            extra.learned = Some(policyfile::diff(
-                &policyfile::parse(&b),
-                &policyfile::parse(&l),
-            ));
+            extra.learned = Some(match (policyfile::parse(&b), policyfile::parse(&l)) {
+                (Ok(b), Ok(l)) => policyfile::diff(&b, &l),
+                (Err(e), _) | (_, Err(e)) => vec![format!("unreadable policy file: {e}")],
+            });
         }
     }
     (Ok(rec), extra, wall)

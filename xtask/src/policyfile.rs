@@ -1,21 +1,23 @@
-//! Reading `hakmem-policy v1` files (what `HAKMEM_POLICY_SAVE` writes) just
-//! enough to say what a learned policy changed against the default one.
-use std::collections::BTreeMap;
+//! What a learned policy (the file `HAKMEM_POLICY_SAVE` writes) changed
+//! against the default one. Files are read with hakmem's own parser
+//! (`hakmem-policy-rcu`), so a file the allocator would reject is reported
+//! here too, and the fields, their units and their order come from the
+//! policy's one field table.
+use hakmem_policy_rcu::{FrozenPolicy, Key, Unit};
 
-/// `key = v1 v2 ...` lines (comments and the header skipped).
-pub fn parse(text: &str) -> BTreeMap<String, Vec<u64>> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        let Some((k, v)) = line.split_once('=') else {
-            continue;
-        };
-        let vals: Option<Vec<u64>> = v.split_whitespace().map(|x| x.parse().ok()).collect();
-        if let Some(vals) = vals.filter(|v| !v.is_empty()) {
-            out.insert(k.trim().to_string(), vals);
-        }
-    }
-    out
+/// Parses a `hakmem-policy v1` file (missing keys take the built-in
+/// defaults); the error is the parser's one-line message.
+pub fn parse(text: &str) -> Result<FrozenPolicy, String> {
+    FrozenPolicy::parse(text.as_bytes()).map_err(|e| e.to_string())
+}
+
+/// The policy as hakmem writes it (for tests and tools that make files).
+#[cfg(test)]
+pub fn to_text(p: &FrozenPolicy) -> String {
+    let mut buf = vec![0u8; hakmem_policy_rcu::POLICY_FILE_MAX];
+    let n = p.serialize(&mut buf).expect("a valid policy fits");
+    buf.truncate(n);
+    String::from_utf8(buf).expect("policy files are ASCII")
 }
 
 fn bytes(v: u64) -> String {
@@ -28,31 +30,31 @@ fn bytes(v: u64) -> String {
     }
 }
 
-/// The differences of `learned` from `base`, one short phrase each:
-/// `large_cache_budget 64M→16M`, `tiny_cap ×2 (8 classes)`. Refill counts
-/// are left out (they follow the capacities).
-pub fn diff(
-    base: &BTreeMap<String, Vec<u64>>,
-    learned: &BTreeMap<String, Vec<u64>>,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for (k, new) in learned {
-        if k.ends_with("_refill") {
+/// The differences of `learned` from `base`, one short phrase each, by
+/// field name: `large_cache_budget 64M→16M`, `tiny_cap ×2 (8 classes)`.
+/// Refill counts are left out (they follow the capacities).
+pub fn diff(base: &FrozenPolicy, learned: &FrozenPolicy) -> Vec<String> {
+    let mut out: Vec<(&str, String)> = Vec::new();
+    for key in Key::ALL {
+        if matches!(key, Key::TinyRefill | Key::MidRefill) {
             continue;
         }
-        let Some(old) = base.get(k) else {
+        let k = key.name();
+        if let Some(f) = key.field() {
+            let (old, new) = ((f.get)(base), (f.get)(learned));
+            if old != new {
+                let show = |v: u64| match f.unit {
+                    Unit::Bytes => bytes(v),
+                    Unit::Millis | Unit::Permille | Unit::Count => v.to_string(),
+                };
+                out.push((k, format!("{k} {}→{}", show(old), show(new))));
+            }
+            continue;
+        }
+        let (Some(old), Some(new)) = (base.class_values(key), learned.class_values(key)) else {
             continue;
         };
         if old == new {
-            continue;
-        }
-        if old.len() == 1 && new.len() == 1 {
-            let f = if k.contains("budget") || k.contains("block") || k.contains("threshold") {
-                bytes
-            } else {
-                |v: u64| v.to_string()
-            };
-            out.push(format!("{k} {}→{}", f(old[0]), f(new[0])));
             continue;
         }
         let ratios: Vec<f64> = old
@@ -75,46 +77,83 @@ pub fn diff(
         } else {
             format!("×{}–{}", r(lo), r(hi))
         };
-        out.push(format!("{k} {range} ({} classes)", ratios.len()));
+        out.push((k, format!("{k} {range} ({} classes)", ratios.len())));
     }
-    out
+    out.sort_by(|a, b| a.0.cmp(b.0));
+    out.into_iter().map(|(_, phrase)| phrase).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const BASE: &str = "hakmem-policy v1\n# comment\ntiny_cap = 512 512 256 32\ntiny_refill = 64 64 64 16\nlarge_cache_budget = 67108864 # bytes\ndecay_ms = 1000\n";
+    use hakmem_policy_rcu::DEFAULT_POLICY;
 
     #[test]
-    fn parses_keys_and_lists() {
-        let p = parse(BASE);
-        assert_eq!(p["tiny_cap"], [512, 512, 256, 32]);
-        assert_eq!(p["large_cache_budget"], [64 << 20]);
-        assert_eq!(p.len(), 4);
-        assert!(parse("hakmem-policy v1\nbad = x\n").is_empty());
+    fn parses_what_hakmem_writes_and_rejects_what_it_rejects() {
+        let text = to_text(&DEFAULT_POLICY);
+        assert_eq!(parse(&text), Ok(DEFAULT_POLICY));
+        let p = parse("hakmem-policy v1\n# comment\ndecay_ms = 250 # ms\n").unwrap();
+        assert_eq!(
+            p,
+            FrozenPolicy {
+                decay_ms: 250,
+                ..DEFAULT_POLICY
+            }
+        );
+        // the allocator's cross-field checks apply too
+        assert_eq!(
+            parse("hakmem-policy v1\nlarge_cache_budget = 1048576\n"),
+            Err(
+                "line 2: large_cache_max_block = 67108864 exceeds large_cache_budget = 1048576"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            parse("hakmem-policy v1\nbad = x\n"),
+            Err("line 2: unknown key `bad`".to_string())
+        );
+        assert!(parse("tiny_cap = 1 2 3\n").is_err(), "no header");
     }
 
     #[test]
     fn diffs_scalars_and_classes() {
-        let base = parse(BASE);
+        let base = DEFAULT_POLICY;
         assert!(diff(&base, &base).is_empty());
-        let learned = parse(
-            "tiny_cap = 1024 1024 512 32\ntiny_refill = 1 1 1 1\nlarge_cache_budget = 16777216\ndecay_ms = 500\n",
-        );
+        let mut learned = base;
+        for c in 0..3 {
+            learned.tiny_cap[c] = base.tiny_cap[c] * 2;
+            learned.tiny_refill[c] = 1;
+        }
+        learned.large_cache_budget = 16 << 20;
+        learned.large_cache_max_block = 16 << 20;
+        learned.decay_ms = 500;
         assert_eq!(
             diff(&base, &learned),
             [
                 "decay_ms 1000→500",
                 "large_cache_budget 64M→16M",
+                "large_cache_max_block 64M→16M",
                 "tiny_cap ×2 (3 classes)"
             ]
         );
-        let mixed = parse("tiny_cap = 256 1024 256 32\n");
+        let mut mixed = base;
+        mixed.tiny_cap[0] = base.tiny_cap[0] / 2;
+        mixed.tiny_cap[1] = base.tiny_cap[1] * 2;
         assert_eq!(diff(&base, &mixed), ["tiny_cap ×0.5–2 (2 classes)"]);
+        let none = FrozenPolicy {
+            large_cache_budget: 0,
+            large_cache_max_block: 0,
+            ..base
+        };
         assert_eq!(
-            diff(&base, &parse("large_cache_budget = 0\n")),
-            ["large_cache_budget 64M→0"]
+            diff(&base, &none),
+            ["large_cache_budget 64M→0", "large_cache_max_block 64M→0"]
+        );
+        // the diff of two files as the A/B reads them
+        let text = to_text(&learned);
+        assert_eq!(
+            diff(&parse(&to_text(&base)).unwrap(), &parse(&text).unwrap()),
+            diff(&base, &learned)
         );
     }
 }

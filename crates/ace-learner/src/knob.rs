@@ -10,9 +10,17 @@
 //! The base policy's own value is kept for a knob at its initial level
 //! ([`initial_levels`]): a learner that changes nothing proposes exactly
 //! the base, even when the base holds values between levels.
+//!
+//! Each knob names the policy field it moves ([`KnobSpec::field`], a
+//! [`Key`] of the policy's one field table). An absolute knob's name, its
+//! getter and setter and its bounds come from that field's
+//! [`FieldInfo`]; what stays here is what
+//! only the learner knows: which fields it moves, in which order, at which
+//! levels, and which request sizes concern them. Every level of an absolute
+//! knob lies within its field's range (checked when this crate compiles).
 
 use hakmem_mid_mt::{mid_size, MID_CLASSES};
-use hakmem_policy_rcu::{FrozenPolicy, MAX_CAP};
+use hakmem_policy_rcu::{FieldInfo, FrozenPolicy, Key, MAX_CAP};
 use hakmem_tiny_sll::{tiny_size, TINY_CLASSES};
 
 use crate::signature::{size_bin, SIG_BINS};
@@ -72,8 +80,12 @@ pub const KNOBS: usize = 13;
 pub struct KnobSpec {
     /// Which knob.
     pub id: KnobId,
-    /// Its name (for logs).
+    /// Its name (for logs): the field's name for an absolute knob.
     pub name: &'static str,
+    /// The policy field it moves: a scalar field for an absolute knob;
+    /// `tiny_cap` or `mid_cap` (with the matching refills) for a relative
+    /// one.
+    pub field: Key,
     /// Its levels, ascending.
     pub levels: &'static [u64],
     /// How the levels read.
@@ -104,10 +116,13 @@ const LARGE_ALL: (u64, u64) = (MIB, u64::MAX);
 /// Every knob, in [`KnobId`] order (the order the learner visits them:
 /// the large cache's budget, then the per-thread bins from small to large
 /// sizes, then the rest).
-pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
+pub static KNOB_SPECS: [KnobSpec; KNOBS] = SPECS;
+
+const SPECS: [KnobSpec; KNOBS] = [
     KnobSpec {
         id: KnobId::LargeCacheBudget,
-        name: "large_cache_budget",
+        name: Key::LargeCacheBudget.name(),
+        field: Key::LargeCacheBudget,
         // Down from the default in steps of ×4 (one step moves enough
         // memory to show against the window-to-window noise; 64 → 32 MiB
         // rarely does), up in steps of ×2: a window that explores a bigger
@@ -120,6 +135,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
     KnobSpec {
         id: KnobId::TinyCapSmall,
         name: "tiny_cap[<=128B]",
+        field: Key::TinyCap,
         levels: CAP_STEPS,
         scale: Scale::Relative,
         sizes: Some(TINY_SMALL),
@@ -128,6 +144,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
     KnobSpec {
         id: KnobId::TinyCapMedium,
         name: "tiny_cap[129-512B]",
+        field: Key::TinyCap,
         levels: CAP_STEPS,
         scale: Scale::Relative,
         sizes: Some(TINY_MEDIUM),
@@ -136,6 +153,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
     KnobSpec {
         id: KnobId::TinyCapLarge,
         name: "tiny_cap[513B-1K]",
+        field: Key::TinyCap,
         levels: CAP_STEPS,
         scale: Scale::Relative,
         sizes: Some(TINY_LARGE),
@@ -144,6 +162,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
     KnobSpec {
         id: KnobId::MidCapSmall,
         name: "mid_cap[1-8K]",
+        field: Key::MidCap,
         levels: CAP_STEPS,
         scale: Scale::Relative,
         sizes: Some(MID_SMALL),
@@ -152,6 +171,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
     KnobSpec {
         id: KnobId::MidCapMedium,
         name: "mid_cap[8-64K]",
+        field: Key::MidCap,
         levels: CAP_STEPS,
         scale: Scale::Relative,
         sizes: Some(MID_MEDIUM),
@@ -160,6 +180,7 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
     KnobSpec {
         id: KnobId::MidCapLarge,
         name: "mid_cap[64K-1M]",
+        field: Key::MidCap,
         levels: CAP_STEPS,
         scale: Scale::Relative,
         sizes: Some(MID_LARGE),
@@ -167,7 +188,8 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
     },
     KnobSpec {
         id: KnobId::MidWmax,
-        name: "mid_wmax_permille",
+        name: Key::MidWmaxPermille.name(),
+        field: Key::MidWmaxPermille,
         levels: WMAX_STEPS,
         scale: Scale::Absolute,
         sizes: Some(MID_ALL),
@@ -175,7 +197,8 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
     },
     KnobSpec {
         id: KnobId::LargeCacheMaxBlock,
-        name: "large_cache_max_block",
+        name: Key::LargeCacheMaxBlock.name(),
+        field: Key::LargeCacheMaxBlock,
         levels: &[
             2 * MIB,
             4 * MIB,
@@ -192,7 +215,8 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
     },
     KnobSpec {
         id: KnobId::LargeWmax,
-        name: "large_wmax_permille",
+        name: Key::LargeWmaxPermille.name(),
+        field: Key::LargeWmaxPermille,
         levels: WMAX_STEPS,
         scale: Scale::Absolute,
         sizes: Some(LARGE_ALL),
@@ -200,7 +224,8 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
     },
     KnobSpec {
         id: KnobId::ThpThreshold,
-        name: "thp_threshold",
+        name: Key::ThpThreshold.name(),
+        field: Key::ThpThreshold,
         // six levels, like the prototype's mmap threshold (64 KiB → 2 MiB
         // there; hakmem's large tier starts above 1 MiB)
         levels: &[2 * MIB, 4 * MIB, 8 * MIB, 16 * MIB, 32 * MIB, 64 * MIB],
@@ -210,7 +235,8 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
     },
     KnobSpec {
         id: KnobId::DecayMs,
-        name: "decay_ms",
+        name: Key::DecayMs.name(),
+        field: Key::DecayMs,
         levels: &[100, 250, 500, 1000, 2000, 5000, 10_000],
         scale: Scale::Absolute,
         sizes: None,
@@ -218,13 +244,40 @@ pub static KNOB_SPECS: [KnobSpec; KNOBS] = [
     },
     KnobSpec {
         id: KnobId::PoolDirty,
-        name: "pool_dirty",
+        name: Key::PoolDirty.name(),
+        field: Key::PoolDirty,
         levels: &[0, 2, 4, 8, 16, 32, 64],
         scale: Scale::Absolute,
         sizes: None,
         cautious_up: false,
     },
 ];
+
+// Checked when the crate compiles: the specs are in `KnobId` order, a knob
+// is relative exactly when its field is per class (then `tiny_cap` or
+// `mid_cap`), and every level of an absolute knob lies within its field's
+// range.
+const _: () = {
+    let mut i = 0;
+    while i < KNOBS {
+        let spec = &SPECS[i];
+        assert!(spec.id as usize == i);
+        match spec.scale {
+            Scale::Relative => assert!(matches!(spec.field, Key::TinyCap | Key::MidCap)),
+            Scale::Absolute => {
+                let Some(f) = spec.field.field() else {
+                    panic!("an absolute knob moves a scalar field");
+                };
+                let mut l = 0;
+                while l < spec.levels.len() {
+                    assert!(f.min <= spec.levels[l] && spec.levels[l] <= f.max);
+                    l += 1;
+                }
+            }
+        }
+        i += 1;
+    }
+};
 
 impl KnobId {
     /// Every knob.
@@ -400,18 +453,23 @@ fn nearest(levels: &[u64], v: u64) -> usize {
     best
 }
 
-/// The policy field an absolute knob sets, as a number.
+impl KnobSpec {
+    /// The descriptor of the scalar field an absolute knob sets (`None`
+    /// for a relative knob).
+    pub fn scalar(&self) -> Option<&'static FieldInfo> {
+        match self.scale {
+            Scale::Absolute => self.field.field(),
+            Scale::Relative => None,
+        }
+    }
+}
+
+/// The policy field an absolute knob sets, as a number (1000 for a
+/// relative knob: they start at ×1).
 fn field(p: &FrozenPolicy, id: KnobId) -> u64 {
-    match id {
-        KnobId::MidWmax => p.mid_wmax_permille as u64,
-        KnobId::LargeCacheBudget => p.large_cache_budget as u64,
-        KnobId::LargeCacheMaxBlock => p.large_cache_max_block as u64,
-        KnobId::LargeWmax => p.large_wmax_permille as u64,
-        KnobId::ThpThreshold => p.thp_threshold as u64,
-        KnobId::DecayMs => p.decay_ms,
-        KnobId::PoolDirty => p.pool_dirty as u64,
-        // relative knobs start at ×1
-        _ => 1000,
+    match id.spec().scalar() {
+        Some(f) => (f.get)(p),
+        None => 1000,
     }
 }
 
@@ -464,20 +522,14 @@ pub fn apply(base: &FrozenPolicy, initial: &Levels, levels: &Levels) -> FrozenPo
         let spec = id.spec();
         let v = spec.levels[level];
         let sizes = spec.sizes.unwrap_or((0, u64::MAX));
-        match id {
-            KnobId::TinyCapSmall | KnobId::TinyCapMedium | KnobId::TinyCapLarge => {
+        match (spec.scalar(), spec.field) {
+            // within the field's range (checked at compile time); the
+            // clamp only keeps `set`'s contract local
+            (Some(f), _) => (f.set)(&mut p, f.clamp(v)),
+            (None, Key::TinyCap) => {
                 scale_caps(&mut p.tiny_cap, &mut p.tiny_refill, tiny_size, sizes, v)
             }
-            KnobId::MidCapSmall | KnobId::MidCapMedium | KnobId::MidCapLarge => {
-                scale_caps(&mut p.mid_cap, &mut p.mid_refill, mid_size, sizes, v)
-            }
-            KnobId::MidWmax => p.mid_wmax_permille = v as u32,
-            KnobId::LargeCacheBudget => p.large_cache_budget = v as usize,
-            KnobId::LargeCacheMaxBlock => p.large_cache_max_block = v as usize,
-            KnobId::LargeWmax => p.large_wmax_permille = v as u32,
-            KnobId::ThpThreshold => p.thp_threshold = v as usize,
-            KnobId::DecayMs => p.decay_ms = v,
-            KnobId::PoolDirty => p.pool_dirty = v as u32,
+            (None, _) => scale_caps(&mut p.mid_cap, &mut p.mid_refill, mid_size, sizes, v),
         }
     }
     p.large_cache_max_block = p.large_cache_max_block.min(p.large_cache_budget);
@@ -504,6 +556,22 @@ mod tests {
         }
         // the prototype's six threshold levels
         assert_eq!(KnobId::ThpThreshold.spec().levels.len(), 6);
+    }
+
+    #[test]
+    fn absolute_knobs_are_named_and_bounded_by_their_fields() {
+        for spec in &KNOB_SPECS {
+            match spec.scalar() {
+                Some(f) => {
+                    assert_eq!(spec.name, f.name);
+                    assert_eq!(f.key, spec.field);
+                    assert!(spec.levels.iter().all(|&l| f.min <= l && l <= f.max));
+                }
+                None => assert!(spec.field.per_class(), "{}", spec.name),
+            }
+        }
+        assert_eq!(KnobId::DecayMs.spec().name, "decay_ms");
+        assert_eq!(KnobId::MidWmax.spec().name, "mid_wmax_permille");
     }
 
     #[test]

@@ -73,6 +73,33 @@ impl LargeHeader {
         h.magic == MAGIC && h.user.load(Ordering::Acquire) == 0
     }
 
+    /// Checks the header of a dirty cached mapping: the magic, no user
+    /// pointer (it was freed), the cache's length and the one-page offset
+    /// every cached mapping has.
+    ///
+    /// # Safety
+    /// `base` must start a mapping of at least one page that stays mapped
+    /// for the call (one the cache holds, with its lock held).
+    pub(crate) unsafe fn check_cached(base: usize, len: usize) -> Result<(), &'static str> {
+        // SAFETY: per the contract, `base` is the first page of a live
+        // mapping, which is where a header lives; its fields are read only
+        // (atomically where other threads may read them too).
+        let h = unsafe { &*(base as *const LargeHeader) };
+        if h.magic != MAGIC {
+            return Err("a dirty cached mapping has no large header");
+        }
+        if h.user.load(Ordering::Acquire) != 0 {
+            return Err("a cached mapping's header still names a user pointer");
+        }
+        if h.map_len() != len {
+            return Err("a cached mapping's header has another length");
+        }
+        if h.offset != PAGE_SIZE {
+            return Err("a cached mapping's header has an offset other than one page");
+        }
+        Ok(())
+    }
+
     /// The mapping's start.
     #[inline]
     pub fn base(&self) -> usize {

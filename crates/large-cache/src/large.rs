@@ -337,6 +337,46 @@ impl<P: Pal> Large<P> {
         }
     }
 
+    /// Checks the large cache's invariants and returns the first one
+    /// broken. Allocates nothing and is compiled in every build, so release
+    /// builds and tests alike can run it:
+    ///
+    /// * the cache's bookkeeping: per-class lists well formed (no entry
+    ///   listed twice, no overlap, every entry in its size class), the
+    ///   dirty and clean totals equal to the sums of the entries, the
+    ///   reservations consistent;
+    /// * `limits` hold: dirty bytes within `budget`, clean bytes within
+    ///   `clean_budget`, no cached mapping longer than `max_block`;
+    /// * every cached mapping is still registered: the page-map entry of
+    ///   its user pointer's slot is the one [`Large::alloc`] set (the
+    ///   header a page back), and a dirty one's header says it is cached
+    ///   (no user pointer, the cached length, a one-page offset).
+    ///
+    /// The limits are those the tier has been called with; they hold once
+    /// every call has returned (after [`Large::free`], [`Large::alloc`],
+    /// [`Large::maintain`] or [`Large::trim`]). While other threads use the
+    /// tier, a check made between two of their calls' batches may see a
+    /// limit exceeded that the next batch restores.
+    pub fn check(&self, map: &PageMap, limits: &CacheLimits) -> Result<(), &'static str> {
+        let g = self.cache.lock();
+        g.check()?;
+        g.check_limits(limits)?;
+        for e in g.entries() {
+            let user = e.base + PAGE_SIZE;
+            if map.get(user) != Entry::large(user, 1) {
+                return Err("a cached mapping's page-map entry does not name its header");
+            }
+            if e.dirty {
+                // SAFETY: the entry is in the cache, whose lock we hold, so
+                // the mapping stays mapped for the call (only the cache
+                // unmaps cached mappings, after taking them out); it is at
+                // least a page long (checked by `g.check()`).
+                unsafe { LargeHeader::check_cached(e.base, e.len) }?;
+            }
+        }
+        Ok(())
+    }
+
     /// The cache's counters.
     pub fn stats(&self) -> CacheStats {
         self.cache.lock().stats()
@@ -571,6 +611,53 @@ mod tests {
     }
 
     #[test]
+    fn check_reports_a_corrupted_cache() {
+        let (map, large) = setup();
+        let a = large.alloc(map, 3 << 20, 16, &LIMITS, HUGE).unwrap();
+        let p = a.ptr.as_ptr();
+        let base = header(map, p).base();
+        // SAFETY: freeing once.
+        unsafe { large.free(map, header(map, p), &LIMITS) };
+        assert_eq!(large.stats().dirty.0, 1);
+        assert_eq!(large.check(map, &LIMITS), Ok(()));
+        // the cached mapping's page-map entry is lost
+        let entry = map.get(p as usize);
+        map.set(p as usize, Entry::NONE);
+        assert!(large.check(map, &LIMITS).is_err());
+        map.set(p as usize, entry);
+        assert_eq!(large.check(map, &LIMITS), Ok(()));
+        // its header names a user again, as if it had not been freed
+        // SAFETY: the mapping is cached (mapped) and its header is ours.
+        let h = unsafe { &*(base as *const LargeHeader) };
+        h.user.store(p as usize, Ordering::Release);
+        assert!(large.check(map, &LIMITS).is_err());
+        h.user.store(0, Ordering::Release);
+        // ... or another length
+        h.map_len.store((3 << 20) + 8192, Ordering::Relaxed);
+        assert!(large.check(map, &LIMITS).is_err());
+        h.map_len.store(a.map_len, Ordering::Relaxed);
+        assert_eq!(large.check(map, &LIMITS), Ok(()));
+        // a mapping listed twice (on a copy of the cache's bookkeeping)
+        {
+            let g = large.cache.lock();
+            let e = *g.entries().next().expect("one entry");
+            let mut bad = g.clone();
+            let mut w = Work::NONE;
+            bad.put(e.base, e.len, 0, &LIMITS, &mut w);
+            assert_eq!(bad.check(), Err("a mapping is listed twice"));
+        }
+        assert_eq!(large.check(map, &LIMITS), Ok(()));
+        // limits other than those the cache was run with
+        let small = CacheLimits {
+            max_block: 2 << 20,
+            ..LIMITS
+        };
+        assert!(large.check(map, &small).is_err());
+        large.trim(map, &LIMITS);
+        assert_eq!(large.check(map, &LIMITS), Ok(()));
+    }
+
+    #[test]
     fn impossible_sizes_fail() {
         let (map, large) = setup();
         assert!(large
@@ -622,12 +709,18 @@ mod tests {
                     live[k] = (q, size, tag);
                 }
                 prop_assert!(large.stats().dirty.1 <= LIMITS.budget);
+                prop_assert_eq!(large.check(map, &LIMITS), Ok(()));
             }
             for (p, _, _) in live {
                 // SAFETY: freeing once.
                 unsafe { large.free(map, header(map, p as *const u8), &LIMITS) };
+                prop_assert_eq!(large.check(map, &LIMITS), Ok(()));
             }
+            large.maintain(map, &LIMITS);
+            prop_assert_eq!(large.check(map, &LIMITS), Ok(()));
             large.trim(map, &LIMITS);
+            prop_assert_eq!(large.check(map, &LIMITS), Ok(()));
+            prop_assert!(large.stats().dirty.0 + large.stats().clean.0 == 0);
         }
     }
 }

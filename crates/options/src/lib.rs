@@ -27,7 +27,7 @@
 use core::ffi::{c_char, CStr};
 use core::fmt;
 
-use hakmem_policy_rcu::{FrozenPolicy, Key};
+use hakmem_policy_rcu::{FrozenPolicy, Key, FIELDS};
 
 /// Bytes of a path buffer, its terminating NUL included: a path may be at
 /// most `PATH_MAX - 1` bytes.
@@ -104,24 +104,23 @@ impl Mode {
     }
 
     /// The policy this mode runs on, given the one it would otherwise use:
-    /// `base` itself, except that [`Mode::Minimal`] zeroes every cache (bin
-    /// caps and refills, the large cache's budgets, the superslab pool and
-    /// the heaps' empty-slab retention). The result passes
+    /// `base` itself, except that [`Mode::Minimal`] zeroes every cache: the
+    /// per-class fields (bin caps and refills) and every scalar field the
+    /// policy's field table marks as retaining memory
+    /// ([`FieldInfo::retains`](hakmem_policy_rcu::FieldInfo::retains): the large cache's budgets, the superslab
+    /// pool and the heaps' empty-slab retention). The result passes
     /// [`FrozenPolicy::validate`] when `base` does.
     pub fn shape_policy(self, base: &FrozenPolicy) -> FrozenPolicy {
         let mut p = *base;
         if !self.features().contains(Features::CACHES) {
-            p.tiny_cap.fill(0);
-            p.tiny_refill.fill(0);
-            p.mid_cap.fill(0);
-            p.mid_refill.fill(0);
-            p.large_cache_budget = 0;
-            p.large_cache_max_block = 0;
-            p.large_clean_budget = 0;
-            p.pool_dirty = 0;
-            p.pool_clean = 0;
-            p.heap_keep_empty = 0;
-            p.heap_empty_budget = 0;
+            for key in Key::ALL {
+                if let Some(values) = p.class_values_mut(key) {
+                    values.fill(0);
+                }
+            }
+            for f in FIELDS.iter().filter(|f| f.retains) {
+                (f.set)(&mut p, 0);
+            }
         }
         p
     }
@@ -295,6 +294,9 @@ pub struct Spec {
     c_name: &'static CStr,
     /// Its type.
     pub kind: Kind,
+    /// The policy field it overrides, if it overrides one: its range is the
+    /// field's ([`Key::range`]) and [`Options::initial_policy`] sets it.
+    pub policy_field: Option<Key>,
     /// The default, as documented.
     pub default: &'static str,
     /// What a warning says is done instead of a bad value ("using 1000").
@@ -811,13 +813,26 @@ impl Options {
         }
     }
 
+    /// The value a variable that overrides a policy field
+    /// ([`Spec::policy_field`]) was given; `None` when it is unset (or
+    /// overrides no field).
+    pub fn policy_override(&self, var: Var) -> Option<u64> {
+        match var {
+            Var::DecayMs => self.decay_ms,
+            _ => None,
+        }
+    }
+
     /// The policy to start on, given the one loaded from `HAKMEM_POLICY`
     /// (or the built-in one): shaped by the mode ([`Mode::shape_policy`])
-    /// with `HAKMEM_DECAY_MS` applied.
+    /// with every variable that overrides a policy field applied
+    /// (`HAKMEM_DECAY_MS`).
     pub fn initial_policy(&self, base: &FrozenPolicy) -> FrozenPolicy {
         let mut p = self.mode.shape_policy(base);
-        if let Some(d) = self.decay_ms {
-            p.decay_ms = d;
+        for spec in &TABLE {
+            if let (Some(key), Some(v)) = (spec.policy_field, self.policy_override(spec.var)) {
+                p.set(key, v);
+            }
         }
         p
     }

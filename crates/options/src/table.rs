@@ -3,7 +3,12 @@
 
 use super::*;
 
-const DECAY_RANGE: (u64, u64) = Key::DecayMs.range();
+/// The kind of a variable that overrides a policy field: a number in the
+/// field's range (from the policy's field table).
+const fn policy_int(key: Key) -> Kind {
+    let (min, max) = key.range();
+    Kind::Int { min, max }
+}
 
 /// Every variable hakmem reads, in [`Var`] order.
 pub static TABLE: [Spec; VARS] = [
@@ -12,6 +17,7 @@ pub static TABLE: [Spec; VARS] = [
         name: "HAKMEM_MODE",
         c_name: c"HAKMEM_MODE",
         kind: Kind::Choice(&MODE_NAMES),
+        policy_field: None,
         default: "balanced",
         fallback: "using balanced",
         description: "Feature set (see the mode table): `minimal` turns every optimisation off \
@@ -28,6 +34,7 @@ pub static TABLE: [Spec; VARS] = [
             min: 10,
             max: 60_000,
         },
+        policy_field: None,
         default: "50",
         fallback: "using 50",
         description: "Length of a learning window in ms: the learner measures, scores and may \
@@ -39,6 +46,7 @@ pub static TABLE: [Spec; VARS] = [
         name: "HAKMEM_POLICY",
         c_name: c"HAKMEM_POLICY",
         kind: Kind::Path,
+        policy_field: None,
         default: "unset",
         fallback: "ignored",
         description: "Policy file to run on (format `hakmem-policy v1`); the learning modes \
@@ -50,6 +58,7 @@ pub static TABLE: [Spec; VARS] = [
         name: "HAKMEM_POLICY_SAVE",
         c_name: c"HAKMEM_POLICY_SAVE",
         kind: Kind::Path,
+        policy_field: None,
         default: "unset",
         fallback: "ignored",
         description: "Where to write the policy at exit (in the learning modes, the converged \
@@ -60,6 +69,7 @@ pub static TABLE: [Spec; VARS] = [
         name: "HAKMEM_STATS",
         c_name: c"HAKMEM_STATS",
         kind: Kind::Bool,
+        policy_field: None,
         default: "0",
         fallback: "using 0",
         description: "Print the allocator's counters at exit (per tier and class).",
@@ -69,6 +79,7 @@ pub static TABLE: [Spec; VARS] = [
         name: "HAKMEM_SELECTOR",
         c_name: c"HAKMEM_SELECTOR",
         kind: Kind::Choice(&SELECTOR_NAMES),
+        policy_field: None,
         default: "ucb1",
         fallback: "using ucb1",
         description: "The learner's bandit: `ucb1` (UCB1) or `elo` (ELO ratings from pairwise \
@@ -79,6 +90,7 @@ pub static TABLE: [Spec; VARS] = [
         name: "HAKMEM_CANARY_PERMILLE",
         c_name: c"HAKMEM_CANARY_PERMILLE",
         kind: Kind::Int { min: 0, max: 1000 },
+        policy_field: None,
         default: "50",
         fallback: "using 50",
         description: "In the CANARY state, the share of windows (per mille) that try an \
@@ -89,6 +101,7 @@ pub static TABLE: [Spec; VARS] = [
         name: "HAKMEM_SITES",
         c_name: c"HAKMEM_SITES",
         kind: Kind::Bool,
+        policy_field: None,
         default: "0",
         fallback: "using 0",
         description: "Profile allocation call-sites (sampled return addresses) and report \
@@ -99,6 +112,7 @@ pub static TABLE: [Spec; VARS] = [
         name: "HAKMEM_SITES_SAMPLE",
         c_name: c"HAKMEM_SITES_SAMPLE",
         kind: Kind::Int { min: 0, max: 30 },
+        policy_field: None,
         default: "12",
         fallback: "using 12",
         description: "Call-site sampling: one `malloc` in 2^N is recorded.",
@@ -108,6 +122,7 @@ pub static TABLE: [Spec; VARS] = [
         name: "HAKMEM_SITES_JSON",
         c_name: c"HAKMEM_SITES_JSON",
         kind: Kind::Path,
+        policy_field: None,
         default: "unset",
         fallback: "ignored",
         description: "Also write the call-site report as JSON to this path.",
@@ -117,6 +132,7 @@ pub static TABLE: [Spec; VARS] = [
         name: "HAKMEM_SITE_PLACEMENT",
         c_name: c"HAKMEM_SITE_PLACEMENT",
         kind: Kind::Bool,
+        policy_field: None,
         default: "1",
         fallback: "using 1",
         description: "Serve recorded allocations (`alloc_cs`, `hak_alloc_cs`, sampled \
@@ -127,6 +143,7 @@ pub static TABLE: [Spec; VARS] = [
         name: "HAKMEM_THP_SUPERSLABS",
         c_name: c"HAKMEM_THP_SUPERSLABS",
         kind: Kind::Bool,
+        policy_field: None,
         default: "0",
         fallback: "using 0",
         description: "Advise transparent huge pages (`MADV_HUGEPAGE`) on each new 2 MiB \
@@ -141,6 +158,7 @@ pub static TABLE: [Spec; VARS] = [
         name: "HAKMEM_SECURE",
         c_name: c"HAKMEM_SECURE",
         kind: Kind::Bool,
+        policy_field: None,
         default: "0",
         fallback: "using 0",
         description: "Secure mode: extra checks against heap misuse on every free.",
@@ -150,6 +168,7 @@ pub static TABLE: [Spec; VARS] = [
         name: "HAKMEM_ON_ERROR",
         c_name: c"HAKMEM_ON_ERROR",
         kind: Kind::Choice(&ON_ERROR_NAMES),
+        policy_field: None,
         default: "abort",
         fallback: "using abort",
         description: "What a detected heap misuse does after its one-line report: `abort`, or \
@@ -159,10 +178,8 @@ pub static TABLE: [Spec; VARS] = [
         var: Var::DecayMs,
         name: "HAKMEM_DECAY_MS",
         c_name: c"HAKMEM_DECAY_MS",
-        kind: Kind::Int {
-            min: DECAY_RANGE.0,
-            max: DECAY_RANGE.1,
-        },
+        kind: policy_int(Key::DecayMs),
+        policy_field: Some(Key::DecayMs),
         default: "the policy's `decay_ms` (1000)",
         fallback: "using the policy's value",
         description: "Overrides the policy's `decay_ms`: cached memory unused this long is \
@@ -176,6 +193,7 @@ pub static TABLE: [Spec; VARS] = [
             min: 0,
             max: 1 << 24,
         },
+        policy_field: None,
         default: "0",
         fallback: "using 0",
         description: "Memory budget of the learner in MiB of resident memory (0: none): a \

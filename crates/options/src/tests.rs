@@ -353,6 +353,54 @@ fn minimal_mode_turns_every_cache_off() {
 }
 
 #[test]
+fn policy_overrides_come_from_the_field_table() {
+    let mut overriding = 0;
+    for spec in &TABLE {
+        let Some(key) = spec.policy_field else {
+            continue;
+        };
+        overriding += 1;
+        let f = key.field().expect("a scalar field");
+        assert_eq!(
+            spec.kind,
+            Kind::Int {
+                min: f.min,
+                max: f.max
+            },
+            "{}",
+            spec.name
+        );
+        assert!(
+            spec.default
+                .contains(&format!("`{}` ({})", f.name, f.default)),
+            "{}: {}",
+            spec.name,
+            spec.default
+        );
+        let v = if f.max > f.min { f.min + 1 } else { f.min };
+        let (o, w) = parse(&[(spec.name, v.to_string().as_bytes())]);
+        assert_eq!(w.len(), 0);
+        assert_eq!(o.policy_override(spec.var), Some(v));
+        assert_eq!((f.get)(&o.initial_policy(&DEFAULT_POLICY)), v);
+        assert_eq!(Options::DEFAULT.policy_override(spec.var), None);
+    }
+    assert_eq!(overriding, 1, "HAKMEM_DECAY_MS");
+    for spec in TABLE.iter().filter(|s| s.policy_field.is_none()) {
+        let (o, _) = parse(&[(spec.name, b"1")]);
+        assert_eq!(o.policy_override(spec.var), None, "{}", spec.name);
+    }
+}
+
+#[test]
+fn minimal_mode_zeroes_exactly_the_retaining_fields() {
+    let p = Mode::Minimal.shape_policy(&DEFAULT_POLICY);
+    for f in FIELDS {
+        let want = if f.retains { 0 } else { f.default };
+        assert_eq!((f.get)(&p), want, "{}", f.name);
+    }
+}
+
+#[test]
 fn feature_matrix_grows_with_the_mode() {
     let f: Vec<_> = Mode::ALL.iter().map(|m| m.features()).collect();
     assert_eq!(f[0], Features::empty());

@@ -23,7 +23,8 @@
 //!   [`Problem::UnsupportedVersion`]; anything else is
 //!   [`Problem::MissingHeader`].
 //! * Every other non-blank, non-comment line is `key = value`. Keys are the
-//!   field names of [`FrozenPolicy`] (see [`Key`]); values are unsigned
+//!   field names of [`FrozenPolicy`] (see [`Key`], generated with the
+//!   struct from one table in `fields.rs`); values are unsigned
 //!   decimal integers (digits only: no sign, no suffix, no separators).
 //! * Per-class keys (`tiny_cap`, `tiny_refill`, `mid_cap`, `mid_refill`)
 //!   take exactly one value per class, in class order, separated by spaces
@@ -42,7 +43,8 @@
 //!   that one is missing from the file; line 0 when both are).
 //! * Lines end with LF or CRLF.
 //!
-//! Ranges:
+//! Ranges (defined once, with every key, in the field table of
+//! `fields.rs`: [`Key::range`], [`FIELDS`](crate::FIELDS); restated here):
 //!
 //! | key | range |
 //! |---|---|
@@ -61,7 +63,7 @@ use core::fmt;
 use hakmem_mid_mt::{mid_size, MID_CLASSES};
 use hakmem_tiny_sll::{tiny_size, TINY_CLASSES};
 
-use crate::{FrozenPolicy, DEFAULT_POLICY};
+use crate::{FrozenPolicy, Key, DEFAULT_POLICY};
 
 /// The header line of a version 1 policy file.
 pub const POLICY_HEADER: &str = "hakmem-policy v1";
@@ -71,232 +73,19 @@ pub const POLICY_HEADER: &str = "hakmem-policy v1";
 /// suffices.
 pub const POLICY_FILE_MAX: usize = 8192;
 
-/// The largest per-class capacity a policy may hold.
-pub const MAX_CAP: u16 = 4096;
-
-/// A key of the policy file: one field of [`FrozenPolicy`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Key {
-    /// `tiny_cap`: per tiny class.
-    TinyCap,
-    /// `tiny_refill`: per tiny class.
-    TinyRefill,
-    /// `mid_cap`: per mid class.
-    MidCap,
-    /// `mid_refill`: per mid class.
-    MidRefill,
-    /// `mid_wmax_permille`.
-    MidWmaxPermille,
-    /// `large_cache_budget`.
-    LargeCacheBudget,
-    /// `large_cache_max_block`.
-    LargeCacheMaxBlock,
-    /// `large_wmax_permille`.
-    LargeWmaxPermille,
-    /// `large_clean_budget`.
-    LargeCleanBudget,
-    /// `decay_ms`.
-    DecayMs,
-    /// `madvise_batch`.
-    MadviseBatch,
-    /// `thp_threshold`.
-    ThpThreshold,
-    /// `pool_dirty`.
-    PoolDirty,
-    /// `pool_clean`.
-    PoolClean,
-    /// `heap_keep_empty`.
-    HeapKeepEmpty,
-    /// `heap_empty_budget`.
-    HeapEmptyBudget,
-}
-
-impl Key {
-    /// Number of keys.
-    pub const COUNT: usize = 16;
-
-    /// Every key, in the order [`FrozenPolicy::serialize`] writes them.
-    pub const ALL: [Key; Key::COUNT] = [
-        Key::TinyCap,
-        Key::TinyRefill,
-        Key::MidCap,
-        Key::MidRefill,
-        Key::MidWmaxPermille,
-        Key::LargeCacheBudget,
-        Key::LargeCacheMaxBlock,
-        Key::LargeWmaxPermille,
-        Key::LargeCleanBudget,
-        Key::DecayMs,
-        Key::MadviseBatch,
-        Key::ThpThreshold,
-        Key::PoolDirty,
-        Key::PoolClean,
-        Key::HeapKeepEmpty,
-        Key::HeapEmptyBudget,
-    ];
-
-    /// The key as written in the file (the field's name).
-    pub const fn name(self) -> &'static str {
-        match self {
-            Key::TinyCap => "tiny_cap",
-            Key::TinyRefill => "tiny_refill",
-            Key::MidCap => "mid_cap",
-            Key::MidRefill => "mid_refill",
-            Key::MidWmaxPermille => "mid_wmax_permille",
-            Key::LargeCacheBudget => "large_cache_budget",
-            Key::LargeCacheMaxBlock => "large_cache_max_block",
-            Key::LargeWmaxPermille => "large_wmax_permille",
-            Key::LargeCleanBudget => "large_clean_budget",
-            Key::DecayMs => "decay_ms",
-            Key::MadviseBatch => "madvise_batch",
-            Key::ThpThreshold => "thp_threshold",
-            Key::PoolDirty => "pool_dirty",
-            Key::PoolClean => "pool_clean",
-            Key::HeapKeepEmpty => "heap_keep_empty",
-            Key::HeapEmptyBudget => "heap_empty_budget",
-        }
-    }
-
-    /// The key named `name`, if any.
-    pub fn from_name(name: &[u8]) -> Option<Key> {
-        Key::ALL
-            .iter()
-            .copied()
-            .find(|k| k.name().as_bytes() == name)
-    }
-
-    /// How many values the key takes: one per class for the per-class keys,
-    /// else 1.
-    pub const fn values(self) -> usize {
-        match self {
-            Key::TinyCap | Key::TinyRefill => TINY_CLASSES,
-            Key::MidCap | Key::MidRefill => MID_CLASSES,
-            _ => 1,
-        }
-    }
-
-    /// Whether the key takes one value per class.
-    pub const fn per_class(self) -> bool {
-        matches!(
-            self,
-            Key::TinyCap | Key::TinyRefill | Key::MidCap | Key::MidRefill
-        )
-    }
-
-    /// The inclusive range each of the key's values must lie in. For the
-    /// refill keys this is the outer bound; each refill must also be at most
-    /// its class's cap, and `large_cache_max_block` at most
-    /// `large_cache_budget` (checked by [`FrozenPolicy::validate`]).
-    pub const fn range(self) -> (u64, u64) {
-        const TIB: u64 = 1 << 40;
-        const ADDRESS_SPACE: u64 = 1 << 47;
-        let (lo, hi) = match self {
-            Key::TinyCap | Key::TinyRefill | Key::MidCap | Key::MidRefill => (0, MAX_CAP as u64),
-            Key::MidWmaxPermille | Key::LargeWmaxPermille => (1000, 8000),
-            Key::LargeCacheBudget | Key::LargeCacheMaxBlock | Key::HeapEmptyBudget => (0, TIB),
-            Key::LargeCleanBudget | Key::ThpThreshold => (0, ADDRESS_SPACE),
-            Key::DecayMs => (1, 3_600_000),
-            Key::MadviseBatch => (1, 4096),
-            Key::PoolDirty | Key::PoolClean | Key::HeapKeepEmpty => (0, 4096),
-        };
-        let max = usize::MAX as u64;
-        (lo, if hi > max { max } else { hi })
-    }
-
-    /// One line describing the key (written as a comment above it).
-    pub const fn doc(self) -> &'static str {
-        match self {
-            Key::TinyCap => "per tiny class: free blocks a thread's bin may hold",
-            Key::TinyRefill => "per tiny class: blocks one refill moves into the bin",
-            Key::MidCap => "per mid class: free blocks a thread's bin may hold",
-            Key::MidRefill => "per mid class: blocks one refill moves into the bin",
-            Key::MidWmaxPermille => {
-                "mid W_MAX (1/1000): an empty bin may take a block up to this multiple of the size"
-            }
-            Key::LargeCacheBudget => "bytes of freed large mappings kept with their pages",
-            Key::LargeCacheMaxBlock => "largest mapping the large cache keeps (bytes)",
-            Key::LargeWmaxPermille => {
-                "large W_MAX (1/1000): a cached mapping serves requests down to 1/this of its size"
-            }
-            Key::LargeCleanBudget => {
-                "address space of purged large mappings kept for reuse (bytes)"
-            }
-            Key::DecayMs => "cached memory unused this long (ms) is purged",
-            Key::MadviseBatch => "mappings purged per madvise batch",
-            Key::ThpThreshold => {
-                "large mappings of at least this many bytes get transparent huge pages"
-            }
-            Key::PoolDirty => "empty superslabs the pool keeps with their pages",
-            Key::PoolClean => "purged superslabs the pool keeps as address space",
-            Key::HeapKeepEmpty => "empty superslabs a heap keeps for itself",
-            Key::HeapEmptyBudget => "bytes of empty slabs a heap keeps until they decay",
-        }
-    }
-}
-
-impl fmt::Display for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// The per-class array a key names.
 fn array(p: &FrozenPolicy, k: Key) -> Option<&[u16]> {
-    match k {
-        Key::TinyCap => Some(&p.tiny_cap),
-        Key::TinyRefill => Some(&p.tiny_refill),
-        Key::MidCap => Some(&p.mid_cap),
-        Key::MidRefill => Some(&p.mid_refill),
-        _ => None,
-    }
-}
-
-fn array_mut(p: &mut FrozenPolicy, k: Key) -> Option<&mut [u16]> {
-    match k {
-        Key::TinyCap => Some(&mut p.tiny_cap),
-        Key::TinyRefill => Some(&mut p.tiny_refill),
-        Key::MidCap => Some(&mut p.mid_cap),
-        Key::MidRefill => Some(&mut p.mid_refill),
-        _ => None,
-    }
+    p.class_values(k)
 }
 
 /// The value of a scalar key (0 for a per-class key).
 fn scalar(p: &FrozenPolicy, k: Key) -> u64 {
-    match k {
-        Key::MidWmaxPermille => p.mid_wmax_permille as u64,
-        Key::LargeCacheBudget => p.large_cache_budget as u64,
-        Key::LargeCacheMaxBlock => p.large_cache_max_block as u64,
-        Key::LargeWmaxPermille => p.large_wmax_permille as u64,
-        Key::LargeCleanBudget => p.large_clean_budget as u64,
-        Key::DecayMs => p.decay_ms,
-        Key::MadviseBatch => p.madvise_batch as u64,
-        Key::ThpThreshold => p.thp_threshold as u64,
-        Key::PoolDirty => p.pool_dirty as u64,
-        Key::PoolClean => p.pool_clean as u64,
-        Key::HeapKeepEmpty => p.heap_keep_empty as u64,
-        Key::HeapEmptyBudget => p.heap_empty_budget as u64,
-        Key::TinyCap | Key::TinyRefill | Key::MidCap | Key::MidRefill => 0,
-    }
+    p.get(k).unwrap_or(0)
 }
 
 /// Sets a scalar key; `v` must be within [`Key::range`] (so it fits).
 fn set_scalar(p: &mut FrozenPolicy, k: Key, v: u64) {
-    match k {
-        Key::MidWmaxPermille => p.mid_wmax_permille = v as u32,
-        Key::LargeCacheBudget => p.large_cache_budget = v as usize,
-        Key::LargeCacheMaxBlock => p.large_cache_max_block = v as usize,
-        Key::LargeWmaxPermille => p.large_wmax_permille = v as u32,
-        Key::LargeCleanBudget => p.large_clean_budget = v as usize,
-        Key::DecayMs => p.decay_ms = v,
-        Key::MadviseBatch => p.madvise_batch = v as u32,
-        Key::ThpThreshold => p.thp_threshold = v as usize,
-        Key::PoolDirty => p.pool_dirty = v as u32,
-        Key::PoolClean => p.pool_clean = v as u32,
-        Key::HeapKeepEmpty => p.heap_keep_empty = v as u32,
-        Key::HeapEmptyBudget => p.heap_empty_budget = v as usize,
-        Key::TinyCap | Key::TinyRefill | Key::MidCap | Key::MidRefill => {}
-    }
+    p.set(k, v);
 }
 
 /// An unknown key's name, kept (truncated to 32 bytes) for the message.
@@ -601,7 +390,7 @@ fn read_values(p: &mut FrozenPolicy, key: Key, value: &[u8]) -> Result<(), Probl
                 value: v,
             });
         }
-        match array_mut(p, key) {
+        match p.class_values_mut(key) {
             Some(a) => a[found] = v as u16,
             None => set_scalar(p, key, v),
         }

@@ -8,112 +8,24 @@
 //! Snapshots are `'static`: the publisher keeps them alive (the default is a
 //! `static`; a learner keeps its published policies), so a reader can never
 //! hold a dangling snapshot.
+//!
+//! Every field is defined once, in the table of `fields.rs`: the struct,
+//! [`DEFAULT_POLICY`], the policy file's keys ([`Key`]: names, ranges,
+//! comments), [`FrozenPolicy::validate`] and the [`FIELDS`] descriptors
+//! that the learner's knobs, the options and `xtask` iterate are all
+//! generated from it. Adding a field there is the whole change.
 #![cfg_attr(not(test), no_std)]
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
+mod fields;
 pub mod file;
-pub use file::{
-    BufferTooSmall, Key, KeyName, ParseError, Problem, MAX_CAP, POLICY_FILE_MAX, POLICY_HEADER,
-};
+pub use fields::{FieldInfo, FrozenPolicy, Key, Unit, FIELDS, MAX_CAP};
+pub use file::{BufferTooSmall, KeyName, ParseError, Problem, POLICY_FILE_MAX, POLICY_HEADER};
 
-use hakmem_mid_mt::{mid_default_cap, MID_CLASSES};
+use fields::default_policy;
+use hakmem_mid_mt::MID_CLASSES;
 use hakmem_tiny_sll::{tiny_size, TINY_CLASSES};
-
-/// All tunables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrozenPolicy {
-    /// Per tiny class: how many free blocks a thread's bin may hold.
-    pub tiny_cap: [u16; TINY_CLASSES],
-    /// Per tiny class: how many blocks one refill moves into the bin.
-    pub tiny_refill: [u16; TINY_CLASSES],
-    /// Per mid class: bin capacity.
-    pub mid_cap: [u16; MID_CLASSES],
-    /// Per mid class: refill count.
-    pub mid_refill: [u16; MID_CLASSES],
-    /// Mid W_MAX, in thousandths: a mid request whose bin is empty may take
-    /// a cached block of a larger class up to this multiple of its size.
-    pub mid_wmax_permille: u32,
-    /// Bytes of freed large mappings kept with their pages (BigCache budget).
-    pub large_cache_budget: usize,
-    /// Largest mapping the large cache keeps.
-    pub large_cache_max_block: usize,
-    /// Large W_MAX, in thousandths: a cached mapping is reused for a request
-    /// only if it is at most this multiple of the request.
-    pub large_wmax_permille: u32,
-    /// Address space of purged large mappings kept for reuse.
-    pub large_clean_budget: usize,
-    /// Decay: cached memory unused this long (ms) is purged.
-    pub decay_ms: u64,
-    /// Mappings purged (`madvise`) per batch.
-    pub madvise_batch: u32,
-    /// Large mappings of at least this many bytes are 2 MiB aligned and
-    /// advised for transparent huge pages (the THP gate).
-    pub thp_threshold: usize,
-    /// Empty superslabs the pool keeps with their pages.
-    pub pool_dirty: u32,
-    /// Purged superslabs the pool keeps as address space.
-    pub pool_clean: u32,
-    /// Empty superslabs a heap keeps for itself before giving them back.
-    pub heap_keep_empty: u32,
-    /// Bytes of empty slabs a heap keeps (for reuse as they are) until they
-    /// decay; beyond it a slab that empties goes back to its superslab at once.
-    pub heap_empty_budget: usize,
-}
-
-const fn clamp(v: usize, lo: usize, hi: usize) -> usize {
-    if v < lo {
-        lo
-    } else if v > hi {
-        hi
-    } else {
-        v
-    }
-}
-
-const fn default_policy() -> FrozenPolicy {
-    let mut tiny_cap = [0u16; TINY_CLASSES];
-    let mut tiny_refill = [0u16; TINY_CLASSES];
-    let mut c = 0;
-    while c < TINY_CLASSES {
-        // about 32 KiB of cached blocks per class, 32..=512 blocks
-        let cap = clamp(
-            32768 / hakmem_tiny_sll::classes::TINY_SIZES[c] as usize,
-            32,
-            512,
-        );
-        tiny_cap[c] = cap as u16;
-        tiny_refill[c] = clamp(cap / 2, 8, 64) as u16;
-        c += 1;
-    }
-    let mut mid_cap = [0u16; MID_CLASSES];
-    let mut mid_refill = [0u16; MID_CLASSES];
-    let mut m = 0;
-    while m < MID_CLASSES {
-        let cap = mid_default_cap(m) as usize;
-        mid_cap[m] = cap as u16;
-        mid_refill[m] = clamp(cap / 2, 1, 16) as u16;
-        m += 1;
-    }
-    FrozenPolicy {
-        tiny_cap,
-        tiny_refill,
-        mid_cap,
-        mid_refill,
-        mid_wmax_permille: 1250,
-        large_cache_budget: 64 << 20,
-        large_cache_max_block: 64 << 20,
-        large_wmax_permille: 1250,
-        large_clean_budget: 1 << 30,
-        decay_ms: 1000,
-        madvise_batch: 8,
-        thp_threshold: 2 << 20,
-        pool_dirty: 32,
-        pool_clean: 64,
-        heap_keep_empty: 8,
-        heap_empty_budget: 64 << 20,
-    }
-}
 
 /// The built-in policy ("balanced").
 pub static DEFAULT_POLICY: FrozenPolicy = default_policy();

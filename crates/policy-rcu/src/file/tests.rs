@@ -1,4 +1,5 @@
 use super::*;
+use crate::MAX_CAP;
 use proptest::prelude::*;
 
 fn to_string(p: &FrozenPolicy) -> String {
@@ -491,5 +492,57 @@ proptest! {
         lines.insert(at, &bad);
         let e = FrozenPolicy::parse(lines.join("\n").as_bytes()).unwrap_err();
         prop_assert_eq!(e.line as usize, at + 1, "{}", e);
+    }
+}
+
+/// The default policy's file, as hakmem wrote it before the field table
+/// (`fields.rs`) generated the format: the serializer stays byte-for-byte
+/// compatible, and such files still parse to the default.
+#[test]
+fn default_file_is_byte_for_byte_stable() {
+    const GOLDEN: &str = include_str!("default.policy");
+    assert_eq!(to_string(&DEFAULT_POLICY), GOLDEN);
+    assert_eq!(parse_str(GOLDEN), Ok(DEFAULT_POLICY));
+}
+
+/// The module documentation's range table restates the field table's
+/// ranges: every key has a row, and the row's numbers are the key's range
+/// (the upper end of `tiny_refill`, `mid_refill` and
+/// `large_cache_max_block` is another key, checked by `validate`).
+#[test]
+fn documented_ranges_match_the_field_table() {
+    const SOURCE: &str = include_str!("../file.rs");
+    let rows: Vec<(&str, &str)> = SOURCE
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! | "))
+        .filter_map(|l| {
+            let mut cols = l.split(" | ");
+            Some((cols.next()?, cols.next()?.trim_end_matches(" |")))
+        })
+        .collect();
+    let number = |s: &str| -> Option<u64> {
+        let s: String = s.chars().filter(|c| *c != ' ').collect();
+        match s.strip_prefix("2^") {
+            Some(exp) => Some(1u64 << exp.parse::<u32>().ok()?),
+            None => s.parse().ok(),
+        }
+    };
+    for key in Key::ALL {
+        let name = format!("`{}`", key.name());
+        let matching: Vec<_> = rows.iter().filter(|(k, _)| k.contains(&name)).collect();
+        assert_eq!(matching.len(), 1, "{name}: one row");
+        let (lo, hi) = matching[0].1.split_once("..=").expect("a range");
+        let (want_lo, want_hi) = key.range();
+        assert_eq!(number(lo), Some(want_lo), "{name}");
+        match number(hi) {
+            Some(hi) => assert_eq!(hi, want_hi, "{name}"),
+            None => assert!(
+                matches!(
+                    key,
+                    Key::TinyRefill | Key::MidRefill | Key::LargeCacheMaxBlock
+                ),
+                "{name}: {hi}"
+            ),
+        }
     }
 }
