@@ -32,7 +32,12 @@ fn init_slow() {
     if !hakmem_platform::Linux::check_page_size() {
         hakmem_platform::fatal("unsupported page size (hakmem is built for 4 KiB pages)");
     }
-    let (opts, warnings) = Options::from_env();
+    // SAFETY: the documented point where hakmem reads its environment: the
+    // first allocation of the process, normally before `main` (ld.so,
+    // libc and Rust's runtime allocate first). A program that changes the
+    // environment from another thread during its first allocation breaks
+    // this, as it would break any `getenv` (README, "Options").
+    let (opts, warnings) = unsafe { Options::from_env() };
     for w in warnings.iter() {
         emit(w.line().as_bytes());
     }

@@ -698,20 +698,29 @@ impl Options {
     /// (which does not allocate), then reports every `HAKMEM_*` variable of
     /// the environment that is not in the table.
     ///
-    /// Like `getenv`, it must not race with `setenv` in another thread.
-    pub fn from_env() -> (Options, Warnings) {
+    /// hakmem reads it once, in the one-time set-up of its first
+    /// allocation (`hakmem::init`); later changes to the environment are
+    /// not seen.
+    ///
+    /// # Safety
+    /// No other thread may change the environment (`setenv`, `putenv`,
+    /// `unsetenv`, `clearenv`, or Rust's `std::env::set_var`) while this
+    /// runs: like `getenv`, it reads the strings and the `environ` array in
+    /// place.
+    pub unsafe fn from_env() -> (Options, Warnings) {
         let (options, mut warnings) = Options::parse_with(|spec| {
             // SAFETY: `c_name` is a NUL-terminated static string; getenv
             // returns null or a pointer to a NUL-terminated string in the
-            // environment, which lives until it is changed (we read it at
-            // once).
+            // environment, which per the contract nobody changes while we
+            // read it (we read it at once).
             unsafe {
                 let v = libc::getenv(spec.c_name.as_ptr());
                 (!v.is_null()).then(|| CStr::from_ptr(v).to_bytes())
             }
         });
         // SAFETY: `environ` is null or a null-terminated array of pointers
-        // to NUL-terminated `NAME=value` strings.
+        // to NUL-terminated `NAME=value` strings, which per the contract no
+        // other thread changes meanwhile.
         unsafe {
             let mut p = environ;
             while !p.is_null() && !(*p).is_null() {

@@ -17,7 +17,9 @@ fn from_env_reads_the_process_environment() {
     std::env::set_var("HAKMEM_STATS", "x");
     std::env::set_var("HAKMEM_TYPO", "1");
     std::env::set_var("HAKMEM_BENCH_SNMALLOC", "/opt/sn.so");
-    let (o, w) = Options::from_env();
+    // SAFETY: this test binary has one test, so no other thread changes
+    // the environment while it is read.
+    let (o, w) = unsafe { Options::from_env() };
     assert_eq!(o.mode, Mode::Learning);
     assert_eq!(o.learn_window_ms, 200);
     assert_eq!(o.policy.unwrap().as_bytes(), b"/tmp/learned.policy");
