@@ -123,13 +123,15 @@ pub unsafe fn remote_free(ss: &Superslab, p: *mut u8, mark: u64) -> bool {
         debug_assert!(false, "remote_free of a pointer outside any slab");
         return false;
     };
-    // SAFETY: blocks are at least 16 bytes and 16-aligned, so the second
-    // word is an aligned u64 inside the block.
-    let m = unsafe { &*p.add(8).cast::<core::sync::atomic::AtomicU64>() };
+    let b = p.cast::<Block>();
+    // SAFETY: `p` is a block handed out from a slab of `ss` (the caller's
+    // contract): at least 16 bytes, 16-aligned, so its mark word is an
+    // aligned atomic inside memory that stays mapped while the block lives.
+    // Every other access to the mark is atomic too (`Mark`).
+    let m = unsafe { &(*b).mark };
     if m.swap(mark, Ordering::AcqRel) == mark {
         return false;
     }
-    let b = p.cast::<Block>();
     let remote = &slab.remote;
     let mut old = remote.load(Ordering::Relaxed);
     loop {
