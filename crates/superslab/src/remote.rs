@@ -72,8 +72,10 @@ impl PendingList {
     /// its superslab's current owner (used when ownership moved while the
     /// slab waited).
     pub fn forward(slab: SlabRef) {
-        // SAFETY: a queued slab's superslab stays live (never released while
-        // a slab of it is queued), and owners' lists live forever.
+        // SAFETY: a slab taken from a pending list still has `QUEUED` set, and
+        // a superslab is never released while one of its slabs is queued, so
+        // the header and the slab record are live; owners' pending lists
+        // (heaps, the orphanage) are never unmapped.
         unsafe {
             let ss = slab.superslab();
             let owner = ss.as_ref().owner();

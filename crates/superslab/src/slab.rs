@@ -161,9 +161,21 @@ impl SlabRef {
     }
 
     /// The shared (atomic) side of the slab.
+    ///
+    /// A `SlabRef` is a `Copy` handle that does not keep its superslab alive,
+    /// so the reference it gives out is only as good as the caller's
+    /// knowledge that the superslab stays mapped.
+    ///
+    /// # Safety
+    /// The slab's superslab must stay live (mapped, not returned to the
+    /// pool) for as long as the returned reference is used: for example the
+    /// caller owns it, holds a live block of this slab, or took the slab
+    /// from a pending list (a queued slab's superslab is never released).
     #[inline]
-    pub fn slab(&self) -> &Slab {
-        // SAFETY: a SlabRef points at a slab record in a live superslab.
+    pub unsafe fn slab(&self) -> &Slab {
+        // SAFETY: the pointer was made from a slab record (`new`,
+        // `from_raw`), and the caller guarantees its superslab stays mapped
+        // for the reference's lifetime.
         unsafe { self.0.as_ref() }
     }
 
@@ -212,6 +224,16 @@ pub enum Put {
 }
 
 impl SlabHandle<'_> {
+    /// The shared (atomic) side of the slab.
+    #[inline]
+    fn shared(&self) -> &Slab {
+        // SAFETY: a handle exists only while its creator owns the slab's
+        // superslab (`SlabRef::handle`'s contract), and an owned superslab
+        // stays mapped until its owner releases it, which needs `&mut` on
+        // the owner's token and so cannot overlap this borrow of the handle.
+        unsafe { self.r.slab() }
+    }
+
     /// The slab reference.
     #[inline]
     pub fn slab_ref(&self) -> SlabRef {
@@ -328,13 +350,13 @@ impl SlabHandle<'_> {
     /// and not waiting in a pending list.
     #[inline]
     pub fn is_releasable(&self) -> bool {
-        self.local.used == 0 && self.r.slab().remote.load(Ordering::Acquire) == 0
+        self.local.used == 0 && self.shared().remote.load(Ordering::Acquire) == 0
     }
 
     /// True while the slab waits in a pending list.
     #[inline]
     pub fn is_queued(&self) -> bool {
-        self.r.slab().remote.load(Ordering::Acquire) & QUEUED != 0
+        self.shared().remote.load(Ordering::Acquire) & QUEUED != 0
     }
 
     /// Takes up to `n` blocks (at least one if any is available): first from
@@ -440,7 +462,7 @@ impl SlabHandle<'_> {
     /// anyway (its current slab, or every slab at adoption).
     /// Returns the number of blocks moved.
     pub fn drain_remote(&mut self) -> u32 {
-        let remote = &self.r.slab().remote;
+        let remote = &self.shared().remote;
         let mut w = remote.load(Ordering::Acquire);
         loop {
             if w & !QUEUED == 0 {
@@ -457,7 +479,7 @@ impl SlabHandle<'_> {
     /// Takes the remote stack *and* clears the queued mark: only for the
     /// owner that has just taken this slab off its pending list.
     pub fn drain_pending(&mut self) -> u32 {
-        let w = self.r.slab().remote.swap(0, Ordering::AcqRel);
+        let w = self.shared().remote.swap(0, Ordering::AcqRel);
         self.absorb((w & !QUEUED) as *mut Block)
     }
 

@@ -66,7 +66,9 @@ fn slabs_are_carved_from_free_slot_runs() {
     for k in 0..4 {
         let p = pb.wrapping_add(k * SLOT_SIZE + 100);
         assert_eq!(hdr.class_of(p), 40);
-        assert!(std::ptr::eq(hdr.slab_of(p).unwrap(), b.slab()));
+        // SAFETY: we own the superslab, which stays mapped until the pool
+        // takes it back at the end of the test.
+        assert!(std::ptr::eq(hdr.slab_of(p).unwrap(), unsafe { b.slab() }));
     }
     assert_eq!(
         hdr.class_of(hdr.base() as *const u8),
