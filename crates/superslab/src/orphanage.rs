@@ -1,13 +1,11 @@
 //! Superslabs whose thread exited, waiting for another thread to adopt them.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
-
 use hakmem_pagemap::Entry;
-use hakmem_platform::SpinLock;
 
 use crate::lists::SuperslabList;
 use crate::remote::PendingList;
 use crate::superslab::OwnedSuperslab;
+use crate::sync::{const_fn_unless_loom, AtomicUsize, Ordering, SpinLock};
 
 /// The owner of abandoned superslabs.
 ///
@@ -32,12 +30,14 @@ impl Default for Orphanage {
 }
 
 impl Orphanage {
-    /// An empty orphanage.
-    pub const fn new() -> Self {
-        Orphanage {
-            list: SpinLock::new(SuperslabList::new()),
-            pending: PendingList::new(),
-            count: AtomicUsize::new(0),
+    const_fn_unless_loom! {
+        /// An empty orphanage.
+        pub fn new() -> Self {
+            Orphanage {
+                list: SpinLock::new(SuperslabList::new()),
+                pending: PendingList::new(),
+                count: AtomicUsize::new(0),
+            }
         }
     }
 

@@ -1,12 +1,11 @@
 //! Cross-thread frees: the per-slab remote stack and the owner's pending list.
 
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, Ordering};
-
 use hakmem_tiny_sll::Block;
 
 use crate::slab::{Slab, SlabRef};
 use crate::superslab::Superslab;
+use crate::sync::{const_fn_unless_loom, AtomicPtr, Ordering};
 
 /// Bit 0 of a slab's remote word: the slab is on (or being put on) a
 /// pending list. Blocks are 8-aligned, so the bit is free.
@@ -29,10 +28,12 @@ impl Default for PendingList {
 }
 
 impl PendingList {
-    /// An empty list.
-    pub const fn new() -> Self {
-        PendingList {
-            head: AtomicPtr::new(ptr::null_mut()),
+    const_fn_unless_loom! {
+        /// An empty list.
+        pub fn new() -> Self {
+            PendingList {
+                head: AtomicPtr::new(ptr::null_mut()),
+            }
         }
     }
 

@@ -2,12 +2,11 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
-
 use hakmem_tiny_sll::{Block, Chain};
 
 use crate::remote::QUEUED;
 use crate::superslab::Superslab;
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 use crate::SLOT_SIZE;
 
 /// A slab's metadata, inside its superslab's header.

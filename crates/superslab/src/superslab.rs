@@ -2,12 +2,12 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
 
 use hakmem_pagemap::{Entry, PageMap, GRANULE};
 
 use crate::remote::PendingList;
 use crate::slab::{Slab, SlabRef};
+use crate::sync::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
 use crate::{NO_CLASS, SLOTS, SLOT_SHIFT, SLOT_SIZE, SUPERSLAB_SIZE};
 
 const MAGIC: u64 = 0x6861_6b6d_5353_3031; // "hakmSS01"
