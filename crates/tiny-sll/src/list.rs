@@ -452,6 +452,44 @@ impl Bin {
         true
     }
 
+    /// Checks the bin's invariants, walking at most `cap + 1` links: every
+    /// block is aligned for a `Block`, the list is null-terminated within
+    /// `cap` blocks (so it is acyclic and holds no block twice: a block met
+    /// twice would make the walk loop), `room + len == cap`, and, given
+    /// `Some(mark)`, every block carries the free mark `mark`. (Blocks a
+    /// refill moved in with [`Bin::push_chain`] carry no mark: pass `None`
+    /// for a bin that may hold some.) Allocates nothing; meant for tests and
+    /// debugging, in any build.
+    pub fn check(&self, mark: Option<u64>) -> Result<(), &'static str> {
+        if self.room > self.cap {
+            return Err("bin: room exceeds capacity");
+        }
+        let mut len = 0u32;
+        let mut b = self.head;
+        while !b.is_null() {
+            if len == self.cap {
+                return Err("bin: list longer than its capacity (cyclic or overfull)");
+            }
+            if !(b as usize).is_multiple_of(core::mem::align_of::<Block>()) {
+                return Err("bin: misaligned block");
+            }
+            // SAFETY: `b` is reachable from the head within `cap` links, so
+            // by the bin's invariant it is a free block it owns (the checks
+            // above catch the corruptions that would break that before we
+            // leave the first `cap` links).
+            let (next, m) = unsafe { ((*b).next, (*b).mark.load()) };
+            if mark.is_some_and(|want| m != want) {
+                return Err("bin: block without the free mark");
+            }
+            len += 1;
+            b = next;
+        }
+        if self.room + len != self.cap {
+            return Err("bin: room + len != cap");
+        }
+        Ok(())
+    }
+
     /// Changes the capacity. Blocks beyond the new capacity are removed and
     /// returned for the caller to give back.
     pub fn set_cap(&mut self, cap: u32) -> Chain {
@@ -514,7 +552,53 @@ mod tests {
             assert!(Bin::pop_raw(bp).is_null());
         }
         assert_eq!(b.room(), 2);
+        assert_eq!(b.check(Some(7)), Ok(()));
         assert_eq!(blocks[0].mark.load(), 0, "a popped block's mark is cleared");
+    }
+
+    /// A bin of `n` marked blocks from `blocks`, capacity `cap`.
+    fn marked_bin(blocks: &mut [Block], n: usize, cap: u32, mark: u64) -> Bin {
+        let mut b = Bin::with_capacity(cap);
+        for blk in blocks.iter_mut().take(n) {
+            // SAFETY: our bin; the arena block is free and in no list.
+            assert!(unsafe { Bin::try_push_raw(&mut b, (blk as *mut Block).cast(), mark) });
+        }
+        b
+    }
+
+    #[test]
+    fn check_reports_each_broken_invariant() {
+        let mut blocks = arena(4);
+        let bin = marked_bin(&mut blocks, 3, 4, 9);
+        assert_eq!(bin.check(Some(9)), Ok(()));
+        assert_eq!(bin.check(None), Ok(()));
+        assert!(bin.check(Some(8)).is_err(), "wrong mark");
+
+        // a cycle: the last block links back to the first
+        let mut blocks = arena(4);
+        let bin = marked_bin(&mut blocks, 3, 4, 9);
+        blocks[0].next = &mut blocks[2];
+        assert!(bin.check(None).is_err(), "cycle");
+
+        // a block counted twice (room out of step with the list)
+        let mut blocks = arena(4);
+        let mut bin = marked_bin(&mut blocks, 2, 4, 9);
+        bin.room -= 1;
+        assert!(bin.check(None).is_err(), "room + len != cap");
+        bin.room = 7;
+        assert!(bin.check(None).is_err(), "room > cap");
+
+        // a block that lost its mark
+        let mut blocks = arena(4);
+        let bin = marked_bin(&mut blocks, 3, 4, 9);
+        blocks[1].mark.store(0);
+        assert!(bin.check(Some(9)).is_err(), "unmarked block");
+
+        // a misaligned link
+        let mut blocks = arena(4);
+        let bin = marked_bin(&mut blocks, 2, 4, 9);
+        blocks[1].next = (blocks.as_mut_ptr() as usize + 4) as *mut Block;
+        assert!(bin.check(None).is_err(), "misaligned");
     }
 
     #[test]
@@ -607,6 +691,7 @@ mod tests {
                 }
                 prop_assert_eq!(bin.len() as usize, model.len());
                 prop_assert_eq!(bin.room() + bin.len(), model_cap);
+                prop_assert_eq!(bin.check(None), Ok(()));
             }
         }
     }
