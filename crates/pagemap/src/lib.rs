@@ -263,6 +263,18 @@ impl PageMap {
         }
     }
 
+    /// The entries of `n` consecutive slots starting with the one at
+    /// `start`, as `(k, entry)` with `k` counting from 0: the reading side of
+    /// [`PageMap::set_slots`], for invariant checks that compare the map with
+    /// a superslab's header. Unreserved slots read [`Entry::NONE`].
+    pub fn slot_entries(
+        &self,
+        start: usize,
+        n: usize,
+    ) -> impl Iterator<Item = (usize, Entry)> + '_ {
+        (0..n).map(move |k| (k, self.get(start + k * GRANULE)))
+    }
+
     /// The atomic slot of an address whose leaf exists.
     fn slot(&self, addr: usize) -> &AtomicU32 {
         let top = addr >> TOP_SHIFT;

@@ -81,6 +81,33 @@ impl Orphanage {
         Some(ss)
     }
 
+    /// Forwards to their superslabs' current owners the slabs that wait on
+    /// the orphanage's pending list.
+    ///
+    /// A remote free that read the orphanage as its superslab's owner just
+    /// before [`Orphanage::adopt`] re-owned it queues the slab here after
+    /// `adopt` has emptied the list; such a slab keeps `QUEUED` (so its owner
+    /// cannot release it) until someone forwards it: the next `adopt`, or
+    /// this. Slabs of superslabs still orphaned come back here. Takes the
+    /// lock only when something waits.
+    pub fn forward_pending(&self) {
+        if !self.pending.has_pending() {
+            return;
+        }
+        let g = self.list.lock();
+        for slab in self.pending.take_all() {
+            PendingList::forward(slab);
+        }
+        drop(g);
+    }
+
+    /// True when some slab waits on the orphanage's pending list (one
+    /// relaxed load).
+    #[inline]
+    pub fn has_pending(&self) -> bool {
+        self.pending.has_pending()
+    }
+
     /// The lock, for the fork handlers.
     pub fn fork_lock(&self) -> &SpinLock<impl Sized> {
         &self.list

@@ -358,6 +358,64 @@ impl SlabHandle<'_> {
         self.shared().remote.load(Ordering::Acquire) & QUEUED != 0
     }
 
+    /// Checks the slab's invariants (mimalloc's "expensive assertions"
+    /// style; allocates nothing, usable in any build):
+    /// * `carved <= capacity` and `used + free_count == carved`;
+    /// * the local free list holds exactly `free_count` blocks, each the
+    ///   start of a carved block of this slab, and ends with null — walked
+    ///   at most `free_count + 1` links, so a cycle (which any block listed
+    ///   twice would make) is reported, not followed;
+    /// * every block on the remote stack is a carved block of this slab, and
+    ///   the stack holds at most `used` of them (remote blocks count as
+    ///   used).
+    ///
+    /// The remote stack is read from one snapshot of its head: pushers only
+    /// prepend, and only the owner (the caller) takes blocks off.
+    pub fn check(&self) -> Result<(), &'static str> {
+        let l = &*self.local;
+        if l.carved > l.capacity {
+            return Err("slab: carved > capacity");
+        }
+        if l.used.checked_add(l.free_count) != Some(l.carved) {
+            return Err("slab: used + free != carved");
+        }
+        let mut n = 0u32;
+        let mut b = l.free;
+        while !b.is_null() {
+            if n == l.free_count {
+                return Err("slab: free list longer than free_count (cyclic?)");
+            }
+            if !self.is_block_start(b as *const u8) {
+                return Err("slab: free list holds a pointer that is no carved block start");
+            }
+            // SAFETY: `b` is the start of a carved block of this slab (just
+            // checked), at least 16 bytes inside the live slab, and the
+            // owner (us) alone touches blocks on the local free list.
+            b = unsafe { (*b).next };
+            n += 1;
+        }
+        if n != l.free_count {
+            return Err("slab: free list shorter than free_count");
+        }
+        let mut n = 0u32;
+        let mut b = (self.shared().remote.load(Ordering::Acquire) & !QUEUED) as *mut Block;
+        while !b.is_null() {
+            if n == l.used {
+                return Err("slab: remote stack longer than used (cyclic?)");
+            }
+            if !self.is_block_start(b as *const u8) {
+                return Err("slab: remote stack holds a block of another slab");
+            }
+            // SAFETY: `b` is a carved block of this slab (just checked) that
+            // a pusher published with a release CAS after writing its link,
+            // which our acquire load of the head synchronises with; pushers
+            // never touch a block again once it is on the stack.
+            b = unsafe { (*b).next };
+            n += 1;
+        }
+        Ok(())
+    }
+
     /// Takes up to `n` blocks (at least one if any is available): first from
     /// the local free list, then carved from fresh memory. The blocks count
     /// as used from now on.

@@ -446,6 +446,75 @@ impl OwnedSuperslab {
         bytes
     }
 
+    /// Checks the header's invariants against itself and the page map
+    /// (allocates nothing, usable in any build):
+    /// * `map` is the map the superslab was registered in, and the magic is
+    ///   intact;
+    /// * slot 0 (the header) is never free and has no class;
+    /// * a block slot is free (its bit in the free-slot mask) exactly when
+    ///   its class is [`NO_CLASS`];
+    /// * for a slot in use, `first_slot` names a slot at or before it whose
+    ///   slab record has the same class, starts there and spans it, and
+    ///   every slot of that span agrees on class and first slot;
+    /// * the longest-free-run cache matches the mask;
+    /// * the page-map entry of every slot is `Entry::slot(tag, class)`.
+    ///
+    /// The caller must not hold a [`crate::SlabHandle`] of this superslab
+    /// across the call (it reads each slab record through a short-lived
+    /// handle, as [`OwnedSuperslab::slabs`]' users do).
+    pub fn check(&self, map: &PageMap) -> Result<(), &'static str> {
+        let h = self.header();
+        if !core::ptr::eq(h.map, map) {
+            return Err("superslab: registered in another page map");
+        }
+        if !h.magic_ok() {
+            return Err("superslab: bad magic");
+        }
+        let l = self.local_ref();
+        if l.free_slots & 1 != 0 || h.class_of_slot[0].load(Ordering::Relaxed) != NO_CLASS {
+            return Err("superslab: header slot marked free or classed");
+        }
+        if l.max_run != longest_run(l.free_slots) {
+            return Err("superslab: max_run out of step with the free-slot mask");
+        }
+        for s in 1..SLOTS {
+            let class = h.class_of_slot[s].load(Ordering::Relaxed);
+            let free = l.free_slots & (1 << s) != 0;
+            if free != (class == NO_CLASS) {
+                return Err("superslab: free-slot mask disagrees with class_of_slot");
+            }
+            if free {
+                continue;
+            }
+            let first = h.first_slot[s].load(Ordering::Relaxed) as usize;
+            if first == 0 || first > s {
+                return Err("superslab: first_slot out of range");
+            }
+            if h.class_of_slot[first].load(Ordering::Relaxed) != class
+                || h.first_slot[first].load(Ordering::Relaxed) as usize != first
+            {
+                return Err("superslab: a slab's slots disagree on class or first slot");
+            }
+            // SAFETY: the token makes us the owner, and per this method's
+            // contract no other handle to the slab is alive; the handle
+            // lives only for these reads.
+            let sh = unsafe { SlabRef::new(h.slab(first)).handle() };
+            if sh.class() != class
+                || sh.first_slot() as usize != first
+                || first + sh.span() as usize <= s
+            {
+                return Err("superslab: slab record disagrees with class_of_slot/first_slot");
+            }
+        }
+        let tag = h.tag();
+        for (s, e) in map.slot_entries(self.base(), SLOTS) {
+            if e != Entry::slot(tag, h.class_of_slot[s].load(Ordering::Relaxed)) {
+                return Err("superslab: page-map entry disagrees with the header");
+            }
+        }
+        Ok(())
+    }
+
     /// Every allocated slab of the superslab (first slots), for abandonment,
     /// adoption and accounting.
     pub fn slabs(&self) -> impl Iterator<Item = SlabRef> + '_ {
