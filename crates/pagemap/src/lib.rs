@@ -212,7 +212,8 @@ impl PageMap {
         // SAFETY: `top < TOP_LEN` was checked just above.
         let leaf = unsafe { self.top.get_unchecked(top) }.load(Ordering::Acquire);
         let idx = (addr >> GRANULE_SHIFT) & (LEAF_LEN - 1);
-        // SAFETY: as in `get`.
+        // SAFETY: leaves (the zero leaf included) are never freed and always
+        // LEAF_LEN long; `idx` is masked to the leaf length.
         Some(Entry(
             unsafe { (*leaf).get_unchecked(idx) }.load(Ordering::Acquire),
         ))

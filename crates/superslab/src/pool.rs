@@ -138,7 +138,8 @@ pub struct SuperslabPool<P: Pal> {
 // SAFETY: the pool's lists are only touched under the lock; pooled chunks
 // are owned by the pool alone.
 unsafe impl<P: Pal> Sync for SuperslabPool<P> {}
-// SAFETY: as above.
+// SAFETY: the pool's lists are only touched under the lock and pooled
+// chunks belong to the pool alone, so it may move between threads.
 unsafe impl<P: Pal> Send for SuperslabPool<P> {}
 
 impl<P: Pal> core::fmt::Debug for SuperslabPool<P> {

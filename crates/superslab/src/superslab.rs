@@ -260,7 +260,9 @@ impl OwnedSuperslab {
 
     #[inline]
     fn local_ref(&self) -> &SsLocal {
-        // SAFETY: as above; shared access while the token is borrowed.
+        // SAFETY: owner-only state belongs to the token's holder; shared
+        // access lasts while the token is borrowed, so no `&mut` from
+        // `local` can coexist.
         unsafe { &*self.header().local.get() }
     }
 

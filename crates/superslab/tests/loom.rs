@@ -166,7 +166,7 @@ fn two_remote_frees_race_the_owners_drain() {
         drained += d;
         assert!(seen1 <= 1 && seen2 <= 1, "queued at most once per pass");
         assert_eq!(drained, 2, "every remote free drained exactly once");
-        // SAFETY: as above.
+        // SAFETY: this thread still owns the superslab.
         let mut h = unsafe { s.handle() };
         assert!(!h.is_queued(), "not queued once every free was drained");
         assert_eq!(h.used(), 2);
@@ -284,7 +284,7 @@ fn remote_free_races_exit_and_adoption() {
             let (_, mut d) = process_pending(&w2.owner);
             let slabs: Vec<SlabRef> = ss.slabs().collect();
             for s in slabs {
-                // SAFETY: owned, as above.
+                // SAFETY: this thread owns the superslab until it abandons it.
                 d += unsafe { s.handle() }.drain_remote();
             }
             w2.orphanage.abandon(ss);

@@ -439,11 +439,11 @@ fn slab_check_reports_a_broken_free_list_or_remote_stack() {
     let mut ss = pool.acquire(map, 123, owner).unwrap();
     let r = ss.alloc_slab(4, 64, 1).unwrap();
     let other = ss.alloc_slab(4, 64, 1).unwrap();
-    // SAFETY (handles in this test): we own the superslab, one handle at a
-    // time.
+    // SAFETY: we own the superslab, and this is the only handle to `r`.
     let mut h = unsafe { r.handle() };
     let b = chain_blocks(h.take(4));
-    // SAFETY: as above.
+    // SAFETY: we own the superslab; the handle to `other` lives for this
+    // statement only.
     let foreign = chain_blocks(unsafe { other.handle() }.take(1))[0];
     for &p in &b[..3] {
         // SAFETY: live blocks of this slab, returned once.
@@ -467,7 +467,7 @@ fn slab_check_reports_a_broken_free_list_or_remote_stack() {
     drop(h);
     // SAFETY: b[3] is live and freed once.
     assert!(unsafe { remote_free(ss.header(), b[3] as *mut u8, 0xfeed) });
-    // SAFETY: as above.
+    // SAFETY: we own the superslab; the previous handle to `r` was dropped.
     let h = unsafe { r.handle() };
     assert_eq!(h.check(), Ok(()));
     // SAFETY: b[3] is on the remote stack, with a null link; we rewrite the

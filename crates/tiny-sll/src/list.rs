@@ -361,7 +361,8 @@ impl Bin {
     /// As for [`Bin::pop_raw`] and [`Bin::try_push`].
     #[inline(always)]
     pub unsafe fn try_push_raw(bin: *mut Bin, p: *mut u8, mark: u64) -> bool {
-        // SAFETY: as in pop_raw. The room is decremented first (one
+        // SAFETY: the caller guarantees a valid bin only this thread writes
+        // and a free block of its class in no list. The room is decremented first (one
         // read-modify-write) and restored when it was 0; callers never reach
         // this on the shared placeholder, whose keys match no block.
         unsafe {
