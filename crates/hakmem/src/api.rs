@@ -85,7 +85,7 @@ fn locate_entry(op: &str, p: *const u8, e: Entry) -> Located {
         return Located::Bad;
     }
     // SAFETY: a block start in a live slab: at least 16 readable bytes.
-    if unsafe { (*p.cast::<Block>()).mark } == free_mark() {
+    if unsafe { (*p.cast::<Block>()).mark.load() } == free_mark() {
         let kind = if op == "free" {
             Misuse::DoubleFree
         } else {
@@ -331,7 +331,7 @@ pub unsafe fn free(p: *mut u8) {
         let at_start = unsafe { Bin::block_start_raw(bin, (p as usize & 0xFFFF) as u64) };
         // SAFETY: (evaluated only at a block start) the pointer lies in a slab
         // slot of ours with at least 16 readable bytes.
-        if at_start && unsafe { (*p.cast::<Block>()).mark } != mark {
+        if at_start && unsafe { (*p.cast::<Block>()).mark.load() } != mark {
             // SAFETY: our bin and our block, which it takes if it has room.
             if unsafe { Bin::try_push_raw(bin, p, mark) } {
                 return;

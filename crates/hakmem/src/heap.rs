@@ -348,7 +348,7 @@ impl Heap {
                     let first = unsafe { chain.pop() }.unwrap_or(ptr::null_mut());
                     if !first.is_null() {
                         // SAFETY: a block (≥ 16 bytes) we are handing out.
-                        unsafe { (*first).mark = 0 };
+                        unsafe { (*first).mark.store(0) };
                     }
                     // SAFETY: the chain's blocks are of this class and fit
                     // (want ≤ room + 1).
@@ -477,7 +477,7 @@ impl Heap {
     #[cold]
     pub(crate) fn free_local(&mut self, p: *mut u8, class: usize) {
         // SAFETY: p is a block (≥ 16 bytes) of ours being freed.
-        unsafe { (*p.cast::<Block>()).mark = self.mark };
+        unsafe { (*p.cast::<Block>()).mark.store(self.mark) };
         let cap = self.bins[class].cap();
         if cap == 0 {
             self.return_block(p.cast());

@@ -212,7 +212,8 @@ impl PageMap {
         // SAFETY: `top < TOP_LEN` was checked just above.
         let leaf = unsafe { self.top.get_unchecked(top) }.load(Ordering::Acquire);
         let idx = (addr >> GRANULE_SHIFT) & (LEAF_LEN - 1);
-        // SAFETY: as in `get`.
+        // SAFETY: leaves (the zero leaf included) are never freed and always
+        // LEAF_LEN long; `idx` is masked to the leaf length.
         Some(Entry(
             unsafe { (*leaf).get_unchecked(idx) }.load(Ordering::Acquire),
         ))
@@ -261,6 +262,18 @@ impl PageMap {
         for k in 0..n {
             self.set(start + k * GRANULE, entry(k));
         }
+    }
+
+    /// The entries of `n` consecutive slots starting with the one at
+    /// `start`, as `(k, entry)` with `k` counting from 0: the reading side of
+    /// [`PageMap::set_slots`], for invariant checks that compare the map with
+    /// a superslab's header. Unreserved slots read [`Entry::NONE`].
+    pub fn slot_entries(
+        &self,
+        start: usize,
+        n: usize,
+    ) -> impl Iterator<Item = (usize, Entry)> + '_ {
+        (0..n).map(move |k| (k, self.get(start + k * GRANULE)))
     }
 
     /// The atomic slot of an address whose leaf exists.

@@ -37,6 +37,7 @@ mod pool;
 mod remote;
 mod slab;
 mod superslab;
+mod sync;
 
 pub use lists::{SlabList, SuperslabList};
 pub use orphanage::Orphanage;

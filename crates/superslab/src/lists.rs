@@ -79,7 +79,8 @@ impl SlabList {
             *prev = old;
         }
         if !old.is_null() {
-            // SAFETY: as in push_front.
+            // SAFETY: the old tail is a listed slab, so it belongs to the
+            // same owner as `h`, who holds no other handle to it right now.
             let mut o = unsafe { SlabRef::from_raw(old).handle() };
             *o.links().0 = me;
         } else {
@@ -107,7 +108,8 @@ impl SlabList {
             *unsafe { SlabRef::from_raw(prev).handle() }.links().0 = next;
         }
         if !next.is_null() {
-            // SAFETY: as above.
+            // SAFETY: the next neighbour is a listed slab of the same owner,
+            // and no other handle to it is alive during this statement.
             *unsafe { SlabRef::from_raw(next).handle() }.links().1 = prev;
         } else {
             debug_assert_eq!(self.tail, me);
@@ -216,7 +218,9 @@ impl SuperslabList {
                 .0 = next;
         }
         if !next.is_null() {
-            // SAFETY: as above.
+            // SAFETY: the next neighbour is a (non-null) superslab on this
+            // list, so it has the same owner; the token lives for this
+            // statement only.
             *unsafe { OwnedSuperslab::assume_owned(NonNull::new_unchecked(next)) }
                 .links()
                 .1 = prev;

@@ -1,13 +1,11 @@
 //! Superslabs whose thread exited, waiting for another thread to adopt them.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
-
 use hakmem_pagemap::Entry;
-use hakmem_platform::SpinLock;
 
 use crate::lists::SuperslabList;
 use crate::remote::PendingList;
 use crate::superslab::OwnedSuperslab;
+use crate::sync::{const_fn_unless_loom, AtomicUsize, Ordering, SpinLock};
 
 /// The owner of abandoned superslabs.
 ///
@@ -32,12 +30,14 @@ impl Default for Orphanage {
 }
 
 impl Orphanage {
-    /// An empty orphanage.
-    pub const fn new() -> Self {
-        Orphanage {
-            list: SpinLock::new(SuperslabList::new()),
-            pending: PendingList::new(),
-            count: AtomicUsize::new(0),
+    const_fn_unless_loom! {
+        /// An empty orphanage.
+        pub fn new() -> Self {
+            Orphanage {
+                list: SpinLock::new(SuperslabList::new()),
+                pending: PendingList::new(),
+                count: AtomicUsize::new(0),
+            }
         }
     }
 
@@ -79,6 +79,33 @@ impl Orphanage {
         }
         drop(g);
         Some(ss)
+    }
+
+    /// Forwards to their superslabs' current owners the slabs that wait on
+    /// the orphanage's pending list.
+    ///
+    /// A remote free that read the orphanage as its superslab's owner just
+    /// before [`Orphanage::adopt`] re-owned it queues the slab here after
+    /// `adopt` has emptied the list; such a slab keeps `QUEUED` (so its owner
+    /// cannot release it) until someone forwards it: the next `adopt`, or
+    /// this. Slabs of superslabs still orphaned come back here. Takes the
+    /// lock only when something waits.
+    pub fn forward_pending(&self) {
+        if !self.pending.has_pending() {
+            return;
+        }
+        let g = self.list.lock();
+        for slab in self.pending.take_all() {
+            PendingList::forward(slab);
+        }
+        drop(g);
+    }
+
+    /// True when some slab waits on the orphanage's pending list (one
+    /// relaxed load).
+    #[inline]
+    pub fn has_pending(&self) -> bool {
+        self.pending.has_pending()
     }
 
     /// The lock, for the fork handlers.

@@ -16,13 +16,13 @@
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, Ordering};
 
 use hakmem_pagemap::{Entry, PageMap};
-use hakmem_platform::{Pal, SpinLock};
+use hakmem_platform::Pal;
 
 use crate::remote::PendingList;
 use crate::superslab::OwnedSuperslab;
+use crate::sync::{const_fn_unless_loom, AtomicBool, Ordering, SpinLock};
 use crate::{SLOT_SIZE, SUPERSLAB_SIZE};
 
 const MAX_DIRTY: usize = 64;
@@ -138,7 +138,8 @@ pub struct SuperslabPool<P: Pal> {
 // SAFETY: the pool's lists are only touched under the lock; pooled chunks
 // are owned by the pool alone.
 unsafe impl<P: Pal> Sync for SuperslabPool<P> {}
-// SAFETY: as above.
+// SAFETY: the pool's lists are only touched under the lock and pooled
+// chunks belong to the pool alone, so it may move between threads.
 unsafe impl<P: Pal> Send for SuperslabPool<P> {}
 
 impl<P: Pal> core::fmt::Debug for SuperslabPool<P> {
@@ -156,23 +157,25 @@ impl<P: Pal> Default for SuperslabPool<P> {
 }
 
 impl<P: Pal> SuperslabPool<P> {
-    /// An empty pool.
-    pub const fn new() -> Self {
-        SuperslabPool {
-            inner: SpinLock::new(Inner {
-                dirty: Fifo::new(),
-                clean: Fifo::new(),
-                stats: PoolStats {
-                    mapped: 0,
-                    unmapped: 0,
-                    reused: 0,
-                    purged: 0,
-                    dirty: 0,
-                    clean: 0,
-                },
-            }),
-            huge: AtomicBool::new(false),
-            _pal: PhantomData,
+    const_fn_unless_loom! {
+        /// An empty pool.
+        pub fn new() -> Self {
+            SuperslabPool {
+                inner: SpinLock::new(Inner {
+                    dirty: Fifo::new(),
+                    clean: Fifo::new(),
+                    stats: PoolStats {
+                        mapped: 0,
+                        unmapped: 0,
+                        reused: 0,
+                        purged: 0,
+                        dirty: 0,
+                        clean: 0,
+                    },
+                }),
+                huge: AtomicBool::new(false),
+                _pal: PhantomData,
+            }
         }
     }
 

@@ -1,12 +1,11 @@
 //! Cross-thread frees: the per-slab remote stack and the owner's pending list.
 
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, Ordering};
-
 use hakmem_tiny_sll::Block;
 
 use crate::slab::{Slab, SlabRef};
 use crate::superslab::Superslab;
+use crate::sync::{const_fn_unless_loom, AtomicPtr, Ordering};
 
 /// Bit 0 of a slab's remote word: the slab is on (or being put on) a
 /// pending list. Blocks are 8-aligned, so the bit is free.
@@ -29,10 +28,12 @@ impl Default for PendingList {
 }
 
 impl PendingList {
-    /// An empty list.
-    pub const fn new() -> Self {
-        PendingList {
-            head: AtomicPtr::new(ptr::null_mut()),
+    const_fn_unless_loom! {
+        /// An empty list.
+        pub fn new() -> Self {
+            PendingList {
+                head: AtomicPtr::new(ptr::null_mut()),
+            }
         }
     }
 
@@ -72,8 +73,10 @@ impl PendingList {
     /// its superslab's current owner (used when ownership moved while the
     /// slab waited).
     pub fn forward(slab: SlabRef) {
-        // SAFETY: a queued slab's superslab stays live (never released while
-        // a slab of it is queued), and owners' lists live forever.
+        // SAFETY: a slab taken from a pending list still has `QUEUED` set, and
+        // a superslab is never released while one of its slabs is queued, so
+        // the header and the slab record are live; owners' pending lists
+        // (heaps, the orphanage) are never unmapped.
         unsafe {
             let ss = slab.superslab();
             let owner = ss.as_ref().owner();
@@ -123,13 +126,15 @@ pub unsafe fn remote_free(ss: &Superslab, p: *mut u8, mark: u64) -> bool {
         debug_assert!(false, "remote_free of a pointer outside any slab");
         return false;
     };
-    // SAFETY: blocks are at least 16 bytes and 16-aligned, so the second
-    // word is an aligned u64 inside the block.
-    let m = unsafe { &*p.add(8).cast::<core::sync::atomic::AtomicU64>() };
+    let b = p.cast::<Block>();
+    // SAFETY: `p` is a block handed out from a slab of `ss` (the caller's
+    // contract): at least 16 bytes, 16-aligned, so its mark word is an
+    // aligned atomic inside memory that stays mapped while the block lives.
+    // Every other access to the mark is atomic too (`Mark`).
+    let m = unsafe { &(*b).mark };
     if m.swap(mark, Ordering::AcqRel) == mark {
         return false;
     }
-    let b = p.cast::<Block>();
     let remote = &slab.remote;
     let mut old = remote.load(Ordering::Relaxed);
     loop {

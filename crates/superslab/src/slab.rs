@@ -2,12 +2,11 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
-
 use hakmem_tiny_sll::{Block, Chain};
 
 use crate::remote::QUEUED;
 use crate::superslab::Superslab;
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 use crate::SLOT_SIZE;
 
 /// A slab's metadata, inside its superslab's header.
@@ -161,9 +160,21 @@ impl SlabRef {
     }
 
     /// The shared (atomic) side of the slab.
+    ///
+    /// A `SlabRef` is a `Copy` handle that does not keep its superslab alive,
+    /// so the reference it gives out is only as good as the caller's
+    /// knowledge that the superslab stays mapped.
+    ///
+    /// # Safety
+    /// The slab's superslab must stay live (mapped, not returned to the
+    /// pool) for as long as the returned reference is used: for example the
+    /// caller owns it, holds a live block of this slab, or took the slab
+    /// from a pending list (a queued slab's superslab is never released).
     #[inline]
-    pub fn slab(&self) -> &Slab {
-        // SAFETY: a SlabRef points at a slab record in a live superslab.
+    pub unsafe fn slab(&self) -> &Slab {
+        // SAFETY: the pointer was made from a slab record (`new`,
+        // `from_raw`), and the caller guarantees its superslab stays mapped
+        // for the reference's lifetime.
         unsafe { self.0.as_ref() }
     }
 
@@ -212,6 +223,16 @@ pub enum Put {
 }
 
 impl SlabHandle<'_> {
+    /// The shared (atomic) side of the slab.
+    #[inline]
+    fn shared(&self) -> &Slab {
+        // SAFETY: a handle exists only while its creator owns the slab's
+        // superslab (`SlabRef::handle`'s contract), and an owned superslab
+        // stays mapped until its owner releases it, which needs `&mut` on
+        // the owner's token and so cannot overlap this borrow of the handle.
+        unsafe { self.r.slab() }
+    }
+
     /// The slab reference.
     #[inline]
     pub fn slab_ref(&self) -> SlabRef {
@@ -328,13 +349,71 @@ impl SlabHandle<'_> {
     /// and not waiting in a pending list.
     #[inline]
     pub fn is_releasable(&self) -> bool {
-        self.local.used == 0 && self.r.slab().remote.load(Ordering::Acquire) == 0
+        self.local.used == 0 && self.shared().remote.load(Ordering::Acquire) == 0
     }
 
     /// True while the slab waits in a pending list.
     #[inline]
     pub fn is_queued(&self) -> bool {
-        self.r.slab().remote.load(Ordering::Acquire) & QUEUED != 0
+        self.shared().remote.load(Ordering::Acquire) & QUEUED != 0
+    }
+
+    /// Checks the slab's invariants (mimalloc's "expensive assertions"
+    /// style; allocates nothing, usable in any build):
+    /// * `carved <= capacity` and `used + free_count == carved`;
+    /// * the local free list holds exactly `free_count` blocks, each the
+    ///   start of a carved block of this slab, and ends with null — walked
+    ///   at most `free_count + 1` links, so a cycle (which any block listed
+    ///   twice would make) is reported, not followed;
+    /// * every block on the remote stack is a carved block of this slab, and
+    ///   the stack holds at most `used` of them (remote blocks count as
+    ///   used).
+    ///
+    /// The remote stack is read from one snapshot of its head: pushers only
+    /// prepend, and only the owner (the caller) takes blocks off.
+    pub fn check(&self) -> Result<(), &'static str> {
+        let l = &*self.local;
+        if l.carved > l.capacity {
+            return Err("slab: carved > capacity");
+        }
+        if l.used.checked_add(l.free_count) != Some(l.carved) {
+            return Err("slab: used + free != carved");
+        }
+        let mut n = 0u32;
+        let mut b = l.free;
+        while !b.is_null() {
+            if n == l.free_count {
+                return Err("slab: free list longer than free_count (cyclic?)");
+            }
+            if !self.is_block_start(b as *const u8) {
+                return Err("slab: free list holds a pointer that is no carved block start");
+            }
+            // SAFETY: `b` is the start of a carved block of this slab (just
+            // checked), at least 16 bytes inside the live slab, and the
+            // owner (us) alone touches blocks on the local free list.
+            b = unsafe { (*b).next };
+            n += 1;
+        }
+        if n != l.free_count {
+            return Err("slab: free list shorter than free_count");
+        }
+        let mut n = 0u32;
+        let mut b = (self.shared().remote.load(Ordering::Acquire) & !QUEUED) as *mut Block;
+        while !b.is_null() {
+            if n == l.used {
+                return Err("slab: remote stack longer than used (cyclic?)");
+            }
+            if !self.is_block_start(b as *const u8) {
+                return Err("slab: remote stack holds a block of another slab");
+            }
+            // SAFETY: `b` is a carved block of this slab (just checked) that
+            // a pusher published with a release CAS after writing its link,
+            // which our acquire load of the head synchronises with; pushers
+            // never touch a block again once it is on the stack.
+            b = unsafe { (*b).next };
+            n += 1;
+        }
+        Ok(())
     }
 
     /// Takes up to `n` blocks (at least one if any is available): first from
@@ -440,7 +519,7 @@ impl SlabHandle<'_> {
     /// anyway (its current slab, or every slab at adoption).
     /// Returns the number of blocks moved.
     pub fn drain_remote(&mut self) -> u32 {
-        let remote = &self.r.slab().remote;
+        let remote = &self.shared().remote;
         let mut w = remote.load(Ordering::Acquire);
         loop {
             if w & !QUEUED == 0 {
@@ -457,7 +536,7 @@ impl SlabHandle<'_> {
     /// Takes the remote stack *and* clears the queued mark: only for the
     /// owner that has just taken this slab off its pending list.
     pub fn drain_pending(&mut self) -> u32 {
-        let w = self.r.slab().remote.swap(0, Ordering::AcqRel);
+        let w = self.shared().remote.swap(0, Ordering::AcqRel);
         self.absorb((w & !QUEUED) as *mut Block)
     }
 

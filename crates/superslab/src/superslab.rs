@@ -2,12 +2,12 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
 
 use hakmem_pagemap::{Entry, PageMap, GRANULE};
 
 use crate::remote::PendingList;
 use crate::slab::{Slab, SlabRef};
+use crate::sync::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
 use crate::{NO_CLASS, SLOTS, SLOT_SHIFT, SLOT_SIZE, SUPERSLAB_SIZE};
 
 const MAGIC: u64 = 0x6861_6b6d_5353_3031; // "hakmSS01"
@@ -260,7 +260,9 @@ impl OwnedSuperslab {
 
     #[inline]
     fn local_ref(&self) -> &SsLocal {
-        // SAFETY: as above; shared access while the token is borrowed.
+        // SAFETY: owner-only state belongs to the token's holder; shared
+        // access lasts while the token is borrowed, so no `&mut` from
+        // `local` can coexist.
         unsafe { &*self.header().local.get() }
     }
 
@@ -444,6 +446,75 @@ impl OwnedSuperslab {
             purge &= !((((1u64 << run) - 1) as u32) << first);
         }
         bytes
+    }
+
+    /// Checks the header's invariants against itself and the page map
+    /// (allocates nothing, usable in any build):
+    /// * `map` is the map the superslab was registered in, and the magic is
+    ///   intact;
+    /// * slot 0 (the header) is never free and has no class;
+    /// * a block slot is free (its bit in the free-slot mask) exactly when
+    ///   its class is [`NO_CLASS`];
+    /// * for a slot in use, `first_slot` names a slot at or before it whose
+    ///   slab record has the same class, starts there and spans it, and
+    ///   every slot of that span agrees on class and first slot;
+    /// * the longest-free-run cache matches the mask;
+    /// * the page-map entry of every slot is `Entry::slot(tag, class)`.
+    ///
+    /// The caller must not hold a [`crate::SlabHandle`] of this superslab
+    /// across the call (it reads each slab record through a short-lived
+    /// handle, as [`OwnedSuperslab::slabs`]' users do).
+    pub fn check(&self, map: &PageMap) -> Result<(), &'static str> {
+        let h = self.header();
+        if !core::ptr::eq(h.map, map) {
+            return Err("superslab: registered in another page map");
+        }
+        if !h.magic_ok() {
+            return Err("superslab: bad magic");
+        }
+        let l = self.local_ref();
+        if l.free_slots & 1 != 0 || h.class_of_slot[0].load(Ordering::Relaxed) != NO_CLASS {
+            return Err("superslab: header slot marked free or classed");
+        }
+        if l.max_run != longest_run(l.free_slots) {
+            return Err("superslab: max_run out of step with the free-slot mask");
+        }
+        for s in 1..SLOTS {
+            let class = h.class_of_slot[s].load(Ordering::Relaxed);
+            let free = l.free_slots & (1 << s) != 0;
+            if free != (class == NO_CLASS) {
+                return Err("superslab: free-slot mask disagrees with class_of_slot");
+            }
+            if free {
+                continue;
+            }
+            let first = h.first_slot[s].load(Ordering::Relaxed) as usize;
+            if first == 0 || first > s {
+                return Err("superslab: first_slot out of range");
+            }
+            if h.class_of_slot[first].load(Ordering::Relaxed) != class
+                || h.first_slot[first].load(Ordering::Relaxed) as usize != first
+            {
+                return Err("superslab: a slab's slots disagree on class or first slot");
+            }
+            // SAFETY: the token makes us the owner, and per this method's
+            // contract no other handle to the slab is alive; the handle
+            // lives only for these reads.
+            let sh = unsafe { SlabRef::new(h.slab(first)).handle() };
+            if sh.class() != class
+                || sh.first_slot() as usize != first
+                || first + sh.span() as usize <= s
+            {
+                return Err("superslab: slab record disagrees with class_of_slot/first_slot");
+            }
+        }
+        let tag = h.tag();
+        for (s, e) in map.slot_entries(self.base(), SLOTS) {
+            if e != Entry::slot(tag, h.class_of_slot[s].load(Ordering::Relaxed)) {
+                return Err("superslab: page-map entry disagrees with the header");
+            }
+        }
+        Ok(())
     }
 
     /// Every allocated slab of the superslab (first slots), for abandonment,

@@ -66,7 +66,9 @@ fn slabs_are_carved_from_free_slot_runs() {
     for k in 0..4 {
         let p = pb.wrapping_add(k * SLOT_SIZE + 100);
         assert_eq!(hdr.class_of(p), 40);
-        assert!(std::ptr::eq(hdr.slab_of(p).unwrap(), b.slab()));
+        // SAFETY: we own the superslab, which stays mapped until the pool
+        // takes it back at the end of the test.
+        assert!(std::ptr::eq(hdr.slab_of(p).unwrap(), unsafe { b.slab() }));
     }
     assert_eq!(
         hdr.class_of(hdr.base() as *const u8),
@@ -429,6 +431,79 @@ fn orphans_are_adopted_and_their_queued_slabs_forwarded() {
     pool.release(map, adopted, 0, 0, &KEEP);
 }
 
+#[test]
+fn slab_check_reports_a_broken_free_list_or_remote_stack() {
+    let map = new_map();
+    let pool = SuperslabPool::<Linux>::new();
+    let owner = new_owner();
+    let mut ss = pool.acquire(map, 123, owner).unwrap();
+    let r = ss.alloc_slab(4, 64, 1).unwrap();
+    let other = ss.alloc_slab(4, 64, 1).unwrap();
+    // SAFETY: we own the superslab, and this is the only handle to `r`.
+    let mut h = unsafe { r.handle() };
+    let b = chain_blocks(h.take(4));
+    // SAFETY: we own the superslab; the handle to `other` lives for this
+    // statement only.
+    let foreign = chain_blocks(unsafe { other.handle() }.take(1))[0];
+    for &p in &b[..3] {
+        // SAFETY: live blocks of this slab, returned once.
+        unsafe { h.put(p as *mut _) };
+    }
+    assert_eq!(h.check(), Ok(()));
+    let link = |p: usize| p as *mut *mut u8;
+    // SAFETY: the blocks are ours (free, on our list); we only rewrite and
+    // then restore their link words.
+    unsafe {
+        // the list is b2 -> b1 -> b0 -> null; make b0 point back at b2
+        *link(b[0]) = b[2] as *mut u8;
+        assert!(h.check().is_err(), "a cyclic free list");
+        *link(b[0]) = b[0] as *mut u8;
+        assert!(h.check().is_err(), "a self loop");
+        *link(b[0]) = (b[3] + 8) as *mut u8;
+        assert!(h.check().is_err(), "an interior pointer on the free list");
+        *link(b[0]) = std::ptr::null_mut();
+    }
+    assert_eq!(h.check(), Ok(()));
+    drop(h);
+    // SAFETY: b[3] is live and freed once.
+    assert!(unsafe { remote_free(ss.header(), b[3] as *mut u8, 0xfeed) });
+    // SAFETY: we own the superslab; the previous handle to `r` was dropped.
+    let h = unsafe { r.handle() };
+    assert_eq!(h.check(), Ok(()));
+    // SAFETY: b[3] is on the remote stack, with a null link; we rewrite the
+    // link to a block of the other slab, then restore it.
+    unsafe {
+        *link(b[3]) = foreign as *mut u8;
+        assert!(h.check().is_err(), "a foreign block on the remote stack");
+        *link(b[3]) = std::ptr::null_mut();
+    }
+    assert_eq!(h.check(), Ok(()));
+    assert_eq!(ss.check(map), Ok(()));
+}
+
+#[test]
+fn superslab_check_reports_a_header_out_of_step_with_the_map() {
+    let map = new_map();
+    let pool = SuperslabPool::<Linux>::new();
+    let owner = new_owner();
+    let mut ss = pool.acquire(map, 124, owner).unwrap();
+    let r = ss.alloc_slab(6, 96, 3).unwrap();
+    assert_eq!(ss.check(map), Ok(()));
+    // SAFETY: we own the superslab.
+    let data = unsafe { r.handle() }.data() as usize;
+    let good = map.get(data + SLOT_SIZE);
+    map.set(data + SLOT_SIZE, Entry::slot(124, 7));
+    assert!(ss.check(map).is_err(), "a slot's entry has the wrong class");
+    map.set(data + SLOT_SIZE, Entry::slot(125, 6));
+    assert!(ss.check(map).is_err(), "a slot's entry has the wrong tag");
+    map.set(data + SLOT_SIZE, good);
+    map.set(ss.base() + 20 * SLOT_SIZE, Entry::slot(124, 6));
+    assert!(ss.check(map).is_err(), "a free slot's entry has a class");
+    map.set(ss.base() + 20 * SLOT_SIZE, Entry::slot(124, NO_CLASS));
+    assert_eq!(ss.check(map), Ok(()));
+    assert!(ss.check(new_map()).is_err(), "not the superslab's map");
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Take(u32),
@@ -508,6 +583,9 @@ proptest! {
             let h = unsafe { r.handle() };
             prop_assert_eq!(h.used() as usize, live.len() + remote);
             prop_assert!(h.carved() <= h.capacity());
+            prop_assert_eq!(h.check(), Ok(()));
+            drop(h);
+            prop_assert_eq!(ss.check(map), Ok(()));
         }
         prop_assert!(ever.len() <= (SLOT_SIZE / bs as usize));
     }

@@ -14,6 +14,7 @@
 
 pub mod classes;
 mod list;
+mod sync;
 
 pub use classes::{tiny_class, tiny_size, TINY_CLASSES, TINY_MAX};
-pub use list::{Bin, Block, Chain, BIN_HEAD_OFFSET, BIN_ROOM_OFFSET, BLOCK_MARK_OFFSET};
+pub use list::{Bin, Block, Chain, Mark, BIN_HEAD_OFFSET, BIN_ROOM_OFFSET, BLOCK_MARK_OFFSET};

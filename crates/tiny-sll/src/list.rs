@@ -2,6 +2,8 @@
 
 use core::ptr;
 
+use crate::sync::{AtomicU64, Ordering};
+
 /// A free block. While a block is free its first word links it to the next
 /// free block and its second word may hold the allocator's *free mark* (a
 /// secret value meaning "this block is free", which makes a second `free` of
@@ -13,7 +15,94 @@ pub struct Block {
     /// The next free block, or null.
     pub next: *mut Block,
     /// The free mark, or whatever the user left there.
-    pub mark: u64,
+    pub mark: Mark,
+}
+
+/// A block's free-mark word (word 1 of a block).
+///
+/// The owner thread writes it when it frees a block into a bin and clears it
+/// when it hands a block out, while a thread freeing a block it does not own
+/// swaps it atomically ([`Mark::swap`], from the superslab box's
+/// `remote_free`) to detect a double free racing another free. The word is
+/// therefore atomic everywhere; the owner's accesses are `Relaxed` loads and
+/// stores, which compile to the same plain `mov`s as non-atomic ones on
+/// x86-64 (no fence, no lock prefix), so the fast paths cost the same.
+///
+/// The hand-written `malloc` fast path (`crates/preload`) clears the mark
+/// with `mov qword ptr [rax + BLOCK_MARK_OFFSET], 0`: an aligned 8-byte store
+/// (blocks are 16-aligned, the mark is at offset 8), which x86-64 performs
+/// atomically, so it is a `Relaxed` store of this atomic in the memory
+/// model's terms.
+#[repr(transparent)]
+pub struct Mark(AtomicU64);
+
+impl Mark {
+    /// A mark word holding `v`.
+    #[cfg(not(loom))]
+    #[inline]
+    pub const fn new(v: u64) -> Mark {
+        Mark(AtomicU64::new(v))
+    }
+
+    /// A mark word holding `v` (loom's atomics are not `const`).
+    #[cfg(loom)]
+    pub fn new(v: u64) -> Mark {
+        Mark(AtomicU64::new(v))
+    }
+
+    /// Reads the mark (`Relaxed`).
+    #[inline(always)]
+    pub fn load(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Writes the mark (`Relaxed`): the owner's set and clear.
+    #[inline(always)]
+    pub fn store(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed)
+    }
+
+    /// Writes `v` and returns the previous mark in one atomic step, with the
+    /// given ordering: how a non-owner free claims a block, so that of two
+    /// racing frees exactly one sees a value other than `v`.
+    #[inline]
+    pub fn swap(&self, v: u64, order: Ordering) -> u64 {
+        self.0.swap(v, order)
+    }
+
+    /// Writes a fresh mark word holding `v` at `p`, without reading what was
+    /// there. In a normal build this is a plain store; under loom it creates
+    /// the modelled atomic (a block's mark word must be created before a
+    /// model may use it, as carved memory holds no atomic object yet).
+    ///
+    /// # Safety
+    /// `p` must be valid for writes and 8-aligned, and no other thread may
+    /// access the word concurrently.
+    #[inline]
+    pub unsafe fn init(p: *mut Mark, v: u64) {
+        // SAFETY: the caller guarantees `p` is writable, aligned and not
+        // accessed concurrently; nothing there needs dropping (a `Mark` has
+        // no destructor that matters, and the old bytes are not a value we
+        // own).
+        unsafe { p.write(Mark::new(v)) }
+    }
+}
+
+impl core::fmt::Debug for Mark {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Mark({:#x})", self.load())
+    }
+}
+
+impl Block {
+    /// A block with no successor and mark `mark` (for tests and models that
+    /// build blocks in ordinary memory).
+    pub fn new(mark: u64) -> Block {
+        Block {
+            next: ptr::null_mut(),
+            mark: Mark::new(mark),
+        }
+    }
 }
 
 /// A detached run of free blocks: `head → … → tail`, `len` of them, and the
@@ -143,6 +232,11 @@ pub const BIN_ROOM_OFFSET: usize = core::mem::offset_of!(Bin, room);
 /// Byte offset of a free block's mark.
 pub const BLOCK_MARK_OFFSET: usize = core::mem::offset_of!(Block, mark);
 
+// The fast paths (and the naked `malloc` in the preload crate) rely on the
+// mark being the 8-byte word at offset 8 of a 16-byte block.
+#[cfg(not(loom))]
+const _: () = assert!(BLOCK_MARK_OFFSET == 8 && core::mem::size_of::<Block>() == 16);
+
 impl Bin {
     /// An empty bin with capacity 0: every push fails, every pop misses.
     pub const DISABLED: Bin = Bin {
@@ -174,7 +268,7 @@ impl Bin {
         // SAFETY: a non-null head is a free block owned by this bin.
         unsafe {
             self.head = (*b).next;
-            (*b).mark = 0;
+            (*b).mark.store(0);
         }
         self.room += 1;
         Some(b.cast())
@@ -254,7 +348,7 @@ impl Bin {
             if !b.is_null() {
                 (*bin).head = (*b).next;
                 (*bin).room += 1;
-                (*b).mark = 0;
+                (*b).mark.store(0);
             }
             b.cast()
         }
@@ -267,7 +361,8 @@ impl Bin {
     /// As for [`Bin::pop_raw`] and [`Bin::try_push`].
     #[inline(always)]
     pub unsafe fn try_push_raw(bin: *mut Bin, p: *mut u8, mark: u64) -> bool {
-        // SAFETY: as in pop_raw. The room is decremented first (one
+        // SAFETY: the caller guarantees a valid bin only this thread writes
+        // and a free block of its class in no list. The room is decremented first (one
         // read-modify-write) and restored when it was 0; callers never reach
         // this on the shared placeholder, whose keys match no block.
         unsafe {
@@ -279,7 +374,7 @@ impl Bin {
             }
             let b = p.cast::<Block>();
             (*b).next = (*bin).head;
-            (*b).mark = mark;
+            (*b).mark.store(mark);
             (*bin).head = b;
             true
         }
@@ -358,6 +453,44 @@ impl Bin {
         true
     }
 
+    /// Checks the bin's invariants, walking at most `cap + 1` links: every
+    /// block is aligned for a `Block`, the list is null-terminated within
+    /// `cap` blocks (so it is acyclic and holds no block twice: a block met
+    /// twice would make the walk loop), `room + len == cap`, and, given
+    /// `Some(mark)`, every block carries the free mark `mark`. (Blocks a
+    /// refill moved in with [`Bin::push_chain`] carry no mark: pass `None`
+    /// for a bin that may hold some.) Allocates nothing; meant for tests and
+    /// debugging, in any build.
+    pub fn check(&self, mark: Option<u64>) -> Result<(), &'static str> {
+        if self.room > self.cap {
+            return Err("bin: room exceeds capacity");
+        }
+        let mut len = 0u32;
+        let mut b = self.head;
+        while !b.is_null() {
+            if len == self.cap {
+                return Err("bin: list longer than its capacity (cyclic or overfull)");
+            }
+            if !(b as usize).is_multiple_of(core::mem::align_of::<Block>()) {
+                return Err("bin: misaligned block");
+            }
+            // SAFETY: `b` is reachable from the head within `cap` links, so
+            // by the bin's invariant it is a free block it owns (the checks
+            // above catch the corruptions that would break that before we
+            // leave the first `cap` links).
+            let (next, m) = unsafe { ((*b).next, (*b).mark.load()) };
+            if mark.is_some_and(|want| m != want) {
+                return Err("bin: block without the free mark");
+            }
+            len += 1;
+            b = next;
+        }
+        if self.room + len != self.cap {
+            return Err("bin: room + len != cap");
+        }
+        Ok(())
+    }
+
     /// Changes the capacity. Blocks beyond the new capacity are removed and
     /// returned for the caller to give back.
     pub fn set_cap(&mut self, cap: u32) -> Chain {
@@ -380,12 +513,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn arena(n: usize) -> Vec<Block> {
-        (0..n)
-            .map(|_| Block {
-                next: ptr::null_mut(),
-                mark: 0,
-            })
-            .collect()
+        (0..n).map(|_| Block::new(0)).collect()
     }
 
     #[test]
@@ -418,14 +546,60 @@ mod tests {
                 !Bin::try_push_raw(bp, (&mut blocks[2] as *mut Block).cast(), 7),
                 "full"
             );
-            assert_eq!(blocks[1].mark, 7, "a pushed block carries the mark");
-            assert_eq!(blocks[2].mark, 0, "a refused block is untouched");
+            assert_eq!(blocks[1].mark.load(), 7, "a pushed block carries the mark");
+            assert_eq!(blocks[2].mark.load(), 0, "a refused block is untouched");
             assert_eq!(Bin::pop_raw(bp), (&mut blocks[1] as *mut Block).cast());
             assert_eq!(Bin::pop_raw(bp), (&mut blocks[0] as *mut Block).cast());
             assert!(Bin::pop_raw(bp).is_null());
         }
         assert_eq!(b.room(), 2);
-        assert_eq!(blocks[0].mark, 0, "a popped block's mark is cleared");
+        assert_eq!(b.check(Some(7)), Ok(()));
+        assert_eq!(blocks[0].mark.load(), 0, "a popped block's mark is cleared");
+    }
+
+    /// A bin of `n` marked blocks from `blocks`, capacity `cap`.
+    fn marked_bin(blocks: &mut [Block], n: usize, cap: u32, mark: u64) -> Bin {
+        let mut b = Bin::with_capacity(cap);
+        for blk in blocks.iter_mut().take(n) {
+            // SAFETY: our bin; the arena block is free and in no list.
+            assert!(unsafe { Bin::try_push_raw(&mut b, (blk as *mut Block).cast(), mark) });
+        }
+        b
+    }
+
+    #[test]
+    fn check_reports_each_broken_invariant() {
+        let mut blocks = arena(4);
+        let bin = marked_bin(&mut blocks, 3, 4, 9);
+        assert_eq!(bin.check(Some(9)), Ok(()));
+        assert_eq!(bin.check(None), Ok(()));
+        assert!(bin.check(Some(8)).is_err(), "wrong mark");
+
+        // a cycle: the last block links back to the first
+        let mut blocks = arena(4);
+        let bin = marked_bin(&mut blocks, 3, 4, 9);
+        blocks[0].next = &mut blocks[2];
+        assert!(bin.check(None).is_err(), "cycle");
+
+        // a block counted twice (room out of step with the list)
+        let mut blocks = arena(4);
+        let mut bin = marked_bin(&mut blocks, 2, 4, 9);
+        bin.room -= 1;
+        assert!(bin.check(None).is_err(), "room + len != cap");
+        bin.room = 7;
+        assert!(bin.check(None).is_err(), "room > cap");
+
+        // a block that lost its mark
+        let mut blocks = arena(4);
+        let bin = marked_bin(&mut blocks, 3, 4, 9);
+        blocks[1].mark.store(0);
+        assert!(bin.check(Some(9)).is_err(), "unmarked block");
+
+        // a misaligned link
+        let mut blocks = arena(4);
+        let bin = marked_bin(&mut blocks, 2, 4, 9);
+        blocks[1].next = (blocks.as_mut_ptr() as usize + 4) as *mut Block;
+        assert!(bin.check(None).is_err(), "misaligned");
     }
 
     #[test]
@@ -518,6 +692,7 @@ mod tests {
                 }
                 prop_assert_eq!(bin.len() as usize, model.len());
                 prop_assert_eq!(bin.room() + bin.len(), model_cap);
+                prop_assert_eq!(bin.check(None), Ok(()));
             }
         }
     }
