@@ -20,9 +20,9 @@ use hakmem_superslab::{remote_free, Superslab, NO_CLASS, SLOT_SIZE};
 use hakmem_tiny_sll::{Bin, Block, TINY_MAX};
 
 use crate::classes::{class_for_aligned, class_of, class_size, SLAB_MAX, TINY_BIN_OFFSET};
-use crate::heap::{Heap, PLACEHOLDER};
 use crate::report::{misuse, Misuse};
 use crate::state::{cache_limits, Os, LARGE, LARGE_STATS, PAGE_MAP, POLICY};
+use crate::state::{Heap, PLACEHOLDER};
 use crate::thread::with_heap;
 use crate::tls;
 

@@ -50,8 +50,11 @@ use hakmem_policy_rcu::FrozenPolicy;
 use hakmem_tiny_sll::TINY_MAX;
 
 use crate::classes::NCLASSES;
-use crate::heap::PLACEHOLDER;
-use crate::{heaps, tls};
+use crate::state::{PLACEHOLDER, REGISTRY};
+use crate::tls;
+
+// The heaps' observation counters have one size bin per signature bin.
+const _: () = assert!(hakmem_heap::OBS_SIZE_BINS == SIG_BINS);
 
 const OFF: u8 = 0;
 const WANTED: u8 = 1;
@@ -235,7 +238,7 @@ pub(crate) fn due(size: usize) -> *mut u8 {
     unsafe { (*slot).sample_left = period as usize };
     let t = Instant::now();
     let p = crate::api::malloc_uncounted(size);
-    obs.push_latency(t);
+    obs.push_latency(elapsed_ns(t));
     p
 }
 
@@ -264,7 +267,7 @@ pub mod testing {
     /// Latency samples taken so far, over every heap.
     pub fn latency_samples() -> u64 {
         let mut n = 0u64;
-        crate::heaps::for_each(|h| n += h.obs.next.load(Ordering::Relaxed) as u64);
+        crate::state::REGISTRY.for_each(|h| n += h.obs.next.load(Ordering::Relaxed) as u64);
         n
     }
 }
@@ -281,47 +284,14 @@ pub(crate) fn note_call(started: Option<Instant>, size: usize) {
     obs.calls.inc();
     obs.sizes[size_bin(size)].inc();
     if let Some(t) = started {
-        obs.push_latency(t);
+        obs.push_latency(elapsed_ns(t));
     }
 }
 
-/// Per-heap observation counters (written by the heap's thread, read by the
-/// learner thread).
-#[derive(Debug)]
-pub(crate) struct Observation {
-    calls: hakmem_stats::Counter,
-    /// The counted calls by size bin (the workload's signature, whatever
-    /// the policy).
-    sizes: [hakmem_stats::Counter; SIG_BINS],
-    lat: [AtomicU32; 64],
-    next: AtomicU32,
-    /// The small calls' countdown: its period, the slice it was set in, and
-    /// the jitter's state (this thread's only).
-    period: AtomicU32,
-    slice: AtomicU32,
-    rng: AtomicU32,
-}
-
-impl Observation {
-    pub(crate) const fn new() -> Self {
-        Observation {
-            calls: hakmem_stats::Counter::new(),
-            sizes: [const { hakmem_stats::Counter::new() }; SIG_BINS],
-            lat: [const { AtomicU32::new(0) }; 64],
-            next: AtomicU32::new(0),
-            period: AtomicU32::new(0),
-            slice: AtomicU32::new(u32::MAX),
-            rng: AtomicU32::new(0x9E37_79B9),
-        }
-    }
-
-    /// Records the latency of a call that started at `t` (ns, at least 1).
-    fn push_latency(&self, t: Instant) {
-        let ns = (t.elapsed().as_nanos().min(u32::MAX as u128) as u32).max(1);
-        let i = self.next.load(Ordering::Relaxed);
-        self.lat[(i % 64) as usize].store(ns, Ordering::Relaxed);
-        self.next.store(i.wrapping_add(1), Ordering::Relaxed);
-    }
+/// Nanoseconds since `t`, saturated to `u32`.
+#[inline]
+fn elapsed_ns(t: Instant) -> u32 {
+    t.elapsed().as_nanos().min(u32::MAX as u128) as u32
 }
 
 /// Sums of the counters the learner reads, over every heap.
@@ -342,7 +312,7 @@ fn snapshot(p2: Option<&mut P2>, seen: &mut [u32; 4096]) -> Snapshot {
     };
     let mut p2 = p2;
     let mut hi = 0usize;
-    heaps::for_each(|h| {
+    REGISTRY.for_each(|h| {
         s.calls += h.obs.calls.get();
         for (b, n) in s.call_sizes.iter_mut().zip(&h.obs.sizes) {
             *b += n.get();

@@ -18,11 +18,8 @@
 //! a destructor.
 
 mod api;
-mod classes;
 mod exit;
 mod fork;
-mod heap;
-mod heaps;
 mod init;
 mod learner;
 mod report;
@@ -34,6 +31,9 @@ mod thread;
 mod tls;
 
 use core::alloc::{GlobalAlloc, Layout};
+
+/// The joint class numbering lives in the heap box.
+use hakmem_heap::classes;
 
 pub use api::{
     aligned_alloc, calloc, collect, free, malloc, realloc, realloc_aligned, usable_size,

@@ -23,8 +23,8 @@ use hakmem_sites::{monotonic_ns, Lane, Placement, ReportOptions, SiteId, SiteTab
 use hakmem_tiny_sll::TINY_MAX;
 
 use crate::classes::{class_for_aligned, class_size, SLAB_MAX};
-use crate::heap::Heap;
-use crate::{heaps, tls};
+use crate::state::{Heap, REGISTRY};
+use crate::tls;
 
 /// The site table.
 pub(crate) static SITES: SiteTable = SiteTable::new();
@@ -129,7 +129,7 @@ pub fn alloc_recorded(size: usize, align: usize, site: SiteId) -> *mut u8 {
         let p = {
             let mut g = REC[stripe].lock();
             if g.0.is_null() {
-                match heaps::acquire() {
+                match REGISTRY.acquire() {
                     Some(h) => {
                         // SAFETY: a new heap, ours under the lock.
                         unsafe {

@@ -291,7 +291,11 @@ impl Fake {
     /// The range must be handed out by this fake and hold nothing live.
     unsafe fn purge(&self, ptr: NonNull<u8>, len: usize) {
         let n = self.purges.fetch_add(1, Ordering::SeqCst);
-        self.check("fake pal: purge outside the region", ptr.as_ptr() as usize, len);
+        self.check(
+            "fake pal: purge outside the region",
+            ptr.as_ptr() as usize,
+            len,
+        );
         if n >= self.fail_purge_at.load(Ordering::SeqCst) {
             self.failed_purges.fetch_add(1, Ordering::SeqCst);
             return;
