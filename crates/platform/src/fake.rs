@@ -28,8 +28,9 @@
 //! # Semantics
 //!
 //! * **Region**: `len` bytes (a multiple of [`CHUNK_SIZE`]) mapped from the
-//!   real OS on the first call that needs memory, [`CHUNK_SIZE`] aligned, and
-//!   never unmapped (it lives as long as the process, like the `static` that
+//!   real OS on the first call that needs memory, aligned to its size
+//!   rounded up to a power of two (at most 16 GiB: one page-map leaf covers
+//!   the region), and never unmapped (it lives as long as the process, like the `static` that
 //!   holds the `Fake`).
 //! * **`map(len, align)`**: first fit among returned ranges, else carved from
 //!   the untouched end of the region (the gap skipped for alignment becomes
@@ -223,7 +224,11 @@ impl Fake {
         let align = align.max(PAGE_SIZE);
         let mut g = self.region.lock();
         if g.base == 0 {
-            let base = Linux::map(self.len, CHUNK_SIZE)?;
+            // aligned to its size (a power of two up to 16 GiB), so that it
+            // never straddles a page-map leaf: the leaves it needs are mapped
+            // at the first superslab, never at a later map
+            let align = self.len.next_power_of_two().min(1 << 34);
+            let base = Linux::map(self.len, align)?;
             g.base = base.as_ptr() as usize;
             g.bump = g.base;
         }
