@@ -180,6 +180,16 @@ impl Fake {
         self.fail_purge_at.store(done + n, Ordering::SeqCst);
     }
 
+    /// `map` calls stop failing by injection (purge failures stay set).
+    pub fn map_works(&self) {
+        self.fail_map_at.store(NEVER, Ordering::SeqCst);
+    }
+
+    /// `purge` calls stop failing by injection (map failures stay set).
+    pub fn purge_works(&self) {
+        self.fail_purge_at.store(NEVER, Ordering::SeqCst);
+    }
+
     /// No call fails by injection from now on.
     pub fn clear_failures(&self) {
         self.fail_map_at.store(NEVER, Ordering::SeqCst);
