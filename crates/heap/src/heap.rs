@@ -726,11 +726,13 @@ impl<E: HeapEnv> Heap<E> {
     fn release_superslab(&mut self, mut ss: OwnedSuperslab) {
         let slabs = collect_slabs(&ss);
         for s in slabs.iter().flatten() {
-            // SAFETY: ours.
+            // SAFETY: the superslab came off our own lists, so we own its
+            // slabs.
             let mut h = unsafe { s.handle() };
             h.drain_remote();
             if h.is_releasable() {
-                // SAFETY: releasable.
+                // SAFETY: the slab is releasable (no live block, no remote
+                // block, not queued) and on no list of ours any more.
                 unsafe { ss.release_slab(*s) };
             }
         }

@@ -112,7 +112,7 @@ fn tiny_refill_fills_the_bin_and_spills_return_half() {
     assert!(E::hooks().fresh.load(Ordering::SeqCst) <= 2 * 2048);
     live.check_all();
     for p in live.all() {
-        // SAFETY: as above.
+        // SAFETY: a live block of ours, checked and forgotten by `remove`.
         unsafe { t.free(live.remove(p)) };
     }
     t.exit();
