@@ -22,11 +22,11 @@ use hakmem_tiny_sll::{Bin, Block, TINY_MAX};
 use hakmem_sites::SiteId;
 
 use crate::classes::{class_for_aligned, class_of, class_size, SLAB_MAX, TINY_BIN_OFFSET};
-use crate::heap::{Heap, PLACEHOLDER};
 use crate::large::{decay_tick, large_alloc};
 use crate::observe::{self, Call, Observer, Take, SAMPLE_LIMIT, TINY_LIMIT};
 use crate::report::{misuse, Misuse};
 use crate::state::{cache_limits, Os, LARGE, LARGE_STATS, PAGE_MAP, POLICY};
+use crate::state::{Heap, PLACEHOLDER};
 use crate::thread::with_heap;
 use crate::tls;
 

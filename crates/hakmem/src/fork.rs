@@ -26,7 +26,7 @@ fn for_each_lock(f: impl Fn(&dyn ForkLock)) {
         f(l);
     }
     f(crate::thread::fork_lock());
-    f(crate::heaps::fork_lock());
+    f(crate::state::REGISTRY.fork_lock());
     f(ORPHANAGE.fork_lock());
     f(POOL.fork_lock());
     f(LARGE.fork_lock());

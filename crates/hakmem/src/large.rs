@@ -7,7 +7,7 @@ use core::ptr;
 
 use hakmem_platform::{set_errno, ErrnoGuard};
 
-use crate::heap::PLACEHOLDER;
+use crate::state::PLACEHOLDER;
 use crate::state::{cache_limits, LARGE, LARGE_STATS, PAGE_MAP, POLICY, POOL};
 use crate::tls;
 

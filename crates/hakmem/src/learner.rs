@@ -45,9 +45,12 @@ use hakmem_ace_learner::signature::{class_bin, size_bin, SIG_BINS};
 use hakmem_policy_rcu::FrozenPolicy;
 
 use crate::classes::NCLASSES;
-use crate::heap::PLACEHOLDER;
 use crate::observe::{self, Call, Observer, Take};
-use crate::{heaps, tls};
+use crate::state::{PLACEHOLDER, REGISTRY};
+use crate::tls;
+
+// The heaps' observation counters have one size bin per signature bin.
+const _: () = assert!(hakmem_heap::OBS_SIZE_BINS == SIG_BINS);
 
 const OFF: u8 = 0;
 const WANTED: u8 = 1;
@@ -147,7 +150,7 @@ pub(crate) static SLICES: Slices = Slices;
 
 impl Slices {
     /// This thread's observation counters, if it has a heap.
-    fn counters(&self) -> Option<&'static Observation> {
+    fn counters(&self) -> Option<&'static hakmem_heap::Observation> {
         let heap = tls::heap();
         // SAFETY: the thread's own heap (registered heaps live forever);
         // its observation counters have one writer, this thread.
@@ -224,41 +227,8 @@ pub mod testing {
     /// Latency samples taken so far, over every heap.
     pub fn latency_samples() -> u64 {
         let mut n = 0u64;
-        crate::heaps::for_each(|h| n += h.obs.next.load(Ordering::Relaxed) as u64);
+        crate::state::REGISTRY.for_each(|h| n += h.obs.next.load(Ordering::Relaxed) as u64);
         n
-    }
-}
-
-/// Per-heap observation counters (written by the heap's thread, read by the
-/// learner thread).
-#[derive(Debug)]
-pub(crate) struct Observation {
-    calls: hakmem_stats::Counter,
-    /// The counted calls by size bin (the workload's signature, whatever
-    /// the policy).
-    sizes: [hakmem_stats::Counter; SIG_BINS],
-    lat: [AtomicU32; 64],
-    next: AtomicU32,
-    /// The slice in which this thread's countdown was last set.
-    slice: AtomicU32,
-}
-
-impl Observation {
-    pub(crate) const fn new() -> Self {
-        Observation {
-            calls: hakmem_stats::Counter::new(),
-            sizes: [const { hakmem_stats::Counter::new() }; SIG_BINS],
-            lat: [const { AtomicU32::new(0) }; 64],
-            next: AtomicU32::new(0),
-            slice: AtomicU32::new(u32::MAX),
-        }
-    }
-
-    /// Records the latency of a call (ns, at least 1).
-    fn push_latency(&self, ns: u32) {
-        let i = self.next.load(Ordering::Relaxed);
-        self.lat[(i % 64) as usize].store(ns, Ordering::Relaxed);
-        self.next.store(i.wrapping_add(1), Ordering::Relaxed);
     }
 }
 
@@ -280,7 +250,7 @@ fn snapshot(p2: Option<&mut P2>, seen: &mut [u32; 4096]) -> Snapshot {
     };
     let mut p2 = p2;
     let mut hi = 0usize;
-    heaps::for_each(|h| {
+    REGISTRY.for_each(|h| {
         s.calls += h.obs.calls.get();
         for (b, n) in s.call_sizes.iter_mut().zip(&h.obs.sizes) {
             *b += n.get();

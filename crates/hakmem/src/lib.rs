@@ -18,12 +18,9 @@
 //! a destructor.
 
 mod api;
-mod classes;
 mod config;
 mod exit;
 mod fork;
-mod heap;
-mod heaps;
 mod init;
 mod large;
 mod learner;
@@ -37,6 +34,9 @@ mod thread;
 mod tls;
 
 use core::alloc::{GlobalAlloc, Layout};
+
+/// The joint class numbering lives in the heap box.
+use hakmem_heap::classes;
 
 pub use api::{
     aligned_alloc, alloc_recorded, calloc, free, malloc, malloc_observed, malloc_slow, realloc,

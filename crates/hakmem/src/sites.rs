@@ -21,9 +21,9 @@ use hakmem_platform::SpinLock;
 use hakmem_sites::{monotonic_ns, Lane, Placement, ReportOptions, SiteId, SiteTable, Stamp};
 
 use crate::classes::{class_for_aligned, class_size, SLAB_MAX};
-use crate::heap::Heap;
 use crate::observe::{self, Call, Observer, Take};
-use crate::{heaps, tls};
+use crate::state::{Heap, REGISTRY};
+use crate::tls;
 
 /// The site table.
 pub(crate) static SITES: SiteTable = SiteTable::new();
@@ -183,7 +183,7 @@ pub(crate) fn record_alloc(size: usize, align: usize, site: SiteId) -> *mut u8 {
         let p = {
             let mut g = REC[stripe].lock();
             if g.0.is_null() {
-                match heaps::acquire() {
+                match REGISTRY.acquire() {
                     Some(h) => {
                         // SAFETY: a new heap, ours under the lock.
                         unsafe {

@@ -1,15 +1,42 @@
-//! The process-wide structures every heap shares. All are `const`-built
-//! statics: nothing to initialise before the first `malloc`.
+//! The process-wide structures every heap shares, and the heap box
+//! assembled over them: [`Env`], the facade's [`HeapEnv`] (the Linux
+//! platform, these statics, the decay and reclaim hooks that include the
+//! large tier, secure mode), [`Heap`], the placeholder and the registry.
+//! All are `const`-built statics: nothing to initialise before the first
+//! `malloc`.
 
+use hakmem_heap::{pool_limits, HeapEnv, Placeholder, Registry};
 use hakmem_large_cache::{CacheLimits, Large};
 use hakmem_pagemap::PageMap;
 use hakmem_platform::Linux;
 use hakmem_policy_rcu::{FrozenPolicy, PolicyCell, DEFAULT_POLICY};
 use hakmem_stats::LargeCounters;
-use hakmem_superslab::{Orphanage, PoolLimits, SuperslabPool};
+use hakmem_superslab::{Orphanage, SuperslabPool};
 
 /// The platform hakmem runs on.
 pub(crate) type Os = Linux;
+
+/// The facade's heap environment.
+#[derive(Debug)]
+pub(crate) struct Env;
+
+/// A thread's heap.
+pub(crate) type Heap = hakmem_heap::Heap<Env>;
+
+// The fast paths (`api.rs`, the C entry) add bin offsets to a heap pointer
+// and read `key` and `mark` next to the bins.
+const _: () = assert!(core::mem::offset_of!(Heap, bins) == 0);
+const _: () =
+    assert!(core::mem::offset_of!(Heap, key) == crate::classes::NBINS * crate::classes::BIN_BYTES);
+const _: () = assert!(core::mem::align_of::<Heap>() == 64);
+
+/// The heap of threads that have none yet (referenced from the TLS
+/// initialisation image): every bin empty with no room, a key no entry
+/// matches. Never written.
+pub(crate) static PLACEHOLDER: Placeholder<Env> = Placeholder::new();
+
+/// Every heap ever created, and the free ones.
+pub(crate) static REGISTRY: Registry<Env> = Registry::new();
 
 /// Registry of every chunk hakmem owns.
 pub(crate) static PAGE_MAP: PageMap = PageMap::new();
@@ -34,16 +61,6 @@ pub(crate) fn cache_limits(p: &FrozenPolicy) -> CacheLimits {
         decay_ms: p.decay_ms,
         batch: p.madvise_batch as usize,
         clean_budget: p.large_clean_budget,
-    }
-}
-
-/// The superslab pool limits of a policy.
-#[inline]
-pub(crate) fn pool_limits(p: &FrozenPolicy) -> PoolLimits {
-    PoolLimits {
-        dirty: p.pool_dirty as usize,
-        clean: p.pool_clean as usize,
-        decay_ms: p.decay_ms,
     }
 }
 
@@ -81,6 +98,51 @@ pub(crate) fn reclaim_shared() {
     let _e = hakmem_platform::ErrnoGuard::new();
     POOL.trim(&PAGE_MAP);
     LARGE.trim(&PAGE_MAP, &cache_limits(POLICY.load()));
+}
+
+impl HeapEnv for Env {
+    type Pal = Os;
+
+    #[inline(always)]
+    fn page_map() -> &'static PageMap {
+        &PAGE_MAP
+    }
+
+    #[inline(always)]
+    fn pool() -> &'static SuperslabPool<Os> {
+        &POOL
+    }
+
+    #[inline(always)]
+    fn orphanage() -> &'static Orphanage {
+        &ORPHANAGE
+    }
+
+    #[inline(always)]
+    fn policy() -> &'static PolicyCell {
+        &POLICY
+    }
+
+    #[inline]
+    fn decay_tick() {
+        decay_tick();
+    }
+
+    #[inline]
+    fn reclaim_shared() {
+        reclaim_shared();
+    }
+
+    #[inline(always)]
+    fn secure() -> bool {
+        crate::secure::on()
+    }
+
+    unsafe fn forget_fresh(data: *mut u8, block_size: usize, blocks: core::ops::Range<usize>) {
+        // SAFETY: forwarded contract: fresh blocks of a slab the calling
+        // heap owns, referenced by nobody.
+        unsafe { crate::secure::forget_fresh(data, block_size, blocks) }
+    }
 }
 
 /// The process's free mark (see `Heap::mark`): set once by the set-up,

@@ -5,8 +5,7 @@ use hakmem_stats::Snapshot;
 use hakmem_superslab::PoolStats;
 
 use crate::classes::NCLASSES;
-use crate::heaps;
-use crate::state::{LARGE, LARGE_STATS, ORPHANAGE, POOL};
+use crate::state::{LARGE, LARGE_STATS, ORPHANAGE, POOL, REGISTRY};
 
 /// A merged view of hakmem's counters.
 #[derive(Debug, Clone)]
@@ -38,8 +37,8 @@ pub struct Stats {
 /// inside the allocator, e.g. at exit).
 pub fn stats() -> Stats {
     let mut classes = Snapshot::default();
-    heaps::for_each(|h| classes.add_thread(&h.stats));
-    let (heaps_created, heaps_live) = heaps::counts();
+    REGISTRY.for_each(|h| classes.add_thread(&h.stats));
+    let (heaps_created, heaps_live) = REGISTRY.counts();
     Stats {
         classes,
         heaps_created,

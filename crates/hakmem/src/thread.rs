@@ -12,8 +12,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use hakmem_platform::SpinLock;
 
-use crate::heap::{Heap, PLACEHOLDER};
-use crate::heaps;
+use crate::state::{Heap, PLACEHOLDER, REGISTRY};
 use crate::tls::{self, STATE_DEAD, STATE_LIVE};
 
 /// pthread key + 1 (0: not created yet).
@@ -59,7 +58,7 @@ fn with_heap_cold<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
     if unsafe { (*slot).state } == STATE_DEAD {
         let mut g = FALLBACK.lock();
         if g.0.is_null() {
-            g.0 = heaps::acquire()?;
+            g.0 = REGISTRY.acquire()?;
             // SAFETY: the new heap is ours (under the lock).
             unsafe { (*g.0).mark = crate::state::free_mark() };
         }
@@ -68,7 +67,7 @@ fn with_heap_cold<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
         h.sync_policy();
         return Some(f(h));
     }
-    let h = heaps::acquire()?;
+    let h = REGISTRY.acquire()?;
     // SAFETY: the new heap is ours; the slot is ours.
     unsafe {
         (*h).mark = crate::state::free_mark();
@@ -117,7 +116,9 @@ unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
         (*slot).state = STATE_DEAD;
         (*h).release_all();
     }
-    heaps::release(h);
+    // SAFETY: the heap came from the registry, was this thread's and is
+    // unreachable now (the slot holds the placeholder).
+    unsafe { REGISTRY.release(h) };
 }
 
 /// The fallback heap's lock, for the fork handlers.

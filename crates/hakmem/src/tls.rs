@@ -16,7 +16,7 @@
 //! Other targets use `thread_local!` with a `const` initialiser and a type
 //! without `Drop`, which never allocates nor registers a destructor.
 
-use crate::heap::Heap;
+use crate::state::Heap;
 
 /// A fresh thread: no heap yet (the initial value of every slot; the asm
 /// image spells it as a literal 0).
@@ -63,7 +63,7 @@ const _: () = assert!(core::mem::size_of::<ThreadSlot>() == 64);
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod imp {
     use super::ThreadSlot;
-    use crate::heap::Heap;
+    use crate::state::Heap;
 
     // The slot, in the TLS initialisation image: { &PLACEHOLDER, STATE_FRESH }.
     // The dynamic linker relocates the image before it copies it into any
@@ -85,7 +85,7 @@ mod imp {
         ".quad 0",
         ".quad 0",
         ".popsection",
-        placeholder = sym crate::heap::PLACEHOLDER,
+        placeholder = sym crate::state::PLACEHOLDER,
     );
 
     /// The current thread's heap pointer.
@@ -126,13 +126,13 @@ mod imp {
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 mod imp {
     use super::{ThreadSlot, STATE_FRESH};
-    use crate::heap::Heap;
+    use crate::state::Heap;
     use core::cell::UnsafeCell;
 
     thread_local! {
         static SLOT: UnsafeCell<ThreadSlot> = const {
             UnsafeCell::new(ThreadSlot {
-                heap: crate::heap::PLACEHOLDER.get(),
+                heap: crate::state::PLACEHOLDER.get(),
                 state: STATE_FRESH,
                 left: 0,
                 period: 0,

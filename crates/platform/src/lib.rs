@@ -9,6 +9,8 @@
 #![cfg_attr(not(test), no_std)]
 
 mod errno;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 mod fatal;
 mod os;
 mod spin;

@@ -1,22 +1,13 @@
 //! A heap: one thread's bins plus the superslabs it owns.
 //!
-//! The bins are the fast path (see `api.rs`); everything else here is the
-//! slow path that feeds and drains them: refills from slabs, spills back to
-//! slabs, draining remote frees, finding or adopting superslabs, and giving
-//! everything back when the thread exits.
-//!
-//! Invariants (the owner thread alone touches a heap, except its pending
-//! list and its counters):
-//! * every block in `bins[c]` is a free block of class `c` in a superslab
-//!   this heap owns;
-//! * `current[c]` is null or a slab of class `c` in state `CURRENT`; every
-//!   slab on `partial[c]` is in state `PARTIAL` and has a free block; other
-//!   slabs of the heap are `FULL` (no free block when last looked at) or
-//!   `CURRENT`;
-//! * every superslab the heap owns is on `spaces` (some slot free) or
-//!   `fulls` (no slot free), and its page-map entry is the heap's tag.
+//! The bins are the fast path (the facade's `api.rs` and the C entry read
+//! them); everything else here is the slow path that feeds and drains them:
+//! refills from slabs, spills back to slabs, draining remote frees, finding
+//! or adopting superslabs, and giving everything back when the thread
+//! exits. The invariants are in the crate documentation.
 
 use core::cell::UnsafeCell;
+use core::marker::PhantomData;
 use core::ptr;
 
 use hakmem_pagemap::Entry;
@@ -28,14 +19,18 @@ use hakmem_superslab::{
 };
 use hakmem_tiny_sll::{Bin, Block, Chain};
 
-use crate::classes::{class_size, class_span, BIN_BYTES, NBINS, NCLASSES};
 use hakmem_platform::Pal;
 
-use crate::state::{pool_limits, Os, ORPHANAGE, PAGE_MAP, POLICY, POOL};
+use crate::classes::{class_size, class_span, BIN_BYTES, NBINS, NCLASSES};
+use crate::env::{pool_limits, HeapEnv};
+use crate::observation::Observation;
 
 const _: () = assert!(BIN_BYTES == 32);
-const _: () = assert!(core::mem::offset_of!(Heap, bins) == 0);
 const _: () = assert!(Entry::KEY_HIT as usize == NBINS * BIN_BYTES);
+// The layout does not depend on the environment (its marker is zero-sized
+// and last): checked on one, `()`.
+const _: () = assert!(core::mem::offset_of!(Heap<()>, bins) == 0);
+const _: () = assert!(core::mem::align_of::<Heap<()>>() == 64);
 
 /// Slab states (the slab's owner-defined state byte).
 const S_CURRENT: u8 = 1;
@@ -50,25 +45,25 @@ const F_RETAINED: u8 = 0x80;
 const SS_SPACE: u8 = 1;
 const SS_FULL: u8 = 2;
 
-/// One thread's allocator state.
+/// One thread's allocator state, in environment `E` (a [`HeapEnv`]).
 #[repr(C, align(64))]
-pub struct Heap {
+pub struct Heap<E> {
     /// The thread-local free lists, indexed by class byte. First field, so
     /// that `heap + class * BIN_BYTES` is a bin: the fast paths add a byte
     /// offset (from a table, or from the page-map entry) to the heap pointer.
-    pub(crate) bins: [Bin; NBINS],
+    pub bins: [Bin; NBINS],
     /// `Entry::key(tag)`: the free fast path computes `entry ^ key`, which
     /// is the bin's byte offset exactly when the entry is a slot this heap
     /// owns. [`Entry::NEVER_KEY`] for the placeholder.
-    pub(crate) key: usize,
+    pub key: usize,
     /// The free mark: written into the second word of every block this heap
     /// frees, cleared when the block is handed out again; finding it in a
     /// block being freed means the block is free already. One secret value
     /// per process (every heap holds a copy, next to `key`).
-    pub(crate) mark: u64,
+    pub mark: u64,
     /// Page-map tag of the superslabs this heap owns (`u32::MAX` for the
     /// placeholder, which owns nothing).
-    pub(crate) tag: u32,
+    pub tag: u32,
     /// Slabs with remote frees for this heap.
     pub(crate) pending: PendingList,
     current: [*mut Slab; NCLASSES],
@@ -85,37 +80,67 @@ pub struct Heap {
     last_maintain: u64,
     policy_gen: u64,
     /// Slow-path counters.
-    pub(crate) stats: ThreadStats<NCLASSES>,
+    pub stats: ThreadStats<NCLASSES>,
     /// Calls and latencies counted in the learner's observation slices.
-    pub(crate) obs: crate::learner::Observation,
+    pub obs: Observation,
     /// Registry links (see `heaps.rs`).
-    pub(crate) next_all: *mut Heap,
-    pub(crate) next_free: *mut Heap,
+    pub(crate) next_all: *mut Heap<E>,
+    pub(crate) next_free: *mut Heap<E>,
     pub(crate) in_use: bool,
     /// A refill ran out of memory and gave back what it could; if the retry
     /// fails too, the refill fails.
     reclaimed: bool,
+    /// The environment (zero-sized, last: the layout does not depend on it).
+    env: PhantomData<fn() -> E>,
 }
 
 /// The heap of threads that have none yet: every bin empty with no room, a
 /// tag no chunk carries. Never written (fast paths only read it, through raw
 /// pointers; slow paths swap it out before doing anything).
+///
+/// Its address is the heap's (transparent), so assembly may refer to a
+/// `static` placeholder as a heap.
 #[repr(transparent)]
-pub struct Placeholder(UnsafeCell<Heap>);
+pub struct Placeholder<E>(UnsafeCell<Heap<E>>);
 
-// SAFETY: the placeholder is never written after construction.
-unsafe impl Sync for Placeholder {}
+// SAFETY: the placeholder is never written after construction (its type
+// hands out only a raw pointer, and every path that writes a heap swaps the
+// placeholder out first).
+unsafe impl<E> Sync for Placeholder<E> {}
 
-impl Placeholder {
+impl<E> core::fmt::Debug for Placeholder<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("Placeholder").field(&self.get()).finish()
+    }
+}
+
+impl<E> Default for Placeholder<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<E> Placeholder<E> {
+    /// The placeholder heap: every bin disabled, the never-matching key.
+    pub const fn new() -> Self {
+        Placeholder(UnsafeCell::new(Heap::disabled(u32::MAX)))
+    }
+
     /// Its address.
     #[inline(always)]
-    pub fn get(&self) -> *mut Heap {
+    pub fn get(&self) -> *mut Heap<E> {
         self.0.get()
     }
 }
 
-/// The placeholder heap (referenced from the TLS initialisation image).
-pub static PLACEHOLDER: Placeholder = Placeholder(UnsafeCell::new(Heap::disabled(u32::MAX)));
+impl<E> core::fmt::Debug for Heap<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Heap")
+            .field("tag", &self.tag)
+            .field("in_use", &self.in_use)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Outcome of looking for a new slab.
 enum NewSlab {
@@ -125,9 +150,10 @@ enum NewSlab {
     OutOfMemory,
 }
 
-impl Heap {
-    /// A heap with every bin disabled.
-    pub(crate) const fn disabled(tag: u32) -> Heap {
+impl<E> Heap<E> {
+    /// A heap with every bin disabled and tag `tag` (its key is the
+    /// never-matching one when `tag` is not a heap tag).
+    pub(crate) const fn disabled(tag: u32) -> Heap<E> {
         Heap {
             bins: [const { Bin::DISABLED }; NBINS],
             key: if tag < Entry::MAX_TAG {
@@ -148,11 +174,12 @@ impl Heap {
             last_maintain: 0,
             policy_gen: 0,
             stats: ThreadStats::new(),
-            obs: crate::learner::Observation::new(),
+            obs: Observation::new(),
             next_all: ptr::null_mut(),
             next_free: ptr::null_mut(),
             in_use: false,
             reclaimed: false,
+            env: PhantomData,
         }
     }
 
@@ -163,19 +190,23 @@ impl Heap {
     /// `heap` must point at a heap (or the placeholder) and `off` must be a
     /// bin offset.
     #[inline(always)]
-    pub(crate) unsafe fn bin_at(heap: *mut Heap, off: usize) -> *mut Bin {
+    pub unsafe fn bin_at(heap: *mut Heap<E>, off: usize) -> *mut Bin {
         debug_assert!(off.is_multiple_of(BIN_BYTES) && off < NBINS * BIN_BYTES);
-        // SAFETY: bins are the heap's first field; `off` selects one of them.
+        // SAFETY: bins are the heap's first field (asserted at compile time);
+        // `off` selects one of them (caller's contract).
         unsafe { heap.cast::<u8>().add(off).cast::<Bin>() }
     }
+}
 
+impl<E: HeapEnv> Heap<E> {
     /// Makes the bins follow the current policy if it changed.
     #[inline]
-    pub(crate) fn sync_policy(&mut self) {
-        let g = POLICY.generation();
+    pub fn sync_policy(&mut self) {
+        let policy = E::policy();
+        let g = policy.generation();
         if g != self.policy_gen {
             self.policy_gen = g;
-            self.apply_policy(POLICY.load());
+            self.apply_policy(policy.load());
         }
     }
 
@@ -195,7 +226,7 @@ impl Heap {
 
     /// Serves one block of `class` (bin first, then a refill); null when out
     /// of memory.
-    pub(crate) fn alloc_class(&mut self, class: usize) -> *mut u8 {
+    pub fn alloc_class(&mut self, class: usize) -> *mut u8 {
         if let Some(p) = self.bins[class].pop() {
             return p;
         }
@@ -205,8 +236,8 @@ impl Heap {
     /// A block for a mid `size` of `class` whose bin is empty, taken from a
     /// larger class's bin when one within W_MAX holds a block (the block
     /// keeps its own class, so it is freed to the right bin).
-    pub(crate) fn alloc_mid_wmax(&mut self, class: usize, size: usize) -> *mut u8 {
-        let limit = (size as u64 * POLICY.load().mid_wmax_permille as u64 / 1000) as usize;
+    pub fn alloc_mid_wmax(&mut self, class: usize, size: usize) -> *mut u8 {
+        let limit = (size as u64 * E::policy().load().mid_wmax_permille as u64 / 1000) as usize;
         let mut c = class + 1;
         while c < NCLASSES && class_size(c) <= limit {
             if let Some(p) = self.bins[c].pop() {
@@ -220,14 +251,18 @@ impl Heap {
     /// Purges the pages of slots that stayed free for the decay time (all
     /// free slots when `force`), at most four times per decay period unless
     /// forced.
-    pub(crate) fn maintain(&mut self, force: bool) {
-        let now = Os::now_ms();
-        let decay = POLICY.load().decay_ms;
+    pub fn maintain(&mut self, force: bool) {
+        let now = E::Pal::now_ms();
+        let decay = E::policy().load().decay_ms;
         if !force && now.saturating_sub(self.last_maintain) * 4 < decay {
             return;
         }
         self.last_maintain = now;
         let _e = hakmem_platform::ErrnoGuard::new();
+        // A remote free that raced an adoption may have queued a slab on the
+        // orphanage after its superslab found a new owner: hand such slabs
+        // on (found by the loom model; see `Orphanage::forward_pending`).
+        E::orphanage().forward_pending();
         let aged = |h: &SlabHandle<'_>| {
             h.is_releasable()
                 && (force || (now as u32).wrapping_sub(h.idle_since()) as u64 >= decay)
@@ -262,14 +297,14 @@ impl Heap {
             let mut ss = unsafe { OwnedSuperslab::assume_owned(p) };
             cur = SuperslabList::next_of(&mut ss);
             if ss.dirty_slots() != 0 {
-                ss.purge_idle::<Os>(now, if force { 0 } else { decay });
+                ss.purge_idle::<E::Pal>(now, if force { 0 } else { decay });
             }
         }
     }
 
     /// Gives back to the OS what this heap can: its bins' blocks go to their
     /// slabs, and empty superslabs to the pool.
-    pub(crate) fn collect(&mut self) {
+    pub fn collect(&mut self) {
         for c in 0..NCLASSES {
             let chain = self.bins[c].take_all();
             self.give_back(chain);
@@ -288,17 +323,16 @@ impl Heap {
             if ss.is_empty() {
                 self.spaces.remove(&mut ss);
                 self.stats.superslabs_released.inc();
-                {
-                    let now = Os::now_ms();
-                    POOL.release(&PAGE_MAP, ss, now, now, &pool_limits(POLICY.load()));
-                }
+                let now = E::Pal::now_ms();
+                let limits = pool_limits(E::policy().load());
+                E::pool().release(E::page_map(), ss, now, now, &limits);
             }
         }
     }
 
     /// The bin of `class` is empty: fill it from slabs and return one block.
     #[cold]
-    pub(crate) fn refill(&mut self, class: usize) -> *mut u8 {
+    pub fn refill(&mut self, class: usize) -> *mut u8 {
         if self.pending.has_pending() {
             self.process_pending();
         }
@@ -306,10 +340,10 @@ impl Heap {
         if self.ticks >= 256 {
             self.ticks = 0;
             self.maintain(false);
-            crate::state::decay_tick();
+            E::decay_tick();
         }
         self.sync_policy();
-        let want = POLICY
+        let want = E::policy()
             .load()
             .refill(class)
             .min(self.bins[class].room() + 1)
@@ -326,11 +360,12 @@ impl Heap {
                 if h.available() > 0 {
                     let carved = h.carved();
                     let mut chain = h.take(want);
-                    if crate::secure::on() && h.carved() > carved {
+                    if E::secure() && h.carved() > carved {
                         // SAFETY: blocks carved..h.carved() were just carved
-                        // from this slab and are ours.
+                        // from this slab, which we own, and nobody has seen
+                        // them.
                         unsafe {
-                            crate::secure::forget_fresh(
+                            E::forget_fresh(
                                 h.data(),
                                 h.block_size() as usize,
                                 carved as usize..h.carved() as usize,
@@ -401,7 +436,7 @@ impl Heap {
                 return NewSlab::Got(s);
             }
         }
-        if let Some(ss) = ORPHANAGE.adopt(self.tag, &self.pending) {
+        if let Some(ss) = E::orphanage().adopt(self.tag, &self.pending) {
             self.stats.superslabs_adopted.inc();
             self.take_in(ss);
             return NewSlab::Retry;
@@ -412,7 +447,7 @@ impl Heap {
         if self.empty_bytes > 0 && self.release_retained() {
             return NewSlab::Retry;
         }
-        let Some(mut ss) = POOL.acquire(&PAGE_MAP, self.tag, &self.pending) else {
+        let Some(mut ss) = E::pool().acquire(E::page_map(), self.tag, &self.pending) else {
             if self.reclaimed {
                 self.reclaimed = false;
                 return NewSlab::OutOfMemory;
@@ -422,7 +457,7 @@ impl Heap {
             // once.
             self.reclaimed = true;
             self.collect();
-            crate::state::reclaim_shared();
+            E::reclaim_shared();
             return NewSlab::Retry;
         };
         self.reclaimed = false;
@@ -474,9 +509,15 @@ impl Heap {
     /// disabled, or its class is one the fast path does not test (blocks
     /// above 32 KiB). Into the bin if it has room; a full bin spills half to
     /// the slabs first.
+    ///
+    /// # Safety
+    /// `p` must be a live block of class `class` (handed out by this heap or
+    /// another that owned its superslab) in a superslab this heap owns, not
+    /// used afterwards.
     #[cold]
-    pub(crate) fn free_local(&mut self, p: *mut u8, class: usize) {
-        // SAFETY: p is a block (≥ 16 bytes) of ours being freed.
+    pub unsafe fn free_local(&mut self, p: *mut u8, class: usize) {
+        // SAFETY: p is a live block (≥ 16 bytes) of ours being freed
+        // (caller's contract).
         unsafe { (*p.cast::<Block>()).mark.store(self.mark) };
         let cap = self.bins[class].cap();
         if cap == 0 {
@@ -544,7 +585,7 @@ impl Heap {
         if !h.is_releasable() {
             return;
         }
-        let now = Os::now_ms();
+        let now = E::Pal::now_ms();
         h.set_idle_since((now as u32).max(1));
         let class = h.class() as usize;
         let state = h.state();
@@ -555,7 +596,7 @@ impl Heap {
             self.partial[class].remove(&mut h);
         }
         let bytes = h.span() as usize * SLOT_SIZE;
-        if self.empty_bytes + bytes > POLICY.load().heap_empty_budget {
+        if self.empty_bytes + bytes > E::policy().load().heap_empty_budget {
             self.release_slab(h, now);
             return;
         }
@@ -569,7 +610,7 @@ impl Heap {
     /// stays).
     #[cold]
     fn release_retained(&mut self) -> bool {
-        let now = Os::now_ms();
+        let now = E::Pal::now_ms();
         let mut any = false;
         for c in 0..NCLASSES {
             let mut next = self.partial[c].first();
@@ -620,7 +661,7 @@ impl Heap {
             self.spaces.push_front(&mut ss, SS_SPACE);
         }
         if ss.is_empty() {
-            let p = POLICY.load();
+            let p = E::policy().load();
             if self.empties < p.heap_keep_empty {
                 self.empties += 1;
             } else {
@@ -628,14 +669,14 @@ impl Heap {
                 self.stats.superslabs_released.inc();
                 let _e = hakmem_platform::ErrnoGuard::new();
                 // stamped with its idle time, so the pool purges an old one
-                POOL.release(&PAGE_MAP, ss, idle, now, &pool_limits(p));
+                E::pool().release(E::page_map(), ss, idle, now, &pool_limits(p));
             }
         }
     }
 
     /// Drains the remote frees of every slab on the pending list.
     #[cold]
-    pub(crate) fn process_pending(&mut self) {
+    pub fn process_pending(&mut self) {
         let me = &self.pending as *const PendingList;
         for s in self.pending.take_all() {
             // SAFETY: a queued slab's superslab is live.
@@ -668,7 +709,7 @@ impl Heap {
 
     /// Gives everything back: bins to slabs, empty superslabs to the pool,
     /// the rest to the orphanage. The heap is empty and disabled afterwards.
-    pub(crate) fn release_all(&mut self) {
+    pub fn release_all(&mut self) {
         for c in 0..NCLASSES {
             let chain = self.bins[c].take_all();
             self.give_back(chain);
@@ -689,22 +730,23 @@ impl Heap {
     fn release_superslab(&mut self, mut ss: OwnedSuperslab) {
         let slabs = collect_slabs(&ss);
         for s in slabs.iter().flatten() {
-            // SAFETY: ours.
+            // SAFETY: the superslab came off our own lists, so we own its
+            // slabs.
             let mut h = unsafe { s.handle() };
             h.drain_remote();
             if h.is_releasable() {
-                // SAFETY: releasable.
+                // SAFETY: the slab is releasable (no live block, no remote
+                // block, not queued) and on no list of ours any more.
                 unsafe { ss.release_slab(*s) };
             }
         }
         if ss.is_empty() {
             self.stats.superslabs_released.inc();
-            {
-                let now = Os::now_ms();
-                POOL.release(&PAGE_MAP, ss, now, now, &pool_limits(POLICY.load()));
-            }
+            let now = E::Pal::now_ms();
+            let limits = pool_limits(E::policy().load());
+            E::pool().release(E::page_map(), ss, now, now, &limits);
         } else {
-            ORPHANAGE.abandon(ss);
+            E::orphanage().abandon(ss);
         }
     }
 }

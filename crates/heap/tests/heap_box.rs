@@ -1,0 +1,580 @@
+//! The heap box in process, over the fake platform: refill and spill, remote
+//! frees, thread exit and adoption, out of memory, failed purges, decay.
+//! Every test has an environment (platform, page map, pool, orphanage,
+//! registry) of its own.
+
+#[macro_use]
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::{assert_all_superslabs_pooled, drain_orphans, remote_free, Live, TestEnv, ThreadHeap};
+use hakmem_heap::classes::{class_of, class_size, class_span, NCLASSES, SLAB_MAX};
+use hakmem_heap::HeapEnv;
+use hakmem_pagemap::Entry;
+use hakmem_policy_rcu::{FrozenPolicy, DEFAULT_POLICY};
+
+/// What a bin's length becomes after `frees` frees into it, starting at
+/// `len`, with capacity `cap` (a full bin spills half its capacity first);
+/// returns (final length, spills).
+fn simulate_frees(mut len: u32, cap: u32, frees: usize) -> (u32, u64) {
+    let mut spills = 0;
+    for _ in 0..frees {
+        if len == cap {
+            len -= (cap / 2).max(1);
+            spills += 1;
+        }
+        len += 1;
+    }
+    (len, spills)
+}
+
+fn publish<E: HeapEnv>(f: impl FnOnce(&mut FrozenPolicy)) {
+    let mut p = DEFAULT_POLICY;
+    f(&mut p);
+    E::policy().publish(Box::leak(Box::new(p)));
+}
+
+#[test]
+fn tiny_refill_fills_the_bin_and_spills_return_half() {
+    test_env!(E, 64 << 20);
+    E::hooks().secure.store(true, Ordering::SeqCst);
+    let mut t = ThreadHeap::<E>::new();
+    let mut live = Live::new();
+    let c = class_of(24);
+    assert_eq!((c, class_size(c)), (1, 32));
+    let (cap, refill) = (DEFAULT_POLICY.cap(c), DEFAULT_POLICY.refill(c));
+    assert_eq!((cap, refill), (512, 64));
+
+    let p = t.alloc(24);
+    assert!(!p.is_null());
+    live.add(p, 24);
+    assert!(E::fake().contains(p as usize), "memory comes from the fake");
+    let e = E::page_map().get(p as usize);
+    assert_eq!((e.tag(), e.class() as usize), (t.tag(), c));
+    {
+        let h = t.heap();
+        let st = &h.stats.classes[c];
+        assert_eq!((st.refills.get(), st.refill_blocks.get()), (1, 64));
+        assert_eq!(
+            h.bins[c].len(),
+            63,
+            "the refill's other blocks wait in the bin"
+        );
+        assert_eq!(h.stats.superslabs_acquired.get(), 1);
+    }
+    assert_eq!(
+        E::hooks().fresh.load(Ordering::SeqCst),
+        64,
+        "secure mode saw the carved blocks"
+    );
+
+    // 3001 blocks in all: 47 refills of 64 from slabs of 2048 blocks
+    for _ in 0..3000 {
+        let p = t.alloc(24);
+        assert!(!p.is_null());
+        live.add(p, 24);
+    }
+    let maps = E::fake().counts().maps;
+    {
+        let h = t.heap();
+        let st = &h.stats.classes[c];
+        assert_eq!((st.refills.get(), st.refill_blocks.get()), (47, 47 * 64));
+        assert_eq!(h.bins[c].len(), 47 * 64 - 3001);
+        assert_eq!(st.slabs_created.get(), 2);
+    }
+    assert_eq!(E::hooks().fresh.load(Ordering::SeqCst), 47 * 64);
+
+    // free them all: the bin fills, then spills half its capacity each time
+    let (len, spills) = simulate_frees(47 * 64 - 3001, cap, 3001);
+    for p in live.all() {
+        // SAFETY: a live block of ours, checked and forgotten by `remove`.
+        unsafe { t.free(live.remove(p)) };
+    }
+    {
+        let h = t.heap();
+        let st = &h.stats.classes[c];
+        assert_eq!(st.spills.get(), spills);
+        assert_eq!(st.spill_blocks.get(), spills * (cap as u64 / 2));
+        assert_eq!(h.bins[c].len(), len);
+        assert!(spills >= 10);
+    }
+
+    // everything is reused: no new mapping, no new slab (the rest of the
+    // current slab is carved, and only that)
+    for _ in 0..3001 {
+        let p = t.alloc(24);
+        assert!(!p.is_null());
+        live.add(p, 24);
+    }
+    assert_eq!(E::fake().counts().maps, maps);
+    assert_eq!(t.heap().stats.classes[c].slabs_created.get(), 2);
+    assert!(E::hooks().fresh.load(Ordering::SeqCst) <= 2 * 2048);
+    live.check_all();
+    for p in live.all() {
+        // SAFETY: a live block of ours, checked and forgotten by `remove`.
+        unsafe { t.free(live.remove(p)) };
+    }
+    t.exit();
+    assert!(E::orphanage().is_empty());
+    assert_all_superslabs_pooled::<E>();
+}
+
+#[test]
+fn mid_refill_spill_and_wmax() {
+    test_env!(E, 128 << 20);
+    let mut t = ThreadHeap::<E>::new();
+    let mut live = Live::new();
+    let size = 40_000;
+    let c = class_of(size);
+    let bs = class_size(c);
+    assert!(bs > 32 << 10, "a class the free fast path never takes");
+    let per_slab = hakmem_superslab::slab_capacity(bs, class_span(c)) as u64;
+    let cap = DEFAULT_POLICY.cap(c);
+    let n = 3 * cap as usize + 5;
+    for _ in 0..n {
+        let p = t.alloc(size);
+        assert!(!p.is_null());
+        live.add(p, size);
+    }
+    let in_bin = {
+        let h = t.heap();
+        let st = &h.stats.classes[c];
+        let len = h.bins[c].len();
+        assert_eq!(
+            st.refill_blocks.get(),
+            n as u64 + len as u64,
+            "blocks are conserved"
+        );
+        assert_eq!(
+            st.slabs_created.get(),
+            st.refill_blocks.get().div_ceil(per_slab)
+        );
+        len
+    };
+    let (len, spills) = simulate_frees(in_bin, cap, n);
+    for p in live.all() {
+        // SAFETY: a live block of ours.
+        unsafe { t.free(live.remove(p)) };
+    }
+    {
+        let h = t.heap();
+        let st = &h.stats.classes[c];
+        assert_eq!(st.spills.get(), spills);
+        assert_eq!(st.spill_blocks.get(), spills * (cap as u64 / 2).max(1));
+        assert_eq!(h.bins[c].len(), len);
+    }
+    t.exit();
+    assert_all_superslabs_pooled::<E>();
+
+    // W_MAX: a mid request takes a larger block within 1.25x from a bin
+    let mut t = ThreadHeap::<E>::new();
+    let base = class_of(36_000);
+    let (s0, s1) = (class_size(base), class_size(base + 1));
+    assert!(s1 * 1000 <= s0 * 1250);
+    let q = t.alloc(s1);
+    assert!(!t.heap().bins[base + 1].is_empty());
+    let before = t.heap().bins[base + 1].len();
+    let p = t.heap().alloc_mid_wmax(base, s0);
+    assert_eq!(
+        t.heap().bins[base + 1].len(),
+        before - 1,
+        "taken from the larger bin"
+    );
+    assert_eq!(E::page_map().get(p as usize).class() as usize, base + 1);
+    assert_eq!(t.heap().stats.classes[base].refills.get(), 0);
+    // beyond 1.25x it refills its own class
+    let far = base + 3;
+    assert!(class_size(far) * 1000 > s0 * 1250);
+    let r = t.alloc(class_size(far));
+    assert!(!t.heap().bins[far].is_empty());
+    // empty the bins in between so that only `far` holds blocks
+    let mut held = vec![p, q, r];
+    for k in [base + 1, base + 2] {
+        while !t.heap().bins[k].is_empty() {
+            held.push(t.alloc(class_size(k)));
+        }
+    }
+    let p2 = t.heap().alloc_mid_wmax(base, s0);
+    assert_eq!(E::page_map().get(p2 as usize).class() as usize, base);
+    assert_eq!(t.heap().stats.classes[base].refills.get(), 1);
+    held.push(p2);
+    for p in held {
+        // SAFETY: blocks we allocated above, each freed once.
+        unsafe { t.free(p) };
+    }
+    t.exit();
+    assert_all_superslabs_pooled::<E>();
+}
+
+#[test]
+fn remote_frees_are_drained_by_the_owner() {
+    test_env!(E, 64 << 20);
+    let mut t = ThreadHeap::<E>::new();
+    let mut live = Live::new();
+    let c = class_of(64);
+    for _ in 0..1000 {
+        let p = t.alloc(64);
+        live.add(p, 64);
+    }
+    // another thread, with no heap, frees every other block
+    let gone: Vec<usize> = live
+        .all()
+        .iter()
+        .step_by(2)
+        .map(|&p| live.remove(p) as usize)
+        .collect();
+    let n = gone.len() as u64;
+    std::thread::spawn(move || {
+        for p in gone {
+            remote_free::<E>(p as *mut u8);
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(t.heap().stats.classes[c].remote_drained.get(), 0);
+    // the owner's next refill drains its pending list
+    let refills = t.heap().stats.classes[c].refills.get();
+    while t.heap().stats.classes[c].refills.get() == refills {
+        let p = t.alloc(64);
+        live.add(p, 64);
+    }
+    assert_eq!(t.heap().stats.classes[c].remote_drained.get(), n);
+    live.check_all();
+    // 1000 blocks filled the slab (1024 blocks, 16 refills of 64): the
+    // drained blocks are all it has, and all are used before a new slab
+    assert_eq!(hakmem_superslab::slab_capacity(64, 1), 1024);
+    let slabs = t.heap().stats.classes[c].slabs_created.get();
+    assert_eq!(slabs, 1);
+    for _ in 0..n - 1 {
+        let p = t.alloc(64);
+        live.add(p, 64);
+    }
+    assert_eq!(t.heap().stats.classes[c].slabs_created.get(), slabs);
+    let p = t.alloc(64);
+    live.add(p, 64);
+    assert_eq!(t.heap().stats.classes[c].slabs_created.get(), slabs + 1);
+    for p in live.all() {
+        // SAFETY: a live block of ours.
+        unsafe { t.free(live.remove(p)) };
+    }
+    t.exit();
+    assert!(E::orphanage().is_empty());
+    assert_all_superslabs_pooled::<E>();
+}
+
+#[test]
+fn concurrent_remote_frees_lose_nothing() {
+    test_env!(E, 256 << 20);
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, usize)>();
+    let freer = std::thread::spawn(move || {
+        let mut got = 0u64;
+        let mut live = Live::new();
+        for (p, size) in rx {
+            // the owner filled it: refill our own pattern and check it
+            live.add(p as *mut u8, size);
+            remote_free::<E>(live.remove(p as *mut u8));
+            got += 1;
+        }
+        got
+    });
+    let owner = std::thread::spawn(move || {
+        let mut t = ThreadHeap::<E>::new();
+        let mut live = Live::new();
+        let sizes = [16, 48, 200, 1024, 3000, 20_000];
+        let mut sent = 0u64;
+        for i in 0..20_000usize {
+            let size = sizes[i % sizes.len()];
+            let p = t.alloc(size);
+            assert!(!p.is_null());
+            if i % 3 == 0 {
+                tx.send((p as usize, size)).unwrap();
+                sent += 1;
+            } else {
+                live.add(p, size);
+                if i % 7 == 0 {
+                    let q = live.nth(i % live.len());
+                    // SAFETY: a live block of ours.
+                    unsafe { t.free(live.remove(q)) };
+                }
+            }
+        }
+        drop(tx);
+        live.check_all();
+        for p in live.all() {
+            // SAFETY: a live block of ours.
+            unsafe { t.free(live.remove(p)) };
+        }
+        t.exit();
+        sent
+    });
+    let sent = owner.join().unwrap();
+    assert_eq!(freer.join().unwrap(), sent);
+    drain_orphans::<E>();
+    assert_all_superslabs_pooled::<E>();
+}
+
+#[test]
+fn orphans_are_adopted_with_their_remote_frees() {
+    test_env!(E, 64 << 20);
+    // the adopting heap exists before the other thread's heap
+    let mut b = ThreadHeap::<E>::new();
+    let (small, mid) = (48, 3000);
+    let (mut live, a_tag) = std::thread::spawn(move || {
+        let mut a = ThreadHeap::<E>::new();
+        let mut live = Live::new();
+        for i in 0..320 {
+            let size = if i % 16 == 0 { mid } else { small };
+            let p = a.alloc(size);
+            live.add(p, size);
+        }
+        // 100 freed by their own thread
+        for i in 0..100 {
+            let p = live.nth(i * 2);
+            // SAFETY: a live block of ours.
+            unsafe { a.free(live.remove(p)) };
+        }
+        let tag = a.tag();
+        a.exit();
+        (live, tag)
+    })
+    .join()
+    .unwrap();
+    assert_ne!(a_tag, b.tag());
+    assert_eq!(
+        E::orphanage().len(),
+        1,
+        "the exited heap's superslab is orphaned"
+    );
+    let any = live.nth(0);
+    assert_eq!(E::page_map().get(any as usize).tag(), Entry::ORPHAN_TAG);
+    live.check_all();
+
+    // 100 more freed while orphaned (remote frees, queued on the orphanage)
+    for _ in 0..100 {
+        let p = live.nth(live.len() / 2);
+        remote_free::<E>(live.remove(p));
+    }
+    let still = live.len();
+    assert_eq!(still, 120);
+
+    // B needs a slab and has no superslab: it adopts
+    let p = b.alloc(small);
+    live.add(p, small);
+    assert_eq!(b.heap().stats.superslabs_adopted.get(), 1);
+    assert_eq!(b.heap().stats.superslabs_acquired.get(), 0);
+    assert!(E::orphanage().is_empty());
+    let drained: u64 = (0..NCLASSES)
+        .map(|k| b.heap().stats.classes[k].remote_drained.get())
+        .sum();
+    assert_eq!(
+        drained, 100,
+        "the orphan's remote frees were drained, not lost"
+    );
+    assert_eq!(E::page_map().get(any as usize).tag(), b.tag());
+    live.check_all();
+
+    // the freed blocks are reused without new memory, never a live one
+    let mapped = E::pool().stats().mapped;
+    for _ in 0..150 {
+        let p = b.alloc(small);
+        live.add(p, small);
+    }
+    let q = b.alloc(mid);
+    live.add(q, mid);
+    assert_eq!(E::pool().stats().mapped, mapped);
+    assert_eq!(b.heap().stats.superslabs_acquired.get(), 0);
+
+    // B owns A's blocks now: their frees are local
+    for p in live.all() {
+        assert_eq!(E::page_map().get(p as usize).tag(), b.tag());
+        // SAFETY: a live block, owned by B's superslab now.
+        unsafe { b.free(live.remove(p)) };
+    }
+    b.exit();
+    assert!(E::orphanage().is_empty());
+    assert_all_superslabs_pooled::<E>();
+}
+
+#[test]
+fn out_of_memory_at_the_chosen_map_is_deterministic_and_recoverable() {
+    test_env!(E, 128 << 20);
+    let mut t = ThreadHeap::<E>::new();
+    let mut live = Live::new();
+    let size = 100_000;
+    for _ in 0..40 {
+        let p = t.alloc(size);
+        assert!(!p.is_null());
+        live.add(p, size);
+    }
+    let acquired = t.heap().stats.superslabs_acquired.get();
+    let f = E::fake();
+
+    // the next two superslab mappings work, the third fails
+    f.fail_map_after(2);
+    let mut got = 0;
+    loop {
+        let p = t.alloc(size);
+        if p.is_null() {
+            break;
+        }
+        live.add(p, size);
+        got += 1;
+        assert!(got < 10_000, "the map failure was never hit");
+    }
+    assert_eq!(t.heap().stats.superslabs_acquired.get(), acquired + 2);
+    assert_eq!(E::hooks().reclaims(), 1, "shared caches reclaimed once");
+    assert_eq!(f.counts().failed_maps, 2, "one retry after reclaiming");
+    assert_eq!(E::pool().stats().dirty + E::pool().stats().clean, 0);
+    live.check_all();
+
+    // still failing: each refill reclaims once and fails again
+    assert!(t.alloc(size).is_null());
+    assert_eq!(E::hooks().reclaims(), 2);
+    assert_eq!(f.counts().failed_maps, 4);
+    // the largest class fails too (every superslab is full of slabs of the
+    // other one), without touching what is live
+    assert!(t.alloc(SLAB_MAX).is_null());
+    // a new thread gets no heap (none free, no memory for one)
+    assert!(ThreadHeap::<E>::try_new().is_none());
+    live.check_all();
+
+    // the failure clears: allocation works again
+    f.clear_failures();
+    for _ in 0..20 {
+        let p = t.alloc(size);
+        assert!(!p.is_null());
+        live.add(p, size);
+    }
+    let p = t.alloc(SLAB_MAX);
+    assert!(!p.is_null());
+    live.add(p, SLAB_MAX);
+    live.check_all();
+    for p in live.all() {
+        // SAFETY: a live block of ours.
+        unsafe { t.free(live.remove(p)) };
+    }
+    t.exit();
+    assert!(E::orphanage().is_empty());
+    assert_all_superslabs_pooled::<E>();
+}
+
+#[test]
+fn failed_purges_corrupt_nothing() {
+    test_env!(E, 128 << 20);
+    // released superslabs are purged at once (no dirty ones kept, none kept
+    // empty by the heap)
+    publish::<E>(|p| {
+        p.pool_dirty = 0;
+        p.heap_keep_empty = 0;
+    });
+    let mut t = ThreadHeap::<E>::new();
+    let mut live = Live::new();
+    let mut spare = Vec::new();
+    for i in 0..6000 {
+        let size = if i % 50 == 0 { 3000 } else { 48 };
+        let p = t.alloc(size);
+        if i % 10 == 0 {
+            live.add(p, size);
+        } else {
+            spare.push(p);
+        }
+    }
+    // a second superslab's worth, freed entirely later
+    let mut big = Vec::new();
+    for _ in 0..40 {
+        big.push(t.alloc(100_000));
+    }
+    for p in spare.drain(..).chain(big.drain(..)) {
+        // SAFETY: blocks we allocated and never freed.
+        unsafe { t.free(p) };
+    }
+    let f = E::fake();
+    f.fail_purge_after(0);
+    t.heap().maintain(true);
+    t.heap().collect();
+    let k = f.counts();
+    assert!(k.purges > 0, "idle slots and pooled superslabs were purged");
+    assert_eq!(k.failed_purges, k.purges, "and every purge failed");
+    live.check_all();
+
+    // the memory the purges left as it was is handed out again, intact
+    for i in 0..3000 {
+        let size = match i {
+            _ if i % 30 == 0 => 100_000,
+            _ if i % 3 == 0 => 3000,
+            _ => 48,
+        };
+        let p = t.alloc(size);
+        assert!(!p.is_null());
+        live.add(p, size);
+    }
+    live.check_all();
+    f.clear_failures();
+    for p in live.all() {
+        // SAFETY: a live block of ours.
+        unsafe { t.free(live.remove(p)) };
+    }
+    let before = f.counts();
+    t.heap().maintain(true);
+    t.heap().collect();
+    let after = f.counts();
+    assert!(after.purges > before.purges);
+    assert_eq!(after.failed_purges, before.failed_purges);
+    t.exit();
+    assert_all_superslabs_pooled::<E>();
+}
+
+#[test]
+fn a_decay_tick_every_256_refills() {
+    test_env!(E, 64 << 20);
+    let mut t = ThreadHeap::<E>::new();
+    let mut held = Vec::new();
+    for _ in 0..255 {
+        held.push(t.heap().refill(1));
+    }
+    assert_eq!(E::hooks().decay_ticks.load(Ordering::SeqCst), 0);
+    held.push(t.heap().refill(1));
+    assert_eq!(E::hooks().decay_ticks.load(Ordering::SeqCst), 1);
+    for _ in 0..256 {
+        held.push(t.heap().refill(1));
+    }
+    assert_eq!(E::hooks().decay_ticks.load(Ordering::SeqCst), 2);
+    for p in held {
+        assert!(!p.is_null());
+        // SAFETY: blocks handed out above, each freed once.
+        unsafe { t.free(p) };
+    }
+    t.exit();
+    assert_all_superslabs_pooled::<E>();
+}
+
+#[test]
+fn idle_slots_are_purged_after_the_decay_time() {
+    test_env!(E, 64 << 20);
+    let mut t = ThreadHeap::<E>::new();
+    let keep = t.alloc(48);
+    let mut blocks: Vec<*mut u8> = (0..2000).map(|_| t.alloc(3000)).collect();
+    for p in blocks.drain(..) {
+        // SAFETY: blocks we allocated.
+        unsafe { t.free(p) };
+    }
+    let decay = DEFAULT_POLICY.decay_ms;
+    let f = E::fake();
+    // too early: nothing purged (the empty slabs are kept for reuse)
+    f.advance_ms(decay / 2);
+    let purges = f.counts().purges;
+    t.heap().maintain(false);
+    assert_eq!(f.counts().purges, purges);
+    // after the decay time the empty slabs go back and their slots are
+    // purged once they idled for the decay time too
+    f.advance_ms(decay);
+    t.heap().maintain(false);
+    f.advance_ms(decay);
+    t.heap().maintain(false);
+    assert!(f.counts().purges > purges, "idle slots were purged");
+    // SAFETY: the block we kept.
+    unsafe { t.free(keep) };
+    t.exit();
+    assert_all_superslabs_pooled::<E>();
+}
