@@ -21,7 +21,7 @@ use hakmem_tiny_sll::{Bin, Block, TINY_MAX};
 
 use hakmem_sites::SiteId;
 
-use crate::classes::{class_for_aligned, class_of, class_size, SLAB_MAX, TINY_BIN_OFFSET};
+use crate::classes::{class_for_aligned, class_of, class_size, SLAB_MAX};
 use crate::large::{decay_tick, large_alloc};
 use crate::observe::{self, Call, Observer, Take, SAMPLE_LIMIT, TINY_LIMIT};
 use crate::report::{misuse, Misuse};
@@ -142,8 +142,15 @@ fn pop_or_slow(size: usize, ra: usize) -> *mut u8 {
     debug_assert!(size <= TINY_MAX);
     let heap = tls::heap();
     // SAFETY: `size <= TINY_MAX`: every caller compared it with a `Limit`,
-    // whose value is 0 or TINY_MAX by construction, or with TINY_MAX.
-    let off = unsafe { *TINY_BIN_OFFSET.get_unchecked(size) } as usize;
+    // whose value is 0 or TINY_MAX by construction, or with TINY_MAX; the
+    // heap (ours or the placeholder) is live and its size table is never
+    // written after construction.
+    let off = unsafe {
+        core::ptr::addr_of!((*heap).size_bins)
+            .cast::<u16>()
+            .add(size)
+            .read()
+    } as usize;
     // SAFETY: `heap` is this thread's heap or the placeholder; `off` is
     // a bin offset.
     let p = unsafe { Bin::pop_raw(Heap::bin_at(heap, off)) };
@@ -340,6 +347,19 @@ pub unsafe fn free(p: *mut u8) {
     }
     // SAFETY: forwarded contract.
     unsafe { free_slow(p, e) }
+}
+
+/// The slow path of `free` for the hand-written C `free` of
+/// `hakmem-preload` (which misses the same way [`free`] does, and does not
+/// pass on what it looked up).
+///
+/// # Safety
+/// As for [`free`].
+#[cold]
+#[inline(never)]
+pub unsafe fn free_slow_path(p: *mut u8) {
+    // SAFETY: forwarded contract.
+    unsafe { free_slow(p, PAGE_MAP.get(p as usize)) }
 }
 
 #[cold]

@@ -38,8 +38,19 @@ pub(crate) static PLACEHOLDER: Placeholder<Env> = Placeholder::new();
 /// Every heap ever created, and the free ones.
 pub(crate) static REGISTRY: Registry<Env> = Registry::new();
 
-/// Registry of every chunk hakmem owns.
+/// Registry of every slot hakmem owns.
 pub(crate) static PAGE_MAP: PageMap = PageMap::new();
+
+// The hand-written C `free` (`hakmem-preload`) reads the page map by the
+// hidden symbol `hakmem_page_map`: an alias of PAGE_MAP, so that no Rust
+// item hands safe code a way to write it.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+core::arch::global_asm!(
+    ".globl hakmem_page_map",
+    ".hidden hakmem_page_map",
+    ".set hakmem_page_map, {map}",
+    map = sym PAGE_MAP,
+);
 /// Empty superslabs, kept within the policy's limits.
 pub(crate) static POOL: SuperslabPool<Os> = SuperslabPool::new();
 /// Superslabs of exited threads.

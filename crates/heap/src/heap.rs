@@ -17,11 +17,11 @@ use hakmem_superslab::{
     OwnedSuperslab, PendingList, Put, Slab, SlabHandle, SlabList, SlabRef, Superslab,
     SuperslabList, SLOTS, SLOT_SIZE,
 };
-use hakmem_tiny_sll::{Bin, Block, Chain};
+use hakmem_tiny_sll::{Bin, Block, Chain, TINY_MAX};
 
 use hakmem_platform::Pal;
 
-use crate::classes::{class_size, class_span, BIN_BYTES, NBINS, NCLASSES};
+use crate::classes::{class_size, class_span, BIN_BYTES, NBINS, NCLASSES, TINY_BIN_OFFSETS};
 use crate::env::{pool_limits, HeapEnv};
 use crate::observation::Observation;
 
@@ -31,6 +31,14 @@ const _: () = assert!(Entry::KEY_HIT as usize == NBINS * BIN_BYTES);
 // and last): checked on one, `()`.
 const _: () = assert!(core::mem::offset_of!(Heap<()>, bins) == 0);
 const _: () = assert!(core::mem::align_of::<Heap<()>>() == 64);
+
+/// Byte offsets of the fields the hand-written fast paths read
+/// (`hakmem-preload`): the key, the mark and the size table.
+pub const HEAP_KEY_OFFSET: usize = core::mem::offset_of!(Heap<()>, key);
+/// See [`HEAP_KEY_OFFSET`].
+pub const HEAP_MARK_OFFSET: usize = core::mem::offset_of!(Heap<()>, mark);
+/// See [`HEAP_KEY_OFFSET`].
+pub const HEAP_SIZE_BINS_OFFSET: usize = core::mem::offset_of!(Heap<()>, size_bins);
 
 /// Slab states (the slab's owner-defined state byte).
 const S_CURRENT: u8 = 1;
@@ -61,6 +69,12 @@ pub struct Heap<E> {
     /// block being freed means the block is free already. One secret value
     /// per process (every heap holds a copy, next to `key`).
     pub mark: u64,
+    /// A copy of [`crate::classes::TINY_BIN_OFFSETS`] (the bin offset of
+    /// every tiny size), next to the bins: the malloc fast paths index it
+    /// from the heap pointer they already hold (one instruction fewer than
+    /// a table elsewhere in a position-independent library). Never written
+    /// after construction.
+    pub size_bins: [u16; TINY_MAX + 1],
     /// Page-map tag of the superslabs this heap owns (`u32::MAX` for the
     /// placeholder, which owns nothing).
     pub tag: u32,
@@ -162,6 +176,7 @@ impl<E> Heap<E> {
                 Entry::NEVER_KEY as usize
             },
             mark: 0,
+            size_bins: TINY_BIN_OFFSETS,
             tag,
             pending: PendingList::new(),
             current: [ptr::null_mut(); NCLASSES],

@@ -143,22 +143,45 @@ impl Entry {
 
 type Leaf = [AtomicU32; LEAF_LEN];
 
-/// The leaf every top-level slot points at until a real one is mapped: all
-/// zeroes (`Entry::NONE`), never written. Pointing at it instead of null
-/// spares the lookup a null test. 1 MiB of `.bss` that is never touched
-/// except for reads, which map the shared zero page.
 static ZERO_LEAF: Leaf = [const { AtomicU32::new(0) }; LEAF_LEN];
 
+/// The first entry of the zero leaf.
 #[inline(always)]
-fn zero_leaf() -> *mut Leaf {
-    core::ptr::addr_of!(ZERO_LEAF) as *mut Leaf
+const fn zero_leaf() -> *mut AtomicU32 {
+    core::ptr::addr_of!(ZERO_LEAF) as *mut AtomicU32
 }
 
-/// The registry. One static instance serves a process; tests create their own.
+/// What `top[t]` holds for the leaf starting at `leaf`: the leaf's address
+/// less `t * LEAF_LEN` entries, so that the entry of an address is
+/// `top[addr >> TOP_SHIFT] + (addr >> GRANULE_SHIFT)` with no mask (the
+/// free fast path saves an instruction). A wrapping offset: the biased
+/// pointer is never dereferenced itself, only after adding the index back.
+#[inline(always)]
+const fn biased(leaf: *mut AtomicU32, t: usize) -> *mut AtomicU32 {
+    leaf.wrapping_sub(t * LEAF_LEN)
+}
+
+/// The registry: one [`Entry`] per 64 KiB slot of the 47-bit address space.
+///
+/// Invariant: `top[t]` is always `biased(leaf, t)` for a live leaf of
+/// `LEAF_LEN` entries (the shared zero leaf until [`PageMap::reserve`] maps
+/// one), so any address below 2^47 finds a readable entry. Leaves are never
+/// unmapped.
 pub struct PageMap {
-    top: [AtomicPtr<Leaf>; TOP_LEN],
+    top: [AtomicPtr<AtomicU32>; TOP_LEN],
     grow: SpinLock<()>,
 }
+
+/// Byte offset of the top table in a [`PageMap`], for a hand-written lookup
+/// (`hakmem-preload`'s `free`): `top[addr >> 34]` plus `(addr >> 16) * 4`
+/// bytes is the address's entry, for any `addr < 2^47`.
+pub const TOP_OFFSET: usize = core::mem::offset_of!(PageMap, top);
+/// The shift of the top index (`addr >> TOP_INDEX_SHIFT`), and the number
+/// of top entries: addresses from `TOP_ENTRIES << TOP_INDEX_SHIFT` up are
+/// not in the map.
+pub const TOP_INDEX_SHIFT: u32 = TOP_SHIFT;
+/// See [`TOP_INDEX_SHIFT`].
+pub const TOP_ENTRIES: usize = TOP_LEN;
 
 impl core::fmt::Debug for PageMap {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -177,26 +200,31 @@ impl Default for PageMap {
 impl PageMap {
     /// An empty map: every address reads [`Entry::NONE`].
     pub const fn new() -> Self {
+        let mut top = [const { AtomicPtr::new(core::ptr::null_mut()) }; TOP_LEN];
+        let mut t = 0;
+        while t < TOP_LEN {
+            top[t] = AtomicPtr::new(biased(zero_leaf(), t));
+            t += 1;
+        }
         PageMap {
-            top: [const { AtomicPtr::new(core::ptr::addr_of!(ZERO_LEAF) as *mut Leaf) }; TOP_LEN],
+            top,
             grow: SpinLock::new(()),
         }
+    }
+
+    /// The first entry of leaf `t` (the zero leaf if none was mapped).
+    #[inline(always)]
+    fn leaf(&self, t: usize) -> *mut AtomicU32 {
+        self.top[t]
+            .load(Ordering::Acquire)
+            .wrapping_add(t * LEAF_LEN)
     }
 
     /// The entry of the slot holding `addr`. Any address, mapped or not, may
     /// be asked about.
     #[inline(always)]
     pub fn get(&self, addr: usize) -> Entry {
-        let top = addr >> TOP_SHIFT;
-        if top >= TOP_LEN {
-            return Entry::NONE;
-        }
-        // SAFETY: `top < TOP_LEN` was checked just above.
-        let leaf = unsafe { self.top.get_unchecked(top) }.load(Ordering::Acquire);
-        let idx = (addr >> GRANULE_SHIFT) & (LEAF_LEN - 1);
-        // SAFETY: leaves (the zero leaf included) are never freed and always
-        // LEAF_LEN long; `idx` is masked to the leaf length.
-        Entry(unsafe { (*leaf).get_unchecked(idx) }.load(Ordering::Acquire))
+        self.lookup(addr).unwrap_or(Entry::NONE)
     }
 
     /// The entry of the slot holding `addr`, or `None` when `addr` lies
@@ -210,12 +238,12 @@ impl PageMap {
             return None;
         }
         // SAFETY: `top < TOP_LEN` was checked just above.
-        let leaf = unsafe { self.top.get_unchecked(top) }.load(Ordering::Acquire);
-        let idx = (addr >> GRANULE_SHIFT) & (LEAF_LEN - 1);
-        // SAFETY: leaves (the zero leaf included) are never freed and always
-        // LEAF_LEN long; `idx` is masked to the leaf length.
+        let base = unsafe { self.top.get_unchecked(top) }.load(Ordering::Acquire);
+        // SAFETY: `base` is `biased(leaf, top)` (the invariant) and
+        // `addr >> GRANULE_SHIFT` is `top * LEAF_LEN + i` with `i < LEAF_LEN`,
+        // so the sum is entry `i` of a live leaf (leaves are never unmapped).
         Some(Entry(
-            unsafe { (*leaf).get_unchecked(idx) }.load(Ordering::Acquire),
+            unsafe { &*base.wrapping_add(addr >> GRANULE_SHIFT) }.load(Ordering::Acquire),
         ))
     }
 
@@ -233,16 +261,17 @@ impl PageMap {
             return false;
         }
         for t in first..=last {
-            if self.top[t].load(Ordering::Acquire) == zero_leaf() {
+            if self.leaf(t) == zero_leaf() {
                 let _g = self.grow.lock();
-                if self.top[t].load(Ordering::Acquire) == zero_leaf() {
+                if self.leaf(t) == zero_leaf() {
                     let bytes = core::mem::size_of::<Leaf>();
                     debug_assert!(bytes.is_multiple_of(PAGE_SIZE));
                     let Some(mem) = P::map(bytes, PAGE_SIZE) else {
                         return false;
                     };
                     // Zeroed memory is a valid array of AtomicU32 zeroes.
-                    self.top[t].store(mem.cast::<Leaf>().as_ptr(), Ordering::Release);
+                    let leaf = mem.cast::<AtomicU32>().as_ptr();
+                    self.top[t].store(biased(leaf, t), Ordering::Release);
                 }
             }
         }
@@ -280,22 +309,22 @@ impl PageMap {
     fn slot(&self, addr: usize) -> &AtomicU32 {
         let top = addr >> TOP_SHIFT;
         let leaf = if top < TOP_LEN {
-            self.top[top].load(Ordering::Acquire)
+            self.leaf(top)
         } else {
             zero_leaf()
         };
         if leaf == zero_leaf() {
             hakmem_platform::fatal_at("internal error: page map has no leaf for", addr);
         }
-        // SAFETY: the leaf is live forever and the index is masked.
-        unsafe { &(*leaf)[(addr >> GRANULE_SHIFT) & (LEAF_LEN - 1)] }
+        // SAFETY: the leaf is live forever (never unmapped) and LEAF_LEN
+        // long; the index is masked to it.
+        unsafe { &*leaf.add((addr >> GRANULE_SHIFT) & (LEAF_LEN - 1)) }
     }
 
     /// The number of leaves in use (diagnostics).
     pub fn leaves(&self) -> usize {
-        self.top
-            .iter()
-            .filter(|p| p.load(Ordering::Relaxed) != zero_leaf())
+        (0..TOP_LEN)
+            .filter(|&t| self.leaf(t) != zero_leaf())
             .count()
     }
 

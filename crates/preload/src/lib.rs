@@ -32,17 +32,7 @@ fn fail_enomem() -> *mut c_void {
 mod malloc_entry;
 mod sites;
 
-pub use malloc_entry::malloc;
-
-/// `free(3)`.
-///
-/// # Safety
-/// `p` must be null or a live block from this allocator.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn free(p: *mut c_void) {
-    // SAFETY: forwarded contract.
-    unsafe { hk::free(p.cast()) }
-}
+pub use malloc_entry::{free, malloc};
 
 /// `cfree`: an old alias of `free`.
 ///

@@ -27,7 +27,15 @@ use core::ffi::c_void;
 mod imp {
     use super::c_void;
     use facade as hk;
-    use hakmem_tiny_sll::{BIN_HEAD_OFFSET, BIN_ROOM_OFFSET, BLOCK_MARK_OFFSET};
+    use hakmem_heap::{HEAP_KEY_OFFSET, HEAP_MARK_OFFSET, HEAP_SIZE_BINS_OFFSET};
+    use hakmem_pagemap::{Entry, TOP_ENTRIES, TOP_INDEX_SHIFT, TOP_OFFSET};
+    use hakmem_tiny_sll::{
+        BIN_HEAD_OFFSET, BIN_ROOM_OFFSET, BIN_TEST_LIMIT_OFFSET, BIN_TEST_MUL_OFFSET,
+        BLOCK_MARK_OFFSET, BLOCK_NEXT_OFFSET,
+    };
+
+    // The slot index (`p >> 16`) is shifted on to the top index.
+    const TOP_REST: u32 = TOP_INDEX_SHIFT - hakmem_pagemap::GRANULE_SHIFT;
 
     /// The slow path: everything the fast path does not serve.
     extern "C" fn malloc_slow_entry(size: usize, caller: usize) -> *mut c_void {
@@ -54,9 +62,8 @@ mod imp {
             // the thread's heap (initial-exec TLS)
             "mov rcx, qword ptr [rip + hakmem_thread_slot@GOTTPOFF]",
             "mov rcx, qword ptr fs:[rcx]",
-            // the bin's byte offset for this size
-            "lea rax, [rip + {table}]",
-            "movzx edx, word ptr [rax + rdi*2]",
+            // the bin's byte offset for this size (the heap's size table)
+            "movzx edx, word ptr [rcx + rdi*2 + {table}]",
             // pop the bin's head, if any
             "mov rax, qword ptr [rcx + rdx + {head}]",
             "test rax, rax",
@@ -86,11 +93,91 @@ mod imp {
             sample_limit = sym hk::SAMPLE_LIMIT,
             left = const hk::SAMPLE_LEFT_OFFSET,
             observed = sym malloc_observed_entry,
-            table = sym hk::TINY_BIN_OFFSET,
+            table = const HEAP_SIZE_BINS_OFFSET,
             head = const BIN_HEAD_OFFSET,
             room = const BIN_ROOM_OFFSET,
             mark = const BLOCK_MARK_OFFSET,
             slow = sym malloc_slow_entry,
+        )
+    }
+
+    /// The slow path of `free`: everything the fast path does not take.
+    unsafe extern "C" fn free_slow_entry(p: *mut c_void) {
+        // SAFETY: the caller's contract (a live block or null).
+        unsafe { hk::free_slow_path(p.cast()) }
+    }
+
+    /// `free(3)`: the same fast path as `hakmem::free`, written out so that
+    /// its instruction count is exact. A pointer is pushed on the calling
+    /// thread's bin only if all of this holds; anything else goes to
+    /// `hakmem::free_slow_path`, which validates and reports:
+    ///
+    /// * it lies below 2^47 and its page-map entry XOR the heap's key is
+    ///   below `Entry::KEY_HIT`: a slot of a superslab this thread owns,
+    ///   and the result is the bin's byte offset;
+    /// * its offset in the slot passes the bin's block-start test;
+    /// * its second word is not the free mark (not free already);
+    /// * the bin has room (the decrement is undone when it had none).
+    ///
+    /// # Safety
+    /// `p` must be null or a live block from this allocator.
+    #[unsafe(no_mangle)]
+    #[unsafe(naked)]
+    pub unsafe extern "C" fn free(p: *mut c_void) {
+        core::arch::naked_asm!(
+            // the page-map entry: top[p >> 34] + (p >> 16) * 4 (the top
+            // table holds biased leaf pointers), p beyond 47 bits -> slow
+            "mov rcx, rdi",
+            "shr rcx, {granule}",
+            "mov rax, rcx",
+            "shr rax, {top_rest}",
+            "cmp rax, {top_entries}",
+            "jae 2f",
+            "lea rdx, [rip + hakmem_page_map]",
+            "mov rax, qword ptr [rdx + rax*8 + {top}]",
+            "mov esi, dword ptr [rax + rcx*4]",
+            // the thread's heap; entry ^ key is the bin offset if we own it
+            "mov rax, qword ptr [rip + hakmem_thread_slot@GOTTPOFF]",
+            "mov rax, qword ptr fs:[rax]",
+            "xor rsi, qword ptr [rax + {key}]",
+            "cmp rsi, {key_hit}",
+            "jae 2f",
+            // a block start of the bin's class?
+            "movzx edx, di",
+            "imul rdx, qword ptr [rax + rsi + {test_mul}]",
+            "cmp rdx, qword ptr [rax + rsi + {test_limit}]",
+            "jae 2f",
+            // not free already?
+            "mov rdx, qword ptr [rax + {mark}]",
+            "cmp qword ptr [rdi + {bmark}], rdx",
+            "je 2f",
+            // room in the bin? then push, marked
+            "sub dword ptr [rax + rsi + {room}], 1",
+            "jb 3f",
+            "mov rcx, qword ptr [rax + rsi + {head}]",
+            "mov qword ptr [rdi + {next}], rcx",
+            "mov qword ptr [rdi + {bmark}], rdx",
+            "mov qword ptr [rax + rsi + {head}], rdi",
+            "ret",
+            // full: undo the decrement (the room was 0)
+            "3:",
+            "mov dword ptr [rax + rsi + {room}], 0",
+            "2:",
+            "jmp {slow}",
+            granule = const hakmem_pagemap::GRANULE_SHIFT,
+            top_rest = const TOP_REST,
+            top_entries = const TOP_ENTRIES,
+            top = const TOP_OFFSET,
+            key = const HEAP_KEY_OFFSET,
+            key_hit = const Entry::KEY_HIT,
+            test_mul = const BIN_TEST_MUL_OFFSET,
+            test_limit = const BIN_TEST_LIMIT_OFFSET,
+            mark = const HEAP_MARK_OFFSET,
+            bmark = const BLOCK_MARK_OFFSET,
+            room = const BIN_ROOM_OFFSET,
+            head = const BIN_HEAD_OFFSET,
+            next = const BLOCK_NEXT_OFFSET,
+            slow = sym free_slow_entry,
         )
     }
 }
@@ -108,6 +195,16 @@ mod imp {
     pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
         hk::malloc(size).cast()
     }
+
+    /// `free(3)`.
+    ///
+    /// # Safety
+    /// `p` must be null or a live block from this allocator.
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn free(p: *mut c_void) {
+        // SAFETY: forwarded contract.
+        unsafe { hk::free(p.cast()) }
+    }
 }
 
-pub use imp::malloc;
+pub use imp::{free, malloc};

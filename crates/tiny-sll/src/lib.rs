@@ -17,4 +17,7 @@ mod list;
 mod sync;
 
 pub use classes::{tiny_class, tiny_size, TINY_CLASSES, TINY_MAX};
-pub use list::{Bin, Block, Chain, Mark, BIN_HEAD_OFFSET, BIN_ROOM_OFFSET, BLOCK_MARK_OFFSET};
+pub use list::{
+    Bin, Block, Chain, Mark, BIN_HEAD_OFFSET, BIN_ROOM_OFFSET, BIN_TEST_LIMIT_OFFSET,
+    BIN_TEST_MUL_OFFSET, BLOCK_MARK_OFFSET, BLOCK_NEXT_OFFSET,
+};

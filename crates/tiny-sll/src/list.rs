@@ -229,6 +229,13 @@ pub struct Bin {
 pub const BIN_HEAD_OFFSET: usize = core::mem::offset_of!(Bin, head);
 /// Byte offset of a bin's room counter (a `u32`).
 pub const BIN_ROOM_OFFSET: usize = core::mem::offset_of!(Bin, room);
+/// Byte offsets of a bin's block-start test constants (two `u64`s: an
+/// offset `x` in a slot is a block start when `x * mul < limit`).
+pub const BIN_TEST_MUL_OFFSET: usize = core::mem::offset_of!(Bin, test_mul);
+/// See [`BIN_TEST_MUL_OFFSET`].
+pub const BIN_TEST_LIMIT_OFFSET: usize = core::mem::offset_of!(Bin, test_limit);
+/// Byte offset of a free block's link to the next.
+pub const BLOCK_NEXT_OFFSET: usize = core::mem::offset_of!(Block, next);
 /// Byte offset of a free block's mark.
 pub const BLOCK_MARK_OFFSET: usize = core::mem::offset_of!(Block, mark);
 
