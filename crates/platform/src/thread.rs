@@ -119,6 +119,11 @@ mod tests {
 
     static SEEN: AtomicUsize = AtomicUsize::new(0);
 
+    /// Adds the value, as a number, to `SEEN`.
+    ///
+    /// # Safety
+    /// None beyond the signature: any value is accepted (it is never
+    /// dereferenced); `unsafe` only because `key_create` takes that type.
     unsafe extern "C" fn record(v: *mut c_void) {
         SEEN.fetch_add(v as usize, Ordering::SeqCst);
     }
