@@ -1,5 +1,6 @@
 //! Monotonic clocks (vDSO calls: no system call, no allocation).
 
+#[inline]
 fn read(clock: libc::clockid_t) -> libc::timespec {
     let mut ts = libc::timespec {
         tv_sec: 0,
