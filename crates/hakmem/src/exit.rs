@@ -6,6 +6,7 @@
 //! is called (not on `_exit` or a crash). Nothing here allocates except the
 //! learner's policy snapshot load.
 
+use hakmem_platform::file::Fd;
 use hakmem_platform::Line;
 use hakmem_policy_rcu::POLICY_FILE_MAX;
 
@@ -20,10 +21,9 @@ extern "C" fn at_exit() {
         sites::report(2);
     }
     if let Some(path) = &opts.sites_json {
-        if let Some(fd) = create(path.as_c_str(), "HAKMEM_SITES_JSON") {
-            sites::report_json(fd);
-            // SAFETY: our descriptor.
-            unsafe { libc::close(fd) };
+        if let Some(file) = create(path.as_c_str(), "HAKMEM_SITES_JSON") {
+            sites::report_json(file.raw());
+            file.close();
         }
     }
     if let Some(path) = &opts.policy_save {
@@ -34,12 +34,9 @@ extern "C" fn at_exit() {
         let mut buf = [0u8; POLICY_FILE_MAX];
         match policy.serialize(&mut buf) {
             Ok(n) => {
-                if let Some(fd) = create(path.as_c_str(), "HAKMEM_POLICY_SAVE") {
-                    // SAFETY: writing our own buffer to our descriptor.
-                    unsafe {
-                        libc::write(fd, buf.as_ptr().cast(), n);
-                        libc::close(fd);
-                    }
+                if let Some(file) = create(path.as_c_str(), "HAKMEM_POLICY_SAVE") {
+                    file.write_all(&buf[..n]);
+                    file.close();
                 }
             }
             Err(_) => Line::new()
@@ -50,24 +47,16 @@ extern "C" fn at_exit() {
 }
 
 /// Creates (truncates) a file for writing, or reports why not.
-fn create(path: &core::ffi::CStr, var: &str) -> Option<i32> {
-    // SAFETY: a NUL-terminated path.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
-            0o644,
-        )
-    };
-    if fd < 0 {
+fn create(path: &core::ffi::CStr, var: &str) -> Option<Fd> {
+    let file = Fd::create(path);
+    if file.is_none() {
         Line::new()
             .str("hakmem: ")
             .str(var)
             .str(": cannot create the file")
             .emit();
-        return None;
     }
-    Some(fd)
+    file
 }
 
 #[used]

@@ -89,8 +89,7 @@ fn init_slow() {
 }
 
 fn emit(bytes: &[u8]) {
-    // SAFETY: writing our own bytes to stderr.
-    unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+    hakmem_platform::file::write_all(hakmem_platform::file::STDERR, bytes);
 }
 
 /// Reads and parses a policy file; on any problem prints one line and
@@ -101,32 +100,12 @@ fn load_policy(path: &core::ffi::CStr, shown: &[u8]) -> FrozenPolicy {
     line.str("hakmem: HAKMEM_POLICY=")
         .str(core::str::from_utf8(shown).unwrap_or("<path>"))
         .str(": ");
-    // SAFETY: a NUL-terminated path; reading into our own buffer.
-    let n = unsafe {
-        let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            -1
-        } else {
-            let mut got = 0usize;
-            loop {
-                let r = libc::read(fd, buf.as_mut_ptr().add(got).cast(), buf.len() - got);
-                if r <= 0 {
-                    break;
-                }
-                got += r as usize;
-                if got == buf.len() {
-                    break;
-                }
-            }
-            libc::close(fd);
-            got as isize
-        }
-    };
-    if n < 0 {
+    let Some(file) = hakmem_platform::file::Fd::open_read(path) else {
         line.str("cannot be read, using the built-in policy").emit();
         return DEFAULT_POLICY;
-    }
-    let n = n as usize;
+    };
+    let n = file.read_all_into(&mut buf);
+    file.close();
     if n > POLICY_FILE_MAX {
         line.str("longer than 8192 bytes, using the built-in policy")
             .emit();
@@ -145,18 +124,14 @@ fn load_policy(path: &core::ffi::CStr, shown: &[u8]) -> FrozenPolicy {
 /// A random 64-bit value that no plausible pointer or small integer equals:
 /// from the kernel's random source, mixed with the clock and addresses.
 fn new_mark() -> u64 {
-    let mut r: u64 = 0;
-    // SAFETY: writes at most 8 bytes into `r`; GRND_NONBLOCK never blocks.
-    let n = unsafe { libc::getrandom((&mut r as *mut u64).cast(), 8, libc::GRND_NONBLOCK) };
-    if n != 8 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: writing into our own timespec.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        r = (ts.tv_nsec as u64)
-            ^ (ts.tv_sec as u64).rotate_left(32)
+    let mut bytes = [0u8; 8];
+    let filled = hakmem_platform::random::fill(&mut bytes);
+    let mut r = u64::from_ne_bytes(bytes);
+    if !filled {
+        let ns = hakmem_platform::clock::monotonic_ns();
+        let (sec, nsec) = (ns / 1_000_000_000, ns % 1_000_000_000);
+        r = nsec
+            ^ sec.rotate_left(32)
             ^ (&r as *const u64 as u64).rotate_left(29)
             ^ (new_mark as *const () as u64);
     }

@@ -275,12 +275,7 @@ fn snapshot(p2: Option<&mut P2>, seen: &mut [u32; 4096]) -> Snapshot {
 }
 
 fn minor_faults() -> u64 {
-    // SAFETY: getrusage writes our own struct.
-    unsafe {
-        let mut ru: libc::rusage = core::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru.ru_minflt as u64
-    }
+    hakmem_platform::usage::minor_faults()
 }
 
 fn rss_bytes() -> u64 {

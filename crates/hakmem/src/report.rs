@@ -82,7 +82,6 @@ pub(crate) fn misuse(kind: Misuse, op: &str, p: *const u8, class_size: usize) {
     }
     l.emit();
     if !WARN_ONLY.load(Ordering::Relaxed) {
-        // SAFETY: abort has no preconditions.
-        unsafe { libc::abort() }
+        hakmem_platform::process::abort()
     }
 }

@@ -10,6 +10,7 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use hakmem_platform::thread::Key;
 use hakmem_platform::SpinLock;
 
 use crate::state::{Heap, PLACEHOLDER, REGISTRY};
@@ -76,35 +77,38 @@ fn with_heap_cold<R>(f: impl FnOnce(&mut Heap) -> R) -> Option<R> {
         (*slot).state = STATE_LIVE;
     }
     if let Some(key) = key() {
-        // SAFETY: a valid key; the value is our heap, handed back to
-        // `thread_exit` by glibc.
-        unsafe { libc::pthread_setspecific(key, h.cast()) };
+        // SAFETY: the key's destructor is `thread_exit`, which takes a heap
+        // of this thread from the registry: `h` is one.
+        unsafe { hakmem_platform::thread::set_specific(key, h.cast()) };
     }
-    // SAFETY: as above.
+    // SAFETY: the new heap is ours, touched by this thread alone.
     Some(f(unsafe { &mut *h }))
 }
 
-fn key() -> Option<libc::pthread_key_t> {
+fn key() -> Option<Key> {
     let k = KEY.load(Ordering::Acquire);
     if k != 0 {
-        return Some((k - 1) as libc::pthread_key_t);
+        // SAFETY: KEY holds `into_raw + 1` of the key made below.
+        return Some(unsafe { Key::from_raw((k - 1) as u32) });
     }
     let _g = KEY_INIT.lock();
     let k = KEY.load(Ordering::Acquire);
     if k != 0 {
-        return Some((k - 1) as libc::pthread_key_t);
+        // SAFETY: KEY holds `into_raw + 1` of the key made below.
+        return Some(unsafe { Key::from_raw((k - 1) as u32) });
     }
-    let mut key: libc::pthread_key_t = 0;
-    // SAFETY: plain key creation with our destructor.
-    if unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } != 0 {
-        return None;
-    }
-    KEY.store(key as usize + 1, Ordering::Release);
+    let key = hakmem_platform::thread::key_create(thread_exit)?;
+    KEY.store(key.into_raw() as usize + 1, Ordering::Release);
     Some(key)
 }
 
 /// The pthread key destructor: the thread is exiting.
-unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
+///
+/// # Safety
+/// Called only by the thread library, at the exit of a thread that set a
+/// value for the key, with that value: a heap of this thread from the
+/// registry ([`with_heap_cold`] sets nothing else).
+unsafe extern "C" fn thread_exit(arg: *mut core::ffi::c_void) {
     let h = arg.cast::<Heap>();
     if h.is_null() {
         return;

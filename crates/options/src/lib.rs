@@ -24,7 +24,7 @@
 //! `crates/options/OPTIONS.md` (a test checks it is current).
 #![cfg_attr(not(test), no_std)]
 
-use core::ffi::{c_char, CStr};
+use core::ffi::CStr;
 use core::fmt;
 
 use hakmem_policy_rcu::{FrozenPolicy, Key, FIELDS};
@@ -709,25 +709,14 @@ impl Options {
     /// place.
     pub unsafe fn from_env() -> (Options, Warnings) {
         let (options, mut warnings) = Options::parse_with(|spec| {
-            // SAFETY: `c_name` is a NUL-terminated static string; getenv
-            // returns null or a pointer to a NUL-terminated string in the
-            // environment, which per the contract nobody changes while we
-            // read it (we read it at once).
-            unsafe {
-                let v = libc::getenv(spec.c_name.as_ptr());
-                (!v.is_null()).then(|| CStr::from_ptr(v).to_bytes())
-            }
+            // SAFETY: per the contract nobody changes the environment while
+            // this runs, and the value is used (parsed) at once, within it.
+            unsafe { hakmem_platform::env::get(spec.c_name) }
         });
-        // SAFETY: `environ` is null or a null-terminated array of pointers
-        // to NUL-terminated `NAME=value` strings, which per the contract no
-        // other thread changes meanwhile.
-        unsafe {
-            let mut p = environ;
-            while !p.is_null() && !(*p).is_null() {
-                let entry = CStr::from_ptr(*p).to_bytes();
-                Options::check_entry(entry, &mut warnings);
-                p = p.add(1);
-            }
+        // SAFETY: per the contract no other thread changes the environment
+        // while this runs; the entries are checked at once, within it.
+        for entry in unsafe { hakmem_platform::env::entries() } {
+            Options::check_entry(entry, &mut warnings);
         }
         (options, warnings)
     }
@@ -851,10 +840,6 @@ impl Default for Options {
     fn default() -> Self {
         Options::DEFAULT
     }
-}
-
-extern "C" {
-    static environ: *const *const c_char;
 }
 
 pub use table::write_markdown;

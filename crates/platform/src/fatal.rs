@@ -91,15 +91,7 @@ impl Line {
     /// Writes the line and a newline to stderr.
     pub fn emit(&mut self) {
         self.buf[self.len] = b'\n';
-        let mut off = 0;
-        while off <= self.len {
-            // SAFETY: writing our own initialised buffer to fd 2.
-            let n = unsafe { libc::write(2, self.buf[off..].as_ptr().cast(), self.len + 1 - off) };
-            if n <= 0 {
-                break;
-            }
-            off += n as usize;
-        }
+        crate::file::write_all(crate::file::STDERR, &self.buf[..=self.len]);
     }
 }
 
@@ -115,8 +107,7 @@ impl core::fmt::Write for Line {
 #[inline(never)]
 pub fn fatal(msg: &str) -> ! {
     Line::new().str("hakmem: ").str(msg).emit();
-    // SAFETY: abort has no preconditions.
-    unsafe { libc::abort() }
+    crate::process::abort()
 }
 
 /// Prints `hakmem: <msg> <addr>` and aborts the process.
@@ -129,8 +120,7 @@ pub fn fatal_at(msg: &str, addr: usize) -> ! {
         .str(" ")
         .hex(addr)
         .emit();
-    // SAFETY: abort has no preconditions.
-    unsafe { libc::abort() }
+    crate::process::abort()
 }
 
 #[cfg(test)]

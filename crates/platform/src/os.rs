@@ -88,34 +88,24 @@ pub fn thp_available() -> bool {
         _ => {}
     }
     let mut buf = [0u8; 128];
-    let n = read_small(b"/sys/kernel/mm/transparent_hugepage/enabled\0", &mut buf);
+    let n = read_small(c"/sys/kernel/mm/transparent_hugepage/enabled", &mut buf);
     let on = n.is_some_and(|n| !contains(&buf[..n], b"[never]"));
     STATE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
     on
 }
 
-/// Reads up to `buf.len()` bytes of the file at `path` (NUL-terminated)
-/// without allocating; the number of bytes read, or `None`.
-fn read_small(path: &[u8], buf: &mut [u8]) -> Option<usize> {
-    debug_assert_eq!(path.last(), Some(&0));
-    // SAFETY: a NUL-terminated path; reading into our own buffer.
-    let n = unsafe {
-        let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            return None;
-        }
-        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-        libc::close(fd);
-        n
-    };
-    (n > 0).then_some(n as usize)
+/// Reads up to `buf.len()` bytes of the file at `path` without
+/// allocating; the number of bytes read, or `None` (unreadable or empty).
+fn read_small(path: &core::ffi::CStr, buf: &mut [u8]) -> Option<usize> {
+    let n = crate::file::Fd::open_read(path)?.read_all_into(buf);
+    (n > 0).then_some(n)
 }
 
 /// The process's resident set in bytes (`/proc/self/statm`), read without
 /// allocating; `None` if it cannot be read.
 pub fn resident_bytes() -> Option<u64> {
     let mut buf = [0u8; 128];
-    let n = read_small(b"/proc/self/statm\0", &mut buf)?;
+    let n = read_small(c"/proc/self/statm", &mut buf)?;
     // the second field: resident pages
     let field = buf[..n].split(|&b| b == b' ').nth(1)?;
     let mut pages = 0u64;
@@ -255,13 +245,7 @@ impl Pal for Linux {
     }
 
     fn now_ms() -> u64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: writing into our own timespec.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-        ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+        crate::clock::coarse_ms()
     }
 }
 

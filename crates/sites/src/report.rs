@@ -304,14 +304,14 @@ impl<const N: usize, const S: usize> SiteTable<N, S> {
 
     /// [`write_text`](Self::write_text) to a file descriptor; false if a
     /// write failed.
-    pub fn report_text_fd(&self, fd: libc::c_int, opts: &ReportOptions) -> bool {
+    pub fn report_text_fd(&self, fd: core::ffi::c_int, opts: &ReportOptions) -> bool {
         let mut w = FdWriter::new(fd);
         self.write_text(&mut w, opts).is_ok() && w.flush().is_ok()
     }
 
     /// [`write_json`](Self::write_json) to a file descriptor; false if a
     /// write failed.
-    pub fn report_json_fd(&self, fd: libc::c_int, opts: &ReportOptions) -> bool {
+    pub fn report_json_fd(&self, fd: core::ffi::c_int, opts: &ReportOptions) -> bool {
         let mut w = FdWriter::new(fd);
         self.write_json(&mut w, opts).is_ok() && w.flush().is_ok()
     }

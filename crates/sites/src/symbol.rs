@@ -5,7 +5,6 @@
 //! allocate in glibc, but a loader lock must never be taken inside
 //! `malloc`).
 
-use core::ffi::CStr;
 use core::fmt;
 
 use crate::id::{SiteId, SiteKind};
@@ -55,36 +54,21 @@ pub fn with_symbol<R>(site: SiteId, f: impl FnOnce(&Symbol<'_>) -> R) -> R {
         },
         SiteKind::Code | SiteKind::SampledCode => {
             let addr = site.addr();
-            let mut info = libc::Dl_info {
-                dli_fname: core::ptr::null(),
-                dli_fbase: core::ptr::null_mut(),
-                dli_sname: core::ptr::null(),
-                dli_saddr: core::ptr::null_mut(),
-            };
             // A return address is the instruction after the call; look up
             // the byte before it so a call ending a function is attributed
             // to that function.
-            // SAFETY: dladdr only reads the loader's tables for the address
-            // and fills `info`.
-            let found = unsafe { libc::dladdr(addr.wrapping_sub(1) as *const _, &mut info) } != 0;
-            let cstr = |p: *const libc::c_char| {
-                if found && !p.is_null() {
-                    // SAFETY: dladdr returned a NUL-terminated string that
-                    // lives as long as the object is loaded (the closure's
-                    // extent).
-                    Some(unsafe { CStr::from_ptr(p) }.to_bytes())
-                } else {
-                    None
+            // SAFETY: the names are used only within `f` (this closure's
+            // extent), while the object of a recorded return address stays
+            // loaded (the contract of `with_symbol`).
+            let info = unsafe { hakmem_platform::symbol::dladdr(addr.wrapping_sub(1)) };
+            let symbol = info.and_then(|i| i.symbol);
+            let object = info.and_then(|i| i.object);
+            let offset = match info {
+                Some(i) if symbol.is_some() && i.symbol_addr != 0 => {
+                    addr.wrapping_sub(i.symbol_addr)
                 }
-            };
-            let symbol = cstr(info.dli_sname);
-            let object = cstr(info.dli_fname);
-            let offset = if symbol.is_some() && !info.dli_saddr.is_null() {
-                addr.wrapping_sub(info.dli_saddr as usize)
-            } else if found && !info.dli_fbase.is_null() {
-                addr.wrapping_sub(info.dli_fbase as usize)
-            } else {
-                0
+                Some(i) if i.object_base != 0 => addr.wrapping_sub(i.object_base),
+                _ => 0,
             };
             f(&Symbol::Code {
                 addr,

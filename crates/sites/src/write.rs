@@ -1,13 +1,14 @@
 //! Byte sinks that never allocate: a file descriptor behind a stack buffer,
 //! and a caller's byte slice.
 
+use core::ffi::c_int;
 use core::fmt;
 
 /// A [`fmt::Write`] that buffers on the stack and writes to a file
 /// descriptor with `write(2)` (retrying short writes and `EINTR`). Flushed
 /// on [`flush`](Self::flush) and on drop.
 pub struct FdWriter {
-    fd: libc::c_int,
+    fd: c_int,
     len: usize,
     failed: bool,
     buf: [u8; 2048],
@@ -25,7 +26,7 @@ impl fmt::Debug for FdWriter {
 
 impl FdWriter {
     /// A writer to `fd` (not closed on drop).
-    pub const fn new(fd: libc::c_int) -> Self {
+    pub const fn new(fd: c_int) -> Self {
         FdWriter {
             fd,
             len: 0,
@@ -41,23 +42,8 @@ impl FdWriter {
 
     /// Writes out the buffer.
     pub fn flush(&mut self) -> fmt::Result {
-        let mut off = 0;
-        while off < self.len && !self.failed {
-            // SAFETY: `buf[off..len]` is initialised memory we own.
-            let n = unsafe {
-                libc::write(
-                    self.fd,
-                    self.buf[off..self.len].as_ptr().cast(),
-                    self.len - off,
-                )
-            };
-            if n > 0 {
-                off += n as usize;
-            } else if n < 0 && errno() == libc::EINTR {
-                continue;
-            } else {
-                self.failed = true;
-            }
+        if self.len != 0 && !self.failed {
+            self.failed = !hakmem_platform::file::write_all(self.fd, &self.buf[..self.len]);
         }
         self.len = 0;
         if self.failed {
@@ -66,11 +52,6 @@ impl FdWriter {
             Ok(())
         }
     }
-}
-
-fn errno() -> libc::c_int {
-    // SAFETY: `__errno_location` returns this thread's errno slot.
-    unsafe { *libc::__errno_location() }
 }
 
 impl fmt::Write for FdWriter {
@@ -208,32 +189,21 @@ mod tests {
 
     #[test]
     fn fd_writer_writes_through_a_pipe() {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for two descriptors.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let (mut rx, tx) = std::io::pipe().unwrap();
         let text: String = (0..1000).map(|i| format!("line {i}\n")).collect();
         let reader = std::thread::spawn(move || {
             let mut out = Vec::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                // SAFETY: reading into our buffer from our pipe.
-                let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
-                if n <= 0 {
-                    break;
-                }
-                out.extend_from_slice(&buf[..n as usize]);
-            }
-            // SAFETY: our descriptor.
-            unsafe { libc::close(fds[0]) };
+            rx.read_to_end(&mut out).unwrap();
             out
         });
         {
-            let mut w = FdWriter::new(fds[1]);
+            let mut w = FdWriter::new(tx.as_raw_fd());
             w.write_str(&text).unwrap();
             write!(w, "{}", 42).unwrap();
         }
-        // SAFETY: our descriptor.
-        unsafe { libc::close(fds[1]) };
+        drop(tx);
         let got = reader.join().unwrap();
         assert_eq!(got, format!("{text}42").into_bytes());
     }

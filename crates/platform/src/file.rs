@@ -1,0 +1,156 @@
+//! Files without allocating: paths are `CStr`s the caller already holds,
+//! data goes through the caller's buffers, and descriptors are closed by
+//! [`Fd`]'s drop.
+//!
+//! Descriptors are plain `c_int`s at the edges ([`write_all`],
+//! [`Fd::raw`]): writing to a descriptor touches no memory of the
+//! process, so a wrong descriptor is a logic error, never memory
+//! unsafety.
+
+use core::ffi::{c_int, CStr};
+
+/// The standard error descriptor.
+pub const STDERR: c_int = 2;
+
+/// An open file descriptor, closed on drop.
+#[derive(Debug)]
+pub struct Fd(c_int);
+
+/// Whether the last failed call was interrupted by a signal.
+fn interrupted() -> bool {
+    crate::errno() == libc::EINTR
+}
+
+impl Fd {
+    /// Opens an existing file for reading (`O_RDONLY | O_CLOEXEC`);
+    /// `None` if it cannot be opened (`errno` says why).
+    pub fn open_read(path: &CStr) -> Option<Fd> {
+        // SAFETY: `path` is a valid NUL-terminated string for the call.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        // `then`, not `then_some`: an `Fd(-1)` built eagerly would be
+        // dropped, and its close(-1) would overwrite errno.
+        (fd >= 0).then(|| Fd(fd))
+    }
+
+    /// Creates a file for writing, or truncates an existing one
+    /// (`O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC`, mode `0644` before the
+    /// umask); `None` if that fails (`errno` says why).
+    pub fn create(path: &CStr) -> Option<Fd> {
+        // SAFETY: `path` is a valid NUL-terminated string for the call; the
+        // mode argument is the one O_CREAT reads.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+                0o644 as libc::c_uint,
+            )
+        };
+        (fd >= 0).then(|| Fd(fd))
+    }
+
+    /// Reads into `buf` until end of file, an error or a full buffer
+    /// (retrying `EINTR`); the number of bytes read. A caller that needs
+    /// to know whether the file was longer passes a buffer one byte longer
+    /// than it accepts.
+    pub fn read_all_into(&self, buf: &mut [u8]) -> usize {
+        let mut got = 0;
+        while got < buf.len() {
+            let rest = &mut buf[got..];
+            // SAFETY: `rest` is a valid, writable region of `rest.len()`
+            // bytes that read(2) may fill.
+            let r = unsafe { libc::read(self.0, rest.as_mut_ptr().cast(), rest.len()) };
+            if r > 0 {
+                got += r as usize;
+            } else if r < 0 && interrupted() {
+                continue;
+            } else {
+                break;
+            }
+        }
+        got
+    }
+
+    /// [`write_all`] to this file.
+    pub fn write_all(&self, bytes: &[u8]) -> bool {
+        write_all(self.0, bytes)
+    }
+
+    /// The descriptor number (still owned by `self`).
+    pub fn raw(&self) -> c_int {
+        self.0
+    }
+
+    /// Closes the descriptor now (what dropping it does).
+    pub fn close(self) {}
+}
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` is a descriptor this `Fd` opened and owns; it is
+        // closed exactly once, here.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// Writes all of `bytes` to descriptor `fd` with `write(2)`, retrying
+/// short writes and `EINTR`. Returns false (the rest dropped) when a
+/// write fails or writes nothing; `errno` then says why.
+pub fn write_all(fd: c_int, bytes: &[u8]) -> bool {
+    let mut off = 0;
+    while off < bytes.len() {
+        let rest = &bytes[off..];
+        // SAFETY: `rest` is valid, initialised memory of `rest.len()`
+        // bytes, only read by write(2).
+        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+        if n > 0 {
+            off += n as usize;
+        } else if n < 0 && interrupted() {
+            continue;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_path(name: &str) -> std::ffi::CString {
+        let p = std::env::temp_dir().join(format!("hakmem-platform-{}-{name}", std::process::id()));
+        std::ffi::CString::new(p.into_os_string().into_encoded_bytes()).unwrap()
+    }
+
+    #[test]
+    fn create_write_read_back() {
+        let path = temp_path("rw");
+        let text: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let f = Fd::create(&path).expect("create");
+        assert!(f.write_all(&text));
+        f.close();
+        // created again: truncated
+        let f = Fd::create(&path).unwrap();
+        assert!(f.write_all(&text[..5000]));
+        drop(f);
+        let f = Fd::open_read(&path).expect("open");
+        let mut buf = vec![0u8; 5001];
+        assert_eq!(f.read_all_into(&mut buf), 5000);
+        assert_eq!(&buf[..5000], &text[..5000]);
+        let f = Fd::open_read(&path).unwrap();
+        let mut small = [0u8; 100];
+        assert_eq!(f.read_all_into(&mut small), 100);
+        assert_eq!(&small[..], &text[..100]);
+        std::fs::remove_file(path.to_str().unwrap()).ok();
+    }
+
+    #[test]
+    fn missing_files_and_bad_descriptors_fail() {
+        assert!(Fd::open_read(c"/nonexistent/hakmem").is_none());
+        assert_eq!(crate::errno(), libc::ENOENT);
+        assert!(Fd::create(c"/nonexistent/hakmem").is_none());
+        assert!(!write_all(-1, b"x"));
+        assert_eq!(crate::errno(), libc::EBADF);
+        assert!(write_all(-1, b""));
+    }
+}
