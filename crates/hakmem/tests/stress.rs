@@ -80,6 +80,7 @@ fn stress_cross_thread() {
     let ops = AtomicU64::new(0);
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut round = 0u64;
+    let live_before = hakmem::stats().heaps_live;
     while Instant::now() < deadline || round < 3 {
         std::thread::scope(|s| {
             for t in 0..THREADS {
@@ -116,6 +117,14 @@ fn stress_cross_thread() {
             }
         });
         round += 1;
+        // `thread::scope` returns when the threads' closures are done, not
+        // when the threads have exited: their heaps come back from the
+        // thread-exit destructor a little later (much later on a loaded
+        // machine). Wait for that, so that the next round can reuse them.
+        let wait = Instant::now() + Duration::from_secs(10);
+        while hakmem::stats().heaps_live > live_before && Instant::now() < wait {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
     for s in &shared {
         free_block(s.swap(std::ptr::null_mut(), Ordering::AcqRel));
