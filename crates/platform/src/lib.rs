@@ -14,8 +14,10 @@ pub mod fake;
 mod fatal;
 mod os;
 mod spin;
+mod threads;
 
 pub use errno::{errno, set_errno, ErrnoGuard};
 pub use fatal::{fatal, fatal_at, Line};
 pub use os::{resident_bytes, thp_available, Linux, Pal, CHUNK_SIZE, PAGE_SIZE};
 pub use spin::{SpinGuard, SpinLock};
+pub use threads::{single_threaded, thread_id};
