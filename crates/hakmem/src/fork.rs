@@ -163,7 +163,6 @@ mod tests {
     /// levels every lock is free again and the handlers are reusable.
     #[test]
     fn nested_prepare_on_the_same_thread_does_not_wait_for_itself() {
-        crate::init::ensure();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             // no allocation between prepare and the last after: the locks
