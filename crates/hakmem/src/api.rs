@@ -22,7 +22,7 @@ use hakmem_tiny_sll::{Bin, Block, TINY_MAX};
 use hakmem_sites::SiteId;
 
 use crate::classes::{class_for_aligned, class_of, class_size, SLAB_MAX};
-use crate::large::{decay_tick, large_alloc};
+use crate::large::{beyond_any_mapping, decay_tick, large_alloc};
 use crate::observe::{self, Call, Observer, Take, SAMPLE_LIMIT, TINY_LIMIT};
 use crate::report::{misuse, Misuse};
 use crate::state::{cache_limits, Os, LARGE, LARGE_STATS, PAGE_MAP, POLICY};
@@ -520,7 +520,9 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
             if size <= us && size * 2 > us {
                 return p;
             }
-            if size > SLAB_MAX && h.alignment() >= align {
+            // (a size no mapping can hold skips the mremap attempt: the
+            // allocation below fails before any system call)
+            if size > SLAB_MAX && h.alignment() >= align && !beyond_any_mapping(size, align) {
                 let old_len = h.map_len();
                 let thp = POLICY.load().thp_threshold;
                 // SAFETY: our live block; on success the old pointer is dead.

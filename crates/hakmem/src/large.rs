@@ -4,12 +4,93 @@
 //! allocate large blocks.
 
 use core::ptr;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use hakmem_platform::{set_errno, ErrnoGuard};
+use hakmem_platform::{address_space_limit, set_errno, ErrnoGuard, Pal, PAGE_SIZE};
 
 use crate::state::PLACEHOLDER;
-use crate::state::{cache_limits, LARGE, LARGE_STATS, PAGE_MAP, POLICY, POOL};
+use crate::state::{cache_limits, Os, LARGE, LARGE_STATS, PAGE_MAP, POLICY, POOL};
 use crate::tls;
+
+/// The user address space hakmem maps into (47 bits, see "Known limits"):
+/// no request needing more can ever succeed.
+const USER_SPACE: usize = 1 << 47;
+
+/// The address space a request may get at most: [`USER_SPACE`], or the soft
+/// `RLIMIT_AS` when one is set and lower, as last read.
+static AS_LIMIT: AtomicUsize = AtomicUsize::new(USER_SPACE);
+/// When [`AS_LIMIT`] was read ([`Pal::now_ms`], 0: never).
+static AS_READ_MS: AtomicU64 = AtomicU64::new(0);
+/// A request above the cached limit, or a failed mapping, re-reads it at
+/// most this often: a raised or lowered `RLIMIT_AS` is seen within this
+/// time.
+const AS_REFRESH_MS: u64 = 100;
+
+/// Re-reads `RLIMIT_AS` into [`AS_LIMIT`] (one `getrlimit`, no allocation).
+fn read_as_limit(now: u64) {
+    let limit = address_space_limit().map_or(USER_SPACE, |l| l.min(USER_SPACE));
+    AS_LIMIT.store(limit, Ordering::Relaxed);
+    AS_READ_MS.store(now.max(1), Ordering::Relaxed);
+}
+
+/// Whether a large request of `size` bytes aligned to `align` can never be
+/// served: it needs more address space (at least `size` plus the header
+/// page, or `align` for an aligned block) than the user address space or
+/// the `RLIMIT_AS` in force. Never true for a request that could fit: the
+/// bound is below what any mapping of it takes. No system call while the
+/// request fits under the cached limit, and at most one `getrlimit` per
+/// [`AS_REFRESH_MS`] otherwise.
+pub(crate) fn beyond_any_mapping(size: usize, align: usize) -> bool {
+    let Some(need) = size.checked_add(align.max(PAGE_SIZE)) else {
+        return true;
+    };
+    if need > USER_SPACE {
+        return true;
+    }
+    if need <= AS_LIMIT.load(Ordering::Relaxed) {
+        return false;
+    }
+    refresh_as_limit();
+    need > AS_LIMIT.load(Ordering::Relaxed)
+}
+
+/// Re-reads `RLIMIT_AS` unless that was done in the last [`AS_REFRESH_MS`].
+fn refresh_as_limit() {
+    let now = Os::now_ms();
+    let read = AS_READ_MS.load(Ordering::Relaxed);
+    if read == 0 || now.saturating_sub(read) >= AS_REFRESH_MS {
+        read_as_limit(now);
+    }
+}
+
+/// The out-of-memory reclaim of the large path runs the calling thread's
+/// part ([`collect`]) at most once per this many milliseconds.
+const OWN_RECLAIM_INTERVAL_MS: u64 = 100;
+/// When the last such reclaim ran ([`Pal::now_ms`], 0: never).
+static OWN_RECLAIM_MS: AtomicU64 = AtomicU64::new(0);
+
+/// A mapping failed: give back memory so that a retry may succeed. First
+/// what nobody is about to reuse, the pool and the large cache; only if
+/// that released nothing, the calling thread's own cached memory (bins,
+/// retained slabs, kept empty superslabs, which its next small `malloc`
+/// would reuse), and that at most once per [`OWN_RECLAIM_INTERVAL_MS`]
+/// process-wide: a program that keeps making requests that cannot be met
+/// would otherwise unmap its own superslabs and map them again on every
+/// call. Returns true if anything went back to the OS.
+fn oom_reclaim() -> bool {
+    let before = released_counter();
+    crate::state::reclaim_shared();
+    if released_counter() != before {
+        return true;
+    }
+    let now = Os::now_ms();
+    let last = OWN_RECLAIM_MS.load(Ordering::Relaxed);
+    if last != 0 && now.saturating_sub(last) < OWN_RECLAIM_INTERVAL_MS {
+        return false;
+    }
+    OWN_RECLAIM_MS.store(now.max(1), Ordering::Relaxed);
+    collect()
+}
 
 /// Decay on the large paths: the shared caches, and the calling thread's
 /// idle slots if it has a heap (small-block paths do this on refills).
@@ -23,7 +104,8 @@ pub(crate) fn decay_tick() {
 }
 
 pub(crate) fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
-    if size > isize::MAX as usize {
+    // requests no mapping can hold fail before any system call
+    if size > isize::MAX as usize || beyond_any_mapping(size, align) {
         set_errno(libc::ENOMEM);
         return ptr::null_mut();
     }
@@ -38,9 +120,16 @@ pub(crate) fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
             policy.thp_threshold,
         )
     };
-    // The OS said no: give back what the caches hold (address space may be
-    // what ran out) and retry once.
-    let got = try_alloc().or_else(|| collect().then(try_alloc).flatten());
+    // The OS said no: re-read RLIMIT_AS (the request may be beyond it now;
+    // not more often than AS_REFRESH_MS), give back what the caches hold
+    // (address space may be what ran out) and retry once.
+    let got = try_alloc().or_else(|| {
+        refresh_as_limit();
+        if beyond_any_mapping(size, align) {
+            return None;
+        }
+        oom_reclaim().then(try_alloc).flatten()
+    });
     match got {
         Some(a) => {
             LARGE_STATS.allocs.add(1);

@@ -118,6 +118,21 @@ pub fn resident_bytes() -> Option<u64> {
     Some(pages * PAGE_SIZE as u64)
 }
 
+/// The soft `RLIMIT_AS` in bytes (one `getrlimit` call, no allocation), or
+/// `None` when there is none (`RLIM_INFINITY`) or it cannot be read.
+pub fn address_space_limit() -> Option<usize> {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into our own struct.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut rl) };
+    if rc != 0 || rl.rlim_cur == libc::RLIM_INFINITY {
+        return None;
+    }
+    Some(usize::try_from(rl.rlim_cur).unwrap_or(usize::MAX))
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -306,6 +321,18 @@ mod tests {
             Linux::advise_huge(p, CHUNK_SIZE);
             Linux::unmap(p, CHUNK_SIZE);
         }
+    }
+
+    #[test]
+    fn address_space_limit_is_the_soft_rlimit() {
+        let mut rl = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: writing into our own struct.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut rl) }, 0);
+        let want = (rl.rlim_cur != libc::RLIM_INFINITY).then_some(rl.rlim_cur as usize);
+        assert_eq!(address_space_limit(), want);
     }
 
     #[test]

@@ -24,7 +24,7 @@ fn fail_einval() -> *mut c_void {
 }
 
 fn fail_enomem() -> *mut c_void {
-    // SAFETY: as above.
+    // SAFETY: errno is thread-local and always writable.
     unsafe { *libc::__errno_location() = libc::ENOMEM };
     core::ptr::null_mut()
 }
@@ -106,7 +106,10 @@ fn memalign_impl(align: usize, size: usize) -> *mut c_void {
 }
 
 /// `posix_memalign(3)`: `EINVAL` unless `align` is a power of two multiple
-/// of `sizeof(void *)`; `*out` is untouched on error; `errno` is preserved.
+/// of `sizeof(void *)`; `*out` is untouched on error. As in glibc (checked
+/// against 2.36), `EINVAL` leaves `errno` alone, and an `ENOMEM` failure
+/// also sets `errno` to `ENOMEM` (programs that report `strerror(errno)`
+/// after a failed call see the right reason); success leaves it as it was.
 ///
 /// # Safety
 /// `out` must be valid for a pointer write.
@@ -115,14 +118,17 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<*mut c_void>()) {
         return libc::EINVAL;
     }
-    // SAFETY: errno is always readable and writable.
+    // SAFETY: errno is thread-local and always readable.
     let saved = unsafe { *libc::__errno_location() };
     let p = hk::aligned_alloc(align, size);
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = saved };
     if p.is_null() {
+        // the facade sets ENOMEM on its failure paths; set it here too, so
+        // no path can leave another value
+        fail_enomem();
         return libc::ENOMEM;
     }
+    // SAFETY: errno is thread-local and always writable.
+    unsafe { *libc::__errno_location() = saved };
     // SAFETY: the caller gives a writable out-pointer.
     unsafe { *out = p.cast() };
     0

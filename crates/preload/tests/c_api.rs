@@ -141,14 +141,17 @@ fn c_malloc_free_basics() {
 /// (including products that wrap to tiny sizes) with the old block intact and
 /// still usable; failing `realloc` keeps the block and its usable size;
 /// aligned/valloc/pvalloc overflow; `posix_memalign` returns `ENOMEM` without
-/// touching `*p`; `free` preserves every `errno` value for every tier.
+/// touching `*p` and leaves `errno == ENOMEM` (as glibc and tcmalloc do),
+/// and a successful one keeps `errno`; `free` preserves every `errno` value
+/// for every tier.
 #[test]
 fn c_enomem_overflow_and_errno() {
     run_group("errno");
 }
 
 /// `posix_memalign` returns `EINVAL` for alignments that are not a power of
-/// two multiple of `sizeof(void *)` and leaves `*p` alone; `aligned_alloc`
+/// two multiple of `sizeof(void *)` and leaves `*p` and `errno` alone (as
+/// glibc does); `aligned_alloc`
 /// with alignment 0 or not a power of two gives NULL/`EINVAL` (a DECIDED
 /// check: glibc 2.36 accepts them); every power of two up to 64 MiB is
 /// honoured by posix_memalign/aligned_alloc/memalign with sizes below, at and

@@ -21,13 +21,15 @@
 
 mod common;
 
-use common::{assert_preload_took, compile_c, preload, run_with_timeout, Finished};
+use common::{
+    assert_preload_took, compile_c, hakmem_so, preload, run_with_timeout, which, Finished, TempDir,
+};
 use std::process::Command;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-const GROUPS: [&str; 9] = [
+const GROUPS: [&str; 10] = [
     "overflow",
     "oom_tiny",
     "oom_small",
@@ -37,6 +39,7 @@ const GROUPS: [&str; 9] = [
     "oom_aligned",
     "oom_calloc",
     "oom_mixed",
+    "impossible",
 ];
 
 /// Exit status of limits.c when only the recovery checks failed.
@@ -164,4 +167,115 @@ fn every_limits_group_has_a_test() {
     assert!(run.status.success(), "{}", run.describe());
     let listed: Vec<String> = run.stdout_str().lines().map(str::to_owned).collect();
     assert_eq!(listed, GROUPS, "limits.c groups vs. GROUPS in limits.rs");
+}
+
+/// limits.c `impossible`: under `RLIMIT_AS`, 32,000 requests that can never
+/// succeed (2^36 .. 2^47 bytes, beyond the limit; 2^50 .. `SIZE_MAX`,
+/// beyond the address space), through malloc, calloc, realloc,
+/// posix_memalign, aligned_alloc, memalign, valloc, pvalloc and
+/// reallocarray in turn, each right after a `malloc(16)`/`free`: every one
+/// gives NULL (posix_memalign `ENOMEM`) with `errno == ENOMEM`, and the live
+/// blocks of every tier (and the blocks realloc was asked to grow) keep their
+/// contents.
+#[test]
+fn impossible_requests_fail_with_enomem_and_lose_nothing() {
+    let run = run_group("impossible");
+    assert!(
+        run.status.success() && run.stdout_str().contains(", 0 not NULL/ENOMEM"),
+        "{}",
+        run.describe()
+    );
+}
+
+/// The memory system calls (`mmap`, `munmap`, `madvise`, `mremap`, `brk`)
+/// the `impossible` loop makes, counted by `strace` between the program's
+/// two `getppid` markers: at most 4 for the 32,000 requests (one failing
+/// `mmap` may be needed to learn that `RLIMIT_AS` is set). Before requests
+/// that cannot fit failed up front, each went to the OS and its
+/// out-of-memory reclaim gave away the thread's just-emptied memory, which
+/// the next `malloc(16)` mapped again: 59,852 calls. Then 2000 requests of
+/// nearly the whole limit, which only a failing `mmap` can refuse: besides
+/// those, at most 40 calls (the reclaim of the thread's own memory runs at
+/// most once per 100 ms; before, 2000 `madvise`s). Skipped (with a note)
+/// when strace is not installed or cannot trace here; `.ci/run` installs
+/// it.
+#[test]
+fn impossible_requests_make_no_memory_system_calls() {
+    let Some(strace) = which("strace") else {
+        eprintln!("SKIP: strace is not installed (Debian package `strace`)");
+        return;
+    };
+    let probe = run_with_timeout(
+        Command::new(&strace).args(["-f", "-o", "/dev/null", "true"]),
+        Duration::from_secs(30),
+    );
+    if !probe.status.success() {
+        eprintln!(
+            "SKIP: strace cannot trace here (ptrace not allowed?)\n{}",
+            probe.describe()
+        );
+        return;
+    }
+    let dir = TempDir::new("impossible");
+    let log = dir.join("strace.log");
+    let exe = compile_c("limits.c", "limits", false);
+    let mut cmd = Command::new(&strace);
+    cmd.args(["-f", "-o"])
+        .arg(&log)
+        .args(["-e", "trace=mmap,munmap,madvise,mremap,brk,getppid", "-E"])
+        .arg(format!("LD_PRELOAD={}", hakmem_so().display()))
+        .arg(exe)
+        .arg("impossible");
+    let run = run_with_timeout(&mut cmd, LIMIT);
+    assert_preload_took(&run, "impossible");
+    print!("{}", run.stdout_str());
+    assert!(
+        run.status.success() && run.stdout_str().contains(", 0 not NULL/ENOMEM"),
+        "{}",
+        run.describe()
+    );
+    let text = std::fs::read_to_string(&log).expect("strace log");
+    let mut markers = 0;
+    // phase 1: the impossible requests; phase 3: the requests near the limit
+    let (mut impossible, mut near): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    for line in text.lines() {
+        // "<pid> <name>(<args>) = <result>"
+        let name = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|w| w.split('(').next())
+            .unwrap_or("");
+        if name == "getppid" {
+            markers += 1;
+        } else if !name.is_empty() && line.contains('(') {
+            match markers {
+                1 => impossible.push(line),
+                // each of these requests costs one failing mmap, which only
+                // the OS can refuse; anything else is the reclaim's
+                3 if !(name == "mmap" && line.contains("ENOMEM")) => near.push(line),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(markers, 4, "the four markers are in the strace log");
+    println!(
+        "{} memory system calls for 32,000 impossible requests; {} besides the failing mmaps \
+         for 2000 requests near the limit",
+        impossible.len(),
+        near.len()
+    );
+    assert!(
+        impossible.len() <= 4,
+        "{} memory system calls for 32,000 impossible requests; the first ones:\n{}",
+        impossible.len(),
+        impossible[..impossible.len().min(20)].join("\n")
+    );
+    assert!(
+        near.len() <= 40,
+        "2000 requests near the limit: {} memory system calls besides their failing mmaps \
+         (the out-of-memory reclaim gives the thread's memory away each time?); the first \
+         ones:\n{}",
+        near.len(),
+        near[..near.len().min(20)].join("\n")
+    );
 }

@@ -11,7 +11,7 @@ use common::{assert_preload_took, compile_c, preload, run_with_timeout, Finished
 use std::process::Command;
 use std::time::Duration;
 
-const GROUPS: [&str; 3] = ["fork", "churn", "stress"];
+const GROUPS: [&str; 4] = ["fork", "sigfork", "churn", "stress"];
 
 fn run(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Finished {
     let exe = compile_c("load.c", "load", false);
@@ -72,6 +72,28 @@ fn fork_100_times_with_the_learner_on() {
         "{}",
         done.describe()
     );
+}
+
+/// A single-threaded program mallocs and frees (tiny to 4 MiB blocks,
+/// pattern-checked) while a sender process sends SIGUSR1 and SIGUSR2 as fast
+/// as it can; both handlers call `fork` (each signal can interrupt the other's
+/// handler, so forks nest inside forks and inside allocator calls), every
+/// child `_exit`s at once with code 7, and the loop reaps and checks them.
+/// Five runs of 1.5 s; a run still going after 30 s failed (before the fork
+/// handlers skipped their locks in a single-threaded process and ignored a
+/// nested prepare, every run hung: the handler's `fork` spun on a lock its
+/// own interrupted code held).
+#[test]
+fn fork_in_signal_handlers_while_the_only_thread_allocates() {
+    for round in 0..5 {
+        let done = run(&["sigfork", "1.5"], &[], Duration::from_secs(30));
+        let out = done.stdout_str();
+        assert!(
+            out.contains("ok sigfork") && out.contains(" 0 bad,"),
+            "round {round}: {}",
+            done.describe()
+        );
+    }
 }
 
 /// 1000 threads started one after another (each joined before the next

@@ -622,19 +622,39 @@ static void group_errno(void) {
     EXPECT_ENOMEM(valloc(opaque(OVER_PTRDIFF)), "valloc(PTRDIFF_MAX + 1)");
     EXPECT_ENOMEM(pvalloc(opaque(SIZE_MAX - 100)), "pvalloc(SIZE_MAX - 100) (page rounding overflows)");
     EXPECT_ENOMEM(pvalloc(opaque(OVER_PTRDIFF)), "pvalloc(PTRDIFF_MAX + 1)");
+    /* posix_memalign returns ENOMEM and, as glibc and tcmalloc do, also
+     * leaves errno == ENOMEM; *memptr is untouched. */
     void *sentinel = (void *)0x1234;
-    void *m = sentinel;
-    int rc = posix_memalign(&m, 64, opaque(SIZE_MAX));
-    CHECK(rc == ENOMEM, "posix_memalign(64, SIZE_MAX) returned %d", rc);
-    CHECK(m == sentinel, "posix_memalign(64, SIZE_MAX) modified *memptr on failure");
-    m = sentinel;
-    rc = posix_memalign(&m, 4096, opaque(OVER_PTRDIFF));
-    CHECK(rc == ENOMEM, "posix_memalign(4096, PTRDIFF_MAX + 1) returned %d", rc);
-    CHECK(m == sentinel, "posix_memalign(4096, PTRDIFF_MAX + 1) modified *memptr on failure");
-    m = sentinel;
-    rc = posix_memalign(&m, opaque((size_t)1 << 62), 1);
-    CHECK(rc == ENOMEM, "posix_memalign(1 << 62, 1) returned %d, expected ENOMEM", rc);
-    CHECK(m == sentinel, "posix_memalign(1 << 62, 1) modified *memptr on failure");
+    const struct {
+        size_t align, size;
+        const char *what;
+    } pm_fail[] = {
+        {64, SIZE_MAX, "posix_memalign(64, SIZE_MAX)"},
+        {4096, OVER_PTRDIFF, "posix_memalign(4096, PTRDIFF_MAX + 1)"},
+        {(size_t)1 << 62, 1, "posix_memalign(1 << 62, 1)"},
+        {(size_t)1 << 63, 1, "posix_memalign(1 << 63, 1)"},
+        {64, HUGE_REQUEST, "posix_memalign(64, 1 << 58)"},
+    };
+    for (size_t i = 0; i < sizeof pm_fail / sizeof pm_fail[0]; i++) {
+        void *m = sentinel;
+        errno = 0;
+        int rc = posix_memalign(&m, opaque(pm_fail[i].align), opaque(pm_fail[i].size));
+        int e = errno;
+        CHECK(rc == ENOMEM, "%s returned %d, expected ENOMEM", pm_fail[i].what, rc);
+        CHECK(e == ENOMEM, "%s left errno %d (%s), expected ENOMEM as glibc does",
+              pm_fail[i].what, e, strerror(e));
+        CHECK(m == sentinel, "%s modified *memptr on failure", pm_fail[i].what);
+        if (rc == 0 && m != sentinel) free(m);
+    }
+    /* Success leaves errno as it was. */
+    {
+        void *m = sentinel;
+        errno = EBADF;
+        int rc = posix_memalign(&m, opaque(64), 100);
+        CHECK(rc == 0 && m != sentinel, "posix_memalign(64, 100) returned %d", rc);
+        CHECK(errno == EBADF, "a successful posix_memalign changed errno EBADF -> %d", errno);
+        if (rc == 0) free(m);
+    }
 
     /* After all those failures the allocator still works. */
     for (size_t i = 0; i < NSIZES; i++) {
@@ -695,9 +715,14 @@ static void group_align(void) {
                        ((size_t)1 << 20) + 8, SIZE_MAX, SIZE_MAX / 2, ((size_t)1 << 63) + 8};
     for (size_t i = 0; i < sizeof bad_pm / sizeof bad_pm[0]; i++) {
         void *m = sentinel;
+        errno = 9999;
         int rc = posix_memalign(&m, opaque(bad_pm[i]), 64);
+        int e = errno;
         CHECK(rc == EINVAL, "posix_memalign(align %zu) returned %d, expected EINVAL", bad_pm[i],
               rc);
+        /* glibc returns EINVAL without touching errno; so does hakmem */
+        CHECK(e == 9999, "posix_memalign(align %zu) changed errno 9999 -> %d on EINVAL", bad_pm[i],
+              e);
         CHECK(m == sentinel, "posix_memalign(align %zu) modified *memptr on EINVAL", bad_pm[i]);
         if (rc == 0 && m != sentinel) free(m);
     }

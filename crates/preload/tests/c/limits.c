@@ -19,6 +19,11 @@
  *                still allocates (the recovery checks)
  *   oom_mixed    the same with random sizes from 24 B to 6 MiB, and a
  *                realloc that fails at the limit leaves its block intact
+ *   impossible   under RLIMIT_AS, 32000 requests of 2^36 .. SIZE_MAX bytes
+ *                through every entry point, each after a malloc(16)/free:
+ *                NULL and ENOMEM every time, live blocks intact; the loop
+ *                sits between two syscall(SYS_getppid) markers for a tracer;
+ *                then 2000 requests of nearly the whole limit between two more
  *
  * Every failed check prints "FAIL <group>:<line>: ..." on stderr and the
  * process exits 1. Allocations of other sizes than the one that filled the
@@ -34,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -476,6 +482,118 @@ static void group_oom_mixed(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Impossible requests: no system calls                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Under RLIMIT_AS, IMPOSSIBLE_N requests that can never succeed (2^36 ..
+ * 2^47 bytes, beyond the limit, and 2^50 .. SIZE_MAX, beyond the address
+ * space, through every entry point in turn), each right after a
+ * malloc(16)/free. Every one returns NULL (posix_memalign: ENOMEM) with errno
+ * ENOMEM; realloc/reallocarray leave their block intact; the live blocks of
+ * every tier keep their contents. The loop is bracketed by two
+ * syscall(SYS_getppid) markers, so a tracer (limits.rs runs this under
+ * strace) can count the mmap/munmap/madvise/mremap calls between them.
+ * Then NEAR_N requests of nearly the whole limit (between a third and a
+ * fourth marker), which only a failed mmap can refuse. */
+#define IMPOSSIBLE_N 32000
+#define NEAR_N 2000
+
+static size_t impossible_size(uint64_t *rng, unsigned i) {
+    /* every third: 2^36 .. 2^47, inside the address space but far beyond
+     * RLIMIT_AS; the others 2^50 .. 2^64 - 1, beyond the address space */
+    unsigned log = i % 3 == 0 ? 36 + (i / 3) % 11 : 50 + i % 14;
+    size_t base = (size_t)1 << log;
+    size_t size = base + (size_t)(rng_next(rng) % base);
+    if (i % 17 == 0) size = SIZE_MAX - (size_t)(rng_next(rng) % 4096);
+    return size;
+}
+
+static void group_impossible(void) {
+    const size_t tiers[] = {24, 1000, 5000, 300000, 3 * MiB + 5};
+    enum { NT = sizeof tiers / sizeof tiers[0] };
+    unsigned char *live[NT];
+    for (size_t t = 0; t < NT; t++) {
+        live[t] = malloc(opaque(tiers[t]));
+        REQUIRE(live[t], "malloc(%zu)", tiers[t]);
+        fill(live[t], tiers[t], 900 + t);
+    }
+    set_limit();
+    for (int i = 0; i < 16; i++) free(malloc(opaque(16)));
+    static const char *const names[] = {"malloc",         "calloc",        "realloc",
+                                        "posix_memalign", "aligned_alloc", "memalign",
+                                        "valloc",         "pvalloc",       "reallocarray"};
+    enum { NE = sizeof names / sizeof names[0] };
+    unsigned fails[NE] = {0};
+    uint64_t rng = 2024;
+    syscall(SYS_getppid); /* marker: the counted loop starts */
+    for (unsigned i = 0; i < IMPOSSIBLE_N; i++) {
+        void *small = malloc(opaque(16));
+        CHECK(small != NULL, "malloc(16) #%u failed (errno %d)", i, errno);
+        free(small);
+        size_t size = impossible_size(&rng, i);
+        unsigned which = i % NE;
+        unsigned char *old = live[i % NT];
+        void *r = NULL;
+        int rc = ENOMEM;
+        errno = 0;
+        switch (which) {
+        case 0: r = malloc(opaque(size)); break;
+        case 1: r = (i & 1) ? calloc(opaque(1), size) : calloc(opaque(size / 8), 8); break;
+        case 2: r = realloc(old, opaque(size)); break;
+        case 3: {
+            void *m = (void *)0x1234;
+            rc = posix_memalign(&m, opaque((size_t)64 << (i % 10)), size);
+            r = m == (void *)0x1234 ? NULL : m;
+            break;
+        }
+        case 4: r = aligned_alloc(opaque((size_t)64 << (i % 10)), size & ~(((size_t)64 << (i % 10)) - 1)); break;
+        case 5: r = memalign(opaque((size_t)16 << (i % 12)), size); break;
+        case 6: r = valloc(opaque(size)); break;
+        case 7: r = pvalloc(opaque(size)); break;
+        case 8: r = reallocarray(old, opaque(2), size / 2); break;
+        }
+        int e = errno;
+        if (r != NULL || e != ENOMEM || rc != ENOMEM) {
+            fails[which]++;
+            if (fails[which] <= 3)
+                CHECK(0, "%s(%zu) #%u: result %p, errno %d, rc %d; expected NULL and ENOMEM",
+                      names[which], size, i, r, e, rc);
+            if (r && r != old) free(r);
+        }
+    }
+    syscall(SYS_getppid); /* marker: the counted loop ends */
+    /* Requests that fit the limit on paper but not next to what is mapped:
+     * only the OS can say no, one failing mmap each; the out-of-memory
+     * reclaim must not also give away (and the next malloc(16) map again)
+     * the thread's memory every time. Between the third and fourth marker. */
+    syscall(SYS_getppid);
+    for (unsigned i = 0; i < NEAR_N; i++) {
+        void *small = malloc(opaque(16));
+        CHECK(small != NULL, "malloc(16) #%u failed (errno %d)", i, errno);
+        free(small);
+        errno = 0;
+        size_t size = limit_set - 4 * KiB * (i % 64);
+        void *r = malloc(opaque(size));
+        int e = errno;
+        if (r != NULL || e != ENOMEM) {
+            CHECK(0, "malloc(%zu) at the limit #%u: result %p, errno %d", size, i, r, e);
+            free(r);
+        }
+    }
+    syscall(SYS_getppid);
+    for (size_t t = 0; t < NT; t++) {
+        CHECK(mismatch(live[t], tiers[t], 900 + t) == SIZE_MAX,
+              "the live %zu B block lost its contents", tiers[t]);
+        free(live[t]);
+    }
+    unsigned total = 0;
+    for (unsigned k = 0; k < NE; k++) total += fails[k];
+    printf("impossible: %d requests through %d entry points, %u not NULL/ENOMEM\n", IMPOSSIBLE_N,
+           (int)NE, total);
+    still_works("after the impossible requests");
+}
+
+/* ------------------------------------------------------------------------ */
 
 static const struct {
     const char *name;
@@ -485,7 +603,7 @@ static const struct {
     {"oom_small", group_oom_small},     {"oom_mid", group_oom_mid},
     {"oom_big_mid", group_oom_big_mid}, {"oom_large", group_oom_large},
     {"oom_aligned", group_oom_aligned}, {"oom_calloc", group_oom_calloc},
-    {"oom_mixed", group_oom_mixed},
+    {"oom_mixed", group_oom_mixed},     {"impossible", group_impossible},
 };
 
 int main(int argc, char **argv) {

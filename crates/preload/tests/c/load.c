@@ -8,6 +8,10 @@
  *                                 thread, every tenth forks a grandchild, and
  *                                 exits 0; a child still alive after 20 s
  *                                 dies of SIGALRM (deadlock)
+ *   load sigfork [secs]           a single-threaded loop mallocs and frees
+ *                                 while another process sends SIGUSR1/SIGUSR2,
+ *                                 whose handlers fork (nested); children
+ *                                 _exit(7) at once and are reaped
  *   load churn [threads]          threads started one after another (default
  *                                 1000), each allocating and freeing 1 MiB in
  *                                 small blocks, half of them handed to the
@@ -315,6 +319,104 @@ static void group_fork(int argc, char **argv) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* fork from signal handlers in a single-threaded process                    */
+/* ------------------------------------------------------------------------ */
+
+/* glibc's tst-mallocfork2 in spirit: the main (only) thread mallocs and
+ * frees in a loop while a sender process sends SIGUSR1 and SIGUSR2 as fast
+ * as it can; both handlers call fork (async-signal-safe in a single-threaded
+ * process), and each signal may interrupt the other's handler (each blocks
+ * only its own), so forks nest inside forks (two deep) and interrupt
+ * allocator calls. Every
+ * child `_exit`s at once with code 7; the main loop reaps them and checks
+ * the code. A hang fails the run through the harness's deadline. */
+/* lock-free atomics: a nested handler may interrupt an increment */
+static atomic_int sigfork_forks, sigfork_fork_failures;
+
+static void sigfork_handler(int sig) {
+    (void)sig;
+    int saved = errno;
+    pid_t pid = fork();
+    if (pid == 0) _exit(7);
+    atomic_fetch_add(pid < 0 ? &sigfork_fork_failures : &sigfork_forks, 1);
+    errno = saved;
+}
+
+static int sigfork_reap(int *bad, int block) {
+    int n = 0, status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, block ? 0 : WNOHANG)) > 0) {
+        if (pid == 0) break;
+        n++;
+        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 7)) {
+            (*bad)++;
+            CHECK(0, "a child forked in the handler ended with status %#x", status);
+        }
+    }
+    return n;
+}
+
+static void group_sigfork(int argc, char **argv) {
+    double secs = argc > 2 ? atof(argv[2]) : 2.0;
+    pid_t parent = getpid();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = sigfork_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    REQUIRE(sigaction(SIGUSR1, &sa, NULL) == 0, "sigaction");
+    REQUIRE(sigaction(SIGUSR2, &sa, NULL) == 0, "sigaction");
+    pid_t sender = fork();
+    REQUIRE(sender >= 0, "fork the sender");
+    if (sender == 0) {
+        /* the sender: its own process, so the test process stays
+         * single-threaded; it dies with the parent's process group */
+        signal(SIGUSR1, SIG_IGN);
+        signal(SIGUSR2, SIG_IGN);
+        for (unsigned long i = 0;; i++) {
+            if (kill(parent, (i & 1) ? SIGUSR2 : SIGUSR1) != 0) _exit(0);
+            if ((i & 15) == 0) usleep(200);
+        }
+    }
+    enum { LIVE = 64 };
+    void *live[LIVE] = {0};
+    uint64_t rng = 777;
+    unsigned long ops = 0;
+    int reaped = 0, bad = 0;
+    double end = now_s() + secs;
+    while (now_s() < end) {
+        for (int i = 0; i < 256; i++) {
+            unsigned k = (unsigned)(rng_next(&rng) % LIVE);
+            blk_free(live[k]);
+            live[k] = blk_new(random_size(&rng), rng_next(&rng));
+            CHECK(live[k] != NULL, "malloc failed");
+            void *q = malloc(opaque(16 + i));
+            CHECK(q != NULL, "malloc(16 + i) failed");
+            free(q);
+            ops += 2;
+        }
+        reaped += sigfork_reap(&bad, 0);
+    }
+    kill(sender, SIGKILL);
+    /* block the signals while the rest is reaped */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    int status;
+    REQUIRE(waitpid(sender, &status, 0) == sender, "waitpid(sender)");
+    reaped += sigfork_reap(&bad, 1);
+    for (int k = 0; k < LIVE; k++) blk_free(live[k]);
+    int forks = atomic_load(&sigfork_forks);
+    CHECK(reaped == forks, "forked %d children, reaped %d", forks, reaped);
+    CHECK(forks > 20, "only %d forks in the handlers: the signals did not arrive", forks);
+    printf("sigfork: %d forks in signal handlers, %d failed forks, %d children reaped, %d bad, "
+           "%lu main-loop operations\n",
+           forks, atomic_load(&sigfork_fork_failures), reaped, bad, ops);
+}
+
+/* ------------------------------------------------------------------------ */
 /* 1000 threads one after another                                           */
 /* ------------------------------------------------------------------------ */
 
@@ -538,6 +640,7 @@ static const struct {
     void (*fn)(int, char **);
 } GROUPS[] = {
     {"fork", group_fork},
+    {"sigfork", group_sigfork},
     {"churn", group_churn},
     {"stress", group_stress},
 };
