@@ -447,7 +447,7 @@ unsafe fn free_general(p: *mut u8, e: Entry) {
 ///
 /// # Safety
 /// As [`free_slow_path`]'s; `e` is `p`'s page-map entry.
-#[inline]
+#[inline(always)]
 unsafe fn free_remote_lean(p: *mut u8, e: Entry) -> bool {
     let heap = tls::heap();
     let tag = e.tag();

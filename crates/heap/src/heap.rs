@@ -732,7 +732,7 @@ impl<E: HeapEnv> Heap<E> {
     /// `p` must be a live block of class `class` in a slab of a live
     /// superslab, not used by the caller afterwards; the heap must be the
     /// calling thread's own (not the placeholder, not a shared heap).
-    #[inline]
+    #[inline(always)]
     pub unsafe fn free_remote(&mut self, p: *mut u8, class: usize) -> bool {
         // SAFETY: `p` is a block of a live superslab (caller's contract).
         let ss = unsafe { &*Superslab::of(p) };
