@@ -75,6 +75,12 @@ pub const ALL: &[Workload] = &[
     w("cache-scratch", "cache-scratch", true, &["--size", "8", "--writes", "50"], &["--iters", "4M"], &["--iters", "1500k"]),
     w("cache-thrash", "cache-thrash", true, &["--size", "8", "--writes", "50"], &["--iters", "6M"], &["--iters", "2M"]),
     w("producer-consumer", "producer-consumer", true, &["--min", "16", "--max", "1024"], &["--blocks", "3M"], &["--blocks", "1M"]),
+    w("handoff-small-1x1", "handoff", false, &["--producers", "1", "--consumers", "1", "--min", "16", "--max", "128", "--batch", "256"], &["--blocks", "6M"], &["--blocks", "2M"]),
+    w("handoff-small-1x3", "handoff", false, &["--producers", "1", "--consumers", "3", "--min", "16", "--max", "128", "--batch", "256"], &["--blocks", "6M"], &["--blocks", "2M"]),
+    w("handoff-small-3x1", "handoff", false, &["--producers", "3", "--consumers", "1", "--min", "16", "--max", "128", "--batch", "256"], &["--blocks", "2M"], &["--blocks", "700k"]),
+    w("handoff-small-single-2x2", "handoff", false, &["--producers", "2", "--consumers", "2", "--min", "16", "--max", "128", "--batch", "1"], &["--blocks", "600k"], &["--blocks", "200k"]),
+    w("handoff-mid-1x1", "handoff", false, &["--producers", "1", "--consumers", "1", "--min", "1K", "--max", "32K", "--batch", "16"], &["--blocks", "600k"], &["--blocks", "200k"]),
+    w("handoff-mid-single-1x3", "handoff", false, &["--producers", "1", "--consumers", "3", "--min", "1K", "--max", "32K", "--batch", "1"], &["--blocks", "300k"], &["--blocks", "100k"]),
     w("site-lifetimes", "site-lifetimes", false, &[], &["--phases", "16"], &["--phases", "8"]),
     w("site-lifetimes-noplace", "site-lifetimes", false, &["--placement", "off"], &["--phases", "16"], &["--phases", "8"]),
 ];

@@ -80,6 +80,20 @@ fn workloads() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
             &["--blocks", "5k"],
         ),
         (
+            "handoff",
+            env!("CARGO_BIN_EXE_handoff"),
+            &[
+                "--blocks",
+                "5k",
+                "--producers",
+                "3",
+                "--consumers",
+                "2",
+                "--batch",
+                "7",
+            ],
+        ),
+        (
             "site-lifetimes",
             env!("CARGO_BIN_EXE_site-lifetimes"),
             &["--phases", "3", "--phase-bytes", "1M", "--work-ms", "1"],

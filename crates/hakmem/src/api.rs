@@ -358,13 +358,36 @@ pub unsafe fn free(p: *mut u8) {
 #[cold]
 #[inline(never)]
 pub unsafe fn free_slow_path(p: *mut u8) {
-    // SAFETY: forwarded contract.
-    unsafe { free_slow(p, PAGE_MAP.get(p as usize)) }
+    let e = PAGE_MAP.get(p as usize);
+    // SAFETY: forwarded contract; `e` is `p`'s entry.
+    unsafe {
+        if !free_remote_lean(p, e) {
+            free_general(p, e);
+        }
+    }
 }
 
 #[cold]
 #[inline(never)]
 unsafe fn free_slow(p: *mut u8, e: Entry) {
+    // SAFETY: forwarded contract; `e` is `p`'s entry.
+    unsafe {
+        if !free_remote_lean(p, e) {
+            free_general(p, e);
+        }
+    }
+}
+
+/// Every free the fast path and [`free_remote_lean`] did not take:
+/// validates `p`, reports misuse, and frees large blocks, own blocks whose
+/// bin is full, and remote frees in secure mode, of recording heaps or from
+/// threads without a heap.
+///
+/// # Safety
+/// As for [`free`]; `e` is `p`'s page-map entry.
+#[cold]
+#[inline(never)]
+unsafe fn free_general(p: *mut u8, e: Entry) {
     if p.is_null() {
         return;
     }
@@ -394,18 +417,73 @@ unsafe fn free_slow(p: *mut u8, e: Entry) {
     if e.tag() == unsafe { (*heap).tag } {
         // SAFETY: our own heap; a live block of ours.
         unsafe { (*heap).free_local(p, class) };
+    } else if heap != PLACEHOLDER.get() {
+        // Batched per destination slab in our own heap (flushed on its slow
+        // paths and at thread exit).
+        // SAFETY: the slot's heap is this thread's own; `p` is a live block
+        // of `class` in a live superslab (validated above) that the caller
+        // gives up.
+        if !unsafe { (*heap).free_remote(p, class) } {
+            // freed already (maybe by another thread at the same time)
+            misuse(Misuse::DoubleFree, "free", p, class_size(class));
+        }
     } else {
         // SAFETY: the slot is in a live superslab holding this block.
         if !unsafe { remote_free(&*Superslab::of(p), p, free_mark()) } {
             // another thread freed it at the same time
             misuse(Misuse::DoubleFree, "free", p, class_size(class));
-            return;
-        }
-        if heap != PLACEHOLDER.get() {
-            // SAFETY: our own heap's counters.
-            unsafe { (*heap).stats.classes[class].remote_frees.inc() };
         }
     }
+}
+
+/// The common case of the free slow path: a small block of another heap's
+/// (or the orphanage's) superslab, freed by a thread that has a heap of its
+/// own, with neither secure mode nor a recording heap to serve. Batches it
+/// in the thread's heap (`Heap::free_remote`) after the checks
+/// `locate_entry` makes (a live superslab slot with a class, a block
+/// start; the free mark is swapped atomically, so a double free, racing or
+/// not, is caught). Returns false, having done nothing, for anything else
+/// (or any doubt): the general path then validates and reports.
+///
+/// # Safety
+/// As [`free_slow_path`]'s; `e` is `p`'s page-map entry.
+#[inline(always)]
+unsafe fn free_remote_lean(p: *mut u8, e: Entry) -> bool {
+    let heap = tls::heap();
+    let tag = e.tag();
+    let class = e.class() as usize;
+    if heap == PLACEHOLDER.get()
+        || !e.is_live_superslab()
+        // SAFETY: the slot's heap is this thread's own (not the placeholder).
+        || tag == unsafe { (*heap).tag }
+        || class >= crate::classes::NCLASSES
+        || crate::secure::on()
+        || crate::sites::is_recording_tag(tag)
+    {
+        return false;
+    }
+    // SAFETY: the heap is this thread's own (not the placeholder).
+    let h = unsafe { &mut *heap };
+    let size = class_size(class);
+    let start = if size <= SLOT_SIZE / 2 {
+        // Every heap's bins carry the block-start test of their class (the
+        // free fast path's): exact for blocks that never straddle a slot.
+        // SAFETY: a bin of our heap.
+        unsafe { Bin::block_start_raw(&h.bins[class], (p as usize & (SLOT_SIZE - 1)) as u64) }
+    } else {
+        // SAFETY: the page map says the slot is in a live superslab.
+        unsafe { &*Superslab::of(p) }.is_block_start(p, size)
+    };
+    if !start {
+        return false;
+    }
+    // SAFETY: `p` is a block start of `class` in a live superslab slot of
+    // another owner, which the caller gives up.
+    if !unsafe { h.free_remote(p, class) } {
+        // freed already (maybe by another thread at the same time)
+        misuse(Misuse::DoubleFree, "free", p, size);
+    }
+    true
 }
 
 /// `size` bytes aligned to `align` (any power of two); null with `ENOMEM`

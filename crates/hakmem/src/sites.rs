@@ -14,7 +14,7 @@
 //! ends it, with its caller's return address as the site. It costs the
 //! fast paths nothing while it is off, and a countdown while it is on.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use hakmem_large_cache::LargeHeader;
 use hakmem_platform::SpinLock;
@@ -47,6 +47,9 @@ unsafe impl Send for HeapPtr {}
 static REC: [SpinLock<HeapPtr>; REC_HEAPS] =
     [const { SpinLock::new(HeapPtr(core::ptr::null_mut())) }; REC_HEAPS];
 static REC_TAGS: [AtomicU32; REC_HEAPS] = [const { AtomicU32::new(u32::MAX) }; REC_HEAPS];
+/// Set (for good) before the first recording heap's tag is published in
+/// `REC_TAGS`: frees in a process that never records skip the tag scan.
+static REC_ANY: AtomicBool = AtomicBool::new(false);
 const REC_HEAPS: usize = STRIPES * Lane::COUNT;
 
 /// Turns sampled `malloc` on: one call in `2^shift` is recorded.
@@ -137,7 +140,10 @@ fn jittered(rnd: u32) -> usize {
 /// True if `tag` is a recording heap's.
 #[inline]
 pub(crate) fn is_recording_tag(tag: u32) -> bool {
-    REC_TAGS.iter().any(|t| t.load(Ordering::Relaxed) == tag)
+    // A block of a recording heap was handed out after its tag was stored
+    // (under the stripe's lock), and REC_ANY before that: whoever frees the
+    // block sees both.
+    REC_ANY.load(Ordering::Relaxed) && REC_TAGS.iter().any(|t| t.load(Ordering::Relaxed) == tag)
 }
 
 /// The lane of the recording heap with `tag`.
@@ -188,6 +194,7 @@ pub(crate) fn record_alloc(size: usize, align: usize, site: SiteId) -> *mut u8 {
                         // SAFETY: a new heap, ours under the lock.
                         unsafe {
                             (*h).mark = crate::state::free_mark();
+                            REC_ANY.store(true, Ordering::Relaxed);
                             REC_TAGS[stripe].store((*h).tag, Ordering::Relaxed);
                         }
                         g.0 = h;

@@ -14,10 +14,10 @@ use hakmem_pagemap::Entry;
 use hakmem_policy_rcu::FrozenPolicy;
 use hakmem_stats::ThreadStats;
 use hakmem_superslab::{
-    OwnedSuperslab, PendingList, Put, Slab, SlabHandle, SlabList, SlabRef, Superslab,
-    SuperslabList, SLOTS, SLOT_SIZE,
+    remote_claim, OwnedSuperslab, PendingList, Put, RemoteBatch, Slab, SlabHandle, SlabList,
+    SlabRef, Superslab, SuperslabList, SLOTS, SLOT_SIZE,
 };
-use hakmem_tiny_sll::{Bin, Block, Chain, TINY_MAX};
+use hakmem_tiny_sll::{Bin, Block, Chain, TINY_CLASSES, TINY_MAX};
 
 use hakmem_platform::Pal;
 
@@ -26,6 +26,7 @@ use crate::env::{pool_limits, HeapEnv};
 use crate::observation::Observation;
 
 const _: () = assert!(BIN_BYTES == 32);
+const _: () = assert!(RB_SLOTS == 64); // `remote_busy` has a bit per batch
 const _: () = assert!(Entry::KEY_HIT as usize == NBINS * BIN_BYTES);
 // The layout does not depend on the environment (its marker is zero-sized
 // and last): checked on one, `()`.
@@ -48,6 +49,15 @@ const S_FULL: u8 = 3;
 /// Set on the state of an empty slab kept on a partial list (counted in
 /// `Heap::empty_bytes`).
 const F_RETAINED: u8 = 0x80;
+
+/// Remote-free batches per heap (a power of two): a block freed by this
+/// thread into another owner's slab joins the batch its slab hashes to.
+const RB_SLOTS: usize = 64;
+/// Most blocks one batch holds before it is flushed.
+const RB_MAX_BLOCKS: u32 = 64;
+/// Most bytes one batch holds before it is flushed (so at most
+/// `RB_SLOTS * RB_MAX_BYTES` of other heaps' memory waits in one thread).
+const RB_MAX_BYTES: usize = 64 * 1024;
 
 /// Superslab list tags.
 const SS_SPACE: u8 = 1;
@@ -80,6 +90,14 @@ pub struct Heap<E> {
     pub tag: u32,
     /// Slabs with remote frees for this heap.
     pub(crate) pending: PendingList,
+    /// Remote frees gathered per destination slab, not yet on its remote
+    /// stack (see [`Heap::free_remote`]); every one is empty while
+    /// `remote_held` is 0.
+    remote: [RemoteBatch; RB_SLOTS],
+    /// Blocks held in `remote`.
+    remote_held: u32,
+    /// Bit `i` set while `remote[i]` holds blocks.
+    remote_busy: u64,
     current: [*mut Slab; NCLASSES],
     partial: [SlabList; NCLASSES],
     spaces: SuperslabList,
@@ -179,6 +197,9 @@ impl<E> Heap<E> {
             size_bins: TINY_BIN_OFFSETS,
             tag,
             pending: PendingList::new(),
+            remote: [const { RemoteBatch::EMPTY }; RB_SLOTS],
+            remote_held: 0,
+            remote_busy: 0,
             current: [ptr::null_mut(); NCLASSES],
             partial: [const { SlabList::new() }; NCLASSES],
             spaces: SuperslabList::new(),
@@ -273,6 +294,7 @@ impl<E: HeapEnv> Heap<E> {
             return;
         }
         self.last_maintain = now;
+        self.flush_remote();
         let _e = hakmem_platform::ErrnoGuard::new();
         // A remote free that raced an adoption may have queued a slab on the
         // orphanage after its superslab found a new owner: hand such slabs
@@ -320,6 +342,7 @@ impl<E: HeapEnv> Heap<E> {
     /// Gives back to the OS what this heap can: its bins' blocks go to their
     /// slabs, and empty superslabs to the pool.
     pub fn collect(&mut self) {
+        self.flush_remote();
         for c in 0..NCLASSES {
             let chain = self.bins[c].take_all();
             self.give_back(chain);
@@ -348,6 +371,9 @@ impl<E: HeapEnv> Heap<E> {
     /// The bin of `class` is empty: fill it from slabs and return one block.
     #[cold]
     pub fn refill(&mut self, class: usize) -> *mut u8 {
+        if self.remote_held != 0 {
+            self.flush_remote();
+        }
         if self.pending.has_pending() {
             self.process_pending();
         }
@@ -689,6 +715,81 @@ impl<E: HeapEnv> Heap<E> {
         }
     }
 
+    /// Frees a block of a superslab another owner holds (a heap's or the
+    /// orphanage's), on this heap's thread: claims it (the free mark is
+    /// swapped in atomically, as [`hakmem_superslab::remote_free`] does) and
+    /// adds it to the batch of its slab; a batch goes to the slab's remote
+    /// stack in one splice when it is full, when another slab needs its
+    /// place, and on this heap's slow paths (refill, maintain, collect,
+    /// release_all). Returns `false`, doing nothing else, if the block was
+    /// free already (a double free, maybe racing another thread's).
+    ///
+    /// A block in a batch is free as far as everyone else is concerned (its
+    /// mark is set) and still counted as used in its slab, so the slab and
+    /// its superslab stay live (and unreleased) until the flush.
+    ///
+    /// # Safety
+    /// `p` must be a live block of class `class` in a slab of a live
+    /// superslab, not used by the caller afterwards; the heap must be the
+    /// calling thread's own (not the placeholder, not a shared heap).
+    #[inline(always)]
+    pub unsafe fn free_remote(&mut self, p: *mut u8, class: usize) -> bool {
+        // SAFETY: `p` is a block of a live superslab (caller's contract).
+        let ss = unsafe { &*Superslab::of(p) };
+        let Some(slab) = ss.slab_of(p) else {
+            debug_assert!(false, "free_remote of a pointer outside any slab");
+            return false;
+        };
+        // SAFETY: a live block (≥ 16 bytes) of that superslab.
+        if !unsafe { remote_claim(p, self.mark) } {
+            return false;
+        }
+        self.stats.classes[class].remote_frees.inc();
+        let a = slab as *const Slab as usize;
+        let i = ((a as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize;
+        if !ptr::eq(self.remote[i].slab(), slab) && !self.remote[i].is_empty() {
+            self.flush_batch(i);
+        }
+        self.remote_busy |= 1 << i;
+        let b = &mut self.remote[i];
+        // SAFETY: claimed above, given up by the caller; the batch is empty
+        // or holds blocks of this slab only.
+        unsafe { b.push(slab, p) };
+        let limit = if class < TINY_CLASSES {
+            RB_MAX_BLOCKS
+        } else {
+            ((RB_MAX_BYTES / class_size(class)) as u32).clamp(1, RB_MAX_BLOCKS)
+        };
+        self.remote_held += 1;
+        if b.len() >= limit {
+            self.flush_batch(i);
+        }
+        true
+    }
+
+    /// Hands batch `i` to its slab's remote stack.
+    #[inline(never)]
+    fn flush_batch(&mut self, i: usize) {
+        self.remote_held -= self.remote[i].flush();
+        self.remote_busy &= !(1 << i);
+    }
+
+    /// Hands every batched remote free to its slab's remote stack.
+    pub fn flush_remote(&mut self) {
+        if self.remote_held == 0 {
+            return;
+        }
+        let mut busy = self.remote_busy;
+        while busy != 0 {
+            let i = busy.trailing_zeros() as usize;
+            busy &= busy - 1;
+            self.remote[i].flush();
+        }
+        debug_assert!(self.remote.iter().all(RemoteBatch::is_empty));
+        self.remote_busy = 0;
+        self.remote_held = 0;
+    }
+
     /// Drains the remote frees of every slab on the pending list.
     #[cold]
     pub fn process_pending(&mut self) {
@@ -725,6 +826,9 @@ impl<E: HeapEnv> Heap<E> {
     /// Gives everything back: bins to slabs, empty superslabs to the pool,
     /// the rest to the orphanage. The heap is empty and disabled afterwards.
     pub fn release_all(&mut self) {
+        // Blocks this thread freed into other heaps' slabs go first (the
+        // heap may be reused by another thread; a batch is this thread's).
+        self.flush_remote();
         for c in 0..NCLASSES {
             let chain = self.bins[c].take_all();
             self.give_back(chain);

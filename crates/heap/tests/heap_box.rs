@@ -264,6 +264,117 @@ fn remote_frees_are_drained_by_the_owner() {
 }
 
 #[test]
+fn batched_remote_frees_reach_the_owner_and_double_frees_are_caught() {
+    test_env!(E, 64 << 20);
+    let mut a = ThreadHeap::<E>::new();
+    let mut live = Live::new();
+    let c = class_of(64);
+    let blocks: Vec<usize> = (0..200)
+        .map(|_| {
+            let p = a.alloc(64);
+            live.add(p, 64);
+            live.remove(p) as usize
+        })
+        .collect();
+    // B, a thread with a heap of its own, frees all 200: batches of one slab
+    // go to its remote stack 64 blocks at a time, the last 8 wait in B
+    let mut b = ThreadHeap::<E>::new();
+    let (mut b, held) = std::thread::spawn(move || {
+        for &p in &blocks {
+            // SAFETY: A's blocks, handed to us, each freed once.
+            unsafe { b.free(p as *mut u8) };
+        }
+        let held = blocks[192];
+        // a second free of a block in B's batch is caught, by B itself and
+        // by a thread without a heap (the mark is in the block already)
+        // SAFETY: a block of a live superslab (double-freed on purpose).
+        assert!(!unsafe { b.heap().free_remote(held as *mut u8, c) });
+        // SAFETY: as above.
+        let ss = unsafe { &*hakmem_superslab::Superslab::of(held as *const u8) };
+        // SAFETY: as above.
+        assert!(!unsafe { hakmem_superslab::remote_free(ss, held as *mut u8, common::MARK) });
+        (b, held)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(b.heap().stats.classes[c].remote_frees.get(), 200);
+    // the owner's refills drain what B flushed, not what B still holds
+    let refill = |a: &mut ThreadHeap<E>, live: &mut Live| {
+        let refills = a.heap().stats.classes[c].refills.get();
+        while a.heap().stats.classes[c].refills.get() == refills {
+            let p = a.alloc(64);
+            live.add(p, 64);
+        }
+    };
+    refill(&mut a, &mut live);
+    assert_eq!(a.heap().stats.classes[c].remote_drained.get(), 192);
+    assert!(
+        !live.contains(held as *mut u8),
+        "a batched block was reused"
+    );
+    // B's exit flushes its batches
+    b.exit();
+    refill(&mut a, &mut live);
+    assert_eq!(a.heap().stats.classes[c].remote_drained.get(), 200);
+    live.check_all();
+    for p in live.all() {
+        // SAFETY: a live block of ours.
+        unsafe { a.free(live.remove(p)) };
+    }
+    a.exit();
+    assert!(E::orphanage().is_empty());
+    assert_all_superslabs_pooled::<E>();
+}
+
+#[test]
+fn batched_blocks_of_an_exited_owner_reach_the_adopter() {
+    test_env!(E, 64 << 20);
+    let mut b = ThreadHeap::<E>::new();
+    let (small, mid) = (48, 3000);
+    // A allocates and exits: its superslab, all blocks live, is orphaned
+    let mut live = std::thread::spawn(move || {
+        let mut a = ThreadHeap::<E>::new();
+        let mut live = Live::new();
+        for i in 0..100 {
+            let size = if i % 10 == 0 { mid } else { small };
+            let p = a.alloc(size);
+            live.add(p, size);
+        }
+        a.exit();
+        live
+    })
+    .join()
+    .unwrap();
+    assert_eq!(E::orphanage().len(), 1);
+    // B frees 50 of them, batched (fewer than a batch holds per slab)
+    for _ in 0..50 {
+        let p = live.remove(live.nth(0));
+        // SAFETY: a live block of the orphan, freed once.
+        unsafe { b.free(p) };
+    }
+    // B's collect flushes them onto the orphanage's pending list; C adopts
+    // the orphan and drains every one
+    b.heap().collect();
+    let mut c = ThreadHeap::<E>::new();
+    let p = c.alloc(small);
+    live.add(p, small);
+    assert_eq!(c.heap().stats.superslabs_adopted.get(), 1);
+    let drained: u64 = (0..NCLASSES)
+        .map(|k| c.heap().stats.classes[k].remote_drained.get())
+        .sum();
+    assert_eq!(drained, 50, "batched frees were flushed to the orphan");
+    live.check_all();
+    for p in live.all() {
+        // SAFETY: live blocks, now C's.
+        unsafe { c.free(live.remove(p)) };
+    }
+    b.exit();
+    c.exit();
+    assert!(E::orphanage().is_empty());
+    assert_all_superslabs_pooled::<E>();
+}
+
+#[test]
 fn concurrent_remote_frees_lose_nothing() {
     test_env!(E, 256 << 20);
     let (tx, rx) = std::sync::mpsc::channel::<(usize, usize)>();

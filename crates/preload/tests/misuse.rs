@@ -67,13 +67,15 @@ const USE_AFTER_FREE: Expect = Expect::Named(&["use after free", "write after fr
 
 /// The cases of misuse.c: name, whether it needs `HAKMEM_SECURE=1`, and the
 /// error names its report must contain.
-const CASES: [(&str, bool, Expect); 21] = [
+const CASES: [(&str, bool, Expect); 23] = [
     ("double_free_tiny", false, DOUBLE_FREE),
     ("double_free_delayed", false, DOUBLE_FREE),
     ("double_free_mid", false, DOUBLE_FREE),
     ("double_free_large", false, DOUBLE_FREE),
     ("double_free_remote", false, DOUBLE_FREE),
     ("double_free_concurrent", false, DOUBLE_FREE),
+    ("double_free_batched", false, DOUBLE_FREE),
+    ("double_free_batched_owner", false, DOUBLE_FREE),
     ("free_interior_tiny", false, INTERIOR),
     ("free_interior_mid", false, INTERIOR),
     ("free_interior_large", false, INTERIOR_LARGE),
@@ -321,6 +323,20 @@ fn double_free_concurrent_aborts() {
     aborts_named("double_free_concurrent");
 }
 
+/// A thread with a heap frees a 48 B block of the main thread twice: the
+/// first free waits in its batch of remote frees, the second is caught.
+#[test]
+fn double_free_batched_aborts() {
+    aborts_named("double_free_batched");
+}
+
+/// A thread with a heap frees a 48 B block of the main thread and holds it
+/// in its batch; the owner's own free of it is caught.
+#[test]
+fn double_free_batched_owner_aborts() {
+    aborts_named("double_free_batched_owner");
+}
+
 /// `free(p + 16)` of a 48 B block, on the owning thread (the free fast path).
 #[test]
 fn free_interior_tiny_aborts() {
@@ -456,6 +472,20 @@ fn double_free_remote_warns() {
 #[test]
 fn double_free_concurrent_warns() {
     warns("double_free_concurrent");
+}
+
+/// With `HAKMEM_ON_ERROR=warn`: a thread with a heap frees a 48 B block of
+/// the main thread twice (the first waits in its batch).
+#[test]
+fn double_free_batched_warns() {
+    warns("double_free_batched");
+}
+
+/// With `HAKMEM_ON_ERROR=warn`: the owner frees a block another thread holds
+/// in its batch of remote frees.
+#[test]
+fn double_free_batched_owner_warns() {
+    warns("double_free_batched_owner");
 }
 
 /// With `HAKMEM_ON_ERROR=warn`: `free(p + 16)` of a 48 B block, on the owning

@@ -116,7 +116,7 @@ impl Iterator for PendingIter {
 /// owner last drained the slab also queues the slab on the owner's pending
 /// list (before the block becomes visible, so the owner cannot free the
 /// superslab under us). The push is this function's last access to the
-/// superslab.
+/// superslab. (A one-block [`RemoteBatch`], flushed at once.)
 ///
 /// # Safety
 /// `p` must be a block (at least 16 bytes) handed out from a slab of the live
@@ -126,15 +126,50 @@ pub unsafe fn remote_free(ss: &Superslab, p: *mut u8, mark: u64) -> bool {
         debug_assert!(false, "remote_free of a pointer outside any slab");
         return false;
     };
+    // SAFETY: forwarded contract.
+    if !unsafe { remote_claim(p, mark) } {
+        return false;
+    }
     let b = p.cast::<Block>();
-    // SAFETY: `p` is a block handed out from a slab of `ss` (the caller's
+    // SAFETY: we claimed `b`, a block of `slab` in the live `ss`; the chain
+    // of one block is terminated by the splice itself.
+    unsafe { push_chain(ss, slab, b, b) };
+    true
+}
+
+/// Claims a block being freed by a thread that does not own its superslab:
+/// swaps `mark` into its free mark atomically and returns `false` if the
+/// mark was there already (the block is free already: a double free, maybe
+/// by two threads at once, or a block waiting in some thread's
+/// [`RemoteBatch`]). After a `true` the caller is the only one who may
+/// touch the block, until it hands it to the slab's remote stack.
+///
+/// # Safety
+/// `p` must be a block (at least 16 bytes) handed out from a slab of a live
+/// superslab.
+#[inline]
+pub unsafe fn remote_claim(p: *mut u8, mark: u64) -> bool {
+    let b = p.cast::<Block>();
+    // SAFETY: `p` is a block handed out from a slab (the caller's
     // contract): at least 16 bytes, 16-aligned, so its mark word is an
     // aligned atomic inside memory that stays mapped while the block lives.
     // Every other access to the mark is atomic too (`Mark`).
     let m = unsafe { &(*b).mark };
-    if m.swap(mark, Ordering::AcqRel) == mark {
-        return false;
-    }
+    m.swap(mark, Ordering::AcqRel) != mark
+}
+
+/// Splices the chain `head..=tail` (linked through word 0; `tail`'s link is
+/// overwritten) onto `slab`'s remote stack with one successful CAS. The
+/// first push after the owner last drained the slab sets `QUEUED` and
+/// queues the slab on the owner's pending list first (before any block of
+/// the chain becomes visible, so the owner cannot release the superslab
+/// under us). The splice is the last access to the superslab.
+///
+/// # Safety
+/// The chain must be a list of blocks of `slab` (a slab of the live `ss`)
+/// that the caller claimed ([`remote_claim`]) and still holds: they count
+/// as used in the slab, so it and its superslab stay live until the splice.
+unsafe fn push_chain(ss: &Superslab, slab: &Slab, head: *mut Block, tail: *mut Block) {
     let remote = &slab.remote;
     let mut old = remote.load(Ordering::Relaxed);
     loop {
@@ -148,8 +183,8 @@ pub unsafe fn remote_free(ss: &Superslab, p: *mut u8, mark: u64) -> bool {
             ) {
                 Ok(_) => {
                     let owner = ss.owner();
-                    // SAFETY: owners' pending lists live forever; our block
-                    // is still live, so the superslab is too.
+                    // SAFETY: owners' pending lists live forever; our blocks
+                    // are still live, so the superslab is too.
                     unsafe { (*owner).push(slab) };
                     old = remote.load(Ordering::Relaxed);
                 }
@@ -157,16 +192,111 @@ pub unsafe fn remote_free(ss: &Superslab, p: *mut u8, mark: u64) -> bool {
             }
             continue;
         }
-        // SAFETY: the caller gave up the block; we may write its link.
-        unsafe { (*b).next = (old & !QUEUED) as *mut Block };
+        // SAFETY: the caller holds the chain's blocks; we may write their
+        // links.
+        unsafe { (*tail).next = (old & !QUEUED) as *mut Block };
         match remote.compare_exchange_weak(
             old,
-            b as usize | QUEUED,
+            head as usize | QUEUED,
             Ordering::Release,
             Ordering::Relaxed,
         ) {
-            Ok(_) => return true,
+            Ok(_) => return,
             Err(x) => old = x,
         }
+    }
+}
+
+/// Remote frees of one slab gathered by a freeing thread, to be handed to
+/// the slab's remote stack in one splice ([`RemoteBatch::flush`]).
+///
+/// Every block in a batch was claimed ([`remote_claim`]): its free mark is
+/// set, so any other free of it is caught as a double free, and it still
+/// counts as used in its slab, so neither the slab nor its superslab can be
+/// released (by the owner, an adopter or a purge) while the batch holds it.
+/// A batch is plain memory of the thread that fills it; nobody else reads
+/// it. The batch must be flushed before its thread gives its heap up.
+#[derive(Debug)]
+pub struct RemoteBatch {
+    slab: *const Slab,
+    head: *mut Block,
+    tail: *mut Block,
+    len: u32,
+}
+
+impl Default for RemoteBatch {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl RemoteBatch {
+    /// A batch holding nothing.
+    pub const EMPTY: RemoteBatch = RemoteBatch {
+        slab: ptr::null(),
+        head: ptr::null_mut(),
+        tail: ptr::null_mut(),
+        len: 0,
+    };
+
+    /// Blocks held.
+    #[inline]
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// True if it holds no block.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The slab whose blocks it holds (null when empty).
+    #[inline]
+    pub fn slab(&self) -> *const Slab {
+        self.slab
+    }
+
+    /// Adds a claimed block of `slab`.
+    ///
+    /// # Safety
+    /// `p` must be a block of `slab` (a slab of a live superslab) that the
+    /// caller claimed with [`remote_claim`] and gives up; the batch must be
+    /// empty or hold blocks of `slab` only.
+    #[inline]
+    pub unsafe fn push(&mut self, slab: &Slab, p: *mut u8) {
+        let b = p.cast::<Block>();
+        if self.len == 0 {
+            self.slab = slab;
+            self.tail = b;
+        } else {
+            debug_assert!(ptr::eq(self.slab, slab));
+        }
+        // SAFETY: the block is claimed and given up to us (caller's
+        // contract); its link word is ours to write.
+        unsafe { (*b).next = self.head };
+        self.head = b;
+        self.len += 1;
+    }
+
+    /// Hands every block to its slab's remote stack (one CAS, plus queueing
+    /// the slab on its owner's pending list if it is not queued) and empties
+    /// the batch; returns how many blocks went.
+    pub fn flush(&mut self) -> u32 {
+        let n = self.len;
+        if n == 0 {
+            return 0;
+        }
+        // SAFETY: the batch holds `n` claimed blocks of `self.slab` (the
+        // `push` contract), which count as used there: the slab record and
+        // its superslab header (the slab records live in the header, at the
+        // start of the 2 MiB superslab) are live until the splice.
+        unsafe {
+            let slab = &*self.slab;
+            let ss = &*Superslab::of(self.slab.cast());
+            push_chain(ss, slab, self.head, self.tail);
+        }
+        *self = Self::EMPTY;
+        n
     }
 }

@@ -2,7 +2,8 @@
 //! swap, the slab's remote stack with its `QUEUED` bit, the owner's pending
 //! list, draining, and ownership moving through the orphanage.
 //!
-//! The models run the crate's own code — `remote_free`, `PendingList`,
+//! The models run the crate's own code — `remote_free`, `remote_claim` and
+//! `RemoteBatch` (a thread's batch of remote frees, one splice), `PendingList`,
 //! `SlabHandle::drain_remote`/`drain_pending`, `Orphanage::abandon`/`adopt`,
 //! `OwnedSuperslab::format`/`alloc_slab` — built with `--cfg loom`, which
 //! makes every atomic and lock of the crate (`src/sync.rs`) and the block's
@@ -127,8 +128,8 @@ fn process_pending(me: &PendingList) -> (u32, u32) {
     (seen, drained)
 }
 
-/// Runs `f` under loom. Scenarios (a)-(c) are explored exhaustively (no
-/// preemption bound); (d), with three threads and the orphanage lock, is
+/// Runs `f` under loom. Scenarios (a)-(c), (e) and (f) are explored
+/// exhaustively (no preemption bound); (d), with three threads and the orphanage lock, is
 /// bounded at 3 preemptions per execution (about 15 500 executions).
 fn model(preemptions: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
@@ -173,6 +174,107 @@ fn two_remote_frees_race_the_owners_drain() {
         h.check().unwrap();
         let back: HashSet<usize> = chain_blocks(h.take(2)).into_iter().collect();
         assert_eq!(back, HashSet::from([blocks[0], blocks[1]]));
+    });
+}
+
+/// A thread with a heap frees `bs` into one [`RemoteBatch`] (claiming each:
+/// the mark swap) and hands the batch to the slab with one splice. Returns,
+/// per block, whether its claim went through (a refused one is a double
+/// free and stays out of the batch).
+fn batch_from_afar(base: usize, bs: &[usize]) -> Vec<bool> {
+    // SAFETY: the superslab stays live until the model's main thread, its
+    // owner, has joined every thread; each `b` is a block handed out from it.
+    let ss = unsafe { &*(base as *const Superslab) };
+    let mut batch = RemoteBatch::EMPTY;
+    let mut ok = Vec::new();
+    for &b in bs {
+        let slab = ss.slab_of(b as *const u8).expect("a block of a slab");
+        // SAFETY: as above.
+        let claimed = unsafe { remote_claim(b as *mut u8, MARK) };
+        if claimed {
+            // SAFETY: claimed just now, a block of `slab`; the batch holds
+            // blocks of that one slab only.
+            unsafe { batch.push(slab, b as *mut u8) };
+        }
+        ok.push(claimed);
+    }
+    let n = ok.iter().filter(|&&c| c).count() as u32;
+    assert_eq!(batch.len(), n);
+    assert_eq!(batch.flush(), n);
+    assert!(batch.is_empty());
+    ok
+}
+
+/// (e) A batch of two remote frees, spliced onto the slab's remote stack
+/// with one CAS, races a single remote free of a third block and the
+/// owner's drains (`drain_remote`, then its pending list). The slab is
+/// queued at most once per pass, all three blocks reach the owner exactly
+/// once, and the slab ends unqueued.
+#[test]
+fn batched_push_races_a_free_and_the_owners_drain() {
+    let c = chunk();
+    model(None, move || {
+        let w = Arc::new(World {
+            owner: PendingList::new(),
+            adopter: PendingList::new(),
+            orphanage: Orphanage::new(),
+        });
+        let (_ss, s, blocks) = setup(c, &w);
+        let (b0, b1, b2) = (blocks[0], blocks[1], blocks[2]);
+        let t1 = thread::spawn(move || batch_from_afar(c.base, &[b0, b1]));
+        let t2 = thread::spawn(move || free_from_afar(c.base, b2));
+        // SAFETY: this thread owns the superslab.
+        let mut drained = unsafe { s.handle() }.drain_remote();
+        let (seen1, d) = process_pending(&w.owner);
+        drained += d;
+        assert_eq!(t1.join().unwrap(), [true, true]);
+        assert!(t2.join().unwrap());
+        let (seen2, d) = process_pending(&w.owner);
+        drained += d;
+        assert!(seen1 <= 1 && seen2 <= 1, "queued at most once per pass");
+        assert_eq!(drained, 3, "every batched and single free drained once");
+        // SAFETY: this thread still owns the superslab.
+        let mut h = unsafe { s.handle() };
+        assert!(!h.is_queued());
+        assert_eq!(h.used(), 1);
+        h.check().unwrap();
+        let back: HashSet<usize> = chain_blocks(h.take(3)).into_iter().collect();
+        assert_eq!(back, HashSet::from([b0, b1, b2]));
+    });
+}
+
+/// (f) A block is freed twice at once: into one thread's batch (with
+/// another block) and by a second thread's single remote free, while the
+/// owner drains. Exactly one of the two frees of the shared block goes
+/// through (the other is a double free, caught by the mark swap), and the
+/// owner gets it, and the batch's other block, exactly once.
+#[test]
+fn double_free_of_a_batched_block_is_caught_once() {
+    let c = chunk();
+    model(None, move || {
+        let w = Arc::new(World {
+            owner: PendingList::new(),
+            adopter: PendingList::new(),
+            orphanage: Orphanage::new(),
+        });
+        let (_ss, s, blocks) = setup(c, &w);
+        let (b0, b1) = (blocks[0], blocks[1]);
+        let t1 = thread::spawn(move || batch_from_afar(c.base, &[b0, b1]));
+        let t2 = thread::spawn(move || free_from_afar(c.base, b0));
+        let (_, mut drained) = process_pending(&w.owner);
+        let r1 = t1.join().unwrap();
+        let r2 = t2.join().unwrap();
+        assert!(r1[1], "the batch's other block is never refused");
+        assert!(r1[0] ^ r2, "exactly one of two racing frees succeeds");
+        drained += process_pending(&w.owner).1;
+        assert_eq!(drained, 2);
+        // SAFETY: this thread owns the superslab.
+        let mut h = unsafe { s.handle() };
+        assert_eq!(h.used(), 2);
+        assert!(!h.is_queued());
+        h.check().unwrap();
+        let back: HashSet<usize> = chain_blocks(h.take(2)).into_iter().collect();
+        assert_eq!(back, HashSet::from([b0, b1]));
     });
 }
 

@@ -188,7 +188,8 @@ impl<E: TestEnv> ThreadHeap<E> {
     }
 
     /// Frees a block, as the facade's slow path does: into this heap if it
-    /// owns the block's superslab, else as a remote free.
+    /// owns the block's superslab, else as a remote free batched in this
+    /// heap (`Heap::free_remote`).
     ///
     /// # Safety
     /// `p` must be a live block of this environment, not used afterwards.
@@ -201,7 +202,9 @@ impl<E: TestEnv> ThreadHeap<E> {
             // class its slot's entry says.
             unsafe { self.heap().free_local(p, class) };
         } else {
-            remote_free::<E>(p);
+            // SAFETY: as above; this heap is used by this thread alone.
+            let ok = unsafe { self.heap().free_remote(p, class) };
+            assert!(ok, "double free of {p:?}");
         }
     }
 

@@ -182,6 +182,59 @@ static size_t case_double_free_remote(void) {
     return 48;
 }
 
+/* A thread with a heap of its own (it allocated first) frees a block of the
+ * main thread twice: the first free waits in the thread's batch of remote
+ * frees (one block, not flushed), the second finds the free mark. */
+static void *free_twice_with_heap(void *p) {
+    void *q = malloc(opaque(32));
+    CHECK(q != NULL, "malloc");
+    free(p);
+    free(hide(p));
+    continued();
+    free(q);
+    return NULL;
+}
+
+static size_t case_double_free_batched(void) {
+    size_t u;
+    unsigned char *p = block(48, &u);
+    target(p, 48, u);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, free_twice_with_heap, p) == 0, "pthread_create");
+    pthread_join(t, NULL);
+    return 48;
+}
+
+/* A thread with a heap frees a block of the main thread, which stays in the
+ * thread's batch (the thread stays alive: its exit would flush it); then the
+ * owner frees it again, on its own fast path. */
+static pthread_barrier_t batched, owner_done;
+static void *free_and_hold(void *p) {
+    void *q = malloc(opaque(32));
+    CHECK(q != NULL, "malloc");
+    free(p);
+    pthread_barrier_wait(&batched);
+    pthread_barrier_wait(&owner_done);
+    free(q);
+    return NULL;
+}
+
+static size_t case_double_free_batched_owner(void) {
+    size_t u;
+    unsigned char *p = block(48, &u);
+    pthread_barrier_init(&batched, NULL, 2);
+    pthread_barrier_init(&owner_done, NULL, 2);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, free_and_hold, p) == 0, "pthread_create");
+    pthread_barrier_wait(&batched);
+    target(p, 48, u);
+    free(hide(p));
+    continued();
+    pthread_barrier_wait(&owner_done);
+    pthread_join(t, NULL);
+    return 48;
+}
+
 /* Two threads free the same block at the same moment. */
 static pthread_barrier_t both_ready;
 static void *free_at_barrier(void *p) {
@@ -384,6 +437,8 @@ static const struct {
     {"double_free_large", case_double_free_large},
     {"double_free_remote", case_double_free_remote},
     {"double_free_concurrent", case_double_free_concurrent},
+    {"double_free_batched", case_double_free_batched},
+    {"double_free_batched_owner", case_double_free_batched_owner},
     {"free_interior_tiny", case_free_interior_tiny},
     {"free_interior_mid", case_free_interior_mid},
     {"free_interior_large", case_free_interior_large},
