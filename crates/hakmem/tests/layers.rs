@@ -114,7 +114,9 @@ fn the_checker_finds_a_cycle() {
 #[test]
 fn observers_sit_below_the_entry_points() {
     let g = graph();
-    for low in ["observe", "learner", "sites", "large", "state", "thread", "tls", "config"] {
+    for low in [
+        "observe", "learner", "sites", "large", "state", "thread", "tls", "config",
+    ] {
         for high in ["api", "init", "fork", "exit", "stats"] {
             assert!(
                 !g[low].contains(high),

@@ -25,6 +25,8 @@ use crate::classes::{class_size, class_span, BIN_BYTES, NBINS, NCLASSES};
 use crate::env::{pool_limits, HeapEnv};
 use crate::observation::Observation;
 
+mod check;
+
 const _: () = assert!(BIN_BYTES == 32);
 const _: () = assert!(Entry::KEY_HIT as usize == NBINS * BIN_BYTES);
 // The layout does not depend on the environment (its marker is zero-sized

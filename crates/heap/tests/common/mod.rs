@@ -205,9 +205,20 @@ impl<E: TestEnv> ThreadHeap<E> {
         }
     }
 
+    /// Panics, naming the broken invariant, unless the heap passes
+    /// `Heap::check`.
+    pub fn check(&mut self) {
+        if let Err(what) = self.heap().check() {
+            panic!("heap {}: invariant broken: {what}", self.tag());
+        }
+    }
+
     /// The thread exits: everything goes back, the heap to the registry.
+    /// The heap is checked before and after giving everything back.
     pub fn exit(mut self) {
+        self.check();
         self.heap().release_all();
+        self.check();
         // SAFETY: from this registry, in use, not used afterwards.
         unsafe { E::registry().release(self.h) };
     }
@@ -343,4 +354,18 @@ pub fn assert_all_superslabs_pooled<E: TestEnv>() {
         s.dirty + s.clean,
         "superslabs outside the pool: {s:?}"
     );
+}
+
+/// Checks every heap of a model (`Heap::check`).
+pub fn check_heaps<E: TestEnv>(heaps: &mut [Option<ThreadHeap<E>>]) {
+    for t in heaps.iter_mut().flatten() {
+        t.check();
+    }
+}
+
+/// Panics unless the registry passes `Registry::check`.
+pub fn check_registry<E: TestEnv>() {
+    if let Err(what) = E::registry().check() {
+        panic!("registry: invariant broken: {what}");
+    }
 }

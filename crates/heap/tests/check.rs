@@ -1,0 +1,207 @@
+//! `Heap::check` and `Registry::check` report heaps corrupted on purpose:
+//! each test breaks one invariant through the public surface (a bin, a
+//! slab's state or list link), asserts the report, repairs the damage and
+//! asserts the heap passes again before its thread exits.
+
+#[macro_use]
+mod common;
+
+use common::{check_registry, TestEnv, ThreadHeap};
+use hakmem_heap::classes::class_of;
+use hakmem_superslab::{SlabRef, Superslab};
+use hakmem_tiny_sll::Block;
+
+/// The slab holding block `p` of a superslab the caller's heap owns.
+fn slab_of(p: *mut u8) -> SlabRef {
+    // SAFETY: `p` is a live block, so its superslab is live.
+    let ss = unsafe { &*Superslab::of(p) };
+    let s = ss.slab_of(p).expect("a block lies in a slab");
+    // SAFETY: a slab record of a live superslab.
+    unsafe { SlabRef::from_raw(s as *const _ as *mut _) }
+}
+
+fn err<E: TestEnv>(t: &mut ThreadHeap<E>) -> &'static str {
+    t.heap().check().expect_err("the corruption is reported")
+}
+
+#[test]
+fn a_fresh_and_a_busy_heap_pass() {
+    test_env!(E, 64 << 20);
+    let mut t = ThreadHeap::<E>::new();
+    t.check();
+    check_registry::<E>();
+    let mut v = Vec::new();
+    for i in 0..5000 {
+        v.push(t.alloc([16, 24, 100, 1500, 40_000][i % 5]));
+    }
+    t.check();
+    for (i, p) in v.into_iter().enumerate() {
+        if i % 3 != 0 {
+            // SAFETY: live blocks of ours, freed once.
+            unsafe { t.free(p) };
+        }
+    }
+    t.check();
+    check_registry::<E>();
+    t.exit();
+    check_registry::<E>();
+}
+
+#[test]
+fn a_foreign_block_in_a_bin_is_reported() {
+    test_env!(E, 64 << 20);
+    let mut a = ThreadHeap::<E>::new();
+    let mut b = ThreadHeap::<E>::new();
+    let c = class_of(24);
+    let p = a.alloc(24);
+    let q = b.alloc(24);
+    b.check();
+    // SAFETY: `p` is a live 32-byte block nobody else uses until it is
+    // popped again below (the corruption under test: B's bin gets A's
+    // block).
+    assert!(unsafe { b.heap().bins[c].try_push(p) });
+    assert_eq!(
+        err(&mut b),
+        "bin: block outside the heap's superslabs of its class"
+    );
+    assert_eq!(b.heap().bins[c].pop(), Some(p));
+    b.check();
+
+    // a block of the heap's own superslab filed under another class
+    let c2 = class_of(100);
+    // SAFETY: as above, for B's own block `q`.
+    assert!(unsafe { b.heap().bins[c2].try_push(q) });
+    assert_eq!(
+        err(&mut b),
+        "bin: block outside the heap's superslabs of its class"
+    );
+    assert_eq!(b.heap().bins[c2].pop(), Some(q));
+
+    // an interior pointer of an own block, in the right class's bin
+    let inner = q.wrapping_add(16);
+    // SAFETY: the pointer is inside our live block `q` (32 bytes, so 16
+    // bytes from it are ours to use as a fake block's two words).
+    assert!(unsafe { b.heap().bins[c].try_push(inner) });
+    assert_eq!(
+        err(&mut b),
+        "bin: pointer is not the start of a carved block"
+    );
+    assert_eq!(b.heap().bins[c].pop(), Some(inner));
+    b.check();
+    // SAFETY: live blocks, freed once.
+    unsafe {
+        a.free(p);
+        b.free(q);
+    }
+    a.exit();
+    b.exit();
+}
+
+#[test]
+fn a_cycle_or_a_wild_link_in_a_bin_is_reported() {
+    test_env!(E, 64 << 20);
+    let mut t = ThreadHeap::<E>::new();
+    let c = class_of(48);
+    let p = t.alloc(48);
+    let q = t.alloc(48);
+    // SAFETY: live blocks, freed once; they go to the bin (q on top).
+    unsafe {
+        t.free(p);
+        t.free(q);
+    }
+    t.check();
+    let top = t.heap().bins[c].head();
+    assert_eq!(top, q.cast::<Block>());
+    // SAFETY: `top` is a free block in our bin; we save and restore its link
+    // (the write-after-free under test).
+    let saved = unsafe { (*top).next };
+    unsafe { (*top).next = top };
+    assert_eq!(
+        err(&mut t),
+        "bin: list longer than its capacity (cyclic or overfull)"
+    );
+    // a link to memory that is no block of ours: reported, not followed
+    let mut outside = [0u64; 4];
+    // SAFETY: as above.
+    unsafe { (*top).next = outside.as_mut_ptr().cast() };
+    assert_eq!(
+        err(&mut t),
+        "bin: block outside the heap's superslabs of its class"
+    );
+    // a dropped tail: the list is shorter than room says
+    // SAFETY: as above.
+    unsafe { (*top).next = core::ptr::null_mut() };
+    assert_eq!(err(&mut t), "bin: room + len != cap");
+    // SAFETY: as above: the saved link goes back.
+    unsafe { (*top).next = saved };
+    t.check();
+    t.exit();
+}
+
+#[test]
+fn a_slab_in_the_wrong_state_is_reported() {
+    test_env!(E, 64 << 20);
+    let mut t = ThreadHeap::<E>::new();
+    // fill a slab of 1500-byte blocks past its first refill, then free one
+    // block of an older, full slab so that it joins the partial list
+    let mut v = Vec::new();
+    let first = t.alloc(1500);
+    let s = slab_of(first);
+    v.push(first);
+    loop {
+        let p = t.alloc(1500);
+        v.push(p);
+        if slab_of(p) != s {
+            break;
+        }
+    }
+    t.check();
+    // the first slab is FULL now; its state is 3, the current slab's 1
+    // SAFETY: the heap owns the slab, and no other handle of it is alive.
+    let state = |r: SlabRef| unsafe { r.handle() }.state();
+    assert_eq!(state(s), 3, "the first slab is FULL");
+    let cur = slab_of(*v.last().unwrap());
+    assert_eq!(state(cur), 1, "the new slab is CURRENT");
+    // SAFETY: a live block of ours, freed once; the bin of 1500-byte
+    // blocks has room, so the block stays in the bin and the slab FULL.
+    unsafe { t.free(v.remove(0)) };
+    assert_eq!(state(s), 3, "the freed block waits in the bin");
+    t.check();
+
+    // a CURRENT slab marked PARTIAL: on no partial list
+    // SAFETY: as above, for the current slab.
+    unsafe { cur.handle() }.set_state(2);
+    assert_eq!(
+        err(&mut t),
+        "heap: current slab of another class or not CURRENT"
+    );
+    // SAFETY: as above.
+    unsafe { cur.handle() }.set_state(1);
+    t.check();
+
+    // a state no list uses
+    // SAFETY: as above, for the full slab.
+    unsafe { s.handle() }.set_state(0x42);
+    assert_eq!(err(&mut t), "heap: slab in an unknown state");
+    // SAFETY: as above.
+    unsafe { s.handle() }.set_state(3);
+    t.check();
+
+    // spill the bin so that the full slab gets a free block and joins the
+    // partial list (PARTIAL, state 2)
+    t.heap().collect();
+    assert_eq!(state(s), 2, "the slab is PARTIAL");
+    t.check();
+    // SAFETY: as above.
+    unsafe { s.handle() }.set_state(3);
+    assert_eq!(err(&mut t), "heap: slab on a partial list is not PARTIAL");
+    // SAFETY: as above.
+    unsafe { s.handle() }.set_state(2);
+    t.check();
+
+    for p in v {
+        // SAFETY: live blocks of ours, freed once.
+        unsafe { t.free(p) };
+    }
+    t.exit();
+}
