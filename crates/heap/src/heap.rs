@@ -201,6 +201,24 @@ impl<E> Heap<E> {
 }
 
 impl<E: HeapEnv> Heap<E> {
+    /// [`Heap::check`] when the environment asks for it
+    /// ([`HeapEnv::checking`]); a failure goes to
+    /// [`HeapEnv::invariant_broken`].
+    #[inline(always)]
+    fn check_hook(&self) {
+        if E::checking() {
+            self.check_or_report();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn check_or_report(&self) {
+        if let Err(what) = self.check() {
+            E::invariant_broken(what);
+        }
+    }
+
     /// Makes the bins follow the current policy if it changed.
     #[inline]
     pub fn sync_policy(&mut self) {
@@ -335,6 +353,7 @@ impl<E: HeapEnv> Heap<E> {
     /// The bin of `class` is empty: fill it from slabs and return one block.
     #[cold]
     pub fn refill(&mut self, class: usize) -> *mut u8 {
+        self.check_hook();
         if self.pending.has_pending() {
             self.process_pending();
         }
@@ -533,6 +552,7 @@ impl<E: HeapEnv> Heap<E> {
             }
             return;
         }
+        self.check_hook();
         let chain = self.bins[class].take((cap / 2).max(1));
         let st = &self.stats.classes[class];
         st.spills.inc();
@@ -712,6 +732,7 @@ impl<E: HeapEnv> Heap<E> {
     /// Gives everything back: bins to slabs, empty superslabs to the pool,
     /// the rest to the orphanage. The heap is empty and disabled afterwards.
     pub fn release_all(&mut self) {
+        self.check_hook();
         for c in 0..NCLASSES {
             let chain = self.bins[c].take_all();
             self.give_back(chain);

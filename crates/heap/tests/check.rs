@@ -8,6 +8,7 @@ mod common;
 
 use common::{check_registry, TestEnv, ThreadHeap};
 use hakmem_heap::classes::class_of;
+use hakmem_heap::HeapEnv;
 use hakmem_superslab::{SlabRef, Superslab};
 use hakmem_tiny_sll::Block;
 
@@ -204,4 +205,43 @@ fn a_slab_in_the_wrong_state_is_reported() {
         unsafe { t.free(p) };
     }
     t.exit();
+}
+
+#[test]
+#[should_panic(
+    expected = "hakmem: invariant broken: bin: block outside the heap's superslabs of its class"
+)]
+fn a_refill_checks_the_heap_first() {
+    test_env!(E, 64 << 20);
+    assert!(E::checking(), "test heaps check themselves on slow paths");
+    let mut t = ThreadHeap::<E>::new();
+    let p = t.alloc(48);
+    // SAFETY: a live block, freed once: it goes to the bin.
+    unsafe { t.free(p) };
+    let mut outside = [0u64; 4];
+    // SAFETY: `p` is a free block in our bin (the write-after-free under
+    // test: its link now points outside the heap).
+    unsafe { (*p.cast::<Block>()).next = outside.as_mut_ptr().cast() };
+    // another class's first allocation refills, which checks the heap
+    t.alloc(2000);
+}
+
+#[test]
+#[should_panic(expected = "hakmem: invariant broken: bin: list longer than its capacity")]
+fn a_spill_checks_the_heap_first() {
+    test_env!(E, 64 << 20);
+    let mut t = ThreadHeap::<E>::new();
+    let c = class_of(48);
+    let cap = t.heap().bins[c].cap() as usize;
+    let v: Vec<_> = (0..=cap).map(|_| t.alloc(48)).collect();
+    // SAFETY: live blocks, freed once; the bin fills up (the refill left
+    // some blocks in it, so it is full before the last frees).
+    unsafe { t.free(v[0]) };
+    let b = v[0].cast::<Block>();
+    // SAFETY: `b` is a free block in our bin: it now links to itself.
+    unsafe { (*b).next = b };
+    for &p in &v[1..] {
+        // SAFETY: as above.
+        unsafe { t.free(p) };
+    }
 }
