@@ -28,6 +28,7 @@ pub(crate) fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
         return ptr::null_mut();
     }
     decay_tick();
+    crate::check::large();
     let policy = POLICY.load();
     let try_alloc = || {
         LARGE.alloc(
@@ -41,6 +42,7 @@ pub(crate) fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     // The OS said no: give back what the caches hold (address space may be
     // what ran out) and retry once.
     let got = try_alloc().or_else(|| collect().then(try_alloc).flatten());
+    crate::check::large();
     match got {
         Some(a) => {
             LARGE_STATS.allocs.add(1);
