@@ -356,7 +356,7 @@ unsafe fn free_slow(p: *mut u8, e: Entry) {
             LARGE_STATS.bytes_live.sub(h.map_len() as u64);
             // SAFETY: a live large block the caller gives up.
             unsafe { LARGE.free(&PAGE_MAP, h, &cache_limits(POLICY.load())) };
-            crate::check::large();
+            crate::large::check_large();
             decay_tick();
             return;
         }

@@ -4,7 +4,9 @@
 //! When on, every heap runs `Heap::check` on entry to each refill, before
 //! each spill of a full bin and before it is given back at thread exit (the
 //! heap box's hooks, through [`HeapEnv::checking`]); the large tier runs
-//! `Large::check` on each large allocation and free. A failure prints
+//! `Large::check` on each large allocation and free (`large::check_large`).
+//! This module only holds the switch and the report, below every layer
+//! that uses them. A failure prints
 //! `hakmem: invariant broken: <what>` and aborts (whatever
 //! `HAKMEM_ON_ERROR` says: the allocator's own state is broken, so carrying
 //! on is never safe).
@@ -15,10 +17,6 @@
 //! [`HeapEnv::checking`]: hakmem_heap::HeapEnv::checking
 
 use core::sync::atomic::{AtomicBool, Ordering};
-
-use hakmem_large_cache::CacheLimits;
-
-use crate::state::{cache_limits, LARGE, PAGE_MAP, POLICY};
 
 /// Checks on: set by the set-up from `HAKMEM_CHECK`; before it runs, the
 /// build's default (on with the `check` feature).
@@ -33,34 +31,6 @@ pub(crate) fn set(opt: Option<bool>) {
 #[inline(always)]
 pub(crate) fn on() -> bool {
     ON.load(Ordering::Relaxed)
-}
-
-/// Validates the large tier (when checks are on).
-///
-/// The cache's limits are not checked here: another thread's call may be
-/// between its two halves (over a budget until its trim runs), and a policy
-/// change may lower the limits after mappings were cached under the old
-/// ones, so `Large::check` runs with unbounded limits: the bookkeeping and
-/// the page-map registration of every cached mapping are checked.
-#[inline]
-pub(crate) fn large() {
-    if on() {
-        large_cold();
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn large_cold() {
-    let limits = CacheLimits {
-        budget: usize::MAX,
-        max_block: usize::MAX,
-        clean_budget: usize::MAX,
-        ..cache_limits(POLICY.load())
-    };
-    if let Err(what) = LARGE.check(&PAGE_MAP, &limits) {
-        invariant_broken("large: ", what);
-    }
 }
 
 /// Reports a broken invariant (`hakmem: invariant broken: <area><what>`, one

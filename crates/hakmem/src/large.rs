@@ -5,6 +5,7 @@
 
 use core::ptr;
 
+use hakmem_large_cache::CacheLimits;
 use hakmem_platform::{set_errno, ErrnoGuard};
 
 use crate::state::PLACEHOLDER;
@@ -28,7 +29,7 @@ pub(crate) fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
         return ptr::null_mut();
     }
     decay_tick();
-    crate::check::large();
+    check_large();
     let policy = POLICY.load();
     let try_alloc = || {
         LARGE.alloc(
@@ -42,7 +43,7 @@ pub(crate) fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     // The OS said no: give back what the caches hold (address space may be
     // what ran out) and retry once.
     let got = try_alloc().or_else(|| collect().then(try_alloc).flatten());
-    crate::check::large();
+    check_large();
     match got {
         Some(a) => {
             LARGE_STATS.allocs.add(1);
@@ -57,6 +58,34 @@ pub(crate) fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
             set_errno(libc::ENOMEM);
             ptr::null_mut()
         }
+    }
+}
+
+/// Validates the large tier when `HAKMEM_CHECK` is on (`check.rs`).
+///
+/// The cache's limits are not checked here: another thread's call may be
+/// between its two halves (over a budget until its trim runs), and a policy
+/// change may lower the limits after mappings were cached under the old
+/// ones, so `Large::check` runs with unbounded limits: the bookkeeping and
+/// the page-map registration of every cached mapping are checked.
+#[inline]
+pub(crate) fn check_large() {
+    if crate::check::on() {
+        check_large_cold();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn check_large_cold() {
+    let limits = CacheLimits {
+        budget: usize::MAX,
+        max_block: usize::MAX,
+        clean_budget: usize::MAX,
+        ..cache_limits(POLICY.load())
+    };
+    if let Err(what) = LARGE.check(&PAGE_MAP, &limits) {
+        crate::check::invariant_broken("large: ", what);
     }
 }
 
