@@ -70,7 +70,8 @@ fn a_foreign_block_in_a_bin_is_reported() {
 
     // a block of the heap's own superslab filed under another class
     let c2 = class_of(100);
-    // SAFETY: as above, for B's own block `q`.
+    // SAFETY: `q` is B's own live 32-byte block, unused until popped again
+    // below (the corruption: the bin of another class gets it).
     assert!(unsafe { b.heap().bins[c2].try_push(q) });
     assert_eq!(
         err(&mut b),
@@ -123,17 +124,19 @@ fn a_cycle_or_a_wild_link_in_a_bin_is_reported() {
     );
     // a link to memory that is no block of ours: reported, not followed
     let mut outside = [0u64; 4];
-    // SAFETY: as above.
+    // SAFETY: `top` is a free block in our bin, which only this thread
+    // touches; its link is restored below.
     unsafe { (*top).next = outside.as_mut_ptr().cast() };
     assert_eq!(
         err(&mut t),
         "bin: block outside the heap's superslabs of its class"
     );
     // a dropped tail: the list is shorter than room says
-    // SAFETY: as above.
+    // SAFETY: `top` is a free block in our bin, which only this thread
+    // touches; its link is restored below.
     unsafe { (*top).next = core::ptr::null_mut() };
     assert_eq!(err(&mut t), "bin: room + len != cap");
-    // SAFETY: as above: the saved link goes back.
+    // SAFETY: `top` is a free block in our bin; this restores its link.
     unsafe { (*top).next = saved };
     t.check();
     t.exit();
@@ -170,21 +173,25 @@ fn a_slab_in_the_wrong_state_is_reported() {
     t.check();
 
     // a CURRENT slab marked PARTIAL: on no partial list
-    // SAFETY: as above, for the current slab.
+    // SAFETY: the heap owns the current slab's superslab, and no other
+    // handle of the slab is alive.
     unsafe { cur.handle() }.set_state(2);
     assert_eq!(
         err(&mut t),
         "heap: current slab of another class or not CURRENT"
     );
-    // SAFETY: as above.
+    // SAFETY: the heap owns the current slab's superslab, and no other
+    // handle of the slab is alive.
     unsafe { cur.handle() }.set_state(1);
     t.check();
 
     // a state no list uses
-    // SAFETY: as above, for the full slab.
+    // SAFETY: the heap owns the full slab's superslab, and no other handle
+    // of the slab is alive.
     unsafe { s.handle() }.set_state(0x42);
     assert_eq!(err(&mut t), "heap: slab in an unknown state");
-    // SAFETY: as above.
+    // SAFETY: the heap owns the full slab's superslab, and no other handle
+    // of the slab is alive.
     unsafe { s.handle() }.set_state(3);
     t.check();
 
@@ -193,10 +200,12 @@ fn a_slab_in_the_wrong_state_is_reported() {
     t.heap().collect();
     assert_eq!(state(s), 2, "the slab is PARTIAL");
     t.check();
-    // SAFETY: as above.
+    // SAFETY: the heap owns the partial slab's superslab, and no other
+    // handle of the slab is alive.
     unsafe { s.handle() }.set_state(3);
     assert_eq!(err(&mut t), "heap: slab on a partial list is not PARTIAL");
-    // SAFETY: as above.
+    // SAFETY: the heap owns the partial slab's superslab, and no other
+    // handle of the slab is alive.
     unsafe { s.handle() }.set_state(2);
     t.check();
 
@@ -241,7 +250,7 @@ fn a_spill_checks_the_heap_first() {
     // SAFETY: `b` is a free block in our bin: it now links to itself.
     unsafe { (*b).next = b };
     for &p in &v[1..] {
-        // SAFETY: as above.
+        // SAFETY: live blocks of ours, each freed once.
         unsafe { t.free(p) };
     }
 }
