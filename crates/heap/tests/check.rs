@@ -117,6 +117,8 @@ fn a_cycle_or_a_wild_link_in_a_bin_is_reported() {
     // SAFETY: `top` is a free block in our bin; we save and restore its link
     // (the write-after-free under test).
     let saved = unsafe { (*top).next };
+    // SAFETY: `top` is a free block in our bin, which only this thread
+    // touches; its link is restored below.
     unsafe { (*top).next = top };
     assert_eq!(
         err(&mut t),

@@ -10,7 +10,7 @@ use hakmem_superslab::{
 use hakmem_tiny_sll::Block;
 
 use super::{Heap, F_RETAINED, SS_FULL, SS_SPACE, S_CURRENT, S_FULL, S_PARTIAL};
-use crate::classes::{NBINS, NCLASSES};
+use crate::classes::NCLASSES;
 use crate::env::HeapEnv;
 
 impl<E: HeapEnv> Heap<E> {
@@ -156,8 +156,7 @@ impl<E: HeapEnv> Heap<E> {
             return Err("heap: a current slab is not CURRENT");
         }
 
-        for c in 0..NCLASSES {
-            let list = &self.partial[c];
+        for (c, list) in self.partial.iter().enumerate() {
             let mut n = 0u32;
             let mut next = list.first();
             while let Some(s) = next {
@@ -191,8 +190,7 @@ impl<E: HeapEnv> Heap<E> {
             }
         }
 
-        for c in 0..NBINS {
-            let bin = &self.bins[c];
+        for (c, bin) in self.bins.iter().enumerate() {
             if c >= NCLASSES {
                 if bin.cap() != 0 || bin.room() != 0 || !bin.head().is_null() {
                     return Err("bin: a bin of no class is enabled");
