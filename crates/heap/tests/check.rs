@@ -256,3 +256,37 @@ fn a_spill_checks_the_heap_first() {
         unsafe { t.free(p) };
     }
 }
+
+/// A superslab whose last slab is released stays on `spaces`, counted in
+/// `empties`, and is carved again by the next refill (which uncounts it):
+/// `Heap::check` follows the count through both steps.
+#[test]
+fn an_emptied_superslab_is_counted_and_reused() {
+    test_env!(E, 64 << 20);
+    // no bins: every free goes straight back to its slab
+    let mut p = hakmem_policy_rcu::DEFAULT_POLICY;
+    p.tiny_cap = [0; hakmem_tiny_sll::TINY_CLASSES];
+    p.tiny_refill = [0; hakmem_tiny_sll::TINY_CLASSES];
+    E::policy().publish(Box::leak(Box::new(p)));
+    let mut t = ThreadHeap::<E>::new();
+    let a = t.alloc(100);
+    // SAFETY: a live block of ours, freed once: its slab empties.
+    unsafe { t.free(a) };
+    t.check();
+    // the empty current slab goes back to its superslab, which empties
+    t.heap().maintain(true);
+    t.check();
+    let released = t.heap().stats.classes[class_of(100)].slabs_released.get();
+    assert_eq!(released, 1, "the empty slab was released");
+    // the next refill carves the kept superslab again
+    let b = t.alloc(100);
+    t.check();
+    assert_eq!(
+        t.heap().stats.superslabs_acquired.get(),
+        1,
+        "the kept superslab was reused"
+    );
+    // SAFETY: a live block of ours, freed once.
+    unsafe { t.free(b) };
+    t.exit();
+}
