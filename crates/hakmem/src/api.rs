@@ -399,6 +399,7 @@ unsafe fn free_general(p: *mut u8, e: Entry) {
             LARGE_STATS.bytes_live.sub(h.map_len() as u64);
             // SAFETY: a live large block the caller gives up.
             unsafe { LARGE.free(&PAGE_MAP, h, &cache_limits(POLICY.load())) };
+            crate::large::check_large();
             decay_tick();
             return;
         }

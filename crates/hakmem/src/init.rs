@@ -44,6 +44,7 @@ fn init_slow() {
     let mark = new_mark();
     crate::state::set_free_mark(mark);
     crate::report::set_warn_only(opts.on_error == OnError::Warn);
+    crate::check::set(opts.check);
 
     let base = match &opts.policy {
         Some(path)

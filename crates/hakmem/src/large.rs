@@ -6,6 +6,7 @@
 use core::ptr;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use hakmem_large_cache::CacheLimits;
 use hakmem_platform::{address_space_limit, set_errno, ErrnoGuard, Pal, PAGE_SIZE};
 
 use crate::state::PLACEHOLDER;
@@ -110,6 +111,7 @@ pub(crate) fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
         return ptr::null_mut();
     }
     decay_tick();
+    check_large();
     let policy = POLICY.load();
     let try_alloc = || {
         LARGE.alloc(
@@ -130,6 +132,7 @@ pub(crate) fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
         }
         oom_reclaim().then(try_alloc).flatten()
     });
+    check_large();
     match got {
         Some(a) => {
             LARGE_STATS.allocs.add(1);
@@ -144,6 +147,34 @@ pub(crate) fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
             set_errno(libc::ENOMEM);
             ptr::null_mut()
         }
+    }
+}
+
+/// Validates the large tier when `HAKMEM_CHECK` is on (`check.rs`).
+///
+/// The cache's limits are not checked here: another thread's call may be
+/// between its two halves (over a budget until its trim runs), and a policy
+/// change may lower the limits after mappings were cached under the old
+/// ones, so `Large::check` runs with unbounded limits: the bookkeeping and
+/// the page-map registration of every cached mapping are checked.
+#[inline]
+pub(crate) fn check_large() {
+    if crate::check::on() {
+        check_large_cold();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn check_large_cold() {
+    let limits = CacheLimits {
+        budget: usize::MAX,
+        max_block: usize::MAX,
+        clean_budget: usize::MAX,
+        ..cache_limits(POLICY.load())
+    };
+    if let Err(what) = LARGE.check(&PAGE_MAP, &limits) {
+        crate::check::invariant_broken("large: ", what);
     }
 }
 

@@ -18,6 +18,7 @@
 //! a destructor.
 
 mod api;
+mod check;
 mod config;
 mod exit;
 mod fork;

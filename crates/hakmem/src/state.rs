@@ -154,6 +154,15 @@ impl HeapEnv for Env {
         // heap owns, referenced by nobody.
         unsafe { crate::secure::forget_fresh(data, block_size, blocks) }
     }
+
+    #[inline(always)]
+    fn checking() -> bool {
+        crate::check::on()
+    }
+
+    fn invariant_broken(what: &'static str) -> ! {
+        crate::check::invariant_broken("", what)
+    }
 }
 
 /// The process's free mark (see `Heap::mark`): set once by the set-up,

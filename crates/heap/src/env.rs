@@ -52,6 +52,23 @@ pub trait HeapEnv: Sized + 'static {
     /// Those blocks must be free blocks of a slab the calling heap owns,
     /// referenced by nobody.
     unsafe fn forget_fresh(data: *mut u8, block_size: usize, blocks: core::ops::Range<usize>);
+
+    /// Debug validation is on (the facade's `HAKMEM_CHECK`): a heap runs
+    /// [`Heap::check`](crate::Heap::check) on entry to each refill, before
+    /// each spill of a full bin and before giving everything back, and
+    /// hands a failure to [`HeapEnv::invariant_broken`]. Off by default: the
+    /// constant `false` compiles the hooks away.
+    #[inline(always)]
+    fn checking() -> bool {
+        false
+    }
+
+    /// A heap failed its check on a slow path (`what` names the broken
+    /// invariant). Must not return; the default panics.
+    #[cold]
+    fn invariant_broken(what: &'static str) -> ! {
+        panic!("hakmem: invariant broken: {what}")
+    }
 }
 
 /// The superslab pool limits of a policy.

@@ -25,6 +25,8 @@ use crate::classes::{class_size, class_span, BIN_BYTES, NBINS, NCLASSES, TINY_BI
 use crate::env::{pool_limits, HeapEnv};
 use crate::observation::Observation;
 
+mod check;
+
 const _: () = assert!(BIN_BYTES == 32);
 const _: () = assert!(RB_SLOTS == 64); // `remote_busy` has a bit per batch
 const _: () = assert!(Entry::KEY_HIT as usize == NBINS * BIN_BYTES);
@@ -235,6 +237,24 @@ impl<E> Heap<E> {
 }
 
 impl<E: HeapEnv> Heap<E> {
+    /// [`Heap::check`] when the environment asks for it
+    /// ([`HeapEnv::checking`]); a failure goes to
+    /// [`HeapEnv::invariant_broken`].
+    #[inline(always)]
+    fn check_hook(&self) {
+        if E::checking() {
+            self.check_or_report();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn check_or_report(&self) {
+        if let Err(what) = self.check() {
+            E::invariant_broken(what);
+        }
+    }
+
     /// Makes the bins follow the current policy if it changed.
     #[inline]
     pub fn sync_policy(&mut self) {
@@ -371,6 +391,7 @@ impl<E: HeapEnv> Heap<E> {
     /// The bin of `class` is empty: fill it from slabs and return one block.
     #[cold]
     pub fn refill(&mut self, class: usize) -> *mut u8 {
+        self.check_hook();
         if self.remote_held != 0 {
             self.flush_remote();
         }
@@ -572,6 +593,7 @@ impl<E: HeapEnv> Heap<E> {
             }
             return;
         }
+        self.check_hook();
         let chain = self.bins[class].take((cap / 2).max(1));
         let st = &self.stats.classes[class];
         st.spills.inc();
@@ -826,6 +848,7 @@ impl<E: HeapEnv> Heap<E> {
     /// Gives everything back: bins to slabs, empty superslabs to the pool,
     /// the rest to the orphanage. The heap is empty and disabled afterwards.
     pub fn release_all(&mut self) {
+        self.check_hook();
         // Blocks this thread freed into other heaps' slabs go first (the
         // heap may be reused by another thread; a batch is this thread's).
         self.flush_remote();

@@ -96,6 +96,62 @@ impl<E> Registry<E> {
         (g.count, g.live)
     }
 
+    /// Checks the registry's bookkeeping under its lock (allocates nothing):
+    /// the list of every heap holds exactly `count` heaps, with the tags
+    /// `FIRST_TAG + count - 1` down to `FIRST_TAG` in order (so tags are
+    /// unique and the list is acyclic), `live` of them in use; the free
+    /// list holds exactly the `count - live` others (walked at most that
+    /// many links, so a cycle or a heap listed twice is reported).
+    pub fn check(&self) -> Result<(), &'static str> {
+        let g = self.inner.lock();
+        if g.live > g.count {
+            return Err("registry: more heaps in use than created");
+        }
+        let (mut n, mut in_use) = (0u32, 0u32);
+        let mut h = g.all;
+        while !h.is_null() {
+            if n == g.count {
+                return Err("registry: heap list longer than its count (cyclic?)");
+            }
+            // SAFETY: registered heaps live forever; `tag` never changes and
+            // `in_use`/`next_all` are written only under the lock we hold.
+            let (tag, used, next) = unsafe { ((*h).tag, (*h).in_use, (*h).next_all) };
+            if tag != Entry::FIRST_TAG + g.count - 1 - n {
+                return Err("registry: heap tags out of sequence");
+            }
+            in_use += used as u32;
+            n += 1;
+            h = next;
+        }
+        if n != g.count {
+            return Err("registry: heap list shorter than its count");
+        }
+        if in_use != g.live {
+            return Err("registry: heaps in use disagree with the live count");
+        }
+        let free = g.count - g.live;
+        let mut n = 0u32;
+        let mut h = g.free;
+        while !h.is_null() {
+            if n == free {
+                return Err("registry: free list longer than the free heaps (cyclic?)");
+            }
+            // SAFETY: heaps on the free list are registered heaps (never
+            // unmapped) whose `in_use`/`next_free` change only under the
+            // lock we hold.
+            let (used, next) = unsafe { ((*h).in_use, (*h).next_free) };
+            if used {
+                return Err("registry: a heap in use is on the free list");
+            }
+            n += 1;
+            h = next;
+        }
+        if n != free {
+            return Err("registry: free list shorter than the free heaps");
+        }
+        Ok(())
+    }
+
     /// The registry lock, for fork handlers.
     pub fn fork_lock(&self) -> &SpinLock<impl Sized> {
         &self.inner

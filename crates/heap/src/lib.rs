@@ -45,6 +45,11 @@
 //! * heaps are never unmapped (superslab headers point at their pending
 //!   lists); a heap keeps its tag for life.
 //!
+//! [`Heap::check`] validates all of this from the owner thread and
+//! [`Registry::check`] the registry's bookkeeping; an environment whose
+//! [`HeapEnv::checking`] is true has each heap check itself on entry to
+//! every refill, before every spill and before [`Heap::release_all`].
+//!
 //! Nothing here allocates through the global allocator: the crate is
 //! `no_std` outside its tests.
 #![cfg_attr(not(test), no_std)]

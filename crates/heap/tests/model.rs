@@ -4,12 +4,16 @@
 //! live block is filled with its own pattern and checked when freed and
 //! after each step that moves blocks around; at the end every block is
 //! freed and every superslab must be back in the pool (a lost block would
-//! keep its superslab out).
+//! keep its superslab out). After every step every heap passes
+//! `Heap::check` and the registry `Registry::check`.
 
 #[macro_use]
 mod common;
 
-use common::{assert_all_superslabs_pooled, drain_orphans, remote_free, Live, TestEnv, ThreadHeap};
+use common::{
+    assert_all_superslabs_pooled, check_heaps, check_registry, drain_orphans, remote_free, Live,
+    TestEnv, ThreadHeap,
+};
 use hakmem_heap::HeapEnv;
 use proptest::prelude::*;
 
@@ -145,6 +149,8 @@ fn run(ops: &[Op]) {
             Op::PurgeFail => f.fail_purge_after(0),
             Op::PurgeOk => f.purge_works(),
         }
+        check_heaps(&mut heaps);
+        check_registry::<M>();
     }
     live.check_all();
     f.clear_failures();
@@ -156,8 +162,10 @@ fn run(ops: &[Op]) {
             None => remote_free::<M>(p),
         }
     }
+    check_heaps(&mut heaps);
     for t in heaps.into_iter().flatten() {
         t.exit();
+        check_registry::<M>();
     }
     drain_orphans::<M>();
     assert_all_superslabs_pooled::<M>();

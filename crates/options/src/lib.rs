@@ -223,6 +223,9 @@ pub struct Options {
     pub secure: bool,
     /// `HAKMEM_ON_ERROR`.
     pub on_error: OnError,
+    /// `HAKMEM_CHECK`: validate whole heaps on slow paths; `None` (unset or
+    /// bad): the build's default (on with the facade's `check` feature).
+    pub check: Option<bool>,
     /// `HAKMEM_DECAY_MS`; `None`: the policy's `decay_ms`.
     pub decay_ms: Option<u64>,
     /// `HAKMEM_MEM_BUDGET_MB`: the learner's RSS budget in MiB (0: none).
@@ -260,6 +263,8 @@ pub enum Var {
     Secure,
     /// `HAKMEM_ON_ERROR`.
     OnError,
+    /// `HAKMEM_CHECK`.
+    Check,
     /// `HAKMEM_DECAY_MS`.
     DecayMs,
     /// `HAKMEM_MEM_BUDGET_MB`.
@@ -306,7 +311,7 @@ pub struct Spec {
 }
 
 /// Number of variables.
-pub const VARS: usize = 16;
+pub const VARS: usize = 17;
 
 pub use table::TABLE;
 
@@ -680,6 +685,7 @@ impl Options {
         thp_superslabs: false,
         secure: false,
         on_error: OnError::Abort,
+        check: None,
         decay_ms: None,
         mem_budget_mb: 0,
     };
@@ -804,6 +810,7 @@ impl Options {
             (Var::SitesJson, Value::Path(p)) => self.sites_json = Path::new(p),
             (Var::Secure, Value::Bool(b)) => self.secure = b,
             (Var::OnError, Value::Choice(i)) => self.on_error = [OnError::Abort, OnError::Warn][i],
+            (Var::Check, Value::Bool(b)) => self.check = Some(b),
             (Var::DecayMs, Value::Int(n)) => self.decay_ms = Some(n),
             (Var::MemBudgetMb, Value::Int(n)) => self.mem_budget_mb = n as u32,
             // The table's kinds match the fields (a test checks every row).

@@ -175,6 +175,21 @@ pub static TABLE: [Spec; VARS] = [
                       `warn` and carry on where that is safe.",
     },
     Spec {
+        var: Var::Check,
+        name: "HAKMEM_CHECK",
+        c_name: c"HAKMEM_CHECK",
+        kind: Kind::Bool,
+        policy_field: None,
+        default: "0 (1 in builds with the `check` feature)",
+        fallback: "using the default",
+        description: "Debugging: validate the calling thread's whole heap (bins, slabs, \
+                      superslab lists, page-map entries) on every refill and spill and at \
+                      thread exit, and the large tier on every large allocation and free; a \
+                      broken invariant is reported in one line (`hakmem: invariant broken: \
+                      ...`) and aborts, whatever `HAKMEM_ON_ERROR` says. Slow: each check walks \
+                      the whole heap. No cost when off.",
+    },
+    Spec {
         var: Var::DecayMs,
         name: "HAKMEM_DECAY_MS",
         c_name: c"HAKMEM_DECAY_MS",

@@ -46,6 +46,7 @@ fn nothing_set_gives_the_defaults() {
     assert_eq!(o.decay_ms, None);
     assert_eq!(o.mem_budget_mb, 0);
     assert!(!o.stats && !o.sites && !o.secure);
+    assert_eq!(o.check, None, "unset: the build's default");
     assert!(o.policy.is_none() && o.policy_save.is_none() && o.sites_json.is_none());
 }
 
@@ -92,6 +93,7 @@ fn every_variable_with_good_values() {
         assert_eq!(one("HAKMEM_STATS", v).0.stats, b, "{v}");
         assert_eq!(one("HAKMEM_SITES", v).0.sites, b, "{v}");
         assert_eq!(one("HAKMEM_SECURE", v).0.secure, b, "{v}");
+        assert_eq!(one("HAKMEM_CHECK", v).0.check, Some(b), "{v}");
     }
     assert_eq!(one("HAKMEM_SELECTOR", "elo").0.selector, SelectorKind::Elo);
     assert_eq!(
@@ -173,6 +175,11 @@ fn every_variable_with_bad_values() {
             "HAKMEM_SECURE",
             "enabled",
             "hakmem: HAKMEM_SECURE=enabled: expected 0 or 1 (or true/false, yes/no, on/off), using 0",
+        ),
+        (
+            "HAKMEM_CHECK",
+            "2",
+            "hakmem: HAKMEM_CHECK=2: expected 0 or 1 (or true/false, yes/no, on/off), using the default",
         ),
         (
             "HAKMEM_ON_ERROR",
@@ -552,6 +559,7 @@ fn shown(o: &Options, var: Var) -> String {
         Var::ThpSuperslabs => b(o.thp_superslabs),
         Var::Secure => b(o.secure),
         Var::OnError => ON_ERROR_NAMES[o.on_error as usize].into(),
+        Var::Check => b(o.check.unwrap()),
         Var::DecayMs => o.decay_ms.unwrap().to_string(),
         Var::MemBudgetMb => o.mem_budget_mb.to_string(),
     }

@@ -393,6 +393,13 @@ impl Bin {
         self.cap - self.room
     }
 
+    /// The first block, or null (read-only: for validators such as the heap
+    /// box's `Heap::check`, which must vet each pointer before following it).
+    #[inline]
+    pub fn head(&self) -> *mut Block {
+        self.head
+    }
+
     /// True when the bin holds no blocks.
     #[inline]
     pub fn is_empty(&self) -> bool {

@@ -24,6 +24,9 @@ pub struct Hooks {
     /// Blocks passed to `forget_fresh`.
     pub fresh: AtomicU64,
     pub secure: AtomicBool,
+    /// `HeapEnv::checking`: heaps check themselves on their slow paths (on
+    /// unless a test turns it off).
+    pub check: AtomicBool,
 }
 
 impl Hooks {
@@ -33,6 +36,7 @@ impl Hooks {
             reclaims: AtomicU64::new(0),
             fresh: AtomicU64::new(0),
             secure: AtomicBool::new(false),
+            check: AtomicBool::new(true),
         }
     }
     pub fn reclaims(&self) -> u64 {
@@ -49,7 +53,8 @@ pub trait TestEnv: HeapEnv {
 
 /// Declares a test environment `$name` over its own fake platform of
 /// `$bytes` bytes, with its own page map, pool, orphanage, policy cell
-/// (the default policy) and registry.
+/// (the default policy) and registry. Its heaps run `Heap::check` on their
+/// slow paths (`Hooks::check`).
 macro_rules! test_env {
     ($name:ident, $bytes:expr) => {
         struct $name;
@@ -118,6 +123,12 @@ macro_rules! test_env {
                 <$name as $crate::common::TestEnv>::hooks()
                     .fresh
                     .fetch_add(blocks.len() as u64, ::std::sync::atomic::Ordering::SeqCst);
+            }
+
+            fn checking() -> bool {
+                <$name as $crate::common::TestEnv>::hooks()
+                    .check
+                    .load(::std::sync::atomic::Ordering::Relaxed)
             }
         }
 
@@ -208,9 +219,20 @@ impl<E: TestEnv> ThreadHeap<E> {
         }
     }
 
+    /// Panics, naming the broken invariant, unless the heap passes
+    /// `Heap::check`.
+    pub fn check(&mut self) {
+        if let Err(what) = self.heap().check() {
+            panic!("heap {}: invariant broken: {what}", self.tag());
+        }
+    }
+
     /// The thread exits: everything goes back, the heap to the registry.
+    /// The heap is checked before and after giving everything back.
     pub fn exit(mut self) {
+        self.check();
         self.heap().release_all();
+        self.check();
         // SAFETY: from this registry, in use, not used afterwards.
         unsafe { E::registry().release(self.h) };
     }
@@ -346,4 +368,18 @@ pub fn assert_all_superslabs_pooled<E: TestEnv>() {
         s.dirty + s.clean,
         "superslabs outside the pool: {s:?}"
     );
+}
+
+/// Checks every heap of a model (`Heap::check`).
+pub fn check_heaps<E: TestEnv>(heaps: &mut [Option<ThreadHeap<E>>]) {
+    for t in heaps.iter_mut().flatten() {
+        t.check();
+    }
+}
+
+/// Panics unless the registry passes `Registry::check`.
+pub fn check_registry<E: TestEnv>() {
+    if let Err(what) = E::registry().check() {
+        panic!("registry: invariant broken: {what}");
+    }
 }
