@@ -8,7 +8,10 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::{assert_all_superslabs_pooled, drain_orphans, remote_free, Live, TestEnv, ThreadHeap};
+use common::{
+    assert_all_superslabs_pooled, drain_orphans, free_all_and_exit, remote_free, Live, TestEnv,
+    ThreadHeap,
+};
 use hakmem_heap::classes::{class_of, class_size, class_span, NCLASSES, SLAB_MAX};
 use hakmem_heap::HeapEnv;
 use hakmem_pagemap::Entry;
@@ -110,14 +113,7 @@ fn tiny_refill_fills_the_bin_and_spills_return_half() {
     assert_eq!(E::fake().counts().maps, maps);
     assert_eq!(t.heap().stats.classes[c].slabs_created.get(), 2);
     assert!(E::hooks().fresh.load(Ordering::SeqCst) <= 2 * 2048);
-    live.check_all();
-    for p in live.all() {
-        // SAFETY: a live block of ours, checked and forgotten by `remove`.
-        unsafe { t.free(live.remove(p)) };
-    }
-    t.exit();
-    assert!(E::orphanage().is_empty());
-    assert_all_superslabs_pooled::<E>();
+    free_all_and_exit(t, &mut live);
 }
 
 #[test]
@@ -316,14 +312,7 @@ fn batched_remote_frees_reach_the_owner_and_double_frees_are_caught() {
     b.exit();
     refill(&mut a, &mut live);
     assert_eq!(a.heap().stats.classes[c].remote_drained.get(), 200);
-    live.check_all();
-    for p in live.all() {
-        // SAFETY: a live block of ours.
-        unsafe { a.free(live.remove(p)) };
-    }
-    a.exit();
-    assert!(E::orphanage().is_empty());
-    assert_all_superslabs_pooled::<E>();
+    free_all_and_exit(a, &mut live);
 }
 
 #[test]
@@ -560,14 +549,7 @@ fn out_of_memory_at_the_chosen_map_is_deterministic_and_recoverable() {
     let p = t.alloc(SLAB_MAX);
     assert!(!p.is_null());
     live.add(p, SLAB_MAX);
-    live.check_all();
-    for p in live.all() {
-        // SAFETY: a live block of ours.
-        unsafe { t.free(live.remove(p)) };
-    }
-    t.exit();
-    assert!(E::orphanage().is_empty());
-    assert_all_superslabs_pooled::<E>();
+    free_all_and_exit(t, &mut live);
 }
 
 #[test]

@@ -383,3 +383,18 @@ pub fn check_registry<E: TestEnv>() {
         panic!("registry: invariant broken: {what}");
     }
 }
+
+/// The end of most heap-box tests: every live block checked and freed by
+/// `t`, `t` exits, and then nothing is left orphaned and every superslab
+/// is back in the pool.
+pub fn free_all_and_exit<E: TestEnv>(mut t: ThreadHeap<E>, live: &mut Live) {
+    live.check_all();
+    for p in live.all() {
+        // SAFETY: a live block of this test, checked and forgotten by
+        // `remove`; `t` is the heap that serves the test's frees.
+        unsafe { t.free(live.remove(p)) };
+    }
+    t.exit();
+    assert!(E::orphanage().is_empty());
+    assert_all_superslabs_pooled::<E>();
+}
