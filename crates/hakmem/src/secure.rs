@@ -88,7 +88,7 @@ unsafe fn still_poisoned(body: *const u8, len: usize) -> bool {
         diff |= unsafe { body.add(i * 8).cast::<u64>().read_unaligned() } ^ WORD;
     }
     for i in words * 8..len {
-        // SAFETY: as above.
+        // SAFETY: `i < len`, so inside the body (caller's contract).
         diff |= u64::from(unsafe { body.add(i).read() } ^ POISON_BYTE);
     }
     diff == 0

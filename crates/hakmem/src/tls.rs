@@ -110,7 +110,9 @@ mod imp {
     #[inline(always)]
     pub(crate) fn slot() -> *mut ThreadSlot {
         let p: *mut ThreadSlot;
-        // SAFETY: as above; `fs:0` holds the thread pointer itself.
+        // SAFETY: initial-exec access to our own TLS symbol: its offset from
+        // the GOT plus the thread pointer (which `fs:0` holds) is this
+        // thread's slot; nothing is written.
         unsafe {
             core::arch::asm!(
                 "mov {p}, qword ptr [rip + hakmem_thread_slot@GOTTPOFF]",

@@ -31,7 +31,7 @@ fn churn(n: usize, size: usize) {
         }
     }
     for p in live {
-        // SAFETY: as above.
+        // SAFETY: live blocks from hakmem::malloc, each freed once.
         unsafe { hakmem::free(p) };
     }
 }

@@ -149,7 +149,8 @@ fn set_soft_limit(bytes: libc::rlim_t) {
     // SAFETY: `rl` is a valid out-parameter.
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut rl) }, 0);
     rl.rlim_cur = bytes;
-    // SAFETY: as above; raising the soft limit up to the hard one is allowed.
+    // SAFETY: `rl` is a valid, initialised rlimit; raising the soft limit
+    // up to the hard one is allowed.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &rl) }, 0);
 }
 

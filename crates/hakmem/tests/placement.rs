@@ -58,7 +58,7 @@ fn fragmenting_workload(phases: usize, n: usize) -> Run {
             } else {
                 let p = hakmem::alloc_cs(l); // the short-lived site
                 assert!(!p.is_null());
-                // SAFETY: as above.
+                // SAFETY: a live block of `l.size()` bytes from alloc_cs, ours.
                 unsafe { p.write_bytes(0x5A, l.size()) };
                 short.push(p);
             }

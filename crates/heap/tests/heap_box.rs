@@ -285,9 +285,11 @@ fn batched_remote_frees_reach_the_owner_and_double_frees_are_caught() {
         // by a thread without a heap (the mark is in the block already)
         // SAFETY: a block of a live superslab (double-freed on purpose).
         assert!(!unsafe { b.heap().free_remote(held as *mut u8, c) });
-        // SAFETY: as above.
+        // SAFETY: `held` is a block of a live superslab (A owns it, and the
+        // block in B's batch keeps it unreleased), so `of` gives its header.
         let ss = unsafe { &*hakmem_superslab::Superslab::of(held as *const u8) };
-        // SAFETY: as above.
+        // SAFETY: `held` is a block of the live superslab `ss` (double-freed on
+        // purpose: the mark swap refuses it).
         assert!(!unsafe { hakmem_superslab::remote_free(ss, held as *mut u8, common::MARK) });
         (b, held)
     })

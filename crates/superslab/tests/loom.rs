@@ -189,7 +189,8 @@ fn batch_from_afar(base: usize, bs: &[usize]) -> Vec<bool> {
     let mut ok = Vec::new();
     for &b in bs {
         let slab = ss.slab_of(b as *const u8).expect("a block of a slab");
-        // SAFETY: as above.
+        // SAFETY: `b` is a block handed out from a slab of `ss`, live until
+        // the owner joins this thread.
         let claimed = unsafe { remote_claim(b as *mut u8, MARK) };
         if claimed {
             // SAFETY: claimed just now, a block of `slab`; the batch holds

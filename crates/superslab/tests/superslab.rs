@@ -156,7 +156,8 @@ fn slab_lists_link_both_ends() {
     }
     assert_eq!(list.iter().collect::<Vec<_>>(), s);
     assert_eq!(list.len(), 4);
-    // SAFETY: as above.
+    // SAFETY: we own the superslab (`ss`); one handle at a time, each
+    // dropped at the end of its statement.
     unsafe {
         list.remove(&mut s[3].handle());
         list.remove(&mut s[0].handle());
@@ -164,17 +165,20 @@ fn slab_lists_link_both_ends() {
     assert_eq!(list.iter().collect::<Vec<_>>(), vec![s[1], s[2]]);
     assert_eq!(list.next_after(s[1]), Some(s[2]));
     assert_eq!(list.next_after(s[2]), None);
-    // SAFETY: as above.
+    // SAFETY: we own the superslab (`ss`); one handle at a time, each
+    // dropped at the end of its statement.
     unsafe { list.push_back(&mut s[0].handle()) };
     assert_eq!(list.iter().collect::<Vec<_>>(), vec![s[1], s[2], s[0]]);
-    // SAFETY: as above.
+    // SAFETY: we own the superslab (`ss`); one handle at a time, each
+    // dropped at the end of its statement.
     unsafe {
         list.remove(&mut s[1].handle());
         list.remove(&mut s[2].handle());
         list.remove(&mut s[0].handle());
     }
     assert!(list.is_empty() && list.first().is_none());
-    // SAFETY: as above.
+    // SAFETY: we own the superslab (`ss`); one handle at a time, each
+    // dropped at the end of its statement.
     unsafe { list.push_back(&mut s[3].handle()) };
     assert_eq!(list.first(), Some(s[3]));
 }
@@ -243,10 +247,10 @@ fn take_and_put_track_used_and_transitions() {
     let t = unsafe { h.put(all[0] as *mut _) };
     assert_eq!(t, Put::WasFull);
     for &p in &all[1..63] {
-        // SAFETY: as above.
+        // SAFETY: each block is ours and handed back once.
         assert_eq!(unsafe { h.put(p as *mut _) }, Put::Normal);
     }
-    // SAFETY: as above.
+    // SAFETY: each block is ours and handed back once.
     assert_eq!(unsafe { h.put(all[63] as *mut _) }, Put::Empty);
     assert!(h.is_releasable());
     // the whole free list comes back in one take
@@ -562,7 +566,8 @@ proptest! {
                 Op::Remote(i) if !live.is_empty() => {
                     let p = live.swap_remove(i % live.len());
                     drop(h);
-                    // SAFETY: as above, through the remote path.
+                    // SAFETY: a live block handed out from a slab of the live superslab,
+                    // freed once, through the remote path.
                     assert!(unsafe { remote_free(ss.header(), p as *mut u8, 0xfeed) });
                     remote += 1;
                     continue;

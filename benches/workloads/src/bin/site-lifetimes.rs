@@ -91,11 +91,11 @@ impl Api {
     fn alloc_short(self, size: usize) -> *mut u8 {
         std::hint::black_box(2u32);
         match self {
-            // SAFETY: as above.
+            // SAFETY: hak_alloc_cs takes any size.
             Api::Cs(f) => unsafe { f(size) }.cast(),
             #[cfg(feature = "global-hakmem")]
             Api::InProc => hakmem::alloc_recorded(size, 16, hakmem::SiteId::code(SHORT_SITE)),
-            // SAFETY: as above.
+            // SAFETY: malloc takes any size.
             Api::Malloc => unsafe { libc::malloc(size) }.cast(),
         }
     }
@@ -121,7 +121,8 @@ fn free(p: *mut u8) {
     unsafe {
         hakmem::free(p)
     }
-    // SAFETY: as above.
+    // SAFETY: a live block from `malloc` or hak_alloc_cs, freed once; the
+    // `malloc` here is preloaded hakmem's whenever hak_alloc_cs exists.
     #[cfg(not(feature = "global-hakmem"))]
     unsafe {
         libc::free(p.cast())

@@ -213,7 +213,9 @@ impl<E: TestEnv> ThreadHeap<E> {
             // class its slot's entry says.
             unsafe { self.heap().free_local(p, class) };
         } else {
-            // SAFETY: as above; this heap is used by this thread alone.
+            // SAFETY: a live block (caller's contract) of the class its slot's
+            // entry says, in a live superslab; this heap is used by this
+            // thread alone.
             let ok = unsafe { self.heap().free_remote(p, class) };
             assert!(ok, "double free of {p:?}");
         }
