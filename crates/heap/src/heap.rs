@@ -2,9 +2,10 @@
 //!
 //! The bins are the fast path (the facade's `api.rs` and the C entry read
 //! them); everything else here is the slow path that feeds and drains them:
-//! refills from slabs, spills back to slabs, draining remote frees, finding
-//! or adopting superslabs, and giving everything back when the thread
-//! exits. The invariants are in the crate documentation.
+//! refills from slabs, spills back to slabs, finding or adopting
+//! superslabs, and giving everything back when the thread exits. Remote
+//! frees (batched out, drained in) are in `remote.rs`, the whole-heap
+//! validator in `check.rs`. The invariants are in the crate documentation.
 
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
@@ -14,10 +15,10 @@ use hakmem_pagemap::Entry;
 use hakmem_policy_rcu::FrozenPolicy;
 use hakmem_stats::ThreadStats;
 use hakmem_superslab::{
-    remote_claim, OwnedSuperslab, PendingList, Put, RemoteBatch, Slab, SlabHandle, SlabList,
-    SlabRef, Superslab, SuperslabList, SLOTS, SLOT_SIZE,
+    OwnedSuperslab, PendingList, Put, RemoteBatch, Slab, SlabHandle, SlabList, SlabRef, Superslab,
+    SuperslabList, SLOTS, SLOT_SIZE,
 };
-use hakmem_tiny_sll::{Bin, Block, Chain, TINY_CLASSES, TINY_MAX};
+use hakmem_tiny_sll::{Bin, Block, Chain, TINY_MAX};
 
 use hakmem_platform::Pal;
 
@@ -26,6 +27,7 @@ use crate::env::{pool_limits, HeapEnv};
 use crate::observation::Observation;
 
 mod check;
+mod remote;
 
 const _: () = assert!(BIN_BYTES == 32);
 const _: () = assert!(RB_SLOTS == 64); // `remote_busy` has a bit per batch
@@ -55,11 +57,6 @@ const F_RETAINED: u8 = 0x80;
 /// Remote-free batches per heap (a power of two): a block freed by this
 /// thread into another owner's slab joins the batch its slab hashes to.
 const RB_SLOTS: usize = 64;
-/// Most blocks one batch holds before it is flushed.
-const RB_MAX_BLOCKS: u32 = 64;
-/// Most bytes one batch holds before it is flushed (so at most
-/// `RB_SLOTS * RB_MAX_BYTES` of other heaps' memory waits in one thread).
-const RB_MAX_BYTES: usize = 64 * 1024;
 
 /// Superslab list tags.
 const SS_SPACE: u8 = 1;
@@ -734,114 +731,6 @@ impl<E: HeapEnv> Heap<E> {
                 // stamped with its idle time, so the pool purges an old one
                 E::pool().release(E::page_map(), ss, idle, now, &pool_limits(p));
             }
-        }
-    }
-
-    /// Frees a block of a superslab another owner holds (a heap's or the
-    /// orphanage's), on this heap's thread: claims it (the free mark is
-    /// swapped in atomically, as [`hakmem_superslab::remote_free`] does) and
-    /// adds it to the batch of its slab; a batch goes to the slab's remote
-    /// stack in one splice when it is full, when another slab needs its
-    /// place, and on this heap's slow paths (refill, maintain, collect,
-    /// release_all). Returns `false`, doing nothing else, if the block was
-    /// free already (a double free, maybe racing another thread's).
-    ///
-    /// A block in a batch is free as far as everyone else is concerned (its
-    /// mark is set) and still counted as used in its slab, so the slab and
-    /// its superslab stay live (and unreleased) until the flush.
-    ///
-    /// # Safety
-    /// `p` must be a live block of class `class` in a slab of a live
-    /// superslab, not used by the caller afterwards; the heap must be the
-    /// calling thread's own (not the placeholder, not a shared heap).
-    #[inline(always)]
-    pub unsafe fn free_remote(&mut self, p: *mut u8, class: usize) -> bool {
-        // SAFETY: `p` is a block of a live superslab (caller's contract).
-        let ss = unsafe { &*Superslab::of(p) };
-        let Some(slab) = ss.slab_of(p) else {
-            debug_assert!(false, "free_remote of a pointer outside any slab");
-            return false;
-        };
-        // SAFETY: a live block (≥ 16 bytes) of that superslab.
-        if !unsafe { remote_claim(p, self.mark) } {
-            return false;
-        }
-        self.stats.classes[class].remote_frees.inc();
-        let a = slab as *const Slab as usize;
-        let i = ((a as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize;
-        if !ptr::eq(self.remote[i].slab(), slab) && !self.remote[i].is_empty() {
-            self.flush_batch(i);
-        }
-        self.remote_busy |= 1 << i;
-        let b = &mut self.remote[i];
-        // SAFETY: claimed above, given up by the caller; the batch is empty
-        // or holds blocks of this slab only.
-        unsafe { b.push(slab, p) };
-        let limit = if class < TINY_CLASSES {
-            RB_MAX_BLOCKS
-        } else {
-            ((RB_MAX_BYTES / class_size(class)) as u32).clamp(1, RB_MAX_BLOCKS)
-        };
-        self.remote_held += 1;
-        if b.len() >= limit {
-            self.flush_batch(i);
-        }
-        true
-    }
-
-    /// Hands batch `i` to its slab's remote stack.
-    #[inline(never)]
-    fn flush_batch(&mut self, i: usize) {
-        self.remote_held -= self.remote[i].flush();
-        self.remote_busy &= !(1 << i);
-    }
-
-    /// Hands every batched remote free to its slab's remote stack.
-    pub fn flush_remote(&mut self) {
-        if self.remote_held == 0 {
-            return;
-        }
-        let mut busy = self.remote_busy;
-        while busy != 0 {
-            let i = busy.trailing_zeros() as usize;
-            busy &= busy - 1;
-            self.remote[i].flush();
-        }
-        debug_assert!(self.remote.iter().all(RemoteBatch::is_empty));
-        self.remote_busy = 0;
-        self.remote_held = 0;
-    }
-
-    /// Drains the remote frees of every slab on the pending list.
-    #[cold]
-    pub fn process_pending(&mut self) {
-        let me = &self.pending as *const PendingList;
-        for s in self.pending.take_all() {
-            // SAFETY: a queued slab's superslab is live.
-            let owner = unsafe { s.superslab().as_ref() }.owner();
-            if owner != me {
-                PendingList::forward(s);
-                continue;
-            }
-            // SAFETY: we own it (its owner is us) and it is off the list.
-            let mut h = unsafe { s.handle() };
-            let n = h.drain_pending();
-            let class = h.class() as usize;
-            self.stats.classes[class].remote_drained.add(n as u64);
-            if h.used() == 0 {
-                self.slab_empty(h);
-            } else if h.state() == S_FULL && h.available() > 0 {
-                h.set_state(S_PARTIAL);
-                self.partial[class].push_front(&mut h);
-            }
-        }
-    }
-
-    /// Forwards stale pending entries (a reused heap may have some from its
-    /// previous life).
-    pub(crate) fn forward_all_pending(&mut self) {
-        for s in self.pending.take_all() {
-            PendingList::forward(s);
         }
     }
 
