@@ -19,14 +19,11 @@ const _: () = assert!(NCLASSES <= NO_CLASS as usize);
 pub const BIN_BYTES: usize = core::mem::size_of::<hakmem_tiny_sll::Bin>();
 
 /// `TINY_BIN_OFFSET[size]` is the byte offset of the bin of a tiny `size`
-/// in a heap (`tiny_class(size) * BIN_BYTES`): the malloc fast path indexes
-/// it with the size itself and adds the result to the heap pointer, with no
-/// rounding or scaling.
-pub static TINY_BIN_OFFSET: [u16; TINY_MAX + 1] = TINY_BIN_OFFSETS;
-
-/// The value of [`TINY_BIN_OFFSET`] (each heap keeps a copy:
-/// `Heap::size_bins`).
-pub const TINY_BIN_OFFSETS: [u16; TINY_MAX + 1] = {
+/// in a heap (`tiny_class(size) * BIN_BYTES`): the malloc fast paths index
+/// it with the size itself and add the result to the heap pointer, with no
+/// rounding or scaling. Each heap keeps a copy next to its bins
+/// (`Heap::size_bins`), which is what the fast paths read.
+pub const TINY_BIN_OFFSET: [u16; TINY_MAX + 1] = {
     let sizes = hakmem_tiny_sll::classes::TINY_SIZES;
     let mut t = [0u16; TINY_MAX + 1];
     let mut i = 0;

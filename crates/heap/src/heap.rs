@@ -22,7 +22,7 @@ use hakmem_tiny_sll::{Bin, Block, Chain, TINY_MAX};
 
 use hakmem_platform::Pal;
 
-use crate::classes::{class_size, class_span, BIN_BYTES, NBINS, NCLASSES, TINY_BIN_OFFSETS};
+use crate::classes::{class_size, class_span, BIN_BYTES, NBINS, NCLASSES, TINY_BIN_OFFSET};
 use crate::env::{pool_limits, HeapEnv};
 use crate::observation::Observation;
 
@@ -78,7 +78,7 @@ pub struct Heap<E> {
     /// block being freed means the block is free already. One secret value
     /// per process (every heap holds a copy, next to `key`).
     pub mark: u64,
-    /// A copy of [`crate::classes::TINY_BIN_OFFSETS`] (the bin offset of
+    /// A copy of [`crate::classes::TINY_BIN_OFFSET`] (the bin offset of
     /// every tiny size), next to the bins: the malloc fast paths index it
     /// from the heap pointer they already hold (one instruction fewer than
     /// a table elsewhere in a position-independent library). Never written
@@ -193,7 +193,7 @@ impl<E> Heap<E> {
                 Entry::NEVER_KEY as usize
             },
             mark: 0,
-            size_bins: TINY_BIN_OFFSETS,
+            size_bins: TINY_BIN_OFFSET,
             tag,
             pending: PendingList::new(),
             remote: [const { RemoteBatch::EMPTY }; RB_SLOTS],
