@@ -106,7 +106,7 @@ pub(crate) fn decay_tick() {
 
 pub(crate) fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     // requests no mapping can hold fail before any system call
-    if size > isize::MAX as usize || beyond_any_mapping(size, align) {
+    if beyond_any_mapping(size, align) {
         set_errno(libc::ENOMEM);
         return ptr::null_mut();
     }
