@@ -120,7 +120,7 @@ fn start() {
 
 /// In a forked child: the thread did not survive; start it again lazily.
 pub(crate) fn after_fork_in_child() {
-    observe::after_fork_in_child(observe::LEARNER);
+    observe::set_active(observe::LEARNER, false);
     let _ = STATE.compare_exchange(RUNNING, WANTED, Ordering::AcqRel, Ordering::Relaxed);
     let _ = STATE.compare_exchange(STARTING, WANTED, Ordering::AcqRel, Ordering::Relaxed);
 }
@@ -173,22 +173,22 @@ impl Observer for Slices {
         let Some(obs) = self.counters() else {
             return Take::Pass;
         };
+        // A due call stands for a period counted down on the fast path,
+        // credited only if the countdown was set in this slice (one set
+        // earlier ran partly outside it); it is always timed. A call shown
+        // one by one counts once, one in TIME_ONE_IN timed.
+        let slice = SLICE.load(Ordering::Relaxed);
+        let credit = !call.due || obs.slice.load(Ordering::Relaxed) == slice;
         if call.due {
-            // a period counted down on the fast path: credited only if it
-            // was set in this slice (one set earlier ran partly outside it)
-            let slice = SLICE.load(Ordering::Relaxed);
-            if obs.slice.load(Ordering::Relaxed) == slice {
-                obs.calls.add(call.calls);
-                // the due call stands for the period: a sample of the sizes
-                obs.sizes[size_bin(call.size)].add(call.calls);
-            }
             obs.slice.store(slice, Ordering::Relaxed);
-            return Take::Time;
         }
         let n = obs.calls.get();
-        obs.calls.add(call.calls);
-        obs.sizes[size_bin(call.size)].add(call.calls);
-        if n % TIME_ONE_IN as u64 == 0 {
+        if credit {
+            obs.calls.add(call.calls);
+            // a due call stands for its period: a sample of the sizes
+            obs.sizes[size_bin(call.size)].add(call.calls);
+        }
+        if call.due || n % TIME_ONE_IN as u64 == 0 {
             Take::Time
         } else {
             Take::Pass

@@ -95,12 +95,6 @@ pub(crate) fn any_active() -> bool {
     ACTIVE.load(Ordering::Relaxed) != 0
 }
 
-/// In a forked child: observers driven by a thread that did not survive
-/// are off.
-pub(crate) fn after_fork_in_child(which: u8) {
-    set_active(which, false);
-}
-
 /// A call shown to an observer.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Call {
