@@ -24,6 +24,7 @@ use hakmem_sites::SiteId;
 use crate::classes::{class_for_aligned, class_of, class_size, SLAB_MAX};
 use crate::large::{beyond_any_mapping, decay_tick, large_alloc};
 use crate::observe::{self, Call, Observer, Take, SAMPLE_LIMIT, TINY_LIMIT};
+use crate::profile::Cat;
 use crate::report::{misuse, Misuse};
 use crate::state::{cache_limits, Os, LARGE, LARGE_STATS, PAGE_MAP, POLICY};
 use crate::state::{Heap, PLACEHOLDER};
@@ -114,8 +115,11 @@ fn free_mark() -> u64 {
 }
 
 /// The observers of `malloc` calls, by their bit (`observe.rs`).
-static OBSERVERS: [&dyn Observer; observe::COUNT] =
-    [&crate::sites::SAMPLER, &crate::learner::SLICES];
+static OBSERVERS: [&dyn Observer; observe::COUNT] = [
+    &crate::sites::SAMPLER,
+    &crate::learner::SLICES,
+    &crate::prof::PROFILER,
+];
 
 /// `malloc`: `size` bytes, aligned to 16; null with `errno = ENOMEM` on
 /// failure. `malloc(0)` returns a unique pointer.
@@ -249,14 +253,21 @@ fn serve_observed(
     timed: u8,
     serve: impl FnOnce(usize, usize) -> *mut u8,
 ) -> *mut u8 {
-    let started = (timed != 0).then(std::time::Instant::now);
+    // the profiler classifies its timed calls by what the thread's
+    // counters did meanwhile
+    let before = (timed & (1 << observe::PROF) != 0).then(crate::prof::before);
+    let started = (timed != 0).then(crate::profile::now_ns);
     let p = if take == Take::Record {
         alloc_recorded(call.size, MIN_ALIGN, SiteId::sampled(call.ra))
     } else {
         serve(call.size, call.ra)
     };
     if let Some(t) = started {
-        let ns = (t.elapsed().as_nanos().min(u32::MAX as u128) as u32).max(1);
+        let ns = crate::profile::now_ns().saturating_sub(t).max(1);
+        if let Some(b) = before {
+            crate::prof::after_malloc(call, b, ns);
+        }
+        let ns = ns.min(u32::MAX as u64) as u32;
         for o in OBSERVERS.iter().filter(|o| timed & (1 << o.which()) != 0) {
             o.on_timed(ns);
         }
@@ -360,6 +371,17 @@ pub unsafe fn free(p: *mut u8) {
 pub unsafe fn free_slow_path(p: *mut u8) {
     let e = PAGE_MAP.get(p as usize);
     // SAFETY: forwarded contract; `e` is `p`'s entry.
+    unsafe { free_slow(p, e) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(p: *mut u8, e: Entry) {
+    if crate::profile::on() && crate::prof::sampled() {
+        // SAFETY: forwarded contract; `e` is `p`'s entry.
+        return unsafe { free_profiled(p, e) };
+    }
+    // SAFETY: forwarded contract; `e` is `p`'s entry.
     unsafe {
         if !free_remote_lean(p, e) {
             free_general(p, e);
@@ -367,15 +389,29 @@ pub unsafe fn free_slow_path(p: *mut u8) {
     }
 }
 
+/// A `free` slow path the profiler times (`HAKMEM_PROF`).
+///
+/// # Safety
+/// As [`free_slow_path`]'s; `e` is `p`'s page-map entry.
 #[cold]
-#[inline(never)]
-unsafe fn free_slow(p: *mut u8, e: Entry) {
+unsafe fn free_profiled(p: *mut u8, e: Entry) {
+    let class = if e.is_large() {
+        None
+    } else {
+        Some(e.class() as usize)
+    };
+    // SAFETY: the slot's heap is ours or the placeholder, both live.
+    let remote = class.is_some() && e.tag() != unsafe { (*tls::heap()).tag };
+    let before = crate::prof::before();
+    let t = crate::profile::now_ns();
     // SAFETY: forwarded contract; `e` is `p`'s entry.
     unsafe {
         if !free_remote_lean(p, e) {
             free_general(p, e);
         }
     }
+    let ns = crate::profile::now_ns().saturating_sub(t).max(1);
+    crate::prof::after_free(class, remote, before, ns);
 }
 
 /// Every free the fast path and [`free_remote_lean`] did not take:
@@ -521,8 +557,14 @@ pub fn zeroed_alloc(size: usize, align: usize) -> *mut u8 {
     }
     let p = aligned_alloc(align, size);
     if !p.is_null() {
+        let timed = crate::profile::on() && crate::prof::sampled();
+        let t = if timed { crate::profile::now_ns() } else { 0 };
         // SAFETY: the block has at least `size` bytes.
         unsafe { ptr::write_bytes(p, 0, size) };
+        if timed {
+            let ns = crate::profile::now_ns().saturating_sub(t).max(1);
+            crate::profile::record(Cat::CallocZero, ns, crate::profile::weight());
+        }
     }
     p
 }
@@ -572,13 +614,35 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
 /// As for [`realloc`], and the block must have been allocated with at least
 /// `align` alignment.
 pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 {
+    if crate::profile::on() && crate::prof::sampled() {
+        let t = crate::profile::now_ns();
+        // SAFETY: forwarded contract.
+        let (q, cat) = unsafe { realloc_inner(p, size, align) };
+        if let Some(cat) = cat {
+            let ns = crate::profile::now_ns().saturating_sub(t).max(1);
+            crate::profile::record(cat, ns, crate::profile::weight());
+        }
+        return q;
+    }
+    // SAFETY: forwarded contract.
+    unsafe { realloc_inner(p, size, align).0 }
+}
+
+/// [`realloc_aligned`], and what it did for the profiler: in place, moved,
+/// or neither (a `malloc`, a `free`, or a failure).
+///
+/// # Safety
+/// As for [`realloc_aligned`].
+#[inline(always)]
+unsafe fn realloc_inner(p: *mut u8, size: usize, align: usize) -> (*mut u8, Option<Cat>) {
+    let in_place = Some(Cat::ReallocInPlace);
     if p.is_null() {
-        return aligned_alloc(align, size);
+        return (aligned_alloc(align, size), None);
     }
     if size == 0 {
         // SAFETY: forwarded.
         unsafe { free(p) };
-        return ptr::null_mut();
+        return (ptr::null_mut(), None);
     }
     let usable = match locate("realloc", p) {
         Located::Small(c) => {
@@ -587,7 +651,7 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
             // by less than half.
             let same_class = size <= SLAB_MAX && class_of(crate::secure::request(size)) == c;
             if size <= us && (size * 2 > us || same_class) {
-                return p;
+                return (p, in_place);
             }
             us
         }
@@ -597,7 +661,7 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
             // a large block is resized (its tail unmapped, or its pages moved
             // by the kernel: no copy), a small request moves to a slab.
             if size <= us && size * 2 > us {
-                return p;
+                return (p, in_place);
             }
             // (a size no mapping can hold skips the mremap attempt: the
             // allocation below fails before any system call)
@@ -609,26 +673,26 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
                     LARGE_STATS.resizes.add(1);
                     LARGE_STATS.bytes_live.add(new_len as u64);
                     LARGE_STATS.bytes_live.sub(old_len as u64);
-                    return q.as_ptr();
+                    return (q.as_ptr(), in_place);
                 }
             }
             us
         }
         Located::Bad => {
             set_errno(libc::EINVAL);
-            return ptr::null_mut();
+            return (ptr::null_mut(), None);
         }
     };
     let q = aligned_alloc(align, size);
     if q.is_null() {
-        return q;
+        return (q, None);
     }
     // SAFETY: both blocks are live and distinct; we copy what fits in both.
     unsafe {
         ptr::copy_nonoverlapping(p, q, usable.min(size));
         free(p);
     }
-    q
+    (q, Some(Cat::ReallocMove))
 }
 
 /// Turns site-aware placement on or off (`HAKMEM_SITE_PLACEMENT`, default

@@ -1,6 +1,6 @@
 //! What happens at process exit: the reports and files asked for in the
 //! environment (`HAKMEM_STATS`, `HAKMEM_SITES`, `HAKMEM_SITES_JSON`,
-//! `HAKMEM_POLICY_SAVE`).
+//! `HAKMEM_POLICY_SAVE`, `HAKMEM_PROF`, `HAKMEM_PROF_JSON`).
 //!
 //! Hooked through `.fini_array`, which runs after `main` returns or `exit`
 //! is called (not on `_exit` or a crash). Nothing here allocates except the
@@ -19,6 +19,15 @@ extern "C" fn at_exit() {
     }
     if crate::observe::is_active(crate::observe::SITES) {
         sites::report(2);
+    }
+    if opts.prof {
+        crate::profile::write_table(2);
+    }
+    if let Some(path) = &opts.prof_json {
+        if let Some(file) = create(path.as_c_str(), "HAKMEM_PROF_JSON") {
+            crate::profile::write_json(file.raw());
+            file.close();
+        }
     }
     if let Some(path) = &opts.sites_json {
         if let Some(file) = create(path.as_c_str(), "HAKMEM_SITES_JSON") {

@@ -73,6 +73,9 @@ fn init_slow() {
     if opts.sites {
         crate::sites::enable_sampling(opts.sites_sample as u32);
     }
+    if opts.prof || opts.prof_json.is_some() {
+        crate::prof::set_profiling(true, opts.prof_sample as u32);
+    }
     crate::sites::PLACEMENT.set_enabled(opts.site_placement);
     crate::state::POOL.set_huge_pages(opts.thp_superslabs);
     if opts

@@ -26,6 +26,9 @@ mod init;
 mod large;
 mod learner;
 mod observe;
+mod os;
+mod prof;
+mod profile;
 mod report;
 mod secure;
 mod sites;
@@ -52,6 +55,8 @@ pub use large::collect;
 pub use learner::testing as learner_testing;
 pub use learner::{learned_policy, learner_phase};
 pub use observe::{Limit, SAMPLE_LIMIT, TINY_LIMIT};
+pub use prof::set_profiling;
+pub use profile::{profile, reset_profile, Profile, ProfileRow};
 pub use sites::placement_stats;
 pub use tls::SAMPLE_LEFT_OFFSET;
 

@@ -64,8 +64,10 @@ pub static SAMPLE_LIMIT: Limit = Limit::new(0);
 pub(crate) const SITES: u8 = 0;
 /// The learner's observation slices.
 pub(crate) const LEARNER: u8 = 1;
+/// The profiler of hakmem's own paths (`HAKMEM_PROF=1`).
+pub(crate) const PROF: u8 = 2;
 /// How many observers there can be.
-pub(crate) const COUNT: usize = 2;
+pub(crate) const COUNT: usize = 3;
 
 static ACTIVE: AtomicU8 = AtomicU8::new(0);
 

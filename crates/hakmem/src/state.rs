@@ -8,13 +8,13 @@
 use hakmem_heap::{pool_limits, HeapEnv, Placeholder, Registry};
 use hakmem_large_cache::{CacheLimits, Large};
 use hakmem_pagemap::PageMap;
-use hakmem_platform::Linux;
 use hakmem_policy_rcu::{FrozenPolicy, PolicyCell, DEFAULT_POLICY};
 use hakmem_stats::LargeCounters;
 use hakmem_superslab::{Orphanage, SuperslabPool};
 
-/// The platform hakmem runs on.
-pub(crate) type Os = Linux;
+/// The platform hakmem runs on: Linux, its system calls timed while the
+/// profiler is on (`os.rs`).
+pub(crate) type Os = crate::os::ProfiledLinux;
 
 /// The facade's heap environment.
 #[derive(Debug)]

@@ -51,14 +51,17 @@ pub(crate) struct ThreadSlot {
     pub site_left: usize,
     /// The same for calls shown one by one (above the small sizes).
     pub site_left_one: usize,
-    _pad: usize,
+    /// The profiler's countdown of `free`, `realloc` and `calloc` slow
+    /// paths until the next timed one (0: due, or not started).
+    pub prof_left: usize,
+    _pad: [usize; 8],
 }
 
 /// Byte offset of [`ThreadSlot::left`] in the slot (the hand-written C
 /// `malloc` counts small calls down there while observers are on).
 pub const SAMPLE_LEFT_OFFSET: usize = core::mem::offset_of!(ThreadSlot, left);
 const _: () = assert!(SAMPLE_LEFT_OFFSET == 16);
-const _: () = assert!(core::mem::size_of::<ThreadSlot>() == 64);
+const _: () = assert!(core::mem::size_of::<ThreadSlot>() == 128);
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod imp {
@@ -74,7 +77,7 @@ mod imp {
         ".globl hakmem_thread_slot",
         ".hidden hakmem_thread_slot",
         ".type hakmem_thread_slot,@object",
-        ".size hakmem_thread_slot, 64",
+        ".size hakmem_thread_slot, 128",
         "hakmem_thread_slot:",
         ".quad {placeholder}",
         ".quad 0",
@@ -84,6 +87,7 @@ mod imp {
         ".quad 0",
         ".quad 0",
         ".quad 0",
+        ".fill 8, 8, 0",
         ".popsection",
         placeholder = sym crate::state::PLACEHOLDER,
     );
@@ -141,7 +145,8 @@ mod imp {
                 rng: 0,
                 site_left: 0,
                 site_left_one: 0,
-                _pad: 0,
+                prof_left: 0,
+                _pad: [0; 8],
             })
         };
     }
@@ -177,4 +182,27 @@ pub(crate) fn random() -> u32 {
     // SAFETY: as for the read: the thread's own slot.
     unsafe { (*slot).rng = x };
     (x >> 32) as u32
+}
+
+/// Counts down the profiler's countdown of non-`malloc` slow paths: true
+/// for the call that ends it (the caller then restarts it).
+#[inline]
+pub(crate) fn prof_due() -> bool {
+    let slot = slot();
+    // SAFETY: the thread's own slot, touched by this thread alone.
+    unsafe {
+        let left = (*slot).prof_left;
+        if left > 1 {
+            (*slot).prof_left = left - 1;
+            return false;
+        }
+    }
+    true
+}
+
+/// Restarts the profiler's countdown at `period` calls (at least 1).
+#[inline]
+pub(crate) fn prof_restart(period: usize) {
+    // SAFETY: the thread's own slot, touched by this thread alone.
+    unsafe { (*slot()).prof_left = period.max(1) };
 }

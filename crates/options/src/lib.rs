@@ -230,6 +230,12 @@ pub struct Options {
     pub decay_ms: Option<u64>,
     /// `HAKMEM_MEM_BUDGET_MB`: the learner's RSS budget in MiB (0: none).
     pub mem_budget_mb: u32,
+    /// `HAKMEM_PROF`: the profiler of hakmem's own paths.
+    pub prof: bool,
+    /// `HAKMEM_PROF_SAMPLE`: one call in 2^this is timed.
+    pub prof_sample: u8,
+    /// `HAKMEM_PROF_JSON`.
+    pub prof_json: Option<Path>,
 }
 
 /// One variable of the table.
@@ -269,6 +275,12 @@ pub enum Var {
     DecayMs,
     /// `HAKMEM_MEM_BUDGET_MB`.
     MemBudgetMb,
+    /// `HAKMEM_PROF`.
+    Prof,
+    /// `HAKMEM_PROF_SAMPLE`.
+    ProfSample,
+    /// `HAKMEM_PROF_JSON`.
+    ProfJson,
 }
 
 /// The type of a variable's value.
@@ -311,7 +323,7 @@ pub struct Spec {
 }
 
 /// Number of variables.
-pub const VARS: usize = 17;
+pub const VARS: usize = 20;
 
 pub use table::TABLE;
 
@@ -688,6 +700,9 @@ impl Options {
         check: None,
         decay_ms: None,
         mem_budget_mb: 0,
+        prof: false,
+        prof_sample: 10,
+        prof_json: None,
     };
 
     /// Reads every variable of [`TABLE`] through `lookup` (which returns a
@@ -813,6 +828,9 @@ impl Options {
             (Var::Check, Value::Bool(b)) => self.check = Some(b),
             (Var::DecayMs, Value::Int(n)) => self.decay_ms = Some(n),
             (Var::MemBudgetMb, Value::Int(n)) => self.mem_budget_mb = n as u32,
+            (Var::Prof, Value::Bool(b)) => self.prof = b,
+            (Var::ProfSample, Value::Int(n)) => self.prof_sample = n as u8,
+            (Var::ProfJson, Value::Path(p)) => self.prof_json = Path::new(p),
             // The table's kinds match the fields (a test checks every row).
             _ => {}
         }

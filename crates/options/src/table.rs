@@ -215,6 +215,40 @@ pub static TABLE: [Spec; VARS] = [
                       policy whose window exceeds it is scored strongly negative, so the \
                       learner never settles above it (learning modes).",
     },
+    Spec {
+        var: Var::Prof,
+        name: "HAKMEM_PROF",
+        c_name: c"HAKMEM_PROF",
+        kind: Kind::Bool,
+        policy_field: None,
+        default: "0",
+        fallback: "using 0",
+        description: "Profile hakmem's own paths: sampled calls are timed per category (tiny \
+                      pop, refill and spill, mid, large cache hit and map, mmap, purge, munmap, \
+                      remote free and drain, adopt, realloc, calloc zeroing) and printed as a \
+                      table at exit (count, estimated total, average, P50, P99 ns); also \
+                      `hakmem::profile()`.",
+    },
+    Spec {
+        var: Var::ProfSample,
+        name: "HAKMEM_PROF_SAMPLE",
+        c_name: c"HAKMEM_PROF_SAMPLE",
+        kind: Kind::Int { min: 0, max: 24 },
+        policy_field: None,
+        default: "10",
+        fallback: "using 10",
+        description: "Profiler: about one call in 2^N is timed (system calls: every one).",
+    },
+    Spec {
+        var: Var::ProfJson,
+        name: "HAKMEM_PROF_JSON",
+        c_name: c"HAKMEM_PROF_JSON",
+        kind: Kind::Path,
+        policy_field: None,
+        default: "unset",
+        fallback: "ignored",
+        description: "Profiler: also write the profile as JSON to this path at exit.",
+    },
 ];
 
 /// Writes the options table and the mode matrix as Markdown (what the

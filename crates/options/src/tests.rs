@@ -562,6 +562,9 @@ fn shown(o: &Options, var: Var) -> String {
         Var::Check => b(o.check.unwrap()),
         Var::DecayMs => o.decay_ms.unwrap().to_string(),
         Var::MemBudgetMb => o.mem_budget_mb.to_string(),
+        Var::Prof => b(o.prof),
+        Var::ProfSample => o.prof_sample.to_string(),
+        Var::ProfJson => path(&o.prof_json),
     }
 }
 
