@@ -188,17 +188,45 @@ pub(crate) fn random() -> u32 {
 /// for the call that ends it (the caller then restarts it).
 #[inline]
 pub(crate) fn prof_due() -> bool {
+    imp_prof_due()
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[inline(always)]
+fn imp_prof_due() -> bool {
+    let due: u8;
+    // SAFETY: initial-exec access to our own TLS symbol (as `heap()`): a
+    // read-modify-write of this thread's own `prof_left` word, which no
+    // other thread touches. `sub 1` sets "below or equal" from 1 (-> 0)
+    // and from 0 (-> wraps; restarted by the caller right after).
+    unsafe {
+        core::arch::asm!(
+            "mov {t}, qword ptr [rip + hakmem_thread_slot@GOTTPOFF]",
+            "sub qword ptr fs:[{t} + {off}], 1",
+            "setbe {d}",
+            t = out(reg) _,
+            d = out(reg_byte) due,
+            off = const PROF_LEFT_OFFSET,
+            options(nostack),
+        );
+    }
+    due != 0
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+#[inline(always)]
+fn imp_prof_due() -> bool {
     let slot = slot();
     // SAFETY: the thread's own slot, touched by this thread alone.
     unsafe {
         let left = (*slot).prof_left;
-        if left > 1 {
-            (*slot).prof_left = left - 1;
-            return false;
-        }
+        (*slot).prof_left = left.wrapping_sub(1);
+        left <= 1
     }
-    true
 }
+
+/// Byte offset of [`ThreadSlot::prof_left`] in the slot.
+const PROF_LEFT_OFFSET: usize = core::mem::offset_of!(ThreadSlot, prof_left);
 
 /// Restarts the profiler's countdown at `period` calls (at least 1).
 #[inline]
