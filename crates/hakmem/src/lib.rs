@@ -26,6 +26,7 @@ mod init;
 mod large;
 mod learner;
 mod observe;
+mod policy_dir;
 mod report;
 mod secure;
 mod sites;

@@ -562,6 +562,7 @@ fn shown(o: &Options, var: Var) -> String {
         Var::Check => b(o.check.unwrap()),
         Var::DecayMs => o.decay_ms.unwrap().to_string(),
         Var::MemBudgetMb => o.mem_budget_mb.to_string(),
+        Var::PolicyDir => path(&o.policy_dir),
     }
 }
 
