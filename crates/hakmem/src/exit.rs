@@ -1,6 +1,6 @@
 //! What happens at process exit: the reports and files asked for in the
 //! environment (`HAKMEM_STATS`, `HAKMEM_SITES`, `HAKMEM_SITES_JSON`,
-//! `HAKMEM_POLICY_SAVE`, `HAKMEM_PROF`, `HAKMEM_PROF_JSON`).
+//! `HAKMEM_POLICY_SAVE`, `HAKMEM_POLICY_DIR`, `HAKMEM_PROF`, `HAKMEM_PROF_JSON`).
 //!
 //! Hooked through `.fini_array`, which runs after `main` returns or `exit`
 //! is called (not on `_exit` or a crash). Nothing here allocates except the
@@ -34,6 +34,9 @@ extern "C" fn at_exit() {
             sites::report_json(file.raw());
             file.close();
         }
+    }
+    if let (Some(dir), Some(learned)) = (&opts.policy_dir, crate::learner::learned_policy()) {
+        crate::policy_dir::save(dir, &learned);
     }
     if let Some(path) = &opts.policy_save {
         let policy = match crate::learner::learned_policy() {

@@ -5,7 +5,7 @@
 use core::fmt::Write as _;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use hakmem_options::{OnError, Options};
+use hakmem_options::{Features, OnError, Options};
 use hakmem_platform::{Line, SpinLock};
 use hakmem_policy_rcu::{FrozenPolicy, DEFAULT_POLICY, POLICY_FILE_MAX};
 
@@ -37,7 +37,7 @@ fn init_slow() {
     // libc and Rust's runtime allocate first). A program that changes the
     // environment from another thread during its first allocation breaks
     // this, as it would break any `getenv` (README, "Options").
-    let (opts, warnings) = unsafe { Options::from_env() };
+    let (mut opts, warnings) = unsafe { Options::from_env() };
     for w in warnings.iter() {
         emit(w.line().as_bytes());
     }
@@ -46,13 +46,20 @@ fn init_slow() {
     crate::report::set_warn_only(opts.on_error == OnError::Warn);
     crate::check::set(opts.check);
 
-    let base = match &opts.policy {
-        Some(path)
-            if opts
-                .mode
-                .features()
-                .contains(hakmem_options::Features::POLICY_FILE) =>
-        {
+    // the policy directory's file for this executable stands in for
+    // HAKMEM_POLICY when that is unset (so the learner starts FROZEN on it)
+    let mut from_dir = None;
+    if let (None, Some(dir)) = (&opts.policy, &opts.policy_dir) {
+        if opts.mode.features().contains(Features::POLICY_FILE) {
+            if let Some((path, policy)) = crate::policy_dir::load(dir) {
+                opts.policy = Some(path);
+                from_dir = Some(policy);
+            }
+        }
+    }
+    let base = match (&opts.policy, from_dir) {
+        (_, Some(policy)) => policy,
+        (Some(path), None) if opts.mode.features().contains(Features::POLICY_FILE) => {
             load_policy(path.as_c_str(), path.as_bytes())
         }
         _ => DEFAULT_POLICY,

@@ -29,6 +29,7 @@ mod observe;
 mod os;
 mod prof;
 mod profile;
+mod policy_dir;
 mod report;
 mod secure;
 mod sites;

@@ -236,6 +236,8 @@ pub struct Options {
     pub prof_sample: u8,
     /// `HAKMEM_PROF_JSON`.
     pub prof_json: Option<Path>,
+    /// `HAKMEM_POLICY_DIR`: where learned policies are kept per executable.
+    pub policy_dir: Option<Path>,
 }
 
 /// One variable of the table.
@@ -281,6 +283,8 @@ pub enum Var {
     ProfSample,
     /// `HAKMEM_PROF_JSON`.
     ProfJson,
+    /// `HAKMEM_POLICY_DIR`.
+    PolicyDir,
 }
 
 /// The type of a variable's value.
@@ -323,7 +327,7 @@ pub struct Spec {
 }
 
 /// Number of variables.
-pub const VARS: usize = 20;
+pub const VARS: usize = 21;
 
 pub use table::TABLE;
 
@@ -703,6 +707,7 @@ impl Options {
         prof: false,
         prof_sample: 10,
         prof_json: None,
+        policy_dir: None,
     };
 
     /// Reads every variable of [`TABLE`] through `lookup` (which returns a
@@ -831,6 +836,7 @@ impl Options {
             (Var::Prof, Value::Bool(b)) => self.prof = b,
             (Var::ProfSample, Value::Int(n)) => self.prof_sample = n as u8,
             (Var::ProfJson, Value::Path(p)) => self.prof_json = Path::new(p),
+            (Var::PolicyDir, Value::Path(p)) => self.policy_dir = Path::new(p),
             // The table's kinds match the fields (a test checks every row).
             _ => {}
         }

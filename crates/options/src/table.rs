@@ -249,6 +249,21 @@ pub static TABLE: [Spec; VARS] = [
         fallback: "ignored",
         description: "Profiler: also write the profile as JSON to this path at exit.",
     },
+    Spec {
+        var: Var::PolicyDir,
+        name: "HAKMEM_POLICY_DIR",
+        c_name: c"HAKMEM_POLICY_DIR",
+        kind: Kind::Path,
+        policy_field: None,
+        default: "unset",
+        fallback: "ignored",
+        description: "Directory of learned policies, one per executable (named after its file \
+                      name and a hash of its path, size and modification time): in the \
+                      learning modes the policy is saved there at exit, and a later run of \
+                      the same executable starts FROZEN on it (in `balanced`, runs on it). \
+                      A file that does not parse is reported in one line and ignored; \
+                      `HAKMEM_POLICY` takes precedence. The directory must exist.",
+    },
 ];
 
 /// Writes the options table and the mode matrix as Markdown (what the

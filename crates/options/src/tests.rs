@@ -565,6 +565,7 @@ fn shown(o: &Options, var: Var) -> String {
         Var::Prof => b(o.prof),
         Var::ProfSample => o.prof_sample.to_string(),
         Var::ProfJson => path(&o.prof_json),
+        Var::PolicyDir => path(&o.policy_dir),
     }
 }
 
