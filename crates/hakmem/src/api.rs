@@ -179,9 +179,9 @@ pub fn malloc_slow(size: usize, ra: usize) -> *mut u8 {
             ra,
         };
         let (take, timed) = show(&call);
-        return serve_observed(&call, take, timed, |size, _| serve(size));
+        return serve_observed(&call, take, timed, serve);
     }
-    serve(size)
+    serve(size, ra)
 }
 
 /// A small `malloc` while observers are on (above [`TINY_LIMIT`], at most
@@ -283,12 +283,16 @@ pub fn alloc_recorded(size: usize, align: usize, site: SiteId) -> *mut u8 {
     crate::sites::record_alloc(size, align, site)
 }
 
-/// Serves a `malloc` that missed the fast path (after the set-up).
+/// Serves a `malloc` that missed the fast path (after the set-up); `ra`
+/// is the caller's return address (0 if unknown), for the debug ring.
 #[inline]
-fn serve(size: usize) -> *mut u8 {
+fn serve(size: usize, ra: usize) -> *mut u8 {
     // the mode (secure or not) must be known before sizes are computed
     crate::init::ensure();
     let p = malloc_served(size);
+    if crate::ring::on() {
+        crate::ring::record(crate::ring::Kind::Alloc, p, size, ra);
+    }
     crate::learner::maybe_start();
     p
 }
@@ -430,6 +434,9 @@ unsafe fn free_general(p: *mut u8, e: Entry) {
     let class = match locate_entry("free", p, e) {
         Located::Large(h) => {
             let _errno = ErrnoGuard::new();
+            if crate::ring::on() {
+                crate::ring::record(crate::ring::Kind::Free, p, h.usable(), 0);
+            }
             crate::sites::on_free_large(h);
             LARGE_STATS.frees.add(1);
             LARGE_STATS.bytes_live.sub(h.map_len() as u64);
@@ -448,6 +455,11 @@ unsafe fn free_general(p: *mut u8, e: Entry) {
     } else if crate::secure::on() {
         // SAFETY: a live block of this class (validated above).
         unsafe { crate::secure::on_free(p, class_size(class)) };
+    }
+    // (after the secure checks: an overflow report shows the block's past,
+    // not this free)
+    if crate::ring::on() {
+        crate::ring::record(crate::ring::Kind::Free, p, class_size(class), 0);
     }
     let heap = tls::heap();
     // SAFETY: the slot's heap is ours (or the placeholder, never written).
@@ -495,6 +507,7 @@ unsafe fn free_remote_lean(p: *mut u8, e: Entry) -> bool {
         || tag == unsafe { (*heap).tag }
         || class >= crate::classes::NCLASSES
         || crate::secure::on()
+        || crate::ring::on()
         || crate::sites::is_recording_tag(tag)
     {
         return false;
@@ -543,6 +556,9 @@ pub fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
             } else if crate::secure::on() {
                 // SAFETY: a block of this class being handed out.
                 unsafe { crate::secure::on_alloc(p, class_size(class)) };
+            }
+            if crate::ring::on() {
+                crate::ring::record(crate::ring::Kind::Alloc, p, size, 0);
             }
             return p;
         }

@@ -142,6 +142,8 @@ extern "C" fn after_in_child() {
     finish();
     // atomics only: no thread of the parent's learner exists here
     crate::learner::after_fork_in_child();
+    // the child's thread has a kernel id of its own
+    crate::tls::forget_tid();
 }
 
 #[cfg(test)]

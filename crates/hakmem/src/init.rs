@@ -65,6 +65,13 @@ fn init_slow() {
         _ => DEFAULT_POLICY,
     };
     let mut policy = opts.initial_policy(&base);
+    let ring = opts.trace.unwrap_or(if opts.secure { 4096 } else { 0 });
+    crate::ring::set(ring as usize);
+    if ring != 0 && !opts.secure {
+        // every call on the slow paths, where the ring records
+        policy.tiny_cap = [0; hakmem_tiny_sll::TINY_CLASSES];
+        policy.mid_cap = [0; hakmem_mid_mt::MID_CLASSES];
+    }
     if opts.secure {
         crate::secure::enable(mark);
         // every bin off, so that all calls reach the checked slow paths

@@ -1,5 +1,7 @@
 //! Reporting misuse: one line on stderr naming the error, the call, the
-//! pointer and (where known) the size class, then — by default — abort.
+//! pointer and (where known) the size class, followed (while the debug
+//! ring is on: secure mode, `HAKMEM_TRACE`) by where the block was last
+//! allocated and freed, then — by default — abort.
 //!
 //! With `HAKMEM_ON_ERROR=warn` the line is printed and the offending call is
 //! ignored instead (`free` does nothing, `realloc` returns NULL with
@@ -81,6 +83,7 @@ pub(crate) fn misuse(kind: Misuse, op: &str, p: *const u8, class_size: usize) {
         l.str(" (size class ").dec(class_size as u64).str(" B)");
     }
     l.emit();
+    crate::ring::report(p);
     if !WARN_ONLY.load(Ordering::Relaxed) {
         hakmem_platform::process::abort()
     }

@@ -54,7 +54,9 @@ pub(crate) struct ThreadSlot {
     /// The profiler's countdown of `free`, `realloc` and `calloc` slow
     /// paths until the next timed one (0: due, or not started).
     pub prof_left: usize,
-    _pad: [usize; 8],
+    /// The thread's kernel id, for the debug ring (0: not read yet).
+    pub tid: usize,
+    _pad: [usize; 7],
 }
 
 /// Byte offset of [`ThreadSlot::left`] in the slot (the hand-written C
@@ -146,7 +148,8 @@ mod imp {
                 site_left: 0,
                 site_left_one: 0,
                 prof_left: 0,
-                _pad: [0; 8],
+                tid: 0,
+                _pad: [0; 7],
             })
         };
     }
@@ -233,4 +236,24 @@ const PROF_LEFT_OFFSET: usize = core::mem::offset_of!(ThreadSlot, prof_left);
 pub(crate) fn prof_restart(period: usize) {
     // SAFETY: the thread's own slot, touched by this thread alone.
     unsafe { (*slot()).prof_left = period.max(1) };
+}
+
+/// The calling thread's kernel id (`gettid`), read once per thread.
+#[inline]
+pub(crate) fn os_tid() -> u32 {
+    let slot = slot();
+    // SAFETY: the thread's own slot, touched by this thread alone.
+    unsafe {
+        if (*slot).tid == 0 {
+            (*slot).tid = hakmem_platform::thread::os_tid() as usize;
+        }
+        (*slot).tid as u32
+    }
+}
+
+/// Forgets the cached kernel id (in a forked child, whose thread has a new
+/// one).
+pub(crate) fn forget_tid() {
+    // SAFETY: the thread's own slot, touched by this thread alone.
+    unsafe { (*slot()).tid = 0 };
 }

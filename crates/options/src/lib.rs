@@ -238,6 +238,9 @@ pub struct Options {
     pub prof_json: Option<Path>,
     /// `HAKMEM_POLICY_DIR`: where learned policies are kept per executable.
     pub policy_dir: Option<Path>,
+    /// `HAKMEM_TRACE`: events kept in the debug ring (0: off; secure mode
+    /// keeps 4096 when unset).
+    pub trace: Option<u32>,
 }
 
 /// One variable of the table.
@@ -285,6 +288,8 @@ pub enum Var {
     ProfJson,
     /// `HAKMEM_POLICY_DIR`.
     PolicyDir,
+    /// `HAKMEM_TRACE`.
+    Trace,
 }
 
 /// The type of a variable's value.
@@ -327,7 +332,7 @@ pub struct Spec {
 }
 
 /// Number of variables.
-pub const VARS: usize = 21;
+pub const VARS: usize = 22;
 
 pub use table::TABLE;
 
@@ -708,6 +713,7 @@ impl Options {
         prof_sample: 10,
         prof_json: None,
         policy_dir: None,
+        trace: None,
     };
 
     /// Reads every variable of [`TABLE`] through `lookup` (which returns a
@@ -837,6 +843,7 @@ impl Options {
             (Var::ProfSample, Value::Int(n)) => self.prof_sample = n as u8,
             (Var::ProfJson, Value::Path(p)) => self.prof_json = Path::new(p),
             (Var::PolicyDir, Value::Path(p)) => self.policy_dir = Path::new(p),
+            (Var::Trace, Value::Int(n)) => self.trace = Some(n as u32),
             // The table's kinds match the fields (a test checks every row).
             _ => {}
         }

@@ -264,6 +264,23 @@ pub static TABLE: [Spec; VARS] = [
                       A file that does not parse is reported in one line and ignored; \
                       `HAKMEM_POLICY` takes precedence. The directory must exist.",
     },
+    Spec {
+        var: Var::Trace,
+        name: "HAKMEM_TRACE",
+        c_name: c"HAKMEM_TRACE",
+        kind: Kind::Int {
+            min: 0,
+            max: 1 << 16,
+        },
+        policy_field: None,
+        default: "0",
+        fallback: "using 0",
+        description: "Debug ring: keep the last N allocations and frees (address, size, caller, \
+                      thread; N rounded up to a power of two) so that a misuse report says \
+                      where the block was allocated and freed before. Turns the bins off, as \
+                      secure mode does (every call takes the slow path). Secure mode keeps \
+                      4096 unless this is set; 0 turns it off.",
+    },
 ];
 
 /// Writes the options table and the mode matrix as Markdown (what the

@@ -566,6 +566,7 @@ fn shown(o: &Options, var: Var) -> String {
         Var::ProfSample => o.prof_sample.to_string(),
         Var::ProfJson => path(&o.prof_json),
         Var::PolicyDir => path(&o.policy_dir),
+        Var::Trace => o.trace.unwrap().to_string(),
     }
 }
 

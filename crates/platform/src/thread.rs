@@ -106,6 +106,14 @@ pub fn hint() -> usize {
     }
 }
 
+/// The kernel's id of the calling thread (`gettid(2)`), as `ps -L`, `top -H`
+/// and debuggers show it.
+#[inline]
+pub fn os_tid() -> u32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() as u32 }
+}
+
 /// An identifier of the calling thread, never 0: its `pthread_self`. The
 /// child of `fork` sees the same value as the parent thread that forked.
 /// Async-signal-safe in practice (glibc reads the thread pointer).

@@ -176,9 +176,10 @@ fn run_case(name: &str, mode: Mode) -> Finished {
 fn check_report(name: &str, run: &Finished, t: &Target, expect: Expect) -> String {
     let (secure, _) = case(name);
     let stderr = run.stderr_str();
+    // (lines under the report, from the debug ring, are indented)
     let reports: Vec<&str> = stderr
         .lines()
-        .filter(|l| l.starts_with("hakmem:"))
+        .filter(|l| l.starts_with("hakmem:") && !l.starts_with("hakmem:   "))
         .collect();
     assert!(
         reports.len() == 1,
@@ -624,4 +625,99 @@ fn report_line_parsing() {
     assert!(names_pointer("hakmem: free(0x7f00): x", 0x7f00));
     assert!(!names_pointer("hakmem: free(0x7f001): x", 0x7f00));
     assert!(names_pointer("hakmem: double free 0x1, class 48 B", 1));
+}
+
+/// The debug ring's lines under a report (`hakmem:   ...`).
+fn ring_lines(run: &Finished) -> Vec<String> {
+    run.stderr_str()
+        .lines()
+        .filter(|l| l.starts_with("hakmem:   "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The thread id a ring line names.
+fn ring_thread(line: &str) -> u32 {
+    line.split("by thread ")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no thread in {line:?}"))
+}
+
+/// Runs a case with the debug ring on (`HAKMEM_TRACE`, or secure mode).
+fn run_traced(name: &str, env: &[(&str, &str)]) -> Finished {
+    let exe = compile_c("misuse.c", "misuse", false);
+    let mut cmd = Command::new(exe);
+    without_hakmem_env(&mut cmd).arg(name);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    preload(&mut cmd);
+    let run = run_with_timeout(&mut cmd, LIMIT);
+    assert_preload_took(&run, name);
+    run
+}
+
+#[test]
+fn a_traced_double_free_says_where_the_block_was_allocated_and_freed() {
+    let run = run_traced("double_free_tiny", &[("HAKMEM_TRACE", "256")]);
+    assert_eq!(
+        run.status.signal(),
+        Some(libc::SIGABRT),
+        "{}",
+        run.describe()
+    );
+    let t = parse_target(&run);
+    check_report("double_free_tiny", &run, &t, DOUBLE_FREE);
+    let lines = ring_lines(&run);
+    assert_eq!(lines.len(), 2, "{}", run.describe());
+    // the allocation first: its size, and its caller (the C program's own
+    // code, named by its object when it exports no symbol)
+    assert!(
+        lines[0].starts_with("hakmem:   allocated by thread "),
+        "{lines:?}"
+    );
+    assert!(lines[0].contains("(48 B) at "), "{lines:?}");
+    assert!(
+        lines[0].contains("misuse"),
+        "the caller is in the program: {lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("hakmem:   freed by thread "),
+        "{lines:?}"
+    );
+    assert_eq!(ring_thread(&lines[0]), ring_thread(&lines[1]), "{lines:?}");
+    for l in &lines {
+        assert!(l.ends_with(" events ago"), "{l:?}");
+    }
+}
+
+#[test]
+fn a_double_free_across_threads_names_both_threads_in_secure_mode() {
+    let run = run_traced("double_free_remote", &[("HAKMEM_SECURE", "1")]);
+    assert_eq!(
+        run.status.signal(),
+        Some(libc::SIGABRT),
+        "{}",
+        run.describe()
+    );
+    let lines = ring_lines(&run);
+    assert_eq!(lines.len(), 2, "{}", run.describe());
+    assert!(lines[0].contains("allocated by thread"), "{lines:?}");
+    assert!(lines[1].contains("freed by thread"), "{lines:?}");
+    // allocated on the main thread, freed first by another one
+    assert_ne!(ring_thread(&lines[0]), ring_thread(&lines[1]), "{lines:?}");
+}
+
+#[test]
+fn without_the_ring_a_report_is_one_line() {
+    let run = run_traced("double_free_tiny", &[]);
+    assert_eq!(
+        run.status.signal(),
+        Some(libc::SIGABRT),
+        "{}",
+        run.describe()
+    );
+    assert!(ring_lines(&run).is_empty(), "{}", run.describe());
 }
