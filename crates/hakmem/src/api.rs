@@ -291,7 +291,7 @@ fn serve(size: usize, ra: usize) -> *mut u8 {
     crate::init::ensure();
     let p = malloc_served(size);
     if crate::ring::on() {
-        crate::ring::record(crate::ring::Kind::Alloc, p, size, ra);
+        crate::ring::record(crate::ring::Kind::Alloc, p, size, ra, tls::os_tid());
     }
     crate::learner::maybe_start();
     p
@@ -435,7 +435,7 @@ unsafe fn free_general(p: *mut u8, e: Entry) {
         Located::Large(h) => {
             let _errno = ErrnoGuard::new();
             if crate::ring::on() {
-                crate::ring::record(crate::ring::Kind::Free, p, h.usable(), 0);
+                crate::ring::record(crate::ring::Kind::Free, p, h.usable(), 0, tls::os_tid());
             }
             crate::sites::on_free_large(h);
             LARGE_STATS.frees.add(1);
@@ -459,7 +459,13 @@ unsafe fn free_general(p: *mut u8, e: Entry) {
     // (after the secure checks: an overflow report shows the block's past,
     // not this free)
     if crate::ring::on() {
-        crate::ring::record(crate::ring::Kind::Free, p, class_size(class), 0);
+        crate::ring::record(
+            crate::ring::Kind::Free,
+            p,
+            class_size(class),
+            0,
+            tls::os_tid(),
+        );
     }
     let heap = tls::heap();
     // SAFETY: the slot's heap is ours (or the placeholder, never written).
@@ -558,7 +564,7 @@ pub fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
                 unsafe { crate::secure::on_alloc(p, class_size(class)) };
             }
             if crate::ring::on() {
-                crate::ring::record(crate::ring::Kind::Alloc, p, size, 0);
+                crate::ring::record(crate::ring::Kind::Alloc, p, size, 0, tls::os_tid());
             }
             return p;
         }

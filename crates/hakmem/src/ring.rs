@@ -76,8 +76,9 @@ pub(crate) fn on() -> bool {
 }
 
 /// Records that `addr` (of `size` bytes) was allocated or freed by the
-/// calling thread, called from `ra`.
-pub(crate) fn record(kind: Kind, addr: *const u8, size: usize, ra: usize) {
+/// thread whose kernel id is `tid` (the caller's: `tls::os_tid`), called
+/// from `ra`.
+pub(crate) fn record(kind: Kind, addr: *const u8, size: usize, ra: usize, tid: u32) {
     let mask = MASK.load(Ordering::Relaxed);
     if mask == 0 || addr.is_null() {
         return;
@@ -87,7 +88,7 @@ pub(crate) fn record(kind: Kind, addr: *const u8, size: usize, ra: usize) {
     e.info
         .store((size as u64) << 8 | kind as u64, Ordering::Relaxed);
     e.ra.store(ra, Ordering::Relaxed);
-    e.tid.store(crate::tls::os_tid() as u64, Ordering::Relaxed);
+    e.tid.store(tid as u64, Ordering::Relaxed);
     e.addr.store(addr as usize, Ordering::Release);
 }
 
