@@ -350,35 +350,102 @@ pub unsafe fn free(p: *mut u8) {
 }
 
 /// The slow path of `free` for the hand-written C `free` of
-/// `hakmem-preload` (which misses the same way [`free`] does, and does not
-/// pass on what it looked up).
+/// `hakmem-preload` when it misses before its page-map lookup (an address
+/// beyond the 47-bit map).
 ///
 /// # Safety
 /// As for [`free`].
 #[cold]
 #[inline(never)]
 pub unsafe fn free_slow_path(p: *mut u8) {
+    let heap = tls::heap();
     let e = PAGE_MAP.get(p as usize);
-    // SAFETY: forwarded contract; `e` is `p`'s entry.
-    unsafe {
-        if !free_remote_lean(p, e) {
-            free_general(p, e);
-        }
-    }
+    // SAFETY: forwarded contract; `heap` is this thread's heap or the
+    // placeholder, whose key is immutable while the thread lives.
+    unsafe { free_keyed(p, e.0 as usize ^ (*heap).key, heap) }
 }
 
 #[cold]
 #[inline(never)]
 unsafe fn free_slow(p: *mut u8, e: Entry) {
-    // SAFETY: forwarded contract; `e` is `p`'s entry.
-    unsafe {
-        if !free_remote_lean(p, e) {
-            free_general(p, e);
-        }
-    }
+    let heap = tls::heap();
+    // SAFETY: forwarded contract; `heap` is this thread's heap or the
+    // placeholder, whose key is immutable while the thread lives.
+    unsafe { free_keyed(p, e.0 as usize ^ (*heap).key, heap) }
 }
 
-/// Every free the fast path and [`free_remote_lean`] did not take:
+/// [`free_keyed`] for the hand-written C `free` of `hakmem-preload`, which
+/// hands over the heap pointer it read from the thread slot.
+///
+/// # Safety
+/// As for [`free`]; `heap` is what [`tls::heap`] returns on this thread,
+/// and `x` is `p`'s page-map entry XOR that heap's key.
+#[inline(always)]
+pub unsafe fn free_after_lookup(p: *mut u8, x: usize, heap: *mut u8) {
+    // SAFETY: forwarded contract (`heap` is the thread's heap pointer).
+    unsafe { free_keyed(p, x, heap.cast()) }
+}
+
+/// `free` after the fast path missed, given what it looked up: `heap` is
+/// the thread's heap (or the placeholder) and `x` is `p`'s page-map entry
+/// XOR `heap`'s key. This is the entry of the hand-written C `free` of
+/// `hakmem-preload` once it has made its lookup.
+///
+/// Its common case is a cross-thread free: a small block of another heap's
+/// superslab, freed by a thread that has a heap of its own, with neither
+/// secure mode nor a recording heap to serve. That goes to the thread's
+/// batches (`Heap::free_remote`) after the checks `locate_entry` makes: a
+/// live heap superslab slot (`x` says whose: not ours) with a class, a block
+/// start (the thread's own bin for that class carries the fast path's test:
+/// exact for blocks that never straddle a slot, always failing for bigger
+/// ones and for classes without a bin); the free mark is swapped
+/// atomically, so a double free, racing or not, is caught. Anything else
+/// (or any doubt: an orphan's block, a big block) goes to
+/// [`free_general`], which validates and reports.
+///
+/// # Safety
+/// As for [`free`]; `heap` is [`tls::heap`] and `x` as above.
+#[inline(always)]
+unsafe fn free_keyed(p: *mut u8, x: usize, heap: *mut Heap) {
+    // SAFETY: `heap` is this thread's heap or the placeholder; its key is
+    // immutable while the thread lives.
+    let e = Entry((x ^ unsafe { (*heap).key }) as u32);
+    // a slot of some heap's superslab (tag >= FIRST_TAG, not large)
+    const LO: u32 = Entry::FIRST_TAG << 13;
+    if x >= Entry::KEY_HIT as usize
+        && e.0.wrapping_sub(LO) < Entry::LARGE_BIT - LO
+        && heap != PLACEHOLDER.get()
+    {
+        // SAFETY: the low 13 bits of an entry are its class's bin offset
+        // (`class * 32`, any class byte has a bin), a bin of our heap.
+        let bin = unsafe { Heap::bin_at(heap, e.0 as usize & (Entry::KEY_HIT as usize - 1)) };
+        // SAFETY: a valid bin.
+        let start = unsafe { Bin::block_start_raw(bin, (p as usize & (SLOT_SIZE - 1)) as u64) };
+        if start && !crate::secure::on() && !crate::sites::is_recording_tag(e.tag()) {
+            let class = e.class() as usize;
+            // SAFETY: the heap is this thread's own (not the placeholder);
+            // `p` is a block start of `class` (its bin's test passed, which
+            // no class without a slab passes) in a live superslab slot of
+            // another heap, which the caller gives up.
+            if !unsafe { (*heap).free_remote(p, class) } {
+                remote_double_free(p, class);
+            }
+            return;
+        }
+    }
+    // SAFETY: forwarded contract; `e` is `p`'s entry.
+    unsafe { free_general(p, e) }
+}
+
+/// A remote free found the block free already (maybe freed by another
+/// thread at the same time).
+#[cold]
+#[inline(never)]
+fn remote_double_free(p: *mut u8, class: usize) {
+    misuse(Misuse::DoubleFree, "free", p, class_size(class));
+}
+
+/// Every free the fast path and [`free_keyed`]'s remote case did not take:
 /// validates `p`, reports misuse, and frees large blocks, own blocks whose
 /// bin is full, and remote frees in secure mode, of recording heaps or from
 /// threads without a heap.
@@ -435,56 +502,6 @@ unsafe fn free_general(p: *mut u8, e: Entry) {
             misuse(Misuse::DoubleFree, "free", p, class_size(class));
         }
     }
-}
-
-/// The common case of the free slow path: a small block of another heap's
-/// (or the orphanage's) superslab, freed by a thread that has a heap of its
-/// own, with neither secure mode nor a recording heap to serve. Batches it
-/// in the thread's heap (`Heap::free_remote`) after the checks
-/// `locate_entry` makes (a live superslab slot with a class, a block
-/// start; the free mark is swapped atomically, so a double free, racing or
-/// not, is caught). Returns false, having done nothing, for anything else
-/// (or any doubt): the general path then validates and reports.
-///
-/// # Safety
-/// As [`free_slow_path`]'s; `e` is `p`'s page-map entry.
-#[inline(always)]
-unsafe fn free_remote_lean(p: *mut u8, e: Entry) -> bool {
-    let heap = tls::heap();
-    let tag = e.tag();
-    let class = e.class() as usize;
-    if heap == PLACEHOLDER.get()
-        || !e.is_live_superslab()
-        // SAFETY: the slot's heap is this thread's own (not the placeholder).
-        || tag == unsafe { (*heap).tag }
-        || class >= crate::classes::NCLASSES
-        || crate::secure::on()
-        || crate::sites::is_recording_tag(tag)
-    {
-        return false;
-    }
-    // SAFETY: the heap is this thread's own (not the placeholder).
-    let h = unsafe { &mut *heap };
-    let size = class_size(class);
-    let start = if size <= SLOT_SIZE / 2 {
-        // Every heap's bins carry the block-start test of their class (the
-        // free fast path's): exact for blocks that never straddle a slot.
-        // SAFETY: a bin of our heap.
-        unsafe { Bin::block_start_raw(&h.bins[class], (p as usize & (SLOT_SIZE - 1)) as u64) }
-    } else {
-        // SAFETY: the page map says the slot is in a live superslab.
-        unsafe { &*Superslab::of(p) }.is_block_start(p, size)
-    };
-    if !start {
-        return false;
-    }
-    // SAFETY: `p` is a block start of `class` in a live superslab slot of
-    // another owner, which the caller gives up.
-    if !unsafe { h.free_remote(p, class) } {
-        // freed already (maybe by another thread at the same time)
-        misuse(Misuse::DoubleFree, "free", p, size);
-    }
-    true
 }
 
 /// `size` bytes aligned to `align` (any power of two); null with `ENOMEM`

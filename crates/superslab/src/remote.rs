@@ -207,8 +207,16 @@ unsafe fn push_chain(ss: &Superslab, slab: &Slab, head: *mut Block, tail: *mut B
     }
 }
 
-/// Remote frees of one slab gathered by a freeing thread, to be handed to
-/// the slab's remote stack in one splice ([`RemoteBatch::flush`]).
+/// Remote frees of one slot gathered by a freeing thread, to be handed to
+/// its slab's remote stack in one splice ([`RemoteBatch::flush`]).
+///
+/// A batch is keyed by the slot its blocks lie in ([`RemoteBatch::key_of`]:
+/// the address shifted right by [`crate::SLOT_SHIFT`], never 0 for a block):
+/// a slot belongs to one slab while that slab has a live block, so all the
+/// blocks of a batch belong to one slab, which the flush finds from its
+/// first block. An empty batch has key 0 (no block lies in the first 64 KiB
+/// of the address space), so the freeing thread's check of the key against
+/// the block's slot is its only test for "this batch, and not empty".
 ///
 /// Every block in a batch was claimed ([`remote_claim`]): its free mark is
 /// set, so any other free of it is caught as a double free, and it still
@@ -217,11 +225,15 @@ unsafe fn push_chain(ss: &Superslab, slab: &Slab, head: *mut Block, tail: *mut B
 /// A batch is plain memory of the thread that fills it; nobody else reads
 /// it. The batch must be flushed before its thread gives its heap up.
 #[derive(Debug)]
+#[repr(C)]
 pub struct RemoteBatch {
-    slab: *const Slab,
+    key: usize,
     head: *mut Block,
     tail: *mut Block,
-    len: u32,
+    /// Blocks it may still take before it is full.
+    room: u32,
+    /// Blocks it takes in all (`len` is `limit - room`).
+    limit: u32,
 }
 
 impl Default for RemoteBatch {
@@ -233,67 +245,102 @@ impl Default for RemoteBatch {
 impl RemoteBatch {
     /// A batch holding nothing.
     pub const EMPTY: RemoteBatch = RemoteBatch {
-        slab: ptr::null(),
+        key: 0,
         head: ptr::null_mut(),
         tail: ptr::null_mut(),
-        len: 0,
+        room: 0,
+        limit: 0,
     };
+
+    /// The key of the batch that may hold block `p`: its slot's number.
+    #[inline(always)]
+    pub fn key_of(p: *const u8) -> usize {
+        p as usize >> crate::SLOT_SHIFT
+    }
+
+    /// The key of the blocks it holds (0 when empty).
+    #[inline(always)]
+    pub fn key(&self) -> usize {
+        self.key
+    }
 
     /// Blocks held.
     #[inline]
     pub fn len(&self) -> u32 {
-        self.len
+        self.limit - self.room
     }
 
     /// True if it holds no block.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.key == 0
     }
 
-    /// The slab whose blocks it holds (null when empty).
-    #[inline]
-    pub fn slab(&self) -> *const Slab {
-        self.slab
-    }
-
-    /// Adds a claimed block of `slab`.
+    /// Starts an empty batch with the claimed block `p`, to hold at most
+    /// `limit` blocks (at least 1). Returns true if it is full already (a
+    /// limit of 1): the caller flushes it.
     ///
     /// # Safety
-    /// `p` must be a block of `slab` (a slab of a live superslab) that the
-    /// caller claimed with [`remote_claim`] and gives up; the batch must be
-    /// empty or hold blocks of `slab` only.
+    /// The batch must be empty; `p` must be a block of a slab of a live
+    /// superslab that the caller claimed with [`remote_claim`] and gives up.
     #[inline]
-    pub unsafe fn push(&mut self, slab: &Slab, p: *mut u8) {
+    pub unsafe fn start(&mut self, p: *mut u8, limit: u32) -> bool {
+        debug_assert!(self.is_empty() && limit >= 1);
         let b = p.cast::<Block>();
-        if self.len == 0 {
-            self.slab = slab;
-            self.tail = b;
-        } else {
-            debug_assert!(ptr::eq(self.slab, slab));
-        }
+        // SAFETY: the block is claimed and given up to us (caller's
+        // contract); its link word is ours to write.
+        unsafe { (*b).next = ptr::null_mut() };
+        *self = RemoteBatch {
+            key: Self::key_of(p),
+            head: b,
+            tail: b,
+            room: limit - 1,
+            limit,
+        };
+        self.room == 0
+    }
+
+    /// Adds a claimed block of this batch's slot. Returns true when the
+    /// batch is full: the caller flushes it.
+    ///
+    /// # Safety
+    /// `p` must be a block that the caller claimed with [`remote_claim`]
+    /// and gives up, with [`RemoteBatch::key_of`]`(p)` equal to this
+    /// (non-empty) batch's key.
+    #[inline(always)]
+    pub unsafe fn push(&mut self, p: *mut u8) -> bool {
+        debug_assert!(!self.is_empty() && Self::key_of(p) == self.key);
+        let b = p.cast::<Block>();
         // SAFETY: the block is claimed and given up to us (caller's
         // contract); its link word is ours to write.
         unsafe { (*b).next = self.head };
         self.head = b;
-        self.len += 1;
+        self.room -= 1;
+        self.room == 0
     }
 
     /// Hands every block to its slab's remote stack (one CAS, plus queueing
     /// the slab on its owner's pending list if it is not queued) and empties
     /// the batch; returns how many blocks went.
     pub fn flush(&mut self) -> u32 {
-        let n = self.len;
-        if n == 0 {
+        if self.is_empty() {
             return 0;
         }
-        // SAFETY: the batch holds `n` claimed blocks of `self.slab` (the
-        // `push` contract), which count as used there: the slab record and
-        // its superslab header (the slab records live in the header, at the
-        // start of the 2 MiB superslab) are live until the splice.
+        let n = self.len();
+        let p = self.head.cast::<u8>();
+        // SAFETY: the batch holds `n` claimed blocks of one slot (the
+        // `start`/`push` contracts), which count as used in the slab that
+        // covers the slot: the slab record, its superslab header (the slab
+        // records live in the header, at the start of the 2 MiB superslab)
+        // and the slot-to-slab map are live and unchanged until the splice.
         unsafe {
-            let slab = &*self.slab;
-            let ss = &*Superslab::of(self.slab.cast());
+            let ss = &*Superslab::of(p);
+            let Some(slab) = ss.slab_of(p) else {
+                hakmem_platform::fatal_at(
+                    "internal error: batched block outside any slab",
+                    p as usize,
+                );
+            };
             push_chain(ss, slab, self.head, self.tail);
         }
         *self = Self::EMPTY;

@@ -188,14 +188,22 @@ fn batch_from_afar(base: usize, bs: &[usize]) -> Vec<bool> {
     let mut batch = RemoteBatch::EMPTY;
     let mut ok = Vec::new();
     for &b in bs {
-        let slab = ss.slab_of(b as *const u8).expect("a block of a slab");
+        assert!(ss.slab_of(b as *const u8).is_some(), "a block of a slab");
         // SAFETY: `b` is a block handed out from a slab of `ss`, live until
         // the owner joins this thread.
         let claimed = unsafe { remote_claim(b as *mut u8, MARK) };
         if claimed {
-            // SAFETY: claimed just now, a block of `slab`; the batch holds
-            // blocks of that one slab only.
-            unsafe { batch.push(slab, b as *mut u8) };
+            let p = b as *mut u8;
+            // The limit (4) is above the model's block counts: it never fills.
+            let full = if batch.is_empty() {
+                // SAFETY: the batch is empty; `p` was claimed just now.
+                unsafe { batch.start(p, 4) }
+            } else {
+                assert_eq!(batch.key(), RemoteBatch::key_of(p));
+                // SAFETY: claimed just now, of the batch's slot (checked).
+                unsafe { batch.push(p) }
+            };
+            assert!(!full);
         }
         ok.push(claimed);
     }
