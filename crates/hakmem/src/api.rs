@@ -395,27 +395,59 @@ pub unsafe fn free_after_lookup(p: *mut u8, x: usize, heap: *mut u8) {
 /// superslab, freed by a thread that has a heap of its own, with neither
 /// secure mode nor a recording heap to serve. That goes to the thread's
 /// batches (`Heap::free_remote`) after the checks `locate_entry` makes: a
-/// live heap superslab slot (`x` says whose: not ours) with a class, a block
+/// live superslab slot (`x` says whose: not ours) with a class, a block
 /// start (the thread's own bin for that class carries the fast path's test:
 /// exact for blocks that never straddle a slot, always failing for bigger
 /// ones and for classes without a bin); the free mark is swapped
 /// atomically, so a double free, racing or not, is caught. Anything else
-/// (or any doubt: an orphan's block, a big block) goes to
+/// (or any doubt: a big block) goes to
 /// [`free_general`], which validates and reports.
 ///
 /// # Safety
 /// As for [`free`]; `heap` is [`tls::heap`] and `x` as above.
 #[inline(always)]
 unsafe fn free_keyed(p: *mut u8, x: usize, heap: *mut Heap) {
+    if x < Entry::KEY_HIT as usize {
+        // a slot of ours: the fast path refused it (its bin is full, or no
+        // block start, or free already)
+        // SAFETY: `heap` is this thread's heap or the placeholder; its key
+        // is immutable while the thread lives.
+        let e = Entry((x ^ unsafe { (*heap).key }) as u32);
+        // SAFETY: forwarded contract; `e` is `p`'s entry.
+        return unsafe { free_general(p, e) };
+    }
+    // SAFETY: forwarded contract; `x` is not a slot of ours.
+    unsafe { free_not_ours(p, x, heap) }
+}
+
+/// [`free_after_lookup`] for a pointer whose entry is not a slot of the
+/// thread's heap (`x` is at least [`Entry::KEY_HIT`]): the miss of the C
+/// `free` at its key test.
+///
+/// # Safety
+/// As for [`free_after_lookup`].
+#[inline(always)]
+pub unsafe fn free_after_key_miss(p: *mut u8, x: usize, heap: *mut u8) {
+    // SAFETY: forwarded contract.
+    unsafe { free_not_ours(p, x, heap.cast()) }
+}
+
+/// [`free_keyed`] when `x` is at least [`Entry::KEY_HIT`] (were it not, an
+/// own block would be batched as a remote free into its own slab: slower,
+/// still correct).
+///
+/// # Safety
+/// As for [`free_keyed`].
+#[inline(always)]
+unsafe fn free_not_ours(p: *mut u8, x: usize, heap: *mut Heap) {
     // SAFETY: `heap` is this thread's heap or the placeholder; its key is
     // immutable while the thread lives.
     let e = Entry((x ^ unsafe { (*heap).key }) as u32);
-    // a slot of some heap's superslab (tag >= FIRST_TAG, not large)
+    // a slot of some heap's superslab (tag >= FIRST_TAG, not large), or an
+    // orphan's
     const LO: u32 = Entry::FIRST_TAG << 13;
-    if x >= Entry::KEY_HIT as usize
-        && e.0.wrapping_sub(LO) < Entry::LARGE_BIT - LO
-        && heap != PLACEHOLDER.get()
-    {
+    let live = e.0.wrapping_sub(LO) < Entry::LARGE_BIT - LO || e.tag() == Entry::ORPHAN_TAG;
+    if live && heap != PLACEHOLDER.get() {
         // SAFETY: the low 13 bits of an entry are its class's bin offset
         // (`class * 32`, any class byte has a bin), a bin of our heap.
         let bin = unsafe { Heap::bin_at(heap, e.0 as usize & (Entry::KEY_HIT as usize - 1)) };

@@ -117,6 +117,14 @@ mod imp {
         unsafe { hk::free_after_lookup(p.cast(), x, heap) }
     }
 
+    /// [`free_keyed_entry`] for a miss at the key test (`x` is at least
+    /// `Entry::KEY_HIT`: not a slot of this thread's heap), the common
+    /// case of a cross-thread free.
+    unsafe extern "C" fn free_other_entry(p: *mut c_void, x: usize, heap: *mut u8) {
+        // SAFETY: as for `free_keyed_entry`.
+        unsafe { hk::free_after_key_miss(p.cast(), x, heap) }
+    }
+
     /// `free(3)`: the same fast path as `hakmem::free`, written out so that
     /// its instruction count is exact. A pointer is pushed on the calling
     /// thread's bin only if all of this holds; anything else goes to
@@ -154,7 +162,7 @@ mod imp {
             "mov rax, qword ptr fs:[rax]",
             "xor rsi, qword ptr [rax + {key}]",
             "cmp rsi, {key_hit}",
-            "jae 4f",
+            "jae 5f",
             // a block start of the bin's class?
             "movzx edx, di",
             "imul rdx, qword ptr [rax + rsi + {test_mul}]",
@@ -179,6 +187,10 @@ mod imp {
             "4:",
             "mov rdx, rax",
             "jmp {keyed}",
+            // not a slot of ours (a cross-thread free, most often)
+            "5:",
+            "mov rdx, rax",
+            "jmp {other}",
             "2:",
             "jmp {slow}",
             granule = const hakmem_pagemap::GRANULE_SHIFT,
@@ -196,6 +208,7 @@ mod imp {
             next = const BLOCK_NEXT_OFFSET,
             slow = sym free_slow_entry,
             keyed = sym free_keyed_entry,
+            other = sym free_other_entry,
         )
     }
 }

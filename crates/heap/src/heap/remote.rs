@@ -7,7 +7,7 @@ use hakmem_superslab::{remote_claim, PendingList, RemoteBatch};
 use hakmem_tiny_sll::TINY_CLASSES;
 
 use super::{Heap, S_FULL, S_PARTIAL};
-use crate::classes::class_size;
+use crate::classes::{class_size, NCLASSES};
 use crate::env::HeapEnv;
 
 /// The batch of a slot number (a multiplicative hash: the slots in use
@@ -47,7 +47,12 @@ impl<E: HeapEnv> Heap<E> {
         if !unsafe { remote_claim(p, self.mark) } {
             return false;
         }
-        self.stats.classes[class].remote_frees.inc();
+        debug_assert!(class < NCLASSES);
+        // SAFETY: `p` is a live block of `class` (the caller's contract), and
+        // every block's class is below NCLASSES.
+        unsafe { self.stats.classes.get_unchecked(class) }
+            .remote_frees
+            .inc();
         let k = RemoteBatch::key_of(p);
         let i = batch_index(k);
         let b = &mut self.remote[i];
