@@ -11,6 +11,22 @@ use crate::sync::{const_fn_unless_loom, AtomicPtr, Ordering};
 /// pending list. Blocks are 8-aligned, so the bit is free.
 pub(crate) const QUEUED: usize = 1;
 
+/// The remote word's top 16 bits count the blocks on the stack (blocks lie
+/// below 2^47, so the bits are free; a slab holds fewer than 2^16 blocks,
+/// checked when it is set up), so that the owner takes the stack and its
+/// length with one swap, without walking it.
+pub(crate) const COUNT_SHIFT: u32 = 48;
+/// The stack's head in a remote word.
+pub(crate) const HEAD_MASK: usize = ((1 << COUNT_SHIFT) - 1) & !QUEUED;
+/// Most blocks a slab may hold (the remote count's limit).
+pub const MAX_SLAB_BLOCKS: usize = 1 << (usize::BITS - COUNT_SHIFT);
+
+/// The stack's head and length in a remote word.
+#[inline]
+pub(crate) fn remote_parts(w: usize) -> (*mut Block, u32) {
+    ((w & HEAD_MASK) as *mut Block, (w >> COUNT_SHIFT) as u32)
+}
+
 /// A lock-free MPSC list of slabs that have remote frees for one owner.
 ///
 /// Any thread pushes (from [`remote_free`]); only the owner takes, in its
@@ -133,7 +149,7 @@ pub unsafe fn remote_free(ss: &Superslab, p: *mut u8, mark: u64) -> bool {
     let b = p.cast::<Block>();
     // SAFETY: we claimed `b`, a block of `slab` in the live `ss`; the chain
     // of one block is terminated by the splice itself.
-    unsafe { push_chain(ss, slab, b, b) };
+    unsafe { push_chain(ss, slab, b, b, 1) };
     true
 }
 
@@ -158,8 +174,9 @@ pub unsafe fn remote_claim(p: *mut u8, mark: u64) -> bool {
     m.swap(mark, Ordering::AcqRel) != mark
 }
 
-/// Splices the chain `head..=tail` (linked through word 0; `tail`'s link is
-/// overwritten) onto `slab`'s remote stack with one successful CAS. The
+/// Splices the chain `head..=tail` of `n` blocks (linked through word 0;
+/// `tail`'s link is overwritten) onto `slab`'s remote stack with one
+/// successful CAS, which adds `n` to the stack's count. The
 /// first push after the owner last drained the slab sets `QUEUED` and
 /// queues the slab on the owner's pending list first (before any block of
 /// the chain becomes visible, so the owner cannot release the superslab
@@ -169,7 +186,7 @@ pub unsafe fn remote_claim(p: *mut u8, mark: u64) -> bool {
 /// The chain must be a list of blocks of `slab` (a slab of the live `ss`)
 /// that the caller claimed ([`remote_claim`]) and still holds: they count
 /// as used in the slab, so it and its superslab stay live until the splice.
-unsafe fn push_chain(ss: &Superslab, slab: &Slab, head: *mut Block, tail: *mut Block) {
+unsafe fn push_chain(ss: &Superslab, slab: &Slab, head: *mut Block, tail: *mut Block, n: u32) {
     let remote = &slab.remote;
     let mut old = remote.load(Ordering::Relaxed);
     loop {
@@ -194,10 +211,14 @@ unsafe fn push_chain(ss: &Superslab, slab: &Slab, head: *mut Block, tail: *mut B
         }
         // SAFETY: the caller holds the chain's blocks; we may write their
         // links.
-        unsafe { (*tail).next = (old & !QUEUED) as *mut Block };
+        unsafe { (*tail).next = (old & HEAD_MASK) as *mut Block };
+        // The count stays below 2^16: the stack's blocks count as used in
+        // the slab, which holds fewer than MAX_SLAB_BLOCKS.
+        debug_assert!(((old >> COUNT_SHIFT) + n as usize) < MAX_SLAB_BLOCKS);
+        let new = (old & !HEAD_MASK) + ((n as usize) << COUNT_SHIFT);
         match remote.compare_exchange_weak(
             old,
-            head as usize | QUEUED,
+            new | head as usize | QUEUED,
             Ordering::Release,
             Ordering::Relaxed,
         ) {
@@ -341,7 +362,7 @@ impl RemoteBatch {
                     p as usize,
                 );
             };
-            push_chain(ss, slab, self.head, self.tail);
+            push_chain(ss, slab, self.head, self.tail, n);
         }
         *self = Self::EMPTY;
         n

@@ -98,12 +98,6 @@ impl<E: HeapEnv> Heap<E> {
         self.remote_busy &= !(1 << i);
     }
 
-    /// True while some batch holds blocks.
-    #[inline]
-    pub fn holds_remote(&self) -> bool {
-        self.remote_busy != 0
-    }
-
     /// Hands every batched remote free to its slab's remote stack.
     pub fn flush_remote(&mut self) {
         let mut busy = self.remote_busy;
