@@ -21,7 +21,7 @@ use hakmem_tiny_sll::{Bin, Block, TINY_MAX};
 
 use hakmem_sites::SiteId;
 
-use crate::classes::{class_for_aligned, class_of, class_size, SLAB_MAX};
+use crate::classes::{class_for_aligned, class_of, class_size, BIN_BYTES, SLAB_MAX};
 use crate::large::{beyond_any_mapping, decay_tick, large_alloc};
 use crate::observe::{self, Call, Observer, Take, SAMPLE_LIMIT, TINY_LIMIT};
 use crate::report::{misuse, Misuse};
@@ -447,18 +447,25 @@ unsafe fn free_not_ours(p: *mut u8, x: usize, heap: *mut Heap) {
     // orphan's
     const LO: u32 = Entry::FIRST_TAG << 13;
     let live = e.0.wrapping_sub(LO) < Entry::LARGE_BIT - LO || e.tag() == Entry::ORPHAN_TAG;
-    if live && heap != PLACEHOLDER.get() {
+    if live {
         // SAFETY: the low 13 bits of an entry are its class's bin offset
-        // (`class * 32`, any class byte has a bin), a bin of our heap.
+        // (`class * 32`, any class byte has a bin), a bin of our heap or of
+        // the placeholder.
         let bin = unsafe { Heap::bin_at(heap, e.0 as usize & (Entry::KEY_HIT as usize - 1)) };
         // SAFETY: a valid bin.
         let start = unsafe { Bin::block_start_raw(bin, (p as usize & (SLOT_SIZE - 1)) as u64) };
         if start && !crate::secure::on() && !crate::sites::is_recording_tag(e.tag()) {
-            let class = e.class() as usize;
-            // SAFETY: the heap is this thread's own (not the placeholder);
-            // `p` is a block start of `class` (its bin's test passed, which
-            // no class without a slab passes) in a live superslab slot of
-            // another heap, which the caller gives up.
+            debug_assert!(heap != PLACEHOLDER.get());
+            // the class byte (bits 5-12), as the bin offset's multiple
+            let class = (e.0 as usize & (Entry::KEY_HIT as usize - 1)) / BIN_BYTES;
+            debug_assert_eq!(class, e.class() as usize);
+            // SAFETY: the heap is this thread's own, not the placeholder:
+            // the placeholder's bins are `Bin::DISABLED`, whose block test
+            // (limit 0) refuses every offset, and it is never written
+            // (`placeholder_bins_refuse_every_block` checks it). `p` is a
+            // block start of `class` (its bin's test passed, which no class
+            // without a slab passes) in a live superslab slot of another
+            // heap or the orphanage, which the caller gives up.
             if !unsafe { (*heap).free_remote(p, class) } {
                 remote_double_free(p, class);
             }
@@ -686,4 +693,27 @@ pub fn set_site_placement(on: bool) {
     // start-up applies the option: it must not undo this call later
     crate::init::ensure();
     crate::sites::set_placement(on);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The remote case of [`free_not_ours`] takes no separate placeholder
+    /// test: it relies on the placeholder's bins refusing every offset.
+    #[test]
+    fn placeholder_bins_refuse_every_block() {
+        let heap = PLACEHOLDER.get();
+        for class in 0..=usize::from(u8::MAX) {
+            // SAFETY: a bin offset of the placeholder heap.
+            let bin = unsafe { Heap::bin_at(heap, class * BIN_BYTES) };
+            for off in (0..SLOT_SIZE as u64).step_by(8) {
+                // SAFETY: a valid bin.
+                assert!(
+                    !unsafe { Bin::block_start_raw(bin, off) },
+                    "class {class} offset {off}"
+                );
+            }
+        }
+    }
 }
