@@ -217,7 +217,8 @@ fn batch_from_afar(base: usize, bs: &[usize]) -> Vec<bool> {
 /// (e) A batch of two remote frees, spliced onto the slab's remote stack
 /// with one CAS, races a single remote free of a third block and the
 /// owner's drains (`drain_remote`, then its pending list). The slab is
-/// queued at most once per pass, all three blocks reach the owner exactly
+/// queued at most once per pass, the stack's count (in the remote word)
+/// always equals its length, all three blocks reach the owner exactly
 /// once, and the slab ends unqueued.
 #[test]
 fn batched_push_races_a_free_and_the_owners_drain() {
@@ -238,6 +239,10 @@ fn batched_push_races_a_free_and_the_owners_drain() {
         drained += d;
         assert_eq!(t1.join().unwrap(), [true, true]);
         assert!(t2.join().unwrap());
+        // whatever is still on the stack, the remote word counts it exactly
+        // (the slab's check compares count and length)
+        // SAFETY: this thread owns the superslab.
+        unsafe { s.handle() }.check().unwrap();
         let (seen2, d) = process_pending(&w.owner);
         drained += d;
         assert!(seen1 <= 1 && seen2 <= 1, "queued at most once per pass");
