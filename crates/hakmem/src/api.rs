@@ -708,11 +708,9 @@ mod tests {
             // SAFETY: a bin offset of the placeholder heap.
             let bin = unsafe { Heap::bin_at(heap, class * BIN_BYTES) };
             for off in (0..SLOT_SIZE as u64).step_by(8) {
-                // SAFETY: a valid bin.
-                assert!(
-                    !unsafe { Bin::block_start_raw(bin, off) },
-                    "class {class} offset {off}"
-                );
+                // SAFETY: a valid bin of the placeholder.
+                let start = unsafe { Bin::block_start_raw(bin, off) };
+                assert!(!start, "class {class} offset {off}");
             }
         }
     }
