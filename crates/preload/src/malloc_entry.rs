@@ -107,10 +107,9 @@ mod imp {
         unsafe { hk::free_slow_path(p.cast()) }
     }
 
-    /// The slow path of `free` after the page-map lookup: `x` is the entry
-    /// XOR the heap's key, `heap` the thread's heap (or the placeholder).
-    /// Cross-thread frees are batched here; everything else goes on to the
-    /// general path.
+    /// The slow path of `free` after the page-map lookup, for a miss after
+    /// the key test (a slot of this thread's heap): `x` is the entry XOR the
+    /// heap's key, `heap` the thread's heap.
     unsafe extern "C" fn free_keyed_entry(p: *mut c_void, x: usize, heap: *mut u8) {
         // SAFETY: the caller's contract (a live block or null); `heap` was
         // read from this thread's slot and `x` computed from its key.
@@ -127,11 +126,13 @@ mod imp {
 
     /// `free(3)`: the same fast path as `hakmem::free`, written out so that
     /// its instruction count is exact. A pointer is pushed on the calling
-    /// thread's bin only if all of this holds; anything else goes to
-    /// `hakmem::free_after_lookup` with what the fast path looked up (the
-    /// entry XOR the key, the heap), which batches cross-thread frees and
-    /// sends the rest on to be validated and reported (an address beyond
-    /// the map goes to `hakmem::free_slow_path`):
+    /// thread's bin only if all of this holds; anything else goes to the
+    /// slow path with what the fast path looked up (the entry XOR the key,
+    /// the heap): a miss at the key test to `hakmem::free_after_key_miss`,
+    /// which batches cross-thread frees, later misses to
+    /// `hakmem::free_after_lookup`; both send the rest on to be validated
+    /// and reported (an address beyond the map goes to
+    /// `hakmem::free_slow_path`):
     ///
     /// * it lies below 2^47 and its page-map entry XOR the heap's key is
     ///   below `Entry::KEY_HIT`: a slot of a superslab this thread owns,
