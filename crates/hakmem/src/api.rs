@@ -21,7 +21,7 @@ use hakmem_tiny_sll::{Bin, Block, TINY_MAX};
 
 use hakmem_sites::SiteId;
 
-use crate::classes::{class_for_aligned, class_of, class_size, SLAB_MAX};
+use crate::classes::{class_for_aligned, class_of, class_size, BIN_BYTES, SLAB_MAX};
 use crate::large::{beyond_any_mapping, decay_tick, large_alloc};
 use crate::observe::{self, Call, Observer, Take, SAMPLE_LIMIT, TINY_LIMIT};
 use crate::profile::Cat;
@@ -365,38 +365,168 @@ pub unsafe fn free(p: *mut u8) {
 }
 
 /// The slow path of `free` for the hand-written C `free` of
-/// `hakmem-preload` (which misses the same way [`free`] does, and does not
-/// pass on what it looked up).
+/// `hakmem-preload` when it misses before its page-map lookup (an address
+/// beyond the 47-bit map).
 ///
 /// # Safety
 /// As for [`free`].
 #[cold]
 #[inline(never)]
 pub unsafe fn free_slow_path(p: *mut u8) {
+    let heap = tls::heap();
     let e = PAGE_MAP.get(p as usize);
-    // SAFETY: forwarded contract; `e` is `p`'s entry.
-    unsafe { free_slow(p, e) }
+    // SAFETY: forwarded contract; `heap` is this thread's heap or the
+    // placeholder, whose key is immutable while the thread lives.
+    unsafe { free_keyed(p, e.0 as usize ^ (*heap).key, heap) }
 }
 
+/// The slow path of the compiled `free` (`hakmem::free`), with the entry
+/// it looked up.
+///
+/// # Safety
+/// As for [`free`]; `e` is `p`'s page-map entry.
 #[cold]
 #[inline(never)]
 unsafe fn free_slow(p: *mut u8, e: Entry) {
+    let heap = tls::heap();
+    // SAFETY: forwarded contract; `heap` is this thread's heap or the
+    // placeholder, whose key is immutable while the thread lives.
+    unsafe { free_keyed(p, e.0 as usize ^ (*heap).key, heap) }
+}
+
+/// [`free_keyed`] for the hand-written C `free` of `hakmem-preload`, which
+/// hands over the heap pointer it read from the thread slot.
+///
+/// # Safety
+/// As for [`free`]; `heap` is what [`tls::heap`] returns on this thread,
+/// and `x` is `p`'s page-map entry XOR that heap's key.
+#[inline(always)]
+pub unsafe fn free_after_lookup(p: *mut u8, x: usize, heap: *mut u8) {
+    // SAFETY: forwarded contract (`heap` is the thread's heap pointer).
+    unsafe { free_keyed(p, x, heap.cast()) }
+}
+
+/// `free` after the fast path missed, given what it looked up: `heap` is
+/// the thread's heap (or the placeholder) and `x` is `p`'s page-map entry
+/// XOR `heap`'s key. This is the entry of the hand-written C `free` of
+/// `hakmem-preload` once it has made its lookup.
+///
+/// Its common case is a cross-thread free: a small block of another heap's
+/// superslab, freed by a thread that has a heap of its own, with neither
+/// secure mode nor a recording heap to serve. That goes to the thread's
+/// batches (`Heap::free_remote`) after the checks `locate_entry` makes: a
+/// live superslab slot (`x` says whose: not ours) with a class, a block
+/// start (the thread's own bin for that class carries the fast path's test:
+/// exact for blocks that never straddle a slot, always failing for bigger
+/// ones and for classes without a bin); the free mark is swapped
+/// atomically, so a double free, racing or not, is caught. Anything else
+/// (or any doubt: a big block) goes to
+/// [`free_general`], which validates and reports.
+///
+/// # Safety
+/// As for [`free`]; `heap` is [`tls::heap`] and `x` as above.
+#[inline(always)]
+unsafe fn free_keyed(p: *mut u8, x: usize, heap: *mut Heap) {
+    if x < Entry::KEY_HIT as usize {
+        // a slot of ours: the fast path refused it (its bin is full, or no
+        // block start, or free already)
+        // SAFETY: `heap` is this thread's heap or the placeholder; its key
+        // is immutable while the thread lives.
+        let e = Entry((x ^ unsafe { (*heap).key }) as u32);
+        // SAFETY: forwarded contract; `e` is `p`'s entry.
+        return unsafe { free_general(p, e) };
+    }
+    // SAFETY: forwarded contract; `x` is not a slot of ours.
+    unsafe { free_not_ours(p, x, heap) }
+}
+
+/// [`free_after_lookup`] for a pointer whose entry is not a slot of the
+/// thread's heap (`x` is at least [`Entry::KEY_HIT`]): the miss of the C
+/// `free` at its key test.
+///
+/// # Safety
+/// As for [`free_after_lookup`].
+#[inline(always)]
+pub unsafe fn free_after_key_miss(p: *mut u8, x: usize, heap: *mut u8) {
+    // SAFETY: forwarded contract.
+    unsafe { free_not_ours(p, x, heap.cast()) }
+}
+
+/// [`free_keyed`] when `x` is at least [`Entry::KEY_HIT`] (were it not, an
+/// own block would be batched as a remote free into its own slab: slower,
+/// still correct).
+///
+/// # Safety
+/// As for [`free_keyed`].
+#[inline(always)]
+unsafe fn free_not_ours(p: *mut u8, x: usize, heap: *mut Heap) {
+    // SAFETY: `heap` is this thread's heap or the placeholder; its key is
+    // immutable while the thread lives.
+    let e = Entry((x ^ unsafe { (*heap).key }) as u32);
+    // a slot of some heap's superslab (tag >= FIRST_TAG, not large), or an
+    // orphan's
+    const LO: u32 = Entry::FIRST_TAG << 13;
+    let live = e.0.wrapping_sub(LO) < Entry::LARGE_BIT - LO || e.tag() == Entry::ORPHAN_TAG;
+    if live {
+        // SAFETY: the low 13 bits of an entry are its class's bin offset
+        // (`class * 32`, any class byte has a bin), a bin of our heap or of
+        // the placeholder.
+        let bin = unsafe { Heap::bin_at(heap, e.0 as usize & (Entry::KEY_HIT as usize - 1)) };
+        // SAFETY: a valid bin.
+        let start = unsafe { Bin::block_start_raw(bin, (p as usize & (SLOT_SIZE - 1)) as u64) };
+        if start && !crate::secure::special() && !crate::sites::is_recording_tag(e.tag()) {
+            debug_assert!(heap != PLACEHOLDER.get());
+            // the class byte (bits 5-12), as the bin offset's multiple
+            let class = (e.0 as usize & (Entry::KEY_HIT as usize - 1)) / BIN_BYTES;
+            debug_assert_eq!(class, e.class() as usize);
+            // SAFETY: the heap is this thread's own, not the placeholder:
+            // the placeholder's bins are `Bin::DISABLED`, whose block test
+            // (limit 0) refuses every offset, and it is never written
+            // (`placeholder_bins_refuse_every_block` checks it). `p` is a
+            // block start of `class` (its bin's test passed, which no class
+            // without a slab passes) in a live superslab slot of another
+            // heap or the orphanage, which the caller gives up.
+            if !unsafe { (*heap).free_remote(p, class) } {
+                remote_double_free(p, class);
+            }
+            return;
+        }
+    }
+    // SAFETY: forwarded contract; `e` is `p`'s entry.
+    unsafe { free_general(p, e) }
+}
+
+/// A remote free found the block free already (maybe freed by another
+/// thread at the same time).
+#[cold]
+#[inline(never)]
+fn remote_double_free(p: *mut u8, class: usize) {
+    misuse(Misuse::DoubleFree, "free", p, class_size(class));
+}
+
+/// Every free the fast path and [`free_keyed`]'s remote case did not take:
+/// validates `p`, reports misuse, and frees large blocks, own blocks whose
+/// bin is full, and remote frees in secure mode, of recording heaps or from
+/// threads without a heap.
+///
+/// # Safety
+/// As for [`free`]; `e` is `p`'s page-map entry.
+#[cold]
+#[inline(never)]
+unsafe fn free_general(p: *mut u8, e: Entry) {
     if crate::profile::on() && crate::prof::sampled() {
         // SAFETY: forwarded contract; `e` is `p`'s entry.
         return unsafe { free_profiled(p, e) };
     }
     // SAFETY: forwarded contract; `e` is `p`'s entry.
-    unsafe {
-        if !free_remote_lean(p, e) {
-            free_general(p, e);
-        }
-    }
+    unsafe { free_checked(p, e) }
 }
 
-/// A `free` slow path the profiler times (`HAKMEM_PROF`).
+/// A `free` the profiler times (`HAKMEM_PROF`): [`free_checked`], put in a
+/// category (spill, remote free, large free) by `prof::after_free`.
 ///
 /// # Safety
-/// As [`free_slow_path`]'s; `e` is `p`'s page-map entry.
+/// As for [`free_general`].
 #[cold]
 unsafe fn free_profiled(p: *mut u8, e: Entry) {
     let class = if e.is_large() {
@@ -409,25 +539,16 @@ unsafe fn free_profiled(p: *mut u8, e: Entry) {
     let before = crate::prof::before();
     let t = crate::profile::now_ns();
     // SAFETY: forwarded contract; `e` is `p`'s entry.
-    unsafe {
-        if !free_remote_lean(p, e) {
-            free_general(p, e);
-        }
-    }
+    unsafe { free_checked(p, e) };
     let ns = crate::profile::now_ns().saturating_sub(t).max(1);
     crate::prof::after_free(class, remote, before, ns);
 }
 
-/// Every free the fast path and [`free_remote_lean`] did not take:
-/// validates `p`, reports misuse, and frees large blocks, own blocks whose
-/// bin is full, and remote frees in secure mode, of recording heaps or from
-/// threads without a heap.
+/// [`free_general`]'s work: validate, report, free.
 ///
 /// # Safety
-/// As for [`free`]; `e` is `p`'s page-map entry.
-#[cold]
-#[inline(never)]
-unsafe fn free_general(p: *mut u8, e: Entry) {
+/// As for [`free_general`].
+unsafe fn free_checked(p: *mut u8, e: Entry) {
     if p.is_null() {
         return;
     }
@@ -489,57 +610,6 @@ unsafe fn free_general(p: *mut u8, e: Entry) {
             misuse(Misuse::DoubleFree, "free", p, class_size(class));
         }
     }
-}
-
-/// The common case of the free slow path: a small block of another heap's
-/// (or the orphanage's) superslab, freed by a thread that has a heap of its
-/// own, with neither secure mode nor a recording heap to serve. Batches it
-/// in the thread's heap (`Heap::free_remote`) after the checks
-/// `locate_entry` makes (a live superslab slot with a class, a block
-/// start; the free mark is swapped atomically, so a double free, racing or
-/// not, is caught). Returns false, having done nothing, for anything else
-/// (or any doubt): the general path then validates and reports.
-///
-/// # Safety
-/// As [`free_slow_path`]'s; `e` is `p`'s page-map entry.
-#[inline(always)]
-unsafe fn free_remote_lean(p: *mut u8, e: Entry) -> bool {
-    let heap = tls::heap();
-    let tag = e.tag();
-    let class = e.class() as usize;
-    if heap == PLACEHOLDER.get()
-        || !e.is_live_superslab()
-        // SAFETY: the slot's heap is this thread's own (not the placeholder).
-        || tag == unsafe { (*heap).tag }
-        || class >= crate::classes::NCLASSES
-        || crate::secure::on()
-        || crate::ring::on()
-        || crate::sites::is_recording_tag(tag)
-    {
-        return false;
-    }
-    // SAFETY: the heap is this thread's own (not the placeholder).
-    let h = unsafe { &mut *heap };
-    let size = class_size(class);
-    let start = if size <= SLOT_SIZE / 2 {
-        // Every heap's bins carry the block-start test of their class (the
-        // free fast path's): exact for blocks that never straddle a slot.
-        // SAFETY: a bin of our heap.
-        unsafe { Bin::block_start_raw(&h.bins[class], (p as usize & (SLOT_SIZE - 1)) as u64) }
-    } else {
-        // SAFETY: the page map says the slot is in a live superslab.
-        unsafe { &*Superslab::of(p) }.is_block_start(p, size)
-    };
-    if !start {
-        return false;
-    }
-    // SAFETY: `p` is a block start of `class` in a live superslab slot of
-    // another owner, which the caller gives up.
-    if !unsafe { h.free_remote(p, class) } {
-        // freed already (maybe by another thread at the same time)
-        misuse(Misuse::DoubleFree, "free", p, size);
-    }
-    true
 }
 
 /// `size` bytes aligned to `align` (any power of two); null with `ENOMEM`
@@ -723,4 +793,25 @@ pub fn set_site_placement(on: bool) {
     // start-up applies the option: it must not undo this call later
     crate::init::ensure();
     crate::sites::set_placement(on);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The remote case of [`free_not_ours`] takes no separate placeholder
+    /// test: it relies on the placeholder's bins refusing every offset.
+    #[test]
+    fn placeholder_bins_refuse_every_block() {
+        let heap = PLACEHOLDER.get();
+        for class in 0..=usize::from(u8::MAX) {
+            // SAFETY: a bin offset of the placeholder heap.
+            let bin = unsafe { Heap::bin_at(heap, class * BIN_BYTES) };
+            for off in (0..SLOT_SIZE as u64).step_by(8) {
+                // SAFETY: a valid bin of the placeholder.
+                let start = unsafe { Bin::block_start_raw(bin, off) };
+                assert!(!start, "class {class} offset {off}");
+            }
+        }
+    }
 }

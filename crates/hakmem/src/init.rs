@@ -67,6 +67,7 @@ fn init_slow() {
     let mut policy = opts.initial_policy(&base);
     let ring = opts.trace.unwrap_or(if opts.secure { 4096 } else { 0 });
     crate::ring::set(ring as usize);
+    crate::secure::refresh_special();
     if ring != 0 && !opts.secure {
         // every call on the slow paths, where the ring records
         policy.tiny_cap = [0; hakmem_tiny_sll::TINY_CLASSES];

@@ -45,9 +45,9 @@ use core::alloc::{GlobalAlloc, Layout};
 use hakmem_heap::classes;
 
 pub use api::{
-    aligned_alloc, alloc_recorded, calloc, free, free_slow_path, malloc, malloc_observed,
-    malloc_slow, realloc, realloc_aligned, set_site_placement, usable_size, zeroed_alloc,
-    MIN_ALIGN,
+    aligned_alloc, alloc_recorded, calloc, free, free_after_key_miss, free_after_lookup,
+    free_slow_path, malloc, malloc_observed, malloc_slow, realloc, realloc_aligned,
+    set_site_placement, usable_size, zeroed_alloc, MIN_ALIGN,
 };
 pub use classes::{class_of, class_size, NCLASSES, SLAB_MAX, TINY_BIN_OFFSET};
 pub use hakmem_sites::{Lane, PlacementStats};

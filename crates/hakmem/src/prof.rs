@@ -33,6 +33,7 @@ pub(crate) static PROFILER: Profiler = Profiler;
 /// Turns the profiler on (one call in 2^`shift` timed) or off.
 pub fn set_profiling(on: bool, shift: u32) {
     profile::set(on, shift);
+    crate::secure::refresh_special();
     observe::set_active(observe::PROF, on);
 }
 

@@ -34,12 +34,31 @@ pub(crate) fn enable(seed: u64) {
         Ordering::Relaxed,
     );
     ON.store(true, Ordering::Release);
+    refresh_special();
 }
 
 /// True in secure mode.
 #[inline(always)]
 pub(crate) fn on() -> bool {
     ON.load(Ordering::Relaxed)
+}
+
+/// Secure mode, the debug ring or the profiler is on: the cross-thread
+/// `free` path leaves its short cut for `api::free_general`, which checks,
+/// records or times (one flag, so the short cut tests one word).
+static SPECIAL: AtomicBool = AtomicBool::new(false);
+
+/// True while frees must take the general path (see [`SPECIAL`]).
+#[inline(always)]
+pub(crate) fn special() -> bool {
+    SPECIAL.load(Ordering::Relaxed)
+}
+
+/// Recomputes [`special`] after secure mode, the ring or the profiler was
+/// switched.
+pub(crate) fn refresh_special() {
+    let on = on() || crate::ring::on() || crate::profile::on();
+    SPECIAL.store(on, Ordering::Release);
 }
 
 /// Bytes of a small block of `block_size` the user may use.

@@ -114,6 +114,11 @@ mod tests {
             let (size, span) = (class_size(c), class_span(c));
             let blocks = hakmem_superslab::slab_capacity(size, span);
             assert!(blocks >= 1, "class {c}");
+            // the slab's remote word counts its remote blocks in 16 bits
+            assert!(
+                blocks < hakmem_superslab::MAX_SLAB_BLOCKS,
+                "class {c}: {blocks}"
+            );
             if c >= hakmem_tiny_sll::TINY_CLASSES {
                 assert_eq!(
                     blocks,

@@ -89,12 +89,9 @@ pub struct Heap<E> {
     pub tag: u32,
     /// Slabs with remote frees for this heap.
     pub(crate) pending: PendingList,
-    /// Remote frees gathered per destination slab, not yet on its remote
-    /// stack (see [`Heap::free_remote`]); every one is empty while
-    /// `remote_held` is 0.
+    /// Remote frees gathered per destination slot, not yet on its slab's
+    /// remote stack (see [`Heap::free_remote`]).
     remote: [RemoteBatch; RB_SLOTS],
-    /// Blocks held in `remote`.
-    remote_held: u32,
     /// Bit `i` set while `remote[i]` holds blocks.
     remote_busy: u64,
     current: [*mut Slab; NCLASSES],
@@ -197,7 +194,6 @@ impl<E> Heap<E> {
             tag,
             pending: PendingList::new(),
             remote: [const { RemoteBatch::EMPTY }; RB_SLOTS],
-            remote_held: 0,
             remote_busy: 0,
             current: [ptr::null_mut(); NCLASSES],
             partial: [const { SlabList::new() }; NCLASSES],
@@ -389,7 +385,7 @@ impl<E: HeapEnv> Heap<E> {
     #[cold]
     pub fn refill(&mut self, class: usize) -> *mut u8 {
         self.check_hook();
-        if self.remote_held != 0 {
+        if self.remote_busy != 0 {
             self.flush_remote();
         }
         if self.pending.has_pending() {

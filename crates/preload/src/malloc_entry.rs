@@ -101,16 +101,38 @@ mod imp {
         )
     }
 
-    /// The slow path of `free`: everything the fast path does not take.
+    /// The slow path of `free` for an address beyond the page map.
     unsafe extern "C" fn free_slow_entry(p: *mut c_void) {
         // SAFETY: the caller's contract (a live block or null).
         unsafe { hk::free_slow_path(p.cast()) }
     }
 
+    /// The slow path of `free` after the page-map lookup, for a miss after
+    /// the key test (a slot of this thread's heap): `x` is the entry XOR the
+    /// heap's key, `heap` the thread's heap.
+    unsafe extern "C" fn free_keyed_entry(p: *mut c_void, x: usize, heap: *mut u8) {
+        // SAFETY: the caller's contract (a live block or null); `heap` was
+        // read from this thread's slot and `x` computed from its key.
+        unsafe { hk::free_after_lookup(p.cast(), x, heap) }
+    }
+
+    /// [`free_keyed_entry`] for a miss at the key test (`x` is at least
+    /// `Entry::KEY_HIT`: not a slot of this thread's heap), the common
+    /// case of a cross-thread free.
+    unsafe extern "C" fn free_other_entry(p: *mut c_void, x: usize, heap: *mut u8) {
+        // SAFETY: as for `free_keyed_entry`.
+        unsafe { hk::free_after_key_miss(p.cast(), x, heap) }
+    }
+
     /// `free(3)`: the same fast path as `hakmem::free`, written out so that
     /// its instruction count is exact. A pointer is pushed on the calling
-    /// thread's bin only if all of this holds; anything else goes to
-    /// `hakmem::free_slow_path`, which validates and reports:
+    /// thread's bin only if all of this holds; anything else goes to the
+    /// slow path with what the fast path looked up (the entry XOR the key,
+    /// the heap): a miss at the key test to `hakmem::free_after_key_miss`,
+    /// which batches cross-thread frees, later misses to
+    /// `hakmem::free_after_lookup`; both send the rest on to be validated
+    /// and reported (an address beyond the map goes to
+    /// `hakmem::free_slow_path`):
     ///
     /// * it lies below 2^47 and its page-map entry XOR the heap's key is
     ///   below `Entry::KEY_HIT`: a slot of a superslab this thread owns,
@@ -141,16 +163,16 @@ mod imp {
             "mov rax, qword ptr fs:[rax]",
             "xor rsi, qword ptr [rax + {key}]",
             "cmp rsi, {key_hit}",
-            "jae 2f",
+            "jae 5f",
             // a block start of the bin's class?
             "movzx edx, di",
             "imul rdx, qword ptr [rax + rsi + {test_mul}]",
             "cmp rdx, qword ptr [rax + rsi + {test_limit}]",
-            "jae 2f",
+            "jae 4f",
             // not free already?
             "mov rdx, qword ptr [rax + {mark}]",
             "cmp qword ptr [rdi + {bmark}], rdx",
-            "je 2f",
+            "je 4f",
             // room in the bin? then push, marked
             "sub dword ptr [rax + rsi + {room}], 1",
             "jb 3f",
@@ -162,6 +184,14 @@ mod imp {
             // full: undo the decrement (the room was 0)
             "3:",
             "mov dword ptr [rax + rsi + {room}], 0",
+            // missed after the lookup: (p, entry ^ key, heap)
+            "4:",
+            "mov rdx, rax",
+            "jmp {keyed}",
+            // not a slot of ours (a cross-thread free, most often)
+            "5:",
+            "mov rdx, rax",
+            "jmp {other}",
             "2:",
             "jmp {slow}",
             granule = const hakmem_pagemap::GRANULE_SHIFT,
@@ -178,6 +208,8 @@ mod imp {
             head = const BIN_HEAD_OFFSET,
             next = const BLOCK_NEXT_OFFSET,
             slow = sym free_slow_entry,
+            keyed = sym free_keyed_entry,
+            other = sym free_other_entry,
         )
     }
 }

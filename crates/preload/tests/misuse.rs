@@ -67,7 +67,7 @@ const USE_AFTER_FREE: Expect = Expect::Named(&["use after free", "write after fr
 
 /// The cases of misuse.c: name, whether it needs `HAKMEM_SECURE=1`, and the
 /// error names its report must contain.
-const CASES: [(&str, bool, Expect); 23] = [
+const CASES: [(&str, bool, Expect); 24] = [
     ("double_free_tiny", false, DOUBLE_FREE),
     ("double_free_delayed", false, DOUBLE_FREE),
     ("double_free_mid", false, DOUBLE_FREE),
@@ -76,6 +76,7 @@ const CASES: [(&str, bool, Expect); 23] = [
     ("double_free_concurrent", false, DOUBLE_FREE),
     ("double_free_batched", false, DOUBLE_FREE),
     ("double_free_batched_owner", false, DOUBLE_FREE),
+    ("double_free_batched_fork", false, DOUBLE_FREE),
     ("free_interior_tiny", false, INTERIOR),
     ("free_interior_mid", false, INTERIOR),
     ("free_interior_large", false, INTERIOR_LARGE),
@@ -338,6 +339,15 @@ fn double_free_batched_owner_aborts() {
     aborts_named("double_free_batched_owner");
 }
 
+/// A thread with a heap frees a 48 B block of the main thread and holds it
+/// in its batch; the main thread forks: in the child the batch is gone with
+/// the thread, the block owned by nobody, and the child's free of it is
+/// caught.
+#[test]
+fn double_free_batched_fork_aborts() {
+    aborts_named("double_free_batched_fork");
+}
+
 /// `free(p + 16)` of a 48 B block, on the owning thread (the free fast path).
 #[test]
 fn free_interior_tiny_aborts() {
@@ -487,6 +497,13 @@ fn double_free_batched_warns() {
 #[test]
 fn double_free_batched_owner_warns() {
     warns("double_free_batched_owner");
+}
+
+/// With `HAKMEM_ON_ERROR=warn`: the block a thread holds in its batch is
+/// freed again in a child forked meanwhile.
+#[test]
+fn double_free_batched_fork_warns() {
+    warns("double_free_batched_fork");
 }
 
 /// With `HAKMEM_ON_ERROR=warn`: `free(p + 16)` of a 48 B block, on the owning

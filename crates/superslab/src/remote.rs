@@ -11,6 +11,22 @@ use crate::sync::{const_fn_unless_loom, AtomicPtr, Ordering};
 /// pending list. Blocks are 8-aligned, so the bit is free.
 pub(crate) const QUEUED: usize = 1;
 
+/// The remote word's top 16 bits count the blocks on the stack (blocks lie
+/// below 2^47, so the bits are free; a slab holds fewer than 2^16 blocks,
+/// checked when it is set up), so that the owner takes the stack and its
+/// length with one swap, without walking it.
+pub(crate) const COUNT_SHIFT: u32 = 48;
+/// The stack's head in a remote word.
+pub(crate) const HEAD_MASK: usize = ((1 << COUNT_SHIFT) - 1) & !QUEUED;
+/// Most blocks a slab may hold (the remote count's limit).
+pub const MAX_SLAB_BLOCKS: usize = 1 << (usize::BITS - COUNT_SHIFT);
+
+/// The stack's head and length in a remote word.
+#[inline]
+pub(crate) fn remote_parts(w: usize) -> (*mut Block, u32) {
+    ((w & HEAD_MASK) as *mut Block, (w >> COUNT_SHIFT) as u32)
+}
+
 /// A lock-free MPSC list of slabs that have remote frees for one owner.
 ///
 /// Any thread pushes (from [`remote_free`]); only the owner takes, in its
@@ -133,7 +149,7 @@ pub unsafe fn remote_free(ss: &Superslab, p: *mut u8, mark: u64) -> bool {
     let b = p.cast::<Block>();
     // SAFETY: we claimed `b`, a block of `slab` in the live `ss`; the chain
     // of one block is terminated by the splice itself.
-    unsafe { push_chain(ss, slab, b, b) };
+    unsafe { push_chain(ss, slab, b, b, 1) };
     true
 }
 
@@ -158,8 +174,9 @@ pub unsafe fn remote_claim(p: *mut u8, mark: u64) -> bool {
     m.swap(mark, Ordering::AcqRel) != mark
 }
 
-/// Splices the chain `head..=tail` (linked through word 0; `tail`'s link is
-/// overwritten) onto `slab`'s remote stack with one successful CAS. The
+/// Splices the chain `head..=tail` of `n` blocks (linked through word 0;
+/// `tail`'s link is overwritten) onto `slab`'s remote stack with one
+/// successful CAS, which adds `n` to the stack's count. The
 /// first push after the owner last drained the slab sets `QUEUED` and
 /// queues the slab on the owner's pending list first (before any block of
 /// the chain becomes visible, so the owner cannot release the superslab
@@ -169,7 +186,7 @@ pub unsafe fn remote_claim(p: *mut u8, mark: u64) -> bool {
 /// The chain must be a list of blocks of `slab` (a slab of the live `ss`)
 /// that the caller claimed ([`remote_claim`]) and still holds: they count
 /// as used in the slab, so it and its superslab stay live until the splice.
-unsafe fn push_chain(ss: &Superslab, slab: &Slab, head: *mut Block, tail: *mut Block) {
+unsafe fn push_chain(ss: &Superslab, slab: &Slab, head: *mut Block, tail: *mut Block, n: u32) {
     let remote = &slab.remote;
     let mut old = remote.load(Ordering::Relaxed);
     loop {
@@ -194,10 +211,14 @@ unsafe fn push_chain(ss: &Superslab, slab: &Slab, head: *mut Block, tail: *mut B
         }
         // SAFETY: the caller holds the chain's blocks; we may write their
         // links.
-        unsafe { (*tail).next = (old & !QUEUED) as *mut Block };
+        unsafe { (*tail).next = (old & HEAD_MASK) as *mut Block };
+        // The count stays below 2^16: the stack's blocks count as used in
+        // the slab, which holds fewer than MAX_SLAB_BLOCKS.
+        debug_assert!(((old >> COUNT_SHIFT) + n as usize) < MAX_SLAB_BLOCKS);
+        let new = (old & !HEAD_MASK) + ((n as usize) << COUNT_SHIFT);
         match remote.compare_exchange_weak(
             old,
-            head as usize | QUEUED,
+            new | head as usize | QUEUED,
             Ordering::Release,
             Ordering::Relaxed,
         ) {
@@ -207,8 +228,16 @@ unsafe fn push_chain(ss: &Superslab, slab: &Slab, head: *mut Block, tail: *mut B
     }
 }
 
-/// Remote frees of one slab gathered by a freeing thread, to be handed to
-/// the slab's remote stack in one splice ([`RemoteBatch::flush`]).
+/// Remote frees of one slot gathered by a freeing thread, to be handed to
+/// its slab's remote stack in one splice ([`RemoteBatch::flush`]).
+///
+/// A batch is keyed by the slot its blocks lie in ([`RemoteBatch::key_of`]:
+/// the address shifted right by [`crate::SLOT_SHIFT`], never 0 for a block):
+/// a slot belongs to one slab while that slab has a live block, so all the
+/// blocks of a batch belong to one slab, which the flush finds from its
+/// first block. An empty batch has key 0 (no block lies in the first 64 KiB
+/// of the address space), so the freeing thread's check of the key against
+/// the block's slot is its only test for "this batch, and not empty".
 ///
 /// Every block in a batch was claimed ([`remote_claim`]): its free mark is
 /// set, so any other free of it is caught as a double free, and it still
@@ -217,11 +246,15 @@ unsafe fn push_chain(ss: &Superslab, slab: &Slab, head: *mut Block, tail: *mut B
 /// A batch is plain memory of the thread that fills it; nobody else reads
 /// it. The batch must be flushed before its thread gives its heap up.
 #[derive(Debug)]
+#[repr(C)]
 pub struct RemoteBatch {
-    slab: *const Slab,
+    key: usize,
     head: *mut Block,
     tail: *mut Block,
-    len: u32,
+    /// Blocks it may still take before it is full.
+    room: u32,
+    /// Blocks it takes in all (`len` is `limit - room`).
+    limit: u32,
 }
 
 impl Default for RemoteBatch {
@@ -233,68 +266,103 @@ impl Default for RemoteBatch {
 impl RemoteBatch {
     /// A batch holding nothing.
     pub const EMPTY: RemoteBatch = RemoteBatch {
-        slab: ptr::null(),
+        key: 0,
         head: ptr::null_mut(),
         tail: ptr::null_mut(),
-        len: 0,
+        room: 0,
+        limit: 0,
     };
+
+    /// The key of the batch that may hold block `p`: its slot's number.
+    #[inline(always)]
+    pub fn key_of(p: *const u8) -> usize {
+        p as usize >> crate::SLOT_SHIFT
+    }
+
+    /// The key of the blocks it holds (0 when empty).
+    #[inline(always)]
+    pub fn key(&self) -> usize {
+        self.key
+    }
 
     /// Blocks held.
     #[inline]
     pub fn len(&self) -> u32 {
-        self.len
+        self.limit - self.room
     }
 
     /// True if it holds no block.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.key == 0
     }
 
-    /// The slab whose blocks it holds (null when empty).
-    #[inline]
-    pub fn slab(&self) -> *const Slab {
-        self.slab
-    }
-
-    /// Adds a claimed block of `slab`.
+    /// Starts an empty batch with the claimed block `p`, to hold at most
+    /// `limit` blocks (at least 1). Returns true if it is full already (a
+    /// limit of 1): the caller flushes it.
     ///
     /// # Safety
-    /// `p` must be a block of `slab` (a slab of a live superslab) that the
-    /// caller claimed with [`remote_claim`] and gives up; the batch must be
-    /// empty or hold blocks of `slab` only.
+    /// The batch must be empty; `p` must be a block of a slab of a live
+    /// superslab that the caller claimed with [`remote_claim`] and gives up.
     #[inline]
-    pub unsafe fn push(&mut self, slab: &Slab, p: *mut u8) {
+    pub unsafe fn start(&mut self, p: *mut u8, limit: u32) -> bool {
+        debug_assert!(self.is_empty() && limit >= 1);
         let b = p.cast::<Block>();
-        if self.len == 0 {
-            self.slab = slab;
-            self.tail = b;
-        } else {
-            debug_assert!(ptr::eq(self.slab, slab));
-        }
+        // SAFETY: the block is claimed and given up to us (caller's
+        // contract); its link word is ours to write.
+        unsafe { (*b).next = ptr::null_mut() };
+        *self = RemoteBatch {
+            key: Self::key_of(p),
+            head: b,
+            tail: b,
+            room: limit - 1,
+            limit,
+        };
+        self.room == 0
+    }
+
+    /// Adds a claimed block of this batch's slot. Returns true when the
+    /// batch is full: the caller flushes it.
+    ///
+    /// # Safety
+    /// `p` must be a block that the caller claimed with [`remote_claim`]
+    /// and gives up, with [`RemoteBatch::key_of`]`(p)` equal to this
+    /// (non-empty) batch's key.
+    #[inline(always)]
+    pub unsafe fn push(&mut self, p: *mut u8) -> bool {
+        debug_assert!(!self.is_empty() && Self::key_of(p) == self.key);
+        let b = p.cast::<Block>();
         // SAFETY: the block is claimed and given up to us (caller's
         // contract); its link word is ours to write.
         unsafe { (*b).next = self.head };
         self.head = b;
-        self.len += 1;
+        self.room -= 1;
+        self.room == 0
     }
 
     /// Hands every block to its slab's remote stack (one CAS, plus queueing
     /// the slab on its owner's pending list if it is not queued) and empties
     /// the batch; returns how many blocks went.
     pub fn flush(&mut self) -> u32 {
-        let n = self.len;
-        if n == 0 {
+        if self.is_empty() {
             return 0;
         }
-        // SAFETY: the batch holds `n` claimed blocks of `self.slab` (the
-        // `push` contract), which count as used there: the slab record and
-        // its superslab header (the slab records live in the header, at the
-        // start of the 2 MiB superslab) are live until the splice.
+        let n = self.len();
+        let p = self.head.cast::<u8>();
+        // SAFETY: the batch holds `n` claimed blocks of one slot (the
+        // `start`/`push` contracts), which count as used in the slab that
+        // covers the slot: the slab record, its superslab header (the slab
+        // records live in the header, at the start of the 2 MiB superslab)
+        // and the slot-to-slab map are live and unchanged until the splice.
         unsafe {
-            let slab = &*self.slab;
-            let ss = &*Superslab::of(self.slab.cast());
-            push_chain(ss, slab, self.head, self.tail);
+            let ss = &*Superslab::of(p);
+            let Some(slab) = ss.slab_of(p) else {
+                hakmem_platform::fatal_at(
+                    "internal error: batched block outside any slab",
+                    p as usize,
+                );
+            };
+            push_chain(ss, slab, self.head, self.tail, n);
         }
         *self = Self::EMPTY;
         n

@@ -4,7 +4,7 @@ use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
 use hakmem_tiny_sll::{Block, Chain};
 
-use crate::remote::QUEUED;
+use crate::remote::{remote_parts, MAX_SLAB_BLOCKS, QUEUED};
 use crate::superslab::Superslab;
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 use crate::SLOT_SIZE;
@@ -14,7 +14,8 @@ use crate::SLOT_SIZE;
 /// Invariants:
 /// * `remote` is a null-terminated stack of blocks freed by non-owner
 ///   threads, tagged with [`QUEUED`] in bit 0 while the slab sits in (or is
-///   being put on) a pending list. Anyone may push; only the owner pops.
+///   being put on) a pending list, with the stack's length in its top 16
+///   bits (`remote::COUNT_SHIFT`). Anyone may push; only the owner pops.
 /// * `pending_next` links the slab in at most one pending list, and only
 ///   while `QUEUED` is set.
 /// * `local` is the owner's: `used` counts blocks outside the local free
@@ -104,6 +105,11 @@ impl Slab {
         data: *mut u8,
     ) {
         debug_assert_eq!(self.remote.load(Ordering::Relaxed), 0);
+        let capacity = crate::slab_capacity(block_size as usize, span as usize);
+        if capacity >= MAX_SLAB_BLOCKS {
+            // the remote word could not count its blocks
+            hakmem_platform::fatal_at("internal error: a slab of too many blocks", capacity);
+        }
         // SAFETY: the caller owns the slab.
         let l = unsafe { &mut *self.local.get() };
         *l = SlabLocal {
@@ -111,7 +117,7 @@ impl Slab {
             free_count: 0,
             used: 0,
             carved: 0,
-            capacity: crate::slab_capacity(block_size as usize, span as usize) as u32,
+            capacity: capacity as u32,
             block_size,
             class,
             span,
@@ -398,7 +404,10 @@ impl SlabHandle<'_> {
             return Err("slab: free list shorter than free_count");
         }
         let mut n = 0u32;
-        let mut b = (self.shared().remote.load(Ordering::Acquire) & !QUEUED) as *mut Block;
+        let (mut b, count) = remote_parts(self.shared().remote.load(Ordering::Acquire));
+        if count > l.used {
+            return Err("slab: remote count above used");
+        }
         while !b.is_null() {
             if n == l.used {
                 return Err("slab: remote stack longer than used (cyclic?)");
@@ -412,6 +421,9 @@ impl SlabHandle<'_> {
             // never touch a block again once it is on the stack.
             b = unsafe { (*b).next };
             n += 1;
+        }
+        if n != count {
+            return Err("slab: remote count differs from the remote stack's length");
         }
         Ok(())
     }
@@ -530,35 +542,52 @@ impl SlabHandle<'_> {
                 Err(x) => w = x,
             }
         }
-        self.absorb((w & !QUEUED) as *mut Block)
+        let (list, n) = remote_parts(w);
+        self.absorb(list, n)
     }
 
     /// Takes the remote stack *and* clears the queued mark: only for the
     /// owner that has just taken this slab off its pending list.
     pub fn drain_pending(&mut self) -> u32 {
-        let w = self.shared().remote.swap(0, Ordering::AcqRel);
-        self.absorb((w & !QUEUED) as *mut Block)
+        let (list, n) = remote_parts(self.shared().remote.swap(0, Ordering::AcqRel));
+        self.absorb(list, n)
     }
 
-    fn absorb(&mut self, list: *mut Block) -> u32 {
+    /// Puts the remote stack `list` of `n` blocks (its count, taken with it)
+    /// on the local free list. An empty free list becomes the stack as it
+    /// is, without a walk; otherwise the shorter of the two lists is walked
+    /// to its end to splice the other behind it.
+    fn absorb(&mut self, list: *mut Block, n: u32) -> u32 {
         if list.is_null() {
+            debug_assert_eq!(n, 0);
             return 0;
         }
-        let mut n = 1u32;
-        let mut t = list;
-        // SAFETY: the remote stack is a valid null-terminated list of blocks
-        // of this slab (pushers wrote each link before publishing).
-        unsafe {
-            while !(*t).next.is_null() {
-                t = (*t).next;
-                n += 1;
-            }
-            (*t).next = self.local.free;
+        let l = &mut *self.local;
+        if l.used < n {
+            hakmem_platform::fatal_at("internal error: remote count above used", n as usize);
         }
-        self.local.free = list;
-        self.local.free_count += n;
-        debug_assert!(self.local.used >= n);
-        self.local.used -= n;
+        if !l.free.is_null() {
+            let (first, second) = if l.free_count <= n {
+                (l.free, list)
+            } else {
+                (list, l.free)
+            };
+            let mut t = first;
+            // SAFETY: both are valid null-terminated lists of blocks of this
+            // slab (the local list is the owner's; remote pushers wrote each
+            // link before publishing), which the owner alone touches now.
+            unsafe {
+                while !(*t).next.is_null() {
+                    t = (*t).next;
+                }
+                (*t).next = second;
+            }
+            l.free = first;
+        } else {
+            l.free = list;
+        }
+        l.free_count += n;
+        l.used -= n;
         n
     }
 }

@@ -188,14 +188,22 @@ fn batch_from_afar(base: usize, bs: &[usize]) -> Vec<bool> {
     let mut batch = RemoteBatch::EMPTY;
     let mut ok = Vec::new();
     for &b in bs {
-        let slab = ss.slab_of(b as *const u8).expect("a block of a slab");
+        assert!(ss.slab_of(b as *const u8).is_some(), "a block of a slab");
         // SAFETY: `b` is a block handed out from a slab of `ss`, live until
         // the owner joins this thread.
         let claimed = unsafe { remote_claim(b as *mut u8, MARK) };
         if claimed {
-            // SAFETY: claimed just now, a block of `slab`; the batch holds
-            // blocks of that one slab only.
-            unsafe { batch.push(slab, b as *mut u8) };
+            let p = b as *mut u8;
+            // The limit (4) is above the model's block counts: it never fills.
+            let full = if batch.is_empty() {
+                // SAFETY: the batch is empty; `p` was claimed just now.
+                unsafe { batch.start(p, 4) }
+            } else {
+                assert_eq!(batch.key(), RemoteBatch::key_of(p));
+                // SAFETY: claimed just now, of the batch's slot (checked).
+                unsafe { batch.push(p) }
+            };
+            assert!(!full);
         }
         ok.push(claimed);
     }
@@ -209,7 +217,8 @@ fn batch_from_afar(base: usize, bs: &[usize]) -> Vec<bool> {
 /// (e) A batch of two remote frees, spliced onto the slab's remote stack
 /// with one CAS, races a single remote free of a third block and the
 /// owner's drains (`drain_remote`, then its pending list). The slab is
-/// queued at most once per pass, all three blocks reach the owner exactly
+/// queued at most once per pass, the stack's count (in the remote word)
+/// always equals its length, all three blocks reach the owner exactly
 /// once, and the slab ends unqueued.
 #[test]
 fn batched_push_races_a_free_and_the_owners_drain() {
@@ -230,6 +239,10 @@ fn batched_push_races_a_free_and_the_owners_drain() {
         drained += d;
         assert_eq!(t1.join().unwrap(), [true, true]);
         assert!(t2.join().unwrap());
+        // whatever is still on the stack, the remote word counts it exactly
+        // (the slab's check compares count and length)
+        // SAFETY: this thread owns the superslab.
+        unsafe { s.handle() }.check().unwrap();
         let (seen2, d) = process_pending(&w.owner);
         drained += d;
         assert!(seen1 <= 1 && seen2 <= 1, "queued at most once per pass");

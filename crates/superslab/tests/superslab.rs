@@ -348,6 +348,79 @@ fn a_queued_slab_is_not_releasable_until_processed() {
     assert!(h.is_releasable());
 }
 
+/// Batches of remote frees carry their length into the slab's remote word:
+/// the owner's drain takes stack and count in one swap, and splices them
+/// with the local free list whichever is shorter (or adopts the stack as
+/// the free list when that is empty); nothing is lost or counted twice,
+/// and the slab's check (count = the stack's length) holds throughout.
+#[test]
+fn counted_remote_stacks_join_the_local_free_list() {
+    let map = new_map();
+    let pool = SuperslabPool::<Linux>::new();
+    let owner = new_owner();
+    let mut ss = pool.acquire(map, 104, owner).unwrap();
+    let s = ss.alloc_slab(2, 32, 1).unwrap();
+    // SAFETY: owned.
+    let blocks = chain_blocks(unsafe { s.handle() }.take(300));
+    assert_eq!(blocks.len(), 300);
+    let batch_free = |bs: &[usize]| {
+        let mut b = RemoteBatch::EMPTY;
+        for &p in bs {
+            let p = p as *mut u8;
+            // SAFETY: a live block of our slab, freed once.
+            assert!(unsafe { remote_claim(p, 0xfeed) });
+            let full = if b.is_empty() {
+                // SAFETY: empty batch, claimed block.
+                unsafe { b.start(p, 64) }
+            } else {
+                // SAFETY: claimed, of the batch's slot (one slot slab).
+                unsafe { b.push(p) }
+            };
+            if full {
+                assert_eq!(b.flush(), 64);
+            }
+        }
+        b.flush();
+    };
+    let check = |what: &str| {
+        // SAFETY: owned.
+        let h = unsafe { s.handle() };
+        assert_eq!(h.check(), Ok(()), "{what}");
+    };
+    // an empty local free list takes the stack as it is: 100 in two batches
+    batch_free(&blocks[..100]);
+    check("after 100 remote frees");
+    // SAFETY: owned.
+    let mut h = unsafe { s.handle() };
+    assert_eq!(h.free_count(), 0);
+    assert_eq!(h.drain_remote(), 100);
+    assert_eq!((h.free_count(), h.used()), (100, 200));
+    drop(h);
+    check("after the first drain");
+    // a shorter stack (10) is walked and spliced before the 100
+    batch_free(&blocks[100..110]);
+    // SAFETY: owned.
+    assert_eq!(unsafe { s.handle() }.drain_remote(), 10);
+    check("after the second drain");
+    // a longer stack (190) than the free list (110): the free list is walked
+    batch_free(&blocks[110..300]);
+    check("190 waiting");
+    let taken: Vec<SlabRef> = owner.take_all().collect();
+    assert_eq!(taken, vec![s]);
+    // SAFETY: owned.
+    let mut h = unsafe { s.handle() };
+    assert_eq!(h.drain_pending(), 190);
+    assert_eq!((h.free_count(), h.used()), (300, 0));
+    assert!(h.is_releasable());
+    drop(h);
+    check("all drained");
+    // SAFETY: owned; every block once, none lost.
+    let back: HashSet<usize> = chain_blocks(unsafe { s.handle() }.take(300))
+        .into_iter()
+        .collect();
+    assert_eq!(back, blocks.iter().copied().collect::<HashSet<_>>());
+}
+
 #[test]
 fn pool_keeps_a_bounded_number_and_unmaps_the_rest() {
     let map = new_map();

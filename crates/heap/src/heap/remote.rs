@@ -3,14 +3,19 @@
 //! remote stacks in one splice each), and the slabs queued on this heap's
 //! pending list because other threads freed blocks into them.
 
-use core::ptr;
-
-use hakmem_superslab::{remote_claim, PendingList, RemoteBatch, Slab, Superslab};
+use hakmem_superslab::{remote_claim, PendingList, RemoteBatch};
 use hakmem_tiny_sll::TINY_CLASSES;
 
 use super::{Heap, S_FULL, S_PARTIAL};
-use crate::classes::class_size;
+use crate::classes::{class_size, NCLASSES};
 use crate::env::HeapEnv;
+
+/// The batch of a slot number (a multiplicative hash: the slots in use
+/// are runs of neighbours, in superslabs 2 MiB apart).
+#[inline(always)]
+fn batch_index(key: usize) -> usize {
+    ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize
+}
 
 /// Most blocks one batch holds before it is flushed.
 const RB_MAX_BLOCKS: u32 = 64;
@@ -22,8 +27,8 @@ impl<E: HeapEnv> Heap<E> {
     /// Frees a block of a superslab another owner holds (a heap's or the
     /// orphanage's), on this heap's thread: claims it (the free mark is
     /// swapped in atomically, as [`hakmem_superslab::remote_free`] does) and
-    /// adds it to the batch of its slab; a batch goes to the slab's remote
-    /// stack in one splice when it is full, when another slab needs its
+    /// adds it to the batch of its slot; a batch goes to the slab's remote
+    /// stack in one splice when it is full, when another slot needs its
     /// place, and on this heap's slow paths (refill, maintain, collect,
     /// release_all). Returns `false`, doing nothing else, if the block was
     /// free already (a double free, maybe racing another thread's).
@@ -38,51 +43,63 @@ impl<E: HeapEnv> Heap<E> {
     /// calling thread's own (not the placeholder, not a shared heap).
     #[inline(always)]
     pub unsafe fn free_remote(&mut self, p: *mut u8, class: usize) -> bool {
-        // SAFETY: `p` is a block of a live superslab (caller's contract).
-        let ss = unsafe { &*Superslab::of(p) };
-        let Some(slab) = ss.slab_of(p) else {
-            debug_assert!(false, "free_remote of a pointer outside any slab");
-            return false;
-        };
-        // SAFETY: a live block (≥ 16 bytes) of that superslab.
+        // SAFETY: a live block (≥ 16 bytes) of a live superslab.
         if !unsafe { remote_claim(p, self.mark) } {
             return false;
         }
-        self.stats.classes[class].remote_frees.inc();
-        let a = slab as *const Slab as usize;
-        let i = ((a as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize;
-        if !ptr::eq(self.remote[i].slab(), slab) && !self.remote[i].is_empty() {
-            self.flush_batch(i);
-        }
-        self.remote_busy |= 1 << i;
+        debug_assert!(class < NCLASSES);
+        // SAFETY: `p` is a live block of `class` (the caller's contract), and
+        // every block's class is below NCLASSES.
+        unsafe { self.stats.classes.get_unchecked(class) }
+            .remote_frees
+            .inc();
+        let k = RemoteBatch::key_of(p);
+        let i = batch_index(k);
         let b = &mut self.remote[i];
-        // SAFETY: claimed above, given up by the caller; the batch is empty
-        // or holds blocks of this slab only.
-        unsafe { b.push(slab, p) };
+        if b.key() == k {
+            // SAFETY: claimed above, given up by the caller, of this
+            // batch's slot.
+            if unsafe { b.push(p) } {
+                self.flush_batch(i);
+            }
+        } else {
+            // SAFETY: as above.
+            unsafe { self.start_batch(i, p, class) };
+        }
+        true
+    }
+
+    /// Block `p` (claimed, of `class`) goes to batch `i`, which holds
+    /// another slot's blocks or none: flushes it first if it holds any.
+    ///
+    /// # Safety
+    /// `p` is a claimed block the caller gives up; `i` is its batch index.
+    #[inline(never)]
+    unsafe fn start_batch(&mut self, i: usize, p: *mut u8, class: usize) {
+        if !self.remote[i].is_empty() {
+            self.remote[i].flush();
+        }
         let limit = if class < TINY_CLASSES {
             RB_MAX_BLOCKS
         } else {
             ((RB_MAX_BYTES / class_size(class)) as u32).clamp(1, RB_MAX_BLOCKS)
         };
-        self.remote_held += 1;
-        if b.len() >= limit {
+        self.remote_busy |= 1 << i;
+        // SAFETY: the batch is empty now; `p` is claimed and given up.
+        if unsafe { self.remote[i].start(p, limit) } {
             self.flush_batch(i);
         }
-        true
     }
 
     /// Hands batch `i` to its slab's remote stack.
     #[inline(never)]
     fn flush_batch(&mut self, i: usize) {
-        self.remote_held -= self.remote[i].flush();
+        self.remote[i].flush();
         self.remote_busy &= !(1 << i);
     }
 
     /// Hands every batched remote free to its slab's remote stack.
     pub fn flush_remote(&mut self) {
-        if self.remote_held == 0 {
-            return;
-        }
         let mut busy = self.remote_busy;
         while busy != 0 {
             let i = busy.trailing_zeros() as usize;
@@ -91,7 +108,6 @@ impl<E: HeapEnv> Heap<E> {
         }
         debug_assert!(self.remote.iter().all(RemoteBatch::is_empty));
         self.remote_busy = 0;
-        self.remote_held = 0;
     }
 
     /// Drains the remote frees of every slab on the pending list.

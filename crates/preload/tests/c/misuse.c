@@ -36,7 +36,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -233,6 +235,38 @@ static size_t case_double_free_batched_owner(void) {
     pthread_barrier_wait(&owner_done);
     pthread_join(t, NULL);
     return 48;
+}
+
+/* A thread with a heap frees a block of the main thread, which stays in its
+ * batch; the main thread forks. In the child the thread (and its batch) is
+ * gone: the block stays free (it is owned by nobody), so the child's free of
+ * it is a double free. The parent mirrors the child's end (exit status or
+ * signal); the child goes on with the protocol. */
+static size_t case_double_free_batched_fork(void) {
+    size_t u;
+    unsigned char *p = block(48, &u);
+    pthread_barrier_init(&batched, NULL, 2);
+    pthread_barrier_init(&owner_done, NULL, 2);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, free_and_hold, p) == 0, "pthread_create");
+    pthread_barrier_wait(&batched);
+    target(p, 48, u);
+    pid_t c = fork();
+    CHECK(c >= 0, "fork");
+    if (c == 0) {
+        free(hide(p));
+        continued();
+        return 48;
+    }
+    int st = 0;
+    CHECK(waitpid(c, &st, 0) == c, "waitpid");
+    pthread_barrier_wait(&owner_done);
+    pthread_join(t, NULL);
+    if (WIFSIGNALED(st)) {
+        signal(WTERMSIG(st), SIG_DFL);
+        raise(WTERMSIG(st));
+    }
+    _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
 }
 
 /* Two threads free the same block at the same moment. */
@@ -439,6 +473,7 @@ static const struct {
     {"double_free_concurrent", case_double_free_concurrent},
     {"double_free_batched", case_double_free_batched},
     {"double_free_batched_owner", case_double_free_batched_owner},
+    {"double_free_batched_fork", case_double_free_batched_fork},
     {"free_interior_tiny", case_free_interior_tiny},
     {"free_interior_mid", case_free_interior_mid},
     {"free_interior_large", case_free_interior_large},
