@@ -372,12 +372,12 @@ pub unsafe fn free(p: *mut u8) {
 /// As for [`free`].
 #[cold]
 #[inline(never)]
-pub unsafe fn free_slow_path(p: *mut u8) {
+pub unsafe fn free_slow_path(p: *mut u8, ra: usize) {
     let heap = tls::heap();
     let e = PAGE_MAP.get(p as usize);
     // SAFETY: forwarded contract; `heap` is this thread's heap or the
     // placeholder, whose key is immutable while the thread lives.
-    unsafe { free_keyed(p, e.0 as usize ^ (*heap).key, heap) }
+    unsafe { free_keyed(p, e.0 as usize ^ (*heap).key, heap, ra) }
 }
 
 /// The slow path of the compiled `free` (`hakmem::free`), with the entry
@@ -391,7 +391,7 @@ unsafe fn free_slow(p: *mut u8, e: Entry) {
     let heap = tls::heap();
     // SAFETY: forwarded contract; `heap` is this thread's heap or the
     // placeholder, whose key is immutable while the thread lives.
-    unsafe { free_keyed(p, e.0 as usize ^ (*heap).key, heap) }
+    unsafe { free_keyed(p, e.0 as usize ^ (*heap).key, heap, 0) }
 }
 
 /// [`free_keyed`] for the hand-written C `free` of `hakmem-preload`, which
@@ -401,9 +401,9 @@ unsafe fn free_slow(p: *mut u8, e: Entry) {
 /// As for [`free`]; `heap` is what [`tls::heap`] returns on this thread,
 /// and `x` is `p`'s page-map entry XOR that heap's key.
 #[inline(always)]
-pub unsafe fn free_after_lookup(p: *mut u8, x: usize, heap: *mut u8) {
+pub unsafe fn free_after_lookup(p: *mut u8, x: usize, heap: *mut u8, ra: usize) {
     // SAFETY: forwarded contract (`heap` is the thread's heap pointer).
-    unsafe { free_keyed(p, x, heap.cast()) }
+    unsafe { free_keyed(p, x, heap.cast(), ra) }
 }
 
 /// `free` after the fast path missed, given what it looked up: `heap` is
@@ -426,7 +426,7 @@ pub unsafe fn free_after_lookup(p: *mut u8, x: usize, heap: *mut u8) {
 /// # Safety
 /// As for [`free`]; `heap` is [`tls::heap`] and `x` as above.
 #[inline(always)]
-unsafe fn free_keyed(p: *mut u8, x: usize, heap: *mut Heap) {
+unsafe fn free_keyed(p: *mut u8, x: usize, heap: *mut Heap, ra: usize) {
     if x < Entry::KEY_HIT as usize {
         // a slot of ours: the fast path refused it (its bin is full, or no
         // block start, or free already)
@@ -434,10 +434,10 @@ unsafe fn free_keyed(p: *mut u8, x: usize, heap: *mut Heap) {
         // is immutable while the thread lives.
         let e = Entry((x ^ unsafe { (*heap).key }) as u32);
         // SAFETY: forwarded contract; `e` is `p`'s entry.
-        return unsafe { free_general(p, e) };
+        return unsafe { free_general(p, e, ra) };
     }
     // SAFETY: forwarded contract; `x` is not a slot of ours.
-    unsafe { free_not_ours(p, x, heap) }
+    unsafe { free_not_ours(p, x, heap, ra) }
 }
 
 /// [`free_after_lookup`] for a pointer whose entry is not a slot of the
@@ -447,9 +447,9 @@ unsafe fn free_keyed(p: *mut u8, x: usize, heap: *mut Heap) {
 /// # Safety
 /// As for [`free_after_lookup`].
 #[inline(always)]
-pub unsafe fn free_after_key_miss(p: *mut u8, x: usize, heap: *mut u8) {
+pub unsafe fn free_after_key_miss(p: *mut u8, x: usize, heap: *mut u8, ra: usize) {
     // SAFETY: forwarded contract.
-    unsafe { free_not_ours(p, x, heap.cast()) }
+    unsafe { free_not_ours(p, x, heap.cast(), ra) }
 }
 
 /// [`free_keyed`] when `x` is at least [`Entry::KEY_HIT`] (were it not, an
@@ -459,7 +459,7 @@ pub unsafe fn free_after_key_miss(p: *mut u8, x: usize, heap: *mut u8) {
 /// # Safety
 /// As for [`free_keyed`].
 #[inline(always)]
-unsafe fn free_not_ours(p: *mut u8, x: usize, heap: *mut Heap) {
+unsafe fn free_not_ours(p: *mut u8, x: usize, heap: *mut Heap, ra: usize) {
     // SAFETY: `heap` is this thread's heap or the placeholder; its key is
     // immutable while the thread lives.
     let e = Entry((x ^ unsafe { (*heap).key }) as u32);
@@ -493,7 +493,7 @@ unsafe fn free_not_ours(p: *mut u8, x: usize, heap: *mut Heap) {
         }
     }
     // SAFETY: forwarded contract; `e` is `p`'s entry.
-    unsafe { free_general(p, e) }
+    unsafe { free_general(p, e, ra) }
 }
 
 /// A remote free found the block free already (maybe freed by another
@@ -513,13 +513,13 @@ fn remote_double_free(p: *mut u8, class: usize) {
 /// As for [`free`]; `e` is `p`'s page-map entry.
 #[cold]
 #[inline(never)]
-unsafe fn free_general(p: *mut u8, e: Entry) {
+unsafe fn free_general(p: *mut u8, e: Entry, ra: usize) {
     if crate::profile::on() && crate::prof::sampled() {
         // SAFETY: forwarded contract; `e` is `p`'s entry.
-        return unsafe { free_profiled(p, e) };
+        return unsafe { free_profiled(p, e, ra) };
     }
     // SAFETY: forwarded contract; `e` is `p`'s entry.
-    unsafe { free_checked(p, e) }
+    unsafe { free_checked(p, e, ra) }
 }
 
 /// A `free` the profiler times (`HAKMEM_PROF`): [`free_checked`], put in a
@@ -528,7 +528,7 @@ unsafe fn free_general(p: *mut u8, e: Entry) {
 /// # Safety
 /// As for [`free_general`].
 #[cold]
-unsafe fn free_profiled(p: *mut u8, e: Entry) {
+unsafe fn free_profiled(p: *mut u8, e: Entry, ra: usize) {
     let class = if e.is_large() {
         None
     } else {
@@ -539,7 +539,7 @@ unsafe fn free_profiled(p: *mut u8, e: Entry) {
     let before = crate::prof::before();
     let t = crate::profile::now_ns();
     // SAFETY: forwarded contract; `e` is `p`'s entry.
-    unsafe { free_checked(p, e) };
+    unsafe { free_checked(p, e, ra) };
     let ns = crate::profile::now_ns().saturating_sub(t).max(1);
     crate::prof::after_free(class, remote, before, ns);
 }
@@ -548,7 +548,7 @@ unsafe fn free_profiled(p: *mut u8, e: Entry) {
 ///
 /// # Safety
 /// As for [`free_general`].
-unsafe fn free_checked(p: *mut u8, e: Entry) {
+unsafe fn free_checked(p: *mut u8, e: Entry, ra: usize) {
     if p.is_null() {
         return;
     }
@@ -556,7 +556,7 @@ unsafe fn free_checked(p: *mut u8, e: Entry) {
         Located::Large(h) => {
             let _errno = ErrnoGuard::new();
             if crate::ring::on() {
-                crate::ring::record(crate::ring::Kind::Free, p, h.usable(), 0, tls::os_tid());
+                crate::ring::record(crate::ring::Kind::Free, p, h.usable(), ra, tls::os_tid());
             }
             crate::sites::on_free_large(h);
             LARGE_STATS.frees.add(1);
@@ -584,7 +584,7 @@ unsafe fn free_checked(p: *mut u8, e: Entry) {
             crate::ring::Kind::Free,
             p,
             class_size(class),
-            0,
+            ra,
             tls::os_tid(),
         );
     }

@@ -102,26 +102,26 @@ mod imp {
     }
 
     /// The slow path of `free` for an address beyond the page map.
-    unsafe extern "C" fn free_slow_entry(p: *mut c_void) {
+    unsafe extern "C" fn free_slow_entry(p: *mut c_void, ra: usize) {
         // SAFETY: the caller's contract (a live block or null).
-        unsafe { hk::free_slow_path(p.cast()) }
+        unsafe { hk::free_slow_path(p.cast(), ra) }
     }
 
     /// The slow path of `free` after the page-map lookup, for a miss after
     /// the key test (a slot of this thread's heap): `x` is the entry XOR the
     /// heap's key, `heap` the thread's heap.
-    unsafe extern "C" fn free_keyed_entry(p: *mut c_void, x: usize, heap: *mut u8) {
+    unsafe extern "C" fn free_keyed_entry(p: *mut c_void, x: usize, heap: *mut u8, ra: usize) {
         // SAFETY: the caller's contract (a live block or null); `heap` was
         // read from this thread's slot and `x` computed from its key.
-        unsafe { hk::free_after_lookup(p.cast(), x, heap) }
+        unsafe { hk::free_after_lookup(p.cast(), x, heap, ra) }
     }
 
     /// [`free_keyed_entry`] for a miss at the key test (`x` is at least
     /// `Entry::KEY_HIT`: not a slot of this thread's heap), the common
     /// case of a cross-thread free.
-    unsafe extern "C" fn free_other_entry(p: *mut c_void, x: usize, heap: *mut u8) {
+    unsafe extern "C" fn free_other_entry(p: *mut c_void, x: usize, heap: *mut u8, ra: usize) {
         // SAFETY: as for `free_keyed_entry`.
-        unsafe { hk::free_after_key_miss(p.cast(), x, heap) }
+        unsafe { hk::free_after_key_miss(p.cast(), x, heap, ra) }
     }
 
     /// `free(3)`: the same fast path as `hakmem::free`, written out so that
@@ -184,15 +184,19 @@ mod imp {
             // full: undo the decrement (the room was 0)
             "3:",
             "mov dword ptr [rax + rsi + {room}], 0",
-            // missed after the lookup: (p, entry ^ key, heap)
+            // missed after the lookup: (p, entry ^ key, heap, the caller's
+            // return address for the debug ring)
             "4:",
             "mov rdx, rax",
+            "mov rcx, qword ptr [rsp]",
             "jmp {keyed}",
             // not a slot of ours (a cross-thread free, most often)
             "5:",
             "mov rdx, rax",
+            "mov rcx, qword ptr [rsp]",
             "jmp {other}",
             "2:",
+            "mov rsi, qword ptr [rsp]",
             "jmp {slow}",
             granule = const hakmem_pagemap::GRANULE_SHIFT,
             top_rest = const TOP_REST,
