@@ -405,6 +405,26 @@ impl BigCache {
         Some(e)
     }
 
+    /// Takes the largest dirty mapping shorter than `len` (to be grown into
+    /// a request nothing cached can hold).
+    pub fn take_below(&mut self, len: usize) -> Option<Cached> {
+        let mut best: Option<(usize, usize)> = None;
+        for c in 0..=class_of(len) {
+            for i in 0..self.counts[c] as usize {
+                let e = &self.slots[c][i];
+                if e.dirty
+                    && e.len < len
+                    && best.is_none_or(|(bc, bi)| e.len > self.slots[bc][bi].len)
+                {
+                    best = Some((c, i));
+                }
+            }
+        }
+        let (c, i) = best?;
+        self.hits += 1;
+        Some(self.remove_at(c, i))
+    }
+
     /// The carving half of [`BigCache::take_or_carve`].
     fn carve(
         &mut self,

@@ -81,6 +81,9 @@ impl<P: Pal> Large<P> {
                     map_len: c.len,
                 });
             }
+            if let Some(a) = self.grow_cached(map, size, limits, huge_from) {
+                return Some(a);
+            }
         }
         let base = P::map(len, map_align)?;
         let b = base.as_ptr() as usize;
@@ -155,6 +158,41 @@ impl<P: Pal> Large<P> {
             }
         }
         self.run(map, limits, work);
+    }
+
+    /// Serves a request no cached mapping can hold by growing the largest
+    /// smaller dirty one (`mremap`: its resident pages move, only the rest
+    /// is new), so that a program cycling through ever other sizes keeps
+    /// one mapping resident instead of a fresh one per size. `None` (the
+    /// mapping cached again) if there is none or the OS refuses.
+    fn grow_cached(
+        &self,
+        map: &PageMap,
+        size: usize,
+        limits: &CacheLimits,
+        huge_from: usize,
+    ) -> Option<LargeAlloc> {
+        let (_, len, _) = geometry(size, 16, huge_from)?;
+        let c = self.cache.lock().take_below(len)?;
+        // SAFETY: the cached mapping is ours now and dirty (its header page
+        // is mapped); its page-map entry was left in place.
+        unsafe { LargeHeader::write(c.base, c.len, PAGE_SIZE, c.family) };
+        // SAFETY: just written: the live header of a block we own.
+        let h = unsafe { &*(c.base as *const LargeHeader) };
+        // SAFETY: `h` is the live header of a block we own, not used after
+        // a move.
+        match unsafe { self.resize(map, h, size, huge_from) } {
+            Some((ptr, map_len)) => Some(LargeAlloc {
+                ptr,
+                zeroed: false,
+                map_len,
+            }),
+            None => {
+                // SAFETY: our block, freed once, not used afterwards.
+                unsafe { self.free(map, h, limits) };
+                None
+            }
+        }
     }
 
     /// Registers a piece split off a cached mapping as a cached mapping of
@@ -576,6 +614,59 @@ mod tests {
         // SAFETY: freeing once.
         unsafe { large.free(map, header(map, c.ptr.as_ptr()), &NO_CACHE) };
     }
+
+    #[test]
+    fn other_sizes_are_carved_merged_and_grown_from_cached_memory() {
+        let (map, large) = setup();
+        let big = BIG;
+        let a = large.alloc(map, 16 << 20, 16, &big, HUGE).unwrap();
+        let p = a.ptr.as_ptr();
+        // SAFETY: ours; freeing once.
+        unsafe {
+            core::ptr::write_bytes(p, 0x11, 16 << 20);
+            large.free(map, header(map, p), &big);
+        }
+        // a much smaller request is carved from its head
+        let b = large.alloc(map, 2 << 20, 16, &big, HUGE).unwrap();
+        assert_eq!(b.ptr, a.ptr, "carved from the cached mapping");
+        assert!(!b.zeroed);
+        assert_eq!(large.stats().dirty.0, 1, "the tail stays cached");
+        assert_eq!(large.check(map, &big), Ok(()));
+        // ... and a second one from the tail
+        let c = large.alloc(map, 5 << 20, 16, &big, HUGE).unwrap();
+        assert_eq!(c.ptr.as_ptr() as usize, p as usize + b.map_len);
+        assert_eq!(large.check(map, &big), Ok(()));
+        // SAFETY: freeing each once.
+        unsafe {
+            large.free(map, header(map, b.ptr.as_ptr()), &big);
+            large.free(map, header(map, c.ptr.as_ptr()), &big);
+        }
+        let st = large.stats();
+        assert_eq!(st.dirty, (1, a.map_len), "the pieces merged back");
+        assert_eq!(large.check(map, &big), Ok(()));
+        // a bigger request grows the cached mapping: its pages move
+        let d = large.alloc(map, 24 << 20, 16, &big, HUGE).unwrap();
+        assert!(!d.zeroed);
+        assert_eq!(large.stats().dirty.0, 0, "grown, not mapped afresh");
+        // SAFETY: 16 MiB of it were the old pages.
+        let s = unsafe { core::slice::from_raw_parts(d.ptr.as_ptr().add(8 << 20), 8 << 20) };
+        assert!(
+            s.iter().all(|&x| x == 0x11),
+            "the resident pages came along"
+        );
+        assert_eq!(large.check(map, &big), Ok(()));
+        // SAFETY: freeing once.
+        unsafe { large.free(map, header(map, d.ptr.as_ptr()), &big) };
+        large.trim(map, &big);
+        assert_eq!(large.check(map, &big), Ok(()));
+    }
+
+    /// Limits that cache mappings up to 64 MiB.
+    const BIG: CacheLimits = CacheLimits {
+        budget: 64 << 20,
+        max_block: 64 << 20,
+        ..LIMITS
+    };
 
     #[test]
     fn purged_entries_read_zero() {
