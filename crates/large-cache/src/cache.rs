@@ -140,17 +140,18 @@ const PASSES: u64 = 8;
 /// Thousandths of an entry's freed bytes that stay resident `age` ms after
 /// it was freed: all of them until `decay` (a block reused within the decay
 /// time is never purged), then less along a smoothstep curve, none from
-/// twice `decay` on.
+/// one and a half times `decay` on.
 pub(crate) fn kept_permille(age: u64, decay: u64) -> u64 {
     let decay = decay.max(1);
     if age < decay {
         return 1000;
     }
-    if age >= 2 * decay {
+    let span = (decay / 2).max(1);
+    if age >= decay + span {
         return 0;
     }
     // x in [0, 1) as thousandths; smoothstep = 3x^2 - 2x^3
-    let x = ((age - decay) * 1000 / decay) as u128;
+    let x = ((age - decay) * 1000 / span) as u128;
     let s = (3 * x * x * 1000 - 2 * x * x * x) / 1_000_000;
     1000 - s as u64
 }
@@ -805,8 +806,8 @@ mod tests {
         assert_eq!((w.n_purge, w.n_unmap), (0, 0));
         bc.enforce(1000, &L, &mut w);
         assert_eq!(w.n_purge, 0, "reusable for a whole decay period");
-        bc.enforce(2000, &L, &mut w);
-        assert_eq!(w.n_purge, 1, "idle for twice the decay time: all of it");
+        bc.enforce(1500, &L, &mut w);
+        assert_eq!(w.n_purge, 1, "idle for 1.5 times the decay time: all of it");
         assert_eq!(w.keep[0], 0);
         let e = w.purge[0];
         let mut w2 = Work::NONE;
@@ -878,7 +879,7 @@ mod tests {
     fn the_curve_keeps_everything_for_the_decay_time_then_falls_smoothly() {
         let d = 1000;
         let mut last = 1000;
-        for age in (0..=2 * d).step_by(25) {
+        for age in (0..=2 * d).step_by(10) {
             let k = kept_permille(age, d);
             assert!(k <= last, "not monotonic at {age}");
             if age < d {
@@ -886,10 +887,13 @@ mod tests {
             }
             // smoothstep: no step bigger than its steepest slope allows
             assert!(last - k <= 40, "a cliff at {age}: {last} -> {k}");
+            if age > d + 10 && age < d + d / 2 - 10 {
+                assert!(k < last, "flat at {age}");
+            }
             last = k;
         }
-        assert_eq!(kept_permille(2 * d, d), 0);
-        assert_eq!(kept_permille(d + d / 2, d), 500);
+        assert_eq!(kept_permille(d + d / 2, d), 0);
+        assert_eq!(kept_permille(d + d / 4, d), 500);
     }
 
     #[test]
@@ -898,7 +902,7 @@ mod tests {
         let mut w = Work::NONE;
         bc.put(0x1000_0000, 8 << 20, 0, &L, &mut w);
         // half way along the curve: half of it (whole pieces) stays
-        bc.enforce(1500, &L, &mut w);
+        bc.enforce(1250, &L, &mut w);
         assert_eq!(w.n_purge, 1);
         assert_eq!(w.keep[0], 4 << 20);
         let (e, keep) = (w.purge[0], w.keep[0]);
@@ -909,12 +913,12 @@ mod tests {
         assert_eq!(bc.stats().clean, (1, 4 << 20));
         // further along, the kept head shrinks again, then goes
         let mut w3 = Work::NONE;
-        bc.enforce(1650, &L, &mut w3);
+        bc.enforce(1375, &L, &mut w3);
         assert_eq!(w3.n_purge, 1);
         assert!(w3.keep[0] > 0 && w3.keep[0] < 4 << 20);
         let mut w4 = Work::NONE;
         bc.put_purged(w3.purge[0], w3.keep[0], &L, &mut w4);
-        bc.enforce(2000, &L, &mut w4);
+        bc.enforce(1500, &L, &mut w4);
         assert_eq!((w4.n_purge, w4.keep[0]), (1, 0));
         let e = w4.purge[0];
         bc.put_purged(e, 0, &L, &mut w4);
