@@ -7,9 +7,15 @@
 //! Bounds, all from the policy ([`CacheLimits`]):
 //! * dirty bytes never exceed `budget`: inserting beyond it purges the
 //!   oldest dirty entries;
-//! * a dirty entry unused for `decay_ms` is purged, a clean one unused for 8
-//!   times that is unmapped; decay runs on large-tier calls, at most twice per
-//!   decay period;
+//! * a dirty entry unused for `decay_ms` is purged along a curve
+//!   ([`kept_permille`]: whole until `decay_ms`, none left at 1.5 times it;
+//!   the purged tail becomes a clean entry of its own), a clean one unused
+//!   for 8 times `decay_ms` is unmapped; decay runs whenever the large tier
+//!   is maintained (calls, or a periodic caller), at most 8 times per decay
+//!   period;
+//! * a request no dirty entry fits within W_MAX is carved from the head of
+//!   a longer dirty entry (the tail stays cached); freed pieces of one
+//!   mapping (one *family*) that adjoin are merged again;
 //! * purging and unmapping happen in batches of at most `batch` mappings,
 //!   outside the lock; an entry being purged is out of the cache meanwhile, so
 //!   no thread can reuse memory under `madvise`.
