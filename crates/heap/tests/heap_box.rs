@@ -118,7 +118,7 @@ fn tiny_refill_fills_the_bin_and_spills_return_half() {
     }
     assert_eq!(E::fake().counts().maps, maps);
     assert_eq!(t.heap().stats.classes[c].slabs_created.get(), slabs);
-    assert!(E::hooks().fresh.load(Ordering::SeqCst) as u64 <= slabs * 2048);
+    assert!(E::hooks().fresh.load(Ordering::SeqCst) <= slabs * 2048);
     free_all_and_exit(t, &mut live);
 }
 
