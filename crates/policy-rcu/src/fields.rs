@@ -30,8 +30,9 @@ use core::fmt;
 use hakmem_mid_mt::{mid_default_cap, MID_CLASSES};
 use hakmem_tiny_sll::TINY_CLASSES;
 
-/// The largest per-class capacity a policy may hold.
-pub const MAX_CAP: u16 = 4096;
+/// The largest per-class capacity a policy may hold (four times the
+/// largest default, so the learner can scale every class by four).
+pub const MAX_CAP: u16 = 8192;
 
 const TIB: u64 = 1 << 40;
 const ADDRESS_SPACE: u64 = 1 << 47;
