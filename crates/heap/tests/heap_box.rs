@@ -47,7 +47,7 @@ fn tiny_refill_fills_the_bin_and_spills_return_half() {
     let c = class_of(24);
     assert_eq!((c, class_size(c)), (1, 32));
     let (cap, refill) = (DEFAULT_POLICY.cap(c), DEFAULT_POLICY.refill(c));
-    assert_eq!((cap, refill), (512, 64));
+    assert_eq!((cap, refill), (2048, 64));
 
     let p = t.alloc(24);
     assert!(!p.is_null());
@@ -72,8 +72,11 @@ fn tiny_refill_fills_the_bin_and_spills_return_half() {
         "secure mode saw the carved blocks"
     );
 
-    // 3001 blocks in all: 47 refills of 64 from slabs of 2048 blocks
-    for _ in 0..3000 {
+    // 6 bins' worth and one: refills of 64 from slabs of 2048 blocks
+    let n = 6 * cap as usize + 1;
+    let refills = n.div_ceil(64) as u64;
+    let slabs = (refills * 64).div_ceil(2048);
+    for _ in 0..n - 1 {
         let p = t.alloc(24);
         assert!(!p.is_null());
         live.add(p, 24);
@@ -82,14 +85,17 @@ fn tiny_refill_fills_the_bin_and_spills_return_half() {
     {
         let h = t.heap();
         let st = &h.stats.classes[c];
-        assert_eq!((st.refills.get(), st.refill_blocks.get()), (47, 47 * 64));
-        assert_eq!(h.bins[c].len(), 47 * 64 - 3001);
-        assert_eq!(st.slabs_created.get(), 2);
+        assert_eq!(
+            (st.refills.get(), st.refill_blocks.get()),
+            (refills, refills * 64)
+        );
+        assert_eq!(h.bins[c].len() as u64, refills * 64 - n as u64);
+        assert_eq!(st.slabs_created.get(), slabs);
     }
-    assert_eq!(E::hooks().fresh.load(Ordering::SeqCst), 47 * 64);
+    assert_eq!(E::hooks().fresh.load(Ordering::SeqCst), refills * 64);
 
     // free them all: the bin fills, then spills half its capacity each time
-    let (len, spills) = simulate_frees(47 * 64 - 3001, cap, 3001);
+    let (len, spills) = simulate_frees((refills * 64 - n as u64) as u32, cap, n);
     for p in live.all() {
         // SAFETY: a live block of ours, checked and forgotten by `remove`.
         unsafe { t.free(live.remove(p)) };
@@ -105,14 +111,14 @@ fn tiny_refill_fills_the_bin_and_spills_return_half() {
 
     // everything is reused: no new mapping, no new slab (the rest of the
     // current slab is carved, and only that)
-    for _ in 0..3001 {
+    for _ in 0..n {
         let p = t.alloc(24);
         assert!(!p.is_null());
         live.add(p, 24);
     }
     assert_eq!(E::fake().counts().maps, maps);
-    assert_eq!(t.heap().stats.classes[c].slabs_created.get(), 2);
-    assert!(E::hooks().fresh.load(Ordering::SeqCst) <= 2 * 2048);
+    assert_eq!(t.heap().stats.classes[c].slabs_created.get(), slabs);
+    assert!(E::hooks().fresh.load(Ordering::SeqCst) <= slabs * 2048);
     free_all_and_exit(t, &mut live);
 }
 

@@ -7,9 +7,15 @@
 //! Bounds, all from the policy ([`CacheLimits`]):
 //! * dirty bytes never exceed `budget`: inserting beyond it purges the
 //!   oldest dirty entries;
-//! * a dirty entry unused for `decay_ms` is purged, a clean one unused for 8
-//!   times that is unmapped; decay runs on large-tier calls, at most twice per
-//!   decay period;
+//! * a dirty entry unused for `decay_ms` is purged along a curve
+//!   ([`kept_permille`]: whole until `decay_ms`, none left at 1.5 times it;
+//!   the purged tail becomes a clean entry of its own), a clean one unused
+//!   for 8 times `decay_ms` is unmapped; decay runs whenever the large tier
+//!   is maintained (calls, or a periodic caller), at most 8 times per decay
+//!   period;
+//! * a request no dirty entry fits within W_MAX is carved from the head of
+//!   a longer dirty entry (the tail stays cached); freed pieces of one
+//!   mapping (one *family*) that adjoin are merged again;
 //! * purging and unmapping happen in batches of at most `batch` mappings,
 //!   outside the lock; an entry being purged is out of the cache meanwhile, so
 //!   no thread can reuse memory under `madvise`.
@@ -111,6 +117,12 @@ pub(crate) struct Cached {
     pub len: usize,
     pub stamp: u64,
     pub dirty: bool,
+    /// The mapping's family (0: none, never merged); see
+    /// `LargeHeader::family`.
+    pub family: u64,
+    /// Dirty bytes the entry had when it was freed (the decay curve purges
+    /// in proportion to them); its length while it is whole.
+    pub full: usize,
 }
 
 const EMPTY: Cached = Cached {
@@ -118,26 +130,66 @@ const EMPTY: Cached = Cached {
     len: 0,
     stamp: 0,
     dirty: false,
+    family: 0,
+    full: 0,
 };
+
+/// Smallest piece the cache splits off (a tail carved from a larger
+/// mapping, or purged by the decay curve): smaller remainders stay with the
+/// block. At least a page-map slot and a page, so that pieces' user
+/// pointers never share a slot.
+pub(crate) const MIN_PIECE: usize = 1 << 20;
+
+/// Decay passes per decay period (each pass moves the curve on).
+const PASSES: u64 = 8;
+
+/// Thousandths of an entry's freed bytes that stay resident `age` ms after
+/// it was freed: all of them until `decay` (a block reused within the decay
+/// time is never purged), then less along a smoothstep curve, none from
+/// one and a half times `decay` on.
+pub(crate) fn kept_permille(age: u64, decay: u64) -> u64 {
+    let decay = decay.max(1);
+    if age < decay {
+        return 1000;
+    }
+    let span = (decay / 2).max(1);
+    if age >= decay + span {
+        return 0;
+    }
+    // x in [0, 1) as thousandths; smoothstep = 3x^2 - 2x^3
+    let x = ((age - decay) * 1000 / span) as u128;
+    let s = (3 * x * x * 1000 - 2 * x * x * x) / 1_000_000;
+    1000 - s as u64
+}
 
 /// Work for the caller, to do outside the lock.
 #[derive(Debug)]
 pub(crate) struct Work {
     pub purge: [Cached; MAX_BATCH],
+    /// Bytes at the start of each purged entry that stay resident (0: the
+    /// whole entry is purged); the decay curve purges tails.
+    pub keep: [usize; MAX_BATCH],
     pub n_purge: usize,
-    pub unmap: [Cached; MAX_BATCH],
+    /// Twice a batch: re-filing a batch of purged entries may hand back
+    /// up to two pieces of each for unmapping.
+    pub unmap: [Cached; 2 * MAX_BATCH],
     pub n_unmap: usize,
 }
 
 impl Work {
     pub const NONE: Work = Work {
         purge: [EMPTY; MAX_BATCH],
+        keep: [0; MAX_BATCH],
         n_purge: 0,
-        unmap: [EMPTY; MAX_BATCH],
+        unmap: [EMPTY; 2 * MAX_BATCH],
         n_unmap: 0,
     };
     fn purge(&mut self, c: Cached) {
+        self.purge_tail(c, 0);
+    }
+    fn purge_tail(&mut self, c: Cached, keep: usize) {
         self.purge[self.n_purge] = c;
+        self.keep[self.n_purge] = keep;
         self.n_purge += 1;
     }
     fn unmap(&mut self, c: Cached) {
@@ -303,7 +355,24 @@ impl BigCache {
     /// Takes a mapping of at least `len` bytes and at most `len * wmax`,
     /// dirty ones first, the smallest fitting one within each kind. `now`
     /// scores the reservations.
+    #[cfg(test)]
     pub fn take(&mut self, len: usize, now: u64, limits: &CacheLimits) -> Option<Cached> {
+        self.take_or_carve(len, now, limits, |_| false)
+    }
+
+    /// As [`BigCache::take`], but when no dirty mapping fits within W_MAX,
+    /// carves the head of the smallest larger dirty one: its first `len`
+    /// bytes go out and its tail stays cached (dirty, with its stamp and
+    /// family) once `split` has accepted it (`split` registers the tail
+    /// and writes its header; false leaves the mapping whole). A dirty
+    /// piece is reused before a clean (purged) one or a fresh mapping.
+    pub fn take_or_carve(
+        &mut self,
+        len: usize,
+        now: u64,
+        limits: &CacheLimits,
+        mut split: impl FnMut(&Cached) -> bool,
+    ) -> Option<Cached> {
         let max_len = (len as u128 * limits.wmax_permille.max(1000) as u128 / 1000) as usize;
         let (lo, hi) = (class_of(len), class_of(max_len));
         let mut best: Option<(usize, usize)> = None;
@@ -325,6 +394,12 @@ impl BigCache {
                 }
             }
         }
+        if best.is_none_or(|(c, i)| !self.slots[c][i].dirty) {
+            if let Some(e) = self.carve(len, max_len, &mut split) {
+                self.hits += 1;
+                return Some(e);
+            }
+        }
         let (c, i) = best?;
         self.hits += 1;
         let e = self.remove_at(c, i);
@@ -337,13 +412,148 @@ impl BigCache {
         Some(e)
     }
 
+    /// Takes the largest dirty mapping shorter than `len` (to be grown into
+    /// a request nothing cached can hold).
+    pub fn take_below(&mut self, len: usize) -> Option<Cached> {
+        let mut best: Option<(usize, usize)> = None;
+        for c in 0..=class_of(len) {
+            for i in 0..self.counts[c] as usize {
+                let e = &self.slots[c][i];
+                if e.dirty
+                    && e.len < len
+                    && best.is_none_or(|(bc, bi)| e.len > self.slots[bc][bi].len)
+                {
+                    best = Some((c, i));
+                }
+            }
+        }
+        let (c, i) = best?;
+        self.hits += 1;
+        Some(self.remove_at(c, i))
+    }
+
+    /// The carving half of [`BigCache::take_or_carve`].
+    fn carve(
+        &mut self,
+        len: usize,
+        max_len: usize,
+        split: &mut impl FnMut(&Cached) -> bool,
+    ) -> Option<Cached> {
+        let mut best: Option<(usize, usize)> = None;
+        for c in class_of(max_len)..CLASSES {
+            for i in 0..self.counts[c] as usize {
+                let e = &self.slots[c][i];
+                if !e.dirty || e.len <= max_len || e.len - len < MIN_PIECE {
+                    continue;
+                }
+                if best.is_none_or(|(bc, bi)| e.len < self.slots[bc][bi].len) {
+                    best = Some((c, i));
+                }
+            }
+        }
+        let (c, i) = best?;
+        let e = self.slots[c][i];
+        let tail = Cached {
+            base: e.base + len,
+            len: e.len - len,
+            full: e.len - len,
+            ..e
+        };
+        let tc = class_of(tail.len);
+        if (tc != c && self.counts[tc] as usize == WAYS) || !split(&tail) {
+            return None;
+        }
+        let mut head = self.remove_at(c, i);
+        head.len = len;
+        head.full = len;
+        self.insert(tail);
+        Some(head)
+    }
+
+    fn insert(&mut self, e: Cached) {
+        let c = class_of(e.len);
+        let n = self.counts[c] as usize;
+        self.slots[c][n] = e;
+        self.counts[c] += 1;
+        self.account(&e, true);
+    }
+
+    /// Inserts a freed mapping of family `family` as dirty at time `now`,
+    /// merged with the dirty pieces of its family that adjoin it (those
+    /// are in the same kernel mapping). `absorbed` is called with the base
+    /// of every piece that stops starting an entry (so the caller
+    /// unregisters its user pointer); returns the merged entry's base and
+    /// length (the caller rewrites its header), then the work that keeps
+    /// the cache within its limits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn put_merging(
+        &mut self,
+        base: usize,
+        len: usize,
+        family: u64,
+        now: u64,
+        limits: &CacheLimits,
+        work: &mut Work,
+        mut absorbed: impl FnMut(usize),
+    ) -> (usize, usize) {
+        let (mut base, mut len) = (base, len);
+        if family != 0 {
+            let mut merged = true;
+            while merged {
+                merged = false;
+                let found = self.find(|e| {
+                    e.dirty
+                        && e.family == family
+                        && (e.base == base + len || e.base + e.len == base)
+                });
+                if let Some((c, i)) = found {
+                    let e = self.remove_at(c, i);
+                    if e.base == base + len {
+                        absorbed(e.base);
+                    } else {
+                        absorbed(base);
+                        base = e.base;
+                    }
+                    len += e.len;
+                    merged = true;
+                }
+            }
+        }
+        self.put_family(base, len, family, now, limits, work);
+        (base, len)
+    }
+
+    fn find(&self, f: impl Fn(&Cached) -> bool) -> Option<(usize, usize)> {
+        for c in 0..CLASSES {
+            for i in 0..self.counts[c] as usize {
+                if f(&self.slots[c][i]) {
+                    return Some((c, i));
+                }
+            }
+        }
+        None
+    }
+
     /// Inserts a freed mapping as dirty at time `now`, and returns the work
     /// that keeps the cache within its limits (and any entry that did not
     /// fit, to unmap).
+    #[cfg(test)]
     pub fn put(
         &mut self,
         base: usize,
         len: usize,
+        now: u64,
+        limits: &CacheLimits,
+        work: &mut Work,
+    ) {
+        self.put_family(base, len, 0, now, limits, work);
+    }
+
+    fn put_family(
+        &mut self,
+        base: usize,
+        len: usize,
+        family: u64,
         now: u64,
         limits: &CacheLimits,
         work: &mut Work,
@@ -359,17 +569,37 @@ impl BigCache {
             let old = self.remove_at(c, i);
             work.unmap(old);
         }
-        let e = Cached {
+        self.insert(Cached {
             base,
             len,
             stamp: now,
             dirty: true,
-        };
-        let n = self.counts[c] as usize;
-        self.slots[c][n] = e;
-        self.counts[c] += 1;
-        self.account(&e, true);
+            family,
+            full: len,
+        });
         self.enforce(now, limits, work);
+    }
+
+    /// Re-files an entry of which the first `keep` bytes stayed resident
+    /// and the rest was purged: the head as dirty (its stamp kept, so the
+    /// curve goes on), the tail as clean. `keep` 0 is [`BigCache::put_clean`].
+    pub fn put_purged(&mut self, e: Cached, keep: usize, limits: &CacheLimits, work: &mut Work) {
+        if keep == 0 {
+            return self.put_clean(e, limits, work);
+        }
+        let tail = Cached {
+            base: e.base + keep,
+            len: e.len - keep,
+            ..e
+        };
+        let head = Cached { len: keep, ..e };
+        let hc = class_of(keep);
+        if self.counts[hc] as usize == WAYS {
+            work.unmap(head);
+        } else {
+            self.insert(head);
+        }
+        self.put_clean(tail, limits, work);
     }
 
     /// Re-inserts a mapping that was purged (clean), keeping its stamp, and
@@ -415,9 +645,9 @@ impl BigCache {
             let e = self.remove_at(c, i);
             work.unmap(e);
         }
-        // decay, at most twice per period (a pass cut short by a full batch
-        // is resumed by the next call)
-        if now.saturating_sub(self.last_decay) * 2 >= limits.decay_ms {
+        // decay, at most PASSES times per period (a pass cut short by a
+        // full batch is resumed by the next call)
+        if now.saturating_sub(self.last_decay) * PASSES >= limits.decay_ms {
             for c in 0..CLASSES {
                 let mut i = 0;
                 while i < self.counts[c] as usize {
@@ -433,8 +663,21 @@ impl BigCache {
                             if age >= HOLD_PERIODS * limits.decay_ms {
                                 self.miss(r);
                             }
+                            work.purge(self.remove_at(c, i));
+                            continue;
                         }
-                        work.purge(self.remove_at(c, i));
+                        // the curve: keep a share of the freed bytes, in
+                        // whole pieces; purge the tail beyond it
+                        let want = (e.full as u128 * kept_permille(age, limits.decay_ms) as u128
+                            / 1000) as usize;
+                        let keep = want & !(MIN_PIECE - 1);
+                        if keep >= MIN_PIECE && keep + MIN_PIECE > e.len {
+                            i += 1; // nothing worth a piece to purge yet
+                        } else if keep >= MIN_PIECE {
+                            work.purge_tail(self.remove_at(c, i), keep);
+                        } else {
+                            work.purge(self.remove_at(c, i));
+                        }
                     } else if !e.dirty && age >= 8 * limits.decay_ms {
                         work.unmap(self.remove_at(c, i));
                     } else {
@@ -481,6 +724,11 @@ impl BigCache {
         best.map(|(c, i, _)| (c, i))
     }
 
+    /// True if a cached entry starts at `base`.
+    pub fn holds(&self, base: usize) -> bool {
+        self.entries().any(|e| e.base == base)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.dirty_n + self.clean_n == 0
     }
@@ -508,6 +756,13 @@ mod tests {
         clean_budget: 64 << 20,
     };
 
+    /// Limits with room for a 64 MiB mapping.
+    const L_BIG: CacheLimits = CacheLimits {
+        budget: 64 << 20,
+        max_block: 64 << 20,
+        ..L
+    };
+
     #[test]
     fn classes_are_monotonic() {
         let mut last = 0;
@@ -531,6 +786,8 @@ mod tests {
                 len: 4 << 20,
                 stamp: 0,
                 dirty: true,
+                family: 0,
+                full: 4 << 20,
             },
             &L,
             &mut w,
@@ -554,7 +811,10 @@ mod tests {
         bc.put(0x1000_0000, 2 << 20, 0, &L, &mut w);
         assert_eq!((w.n_purge, w.n_unmap), (0, 0));
         bc.enforce(1000, &L, &mut w);
-        assert_eq!(w.n_purge, 1, "dirty for a whole decay period");
+        assert_eq!(w.n_purge, 0, "reusable for a whole decay period");
+        bc.enforce(1500, &L, &mut w);
+        assert_eq!(w.n_purge, 1, "idle for 1.5 times the decay time: all of it");
+        assert_eq!(w.keep[0], 0);
         let e = w.purge[0];
         let mut w2 = Work::NONE;
         bc.put_clean(e, &L, &mut w2);
@@ -571,7 +831,7 @@ mod tests {
         assert!(bc.reserve(2 << 20, 2));
         bc.put(0x1000_0000, 2 << 20, 0, &L, &mut w);
         bc.put(0x2000_0000, 3 << 20, 0, &L, &mut w);
-        bc.enforce(1000, &L, &mut w);
+        bc.enforce(2000, &L, &mut w);
         assert_eq!(w.n_purge, 1, "only the unreserved 3 MiB entry decays");
         assert_eq!(w.purge[0].len, 3 << 20);
         let e = bc.take(2 << 20, 5000, &L).unwrap();
@@ -617,8 +877,99 @@ mod tests {
         // without the reservation the next entry decays normally
         let mut w = Work::NONE;
         bc.put(0x9000_0000, 2 << 20, now, &L, &mut w);
-        bc.enforce(now + L.decay_ms, &L, &mut w);
+        bc.enforce(now + 2 * L.decay_ms, &L, &mut w);
         assert_eq!(w.n_purge, 1);
+    }
+
+    #[test]
+    fn the_curve_keeps_everything_for_the_decay_time_then_falls_smoothly() {
+        let d = 1000;
+        let mut last = 1000;
+        for age in (0..=2 * d).step_by(10) {
+            let k = kept_permille(age, d);
+            assert!(k <= last, "not monotonic at {age}");
+            if age < d {
+                assert_eq!(k, 1000);
+            }
+            // smoothstep: no step bigger than its steepest slope allows
+            assert!(last - k <= 40, "a cliff at {age}: {last} -> {k}");
+            if age > d + 10 && age < d + d / 2 - 10 {
+                assert!(k < last, "flat at {age}");
+            }
+            last = k;
+        }
+        assert_eq!(kept_permille(d + d / 2, d), 0);
+        assert_eq!(kept_permille(d + d / 4, d), 500);
+    }
+
+    #[test]
+    fn decay_purges_big_entries_in_proportion() {
+        let mut bc = BigCache::new();
+        let mut w = Work::NONE;
+        bc.put(0x1000_0000, 8 << 20, 0, &L, &mut w);
+        // half way along the curve: half of it (whole pieces) stays
+        bc.enforce(1250, &L, &mut w);
+        assert_eq!(w.n_purge, 1);
+        assert_eq!(w.keep[0], 4 << 20);
+        let (e, keep) = (w.purge[0], w.keep[0]);
+        let mut w2 = Work::NONE;
+        bc.put_purged(e, keep, &L, &mut w2);
+        assert_eq!(bc.check(), Ok(()));
+        assert_eq!(bc.stats().dirty, (1, 4 << 20));
+        assert_eq!(bc.stats().clean, (1, 4 << 20));
+        // further along, the kept head shrinks again, then goes
+        let mut w3 = Work::NONE;
+        bc.enforce(1375, &L, &mut w3);
+        assert_eq!(w3.n_purge, 1);
+        assert!(w3.keep[0] > 0 && w3.keep[0] < 4 << 20);
+        let mut w4 = Work::NONE;
+        bc.put_purged(w3.purge[0], w3.keep[0], &L, &mut w4);
+        bc.enforce(1500, &L, &mut w4);
+        assert_eq!((w4.n_purge, w4.keep[0]), (1, 0));
+        let e = w4.purge[0];
+        bc.put_purged(e, 0, &L, &mut w4);
+        assert_eq!(bc.stats().dirty, (0, 0));
+        assert_eq!(bc.stats().clean.1, 8 << 20, "all of it, in pieces");
+        assert_eq!(bc.check(), Ok(()));
+    }
+
+    #[test]
+    fn carving_serves_a_smaller_request_and_freeing_merges_back() {
+        let mut bc = BigCache::new();
+        let mut w = Work::NONE;
+        let base = 0x1000_0000;
+        bc.put_merging(base, 32 << 20, 7, 0, &L_BIG, &mut w, |_| {
+            panic!("nothing to merge")
+        });
+        // a 3 MiB request is far below W_MAX of 32 MiB: carved
+        let mut tails = Vec::new();
+        let e = bc
+            .take_or_carve(3 << 20, 10, &L_BIG, |t| {
+                tails.push(*t);
+                true
+            })
+            .unwrap();
+        assert_eq!((e.base, e.len, e.dirty, e.family), (base, 3 << 20, true, 7));
+        assert_eq!(tails.len(), 1);
+        assert_eq!((tails[0].base, tails[0].len), (base + (3 << 20), 29 << 20));
+        assert_eq!(bc.stats().dirty, (1, 29 << 20));
+        assert_eq!(bc.check(), Ok(()));
+        // a refused split leaves the mapping whole and cached
+        assert!(bc.take_or_carve(2 << 20, 10, &L_BIG, |_| false).is_none());
+        assert_eq!(bc.stats().dirty, (1, 29 << 20));
+        // freeing the head merges it with its tail
+        let mut absorbed = Vec::new();
+        let merged = bc.put_merging(base, 3 << 20, 7, 20, &L_BIG, &mut w, |b| absorbed.push(b));
+        assert_eq!(merged, (base, 32 << 20));
+        assert_eq!(absorbed, [base + (3 << 20)]);
+        assert_eq!(bc.stats().dirty, (1, 32 << 20));
+        // another family never merges, even when adjacent
+        let merged = bc.put_merging(base + (32 << 20), 2 << 20, 8, 20, &L_BIG, &mut w, |_| {
+            panic!("another family")
+        });
+        assert_eq!(merged, (base + (32 << 20), 2 << 20));
+        assert_eq!(bc.check(), Ok(()));
+        assert_eq!(w.n_purge + w.n_unmap, 0);
     }
 
     #[test]
@@ -684,6 +1035,72 @@ mod tests {
                                 "a dirty entry outlived the hold"
                             );
                         }
+                    }
+                }
+            }
+        }
+
+        /// Carving, merging and the decay curve: every byte of every
+        /// mapping is in exactly one place (cached, handed out, or handed
+        /// back for unmapping), handed-out blocks never overlap the cache,
+        /// the bookkeeping checks, and dirty bytes stay within the budget.
+        #[test]
+        fn carving_merging_and_the_curve_keep_every_byte(
+            ops in proptest::collection::vec((0u8..4, 1usize..40, 0u64..700), 1..150)
+        ) {
+            let mut bc = BigCache::new();
+            let mut now = 0u64;
+            let mut next = (0x1000_0000usize, 1u64);
+            let mut taken: Vec<Cached> = Vec::new();
+            let (mut mapped, mut unmapped) = (0usize, 0usize);
+            let l = CacheLimits { budget: 96 << 20, max_block: 64 << 20, ..L };
+            for (op, n, dt) in ops {
+                now += dt;
+                let len = (n << 20) / 2 + PAGE; // 1.5 MiB .. 20 MiB, page multiples
+                let mut w = Work::NONE;
+                match op {
+                    0 => {
+                        // a fresh mapping, freed at once
+                        let big = len * 3;
+                        next.0 += 128 << 20;
+                        next.1 += 1;
+                        mapped += big;
+                        bc.put_merging(next.0, big, next.1, now, &l, &mut w, |_| {});
+                    }
+                    1 | 2 => {
+                        if let Some(e) = bc.take_or_carve(len, now, &l, |_| true) {
+                            prop_assert!(e.len >= len);
+                            for t in &taken {
+                                prop_assert!(e.base + e.len <= t.base || t.base + t.len <= e.base);
+                            }
+                            taken.push(e);
+                        }
+                    }
+                    _ => {
+                        if !taken.is_empty() {
+                            let e = taken.swap_remove(n % taken.len());
+                            bc.put_merging(e.base, e.len, e.family, now, &l, &mut w, |_| {});
+                        }
+                    }
+                }
+                bc.enforce(now, &l, &mut w);
+                let purged: Vec<(Cached, usize)> =
+                    (0..w.n_purge).map(|k| (w.purge[k], w.keep[k])).collect();
+                unmapped += w.unmap[..w.n_unmap].iter().map(|e| e.len).sum::<usize>();
+                let mut w2 = Work::NONE;
+                for (e, keep) in purged {
+                    prop_assert!(keep == 0 || (keep % PAGE == 0 && keep < e.len));
+                    bc.put_purged(e, keep, &l, &mut w2);
+                }
+                unmapped += w2.unmap[..w2.n_unmap].iter().map(|e| e.len).sum::<usize>();
+                prop_assert_eq!(bc.check(), Ok(()));
+                let st = bc.stats();
+                prop_assert!(st.dirty.1 <= l.budget || w.n_purge == l.batch);
+                let held: usize = taken.iter().map(|e| e.len).sum();
+                prop_assert_eq!(st.dirty.1 + st.clean.1 + held + unmapped, mapped);
+                for t in &taken {
+                    for e in bc.entries() {
+                        prop_assert!(e.base + e.len <= t.base || t.base + t.len <= e.base);
                     }
                 }
             }

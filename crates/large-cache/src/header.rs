@@ -23,6 +23,11 @@ pub struct LargeHeader {
     /// Three words for the owner of the block (the facade keeps a call-site
     /// stamp here); zero when the block is handed out.
     aux: [AtomicU64; 3],
+    /// The mapping's *family*: blocks carved from one `mmap` (and never
+    /// grown or moved since) share it, and only they lie in one kernel
+    /// mapping (VMA), so only adjacent cached pieces of one family may be
+    /// merged again (a merged range must stay `mremap`-able).
+    pub(crate) family: AtomicU64,
 }
 
 impl LargeHeader {
@@ -30,7 +35,7 @@ impl LargeHeader {
     ///
     /// # Safety
     /// `base` must start a mapping of at least one page that the caller owns.
-    pub(crate) unsafe fn write(base: usize, len: usize, offset: usize) {
+    pub(crate) unsafe fn write(base: usize, len: usize, offset: usize, family: u64) {
         // SAFETY: per the contract.
         unsafe {
             (base as *mut LargeHeader).write(LargeHeader {
@@ -39,8 +44,29 @@ impl LargeHeader {
                 map_len: AtomicUsize::new(len),
                 offset,
                 aux: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+                family: AtomicU64::new(family),
             })
         };
+    }
+
+    /// Writes the header of a cached piece at `base`: a one-page offset and
+    /// no user pointer (a `free` of its pointer is a double free).
+    ///
+    /// # Safety
+    /// `base` must start a mapping of at least one page that the cache owns.
+    pub(crate) unsafe fn write_cached(base: usize, len: usize, family: u64) {
+        // SAFETY: per the contract.
+        unsafe { Self::write(base, len, PAGE_SIZE, family) };
+        // SAFETY: just written, in memory the cache owns.
+        unsafe { &*(base as *const LargeHeader) }
+            .user
+            .store(0, Ordering::Release);
+    }
+
+    /// The mapping's family (see the field).
+    #[inline]
+    pub fn family(&self) -> u64 {
+        self.family.load(Ordering::Relaxed)
     }
 
     /// The header of the mapping whose user pointer is `p`, if `entry` (the
@@ -80,7 +106,11 @@ impl LargeHeader {
     /// # Safety
     /// `base` must start a mapping of at least one page that stays mapped
     /// for the call (one the cache holds, with its lock held).
-    pub(crate) unsafe fn check_cached(base: usize, len: usize) -> Result<(), &'static str> {
+    pub(crate) unsafe fn check_cached(
+        base: usize,
+        len: usize,
+        family: u64,
+    ) -> Result<(), &'static str> {
         // SAFETY: per the contract, `base` is the first page of a live
         // mapping, which is where a header lives; its fields are read only
         // (atomically where other threads may read them too).
@@ -96,6 +126,9 @@ impl LargeHeader {
         }
         if h.offset != PAGE_SIZE {
             return Err("a cached mapping's header has an offset other than one page");
+        }
+        if h.family() != family {
+            return Err("a cached mapping's header names another family");
         }
         Ok(())
     }

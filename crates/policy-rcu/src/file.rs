@@ -48,7 +48,7 @@
 //!
 //! | key | range |
 //! |---|---|
-//! | `tiny_cap`, `mid_cap` (per class) | 0 ..= 4096 |
+//! | `tiny_cap`, `mid_cap` (per class) | 0 ..= 8192 |
 //! | `tiny_refill`, `mid_refill` (per class) | 0 ..= that class's cap |
 //! | `mid_wmax_permille`, `large_wmax_permille` | 1000 ..= 8000 |
 //! | `large_cache_budget`, `heap_empty_budget` | 0 ..= 2^40 |

@@ -40,6 +40,9 @@ impl BigCache {
                 if class_of(e.len) != c {
                     return Err("a cached mapping is listed in another size class");
                 }
+                if e.dirty && e.full < e.len {
+                    return Err("a dirty entry is longer than when it was freed");
+                }
                 let t = if e.dirty { &mut dirty } else { &mut clean };
                 t.0 += 1;
                 t.1 = t.1.checked_add(e.len).ok_or("cached bytes overflow")?;
@@ -52,6 +55,14 @@ impl BigCache {
                 }
                 if a.base < b.base.saturating_add(b.len) && b.base < a.base.saturating_add(a.len) {
                     return Err("two cached mappings overlap");
+                }
+                if a.dirty
+                    && b.dirty
+                    && a.family != 0
+                    && a.family == b.family
+                    && (a.base + a.len == b.base || b.base + b.len == a.base)
+                {
+                    return Err("two adjacent dirty pieces of one mapping were not merged");
                 }
             }
         }

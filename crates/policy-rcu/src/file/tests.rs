@@ -262,8 +262,8 @@ fn value_problems() {
 
 #[test]
 fn per_class_values_are_checked_one_by_one() {
-    let mut caps = vec!["4096".to_string(); TINY_CLASSES];
-    caps[5] = "4097".into();
+    let mut caps = vec!["8192".to_string(); TINY_CLASSES];
+    caps[5] = "8193".into();
     let e = err_of(&format!(
         "hakmem-policy v1\ntiny_cap = {}\n",
         caps.join(" ")
@@ -273,12 +273,12 @@ fn per_class_values_are_checked_one_by_one() {
         Problem::OutOfRange {
             key: Key::TinyCap,
             index: 5,
-            value: 4097
+            value: 8193
         }
     );
     assert_eq!(
         e.to_string(),
-        "line 2: tiny_cap[5] = 4097 is outside 0..=4096"
+        "line 2: tiny_cap[5] = 8193 is outside 0..=8192"
     );
     caps[5] = "x".into();
     let e = err_of(&format!(
