@@ -113,6 +113,30 @@ pub fn write_all(fd: c_int, bytes: &[u8]) -> bool {
     true
 }
 
+/// Renames `from` to `to` (`rename(2)`), replacing `to` atomically if it
+/// exists; false on failure (`errno` says why). Both must be on one file
+/// system.
+pub fn rename(from: &CStr, to: &CStr) -> bool {
+    // SAFETY: both are valid NUL-terminated strings for the call.
+    unsafe { libc::rename(from.as_ptr(), to.as_ptr()) == 0 }
+}
+
+/// Removes the file `path` (`unlink(2)`); false on failure.
+pub fn unlink(path: &CStr) -> bool {
+    // SAFETY: `path` is a valid NUL-terminated string for the call.
+    unsafe { libc::unlink(path.as_ptr()) == 0 }
+}
+
+/// Reads the target of the symbolic link `path` into `buf`
+/// (`readlink(2)`, not NUL-terminated); the number of bytes, or `None` on
+/// failure. A target as long as `buf` may have been cut short.
+pub fn read_link(path: &CStr, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: `buf` is a valid, writable region of `buf.len()` bytes that
+    // readlink may fill; `path` is NUL-terminated.
+    let n = unsafe { libc::readlink(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (n >= 0).then_some(n as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +176,31 @@ mod tests {
         assert!(!write_all(-1, b"x"));
         assert_eq!(crate::errno(), libc::EBADF);
         assert!(write_all(-1, b""));
+    }
+
+    #[test]
+    fn rename_replaces_and_unlink_removes() {
+        let a = temp_path("ren-a");
+        let b = temp_path("ren-b");
+        Fd::create(&a).unwrap().write_all(b"new");
+        Fd::create(&b).unwrap().write_all(b"old");
+        assert!(rename(&a, &b));
+        assert!(Fd::open_read(&a).is_none());
+        let mut buf = [0u8; 8];
+        assert_eq!(Fd::open_read(&b).unwrap().read_all_into(&mut buf), 3);
+        assert_eq!(&buf[..3], b"new");
+        assert!(!rename(&a, &b));
+        assert_eq!(crate::errno(), libc::ENOENT);
+        assert!(unlink(&b));
+        assert!(!unlink(&b));
+    }
+
+    #[test]
+    fn read_link_of_own_exe() {
+        let mut buf = [0u8; 4096];
+        let n = read_link(c"/proc/self/exe", &mut buf).expect("readlink");
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(&buf[..n], exe.as_os_str().as_encoded_bytes());
+        assert!(read_link(c"/nonexistent/hakmem", &mut buf).is_none());
     }
 }
