@@ -23,7 +23,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::allocators::Paths;
-use crate::cli::Options;
+use crate::bench_matrix::Options;
 use crate::learnlog::{self, Summary};
 use crate::progress::{clock, Progress};
 use crate::record::{self, Record};
