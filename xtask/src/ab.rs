@@ -23,11 +23,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::allocators::Paths;
-use crate::cli::Options;
+use crate::bench_matrix::Options;
 use crate::learnlog::{self, Summary};
 use crate::progress::{clock, Progress};
 use crate::record::{self, Record};
-use crate::report::{csv_field, ratio, si};
+use crate::report::{csv_record, ratio, si};
 use crate::runner::{self, Job, Status};
 use crate::summary::{self, Cell, Run, Stat};
 use crate::workloads::Workload;
@@ -621,32 +621,21 @@ pub fn csv(rows: &[Row]) -> String {
                 Cell::Missing => ("missing".to_string(), 0),
             };
             let learning = c == 1;
-            let _ = writeln!(
-                o,
-                "{},{},{name},{},{runs},{},{},{},{},{},{},{}",
-                csv_field(&r.workload),
-                if r.special { "special" } else { "rest" },
-                csv_field(&status),
+            let only_learning = |v: String| if learning { v } else { String::new() };
+            o.push_str(&csv_record([
+                r.workload.clone(),
+                if r.special { "special" } else { "rest" }.to_owned(),
+                (*name).to_owned(),
+                status,
+                runs.to_string(),
                 num(r.median(c, "ops_per_sec")),
                 num(r.median(c, "peak_rss_kb")),
                 num(r.ratio(c, "ops_per_sec")),
                 num(r.ratio(c, "peak_rss_kb")),
-                if learning {
-                    num(median(&r.converged))
-                } else {
-                    String::new()
-                },
-                if learning {
-                    r.converged.len().to_string()
-                } else {
-                    String::new()
-                },
-                if learning {
-                    r.learning_runs.to_string()
-                } else {
-                    String::new()
-                },
-            );
+                only_learning(num(median(&r.converged))),
+                only_learning(r.converged.len().to_string()),
+                only_learning(r.learning_runs.to_string()),
+            ]));
         }
     }
     o
@@ -665,29 +654,26 @@ pub fn run_csv_row(run: &Run, x: &Extra) -> String {
     };
     let n = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
     let l = x.learner.clone().unwrap_or_default();
-    format!(
-        "{},{},{},{},{},{},{},{:.3},{},{},{},{},{},{}\n",
-        csv_field(&run.workload),
-        csv_field(&run.allocator),
-        run.rep,
-        csv_field(&status),
+    csv_record([
+        run.workload.clone(),
+        run.allocator.clone(),
+        run.rep.to_string(),
+        status,
         n(ops),
         n(rss),
         n(secs),
-        run.wall_secs,
+        format!("{:.3}", run.wall_secs),
         n(l.converged_at),
-        l.accepted,
-        l.kept,
-        l.rolled_back,
-        csv_field(
-            &l.shifts
-                .iter()
-                .map(|t| format!("{t:.2}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-        csv_field(&x.learned.clone().unwrap_or_default().join("; ")),
-    )
+        l.accepted.to_string(),
+        l.kept.to_string(),
+        l.rolled_back.to_string(),
+        l.shifts
+            .iter()
+            .map(|t| format!("{t:.2}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        x.learned.clone().unwrap_or_default().join("; "),
+    ])
 }
 
 const RUNS_HEADER: &str = "workload,column,rep,status,ops_per_sec,peak_rss_kb,secs,wall_secs,frozen_at,accepted,kept,rolled_back,shifts,learned\n";

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::allocators::{Allocator, Paths};
-use crate::report::csv_field;
+use crate::report::csv_record;
 use crate::runner::{self, Job, Status};
 
 /// The two iteration counts.
@@ -301,26 +301,34 @@ pub fn main(
                     r.how
                 );
                 let g = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
-                let _ = writeln!(
-                    csv,
-                    "{},{},{},{},{},{},{N1},{N2},ok",
-                    csv_field(&r.name),
+                csv.push_str(&csv_record([
+                    r.name.clone(),
                     g(per(r, false)),
                     g(net(r, false)),
                     g(net(r, true)),
-                    a.total,
-                    b.total
-                );
+                    a.total.to_string(),
+                    b.total.to_string(),
+                    N1.to_string(),
+                    N2.to_string(),
+                    "ok".to_owned(),
+                ]));
             }
             Err(e) => {
                 failed += 1;
                 let _ = writeln!(md, "| {} | **FAILED** ({e}) | | | | | {} |", r.name, r.how);
-                let _ = writeln!(
-                    csv,
-                    "{},,,,,,{N1},{N2},{}",
-                    csv_field(&r.name),
-                    csv_field(&format!("failed: {e}"))
-                );
+                let (n1, n2) = (N1.to_string(), N2.to_string());
+                let status = format!("failed: {e}");
+                csv.push_str(&csv_record([
+                    r.name.as_str(),
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    &n1,
+                    &n2,
+                    &status,
+                ]));
             }
         }
     }

@@ -9,9 +9,10 @@
 
 mod ab;
 mod allocators;
+mod bench_matrix;
 mod callgrind;
 mod cargo_build;
-mod cli;
+mod flags;
 mod learnlog;
 mod matrix;
 mod policyfile;
@@ -25,33 +26,10 @@ mod workloads;
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("bench-matrix") => match cli::Options::parse(&args[1..]) {
-            Ok(cli::Parsed::Help) => {
-                print!("{}", cli::USAGE);
-                ExitCode::SUCCESS
-            }
-            Ok(cli::Parsed::Run(opts)) => match matrix::main(&opts) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("bench-matrix: {e}");
-                    ExitCode::FAILURE
-                }
-            },
-            Err(e) => {
-                eprintln!("bench-matrix: {e}\n\n{}", cli::USAGE);
-                ExitCode::from(2)
-            }
-        },
-        Some("help" | "--help" | "-h") | None => {
-            print!("cargo xtask <command>\n\nCommands:\n  bench-matrix   workloads x allocators benchmark (see `cargo xtask bench-matrix --help`)\n");
-            ExitCode::SUCCESS
-        }
-        Some(other) => {
-            eprintln!("xtask: unknown command `{other}` (try `cargo xtask help`)");
-            ExitCode::from(2)
-        }
+    match flags::Xtask::parse().command {
+        flags::Command::BenchMatrix(args) => args.run(),
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::allocators::{self, Allocator, Check, Paths};
-use crate::cli::Options;
+use crate::bench_matrix::Options;
 use crate::progress::{clock, Progress};
 use crate::runner::{self, Job, Status};
 use crate::summary::{self, Cell, Run};

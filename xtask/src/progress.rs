@@ -1,12 +1,14 @@
-//! A one-line progress bar on standard error (a plain log line per run when
-//! standard error is not a terminal).
-use std::io::{IsTerminal, Write};
+//! A progress bar with an ETA on standard error (indicatif), or a plain log
+//! line per run when standard error is not a terminal.
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Debug)]
 pub struct Progress {
+    bar: ProgressBar,
     total: usize,
-    done: usize,
     start: Instant,
     run_start: Instant,
     tty: bool,
@@ -19,93 +21,65 @@ pub fn clock(d: Duration) -> String {
     format!("{}:{:02}", s / 60, s % 60)
 }
 
-/// The bar itself: `[#####.....]` of `width` characters.
-pub fn bar(done: usize, total: usize, width: usize) -> String {
-    let filled = (done * width)
-        .checked_div(total)
-        .unwrap_or(width)
-        .min(width);
-    format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
-}
+const TEMPLATE: &str = "[{bar:30}] {pos}/{len} {msg} | {elapsed_precise}, ~{eta} left";
 
 impl Progress {
     pub fn new(total: usize) -> Self {
+        Self::with_terminal(total, std::io::stderr().is_terminal())
+    }
+
+    fn with_terminal(total: usize, tty: bool) -> Self {
+        let bar = if tty {
+            ProgressBar::new(total as u64)
+        } else {
+            ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::hidden())
+        };
+        bar.set_style(
+            ProgressStyle::with_template(TEMPLATE)
+                .expect("a valid template")
+                .progress_chars("#>."),
+        );
         Self {
+            bar,
             total,
-            done: 0,
             start: Instant::now(),
             run_start: Instant::now(),
-            tty: std::io::stderr().is_terminal(),
+            tty,
             current: String::new(),
         }
     }
 
-    fn line(&self) -> String {
-        let elapsed = self.start.elapsed();
-        let eta = if self.done > 0 {
-            let per = elapsed.as_secs_f64() / self.done as f64;
-            format!(
-                ", ~{} left",
-                clock(Duration::from_secs_f64(
-                    per * (self.total - self.done) as f64
-                ))
-            )
-        } else {
-            String::new()
-        };
-        format!(
-            "{} {}/{} {} ({}s) | {}{eta}",
-            bar(self.done, self.total, 30),
-            self.done,
-            self.total,
-            self.current,
-            self.run_start.elapsed().as_secs(),
-            clock(elapsed)
-        )
-    }
-
-    fn draw(&self) {
-        if self.tty {
-            let mut e = std::io::stderr().lock();
-            let _ = write!(e, "\r\x1b[2K{}", self.line());
-            let _ = e.flush();
-        }
+    /// What the bar says about the current run.
+    fn message(&self) -> String {
+        format!("{} ({}s)", self.current, self.run_start.elapsed().as_secs())
     }
 
     /// A run starts.
     pub fn start(&mut self, workload: &str, rep: usize, reps: usize, allocator: &str) {
         self.current = format!("{workload} · {allocator} · rep {}/{reps}", rep + 1);
         self.run_start = Instant::now();
-        self.draw();
+        self.bar.set_message(self.message());
     }
 
     /// Redraws (elapsed time of the current run).
     pub fn tick(&self) {
-        self.draw();
+        self.bar.set_message(self.message());
     }
 
     /// The current run ended; `outcome` is a short description.
     pub fn finish(&mut self, outcome: &str, failed: bool) {
-        self.done += 1;
-        if self.tty {
-            if failed {
-                let mut e = std::io::stderr().lock();
-                let _ = writeln!(e, "\r\x1b[2K{}: {outcome}", self.current);
-            }
-            self.draw();
-        } else {
-            eprintln!(
-                "[{:>4}/{}] {}: {outcome}",
-                self.done, self.total, self.current
-            );
+        self.bar.inc(1);
+        let done = self.bar.position();
+        if !self.tty {
+            eprintln!("[{done:>4}/{}] {}: {outcome}", self.total, self.current);
+        } else if failed {
+            self.bar.println(format!("{}: {outcome}", self.current));
         }
     }
 
     /// Clears the bar.
     pub fn clear(&self) {
-        if self.tty {
-            eprint!("\r\x1b[2K");
-        }
+        self.bar.finish_and_clear();
     }
 
     /// Time since the start.
@@ -119,23 +93,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bar_and_clock() {
-        assert_eq!(bar(0, 10, 10), "[..........]");
-        assert_eq!(bar(5, 10, 10), "[#####.....]");
-        assert_eq!(bar(10, 10, 4), "[####]");
-        assert_eq!(bar(0, 0, 4), "[####]");
+    fn clock_is_minutes_and_seconds() {
         assert_eq!(clock(Duration::from_secs(83)), "1:23");
+        assert_eq!(clock(Duration::from_secs(5)), "0:05");
     }
 
     #[test]
-    fn line_names_workload_allocator_and_eta() {
-        let mut p = Progress::new(4);
-        p.tty = false;
+    fn names_workload_allocator_and_counts_runs() {
+        let mut p = Progress::with_terminal(4, false);
         p.start("larson", 0, 2, "jemalloc");
-        assert!(p.line().contains("larson · jemalloc · rep 1/2"));
-        assert!(!p.line().contains("left"));
+        assert!(
+            p.message().starts_with("larson · jemalloc · rep 1/2 ("),
+            "{}",
+            p.message()
+        );
         p.finish("ok", false);
-        assert!(p.line().starts_with("[#######"), "{}", p.line());
-        assert!(p.line().contains("left"));
+        p.start("larson", 1, 2, "jemalloc");
+        assert!(p.message().contains("rep 2/2"));
+        p.finish("ok", false);
+        assert_eq!((p.bar.position(), p.bar.length()), (2, Some(4)));
+        p.clear();
     }
 }

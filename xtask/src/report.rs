@@ -245,13 +245,18 @@ pub fn markdown(m: &Matrix, ctx: &Context) -> String {
     o
 }
 
-/// Quotes a CSV field when needed.
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+/// One CSV record with its line end, fields quoted where needed (RFC 4180,
+/// by the `csv` crate).
+pub fn csv_record<I, T>(fields: I) -> String
+where
+    I: IntoIterator<Item = T>,
+    T: AsRef<[u8]>,
+{
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(fields)
+        .expect("writing CSV to memory cannot fail");
+    let bytes = w.into_inner().expect("flushing CSV to memory cannot fail");
+    String::from_utf8(bytes).expect("the fields are UTF-8")
 }
 
 fn num(v: Option<f64>) -> String {
@@ -330,8 +335,7 @@ pub fn results_csv(m: &Matrix) -> String {
                     v
                 }
             };
-            let row: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
-            let _ = writeln!(o, "{}", row.join(","));
+            o.push_str(&csv_record(&row));
         }
     }
     o
@@ -375,8 +379,7 @@ pub fn runs_csv_row(r: &Run) -> String {
         f("malloc_lib"),
         record,
     ];
-    let row: Vec<String> = row.iter().map(|x| csv_field(x)).collect();
-    format!("{}\n", row.join(","))
+    csv_record(&row)
 }
 
 #[cfg(test)]
@@ -470,8 +473,10 @@ mod tests {
         assert!(lines
             .iter()
             .any(|l| l.starts_with("tiny-hot,hakmem,failed,1,1,SIGSEGV,")));
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"x\""), "\"say \"\"x\"\"\"");
+        assert_eq!(
+            csv_record(["a,b", "say \"x\"", "two\nlines", "plain", ""]),
+            "\"a,b\",\"say \"\"x\"\"\",\"two\nlines\",plain,\n"
+        );
         let row = runs_csv_row(&run("w", "a", None));
         assert!(row.starts_with("w,a,0,failed,SIGSEGV,0.100,"), "{row}");
         assert_eq!(

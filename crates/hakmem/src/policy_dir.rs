@@ -152,7 +152,7 @@ pub(crate) fn save(dir: &Path, policy: &FrozenPolicy) {
     let written = f.write_all(&buf[..n]);
     f.close();
     if !written || !file::rename(tmp.as_c_str(), path.as_c_str()) {
-        file::remove(tmp.as_c_str());
+        file::unlink(tmp.as_c_str());
         report(path.as_bytes(), "cannot write the file");
     }
 }

@@ -326,18 +326,19 @@ pub(crate) fn write_table(fd: i32) {
 /// Writes the profile as JSON to `fd` (`HAKMEM_PROF_JSON`): `{"sample_shift":
 /// N, "categories": [{"name", "samples", "calls", "total_ns", "avg_ns",
 /// "p50_ns", "p99_ns"}, ...]}`, every category, in table order.
-pub(crate) fn write_json(fd: i32) {
+pub(crate) fn write_json(fd: i32) -> bool {
     use core::fmt::Write;
     use hakmem_platform::file::write_all;
     use hakmem_platform::Line;
     let p = profile();
+    let mut ok = true;
     let mut line = Line::new();
     let _ = writeln!(
         line,
         "{{\"sample_shift\": {}, \"categories\": [",
         p.sample_shift
     );
-    write_all(fd, line.as_str().as_bytes());
+    ok &= write_all(fd, line.as_str().as_bytes());
     for (i, r) in p.rows.iter().enumerate() {
         let mut line = Line::new();
         let _ = writeln!(
@@ -353,7 +354,7 @@ pub(crate) fn write_json(fd: i32) {
             r.p99_ns,
             if i + 1 < CATS { "," } else { "" }
         );
-        write_all(fd, line.as_str().as_bytes());
+        ok &= write_all(fd, line.as_str().as_bytes());
     }
-    write_all(fd, b"]}\n");
+    ok & write_all(fd, b"]}\n")
 }

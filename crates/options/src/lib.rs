@@ -185,6 +185,51 @@ impl Path {
     }
 }
 
+impl Path {
+    /// The path with its placeholders replaced, for an output file written
+    /// by one process of many: `%p` becomes `pid` in decimal, `%e` the
+    /// executable's name `exe`, `%%` one `%`; any other `%` is kept as it
+    /// is. Written NUL-terminated into `out` (no allocation); `None` if the
+    /// result, NUL included, does not fit `out` or `exe` contains a NUL.
+    pub fn expand<'b>(&self, pid: u32, exe: &[u8], out: &'b mut [u8]) -> Option<&'b CStr> {
+        if exe.contains(&0) {
+            return None;
+        }
+        let mut digits = [0u8; 10];
+        let mut at = digits.len();
+        let mut n = pid;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let pid = &digits[at..];
+        let src = self.as_bytes();
+        let mut len = 0;
+        let mut i = 0;
+        while i < src.len() {
+            let (piece, step): (&[u8], usize) = match (src[i], src.get(i + 1)) {
+                (b'%', Some(b'p')) => (pid, 2),
+                (b'%', Some(b'e')) => (exe, 2),
+                (b'%', Some(b'%')) => (b"%", 2),
+                _ => (&src[i..=i], 1),
+            };
+            i += step;
+            let end = len + piece.len();
+            if end >= out.len() {
+                return None;
+            }
+            out[len..end].copy_from_slice(piece);
+            len = end;
+        }
+        out[len] = 0;
+        CStr::from_bytes_with_nul(&out[..=len]).ok()
+    }
+}
+
 impl fmt::Debug for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Path(\"{}\")", Lossy(self.as_bytes()))

@@ -62,7 +62,9 @@ pub static TABLE: [Spec; VARS] = [
         default: "unset",
         fallback: "ignored",
         description: "Where to write the policy at exit (in the learning modes, the converged \
-                      one).",
+                      one). An output path: `%p` is replaced by the process id, `%e` by the \
+                      executable's name, `%%` by `%`; written under a temporary name and \
+                      renamed.",
     },
     Spec {
         var: Var::Stats,
@@ -125,7 +127,10 @@ pub static TABLE: [Spec; VARS] = [
         policy_field: None,
         default: "unset",
         fallback: "ignored",
-        description: "Also write the call-site report as JSON to this path.",
+        description: "Also write the call-site report as JSON to this path at exit. An output \
+                      path: `%p` is replaced by the process id, `%e` by the executable's name, \
+                      `%%` by `%` (`sites.%p.json`: one report per process); written under a \
+                      temporary name and renamed.",
     },
     Spec {
         var: Var::SitePlacement,

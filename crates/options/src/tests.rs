@@ -239,6 +239,43 @@ fn paths_up_to_255_bytes() {
 }
 
 #[test]
+fn output_paths_expand_pid_exe_and_percent() {
+    let expand = |template: &str, pid: u32, exe: &str| -> Option<String> {
+        let p = Path::new(template.as_bytes()).unwrap();
+        let mut out = [0u8; PATH_MAX];
+        p.expand(pid, exe.as_bytes(), &mut out)
+            .map(|c| c.to_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        expand("/tmp/sites.%p.json", 4242, "x").as_deref(),
+        Some("/tmp/sites.4242.json")
+    );
+    assert_eq!(expand("%e-%p", 0, "bash").as_deref(), Some("bash-0"));
+    assert_eq!(
+        expand("%p%p", u32::MAX, "").as_deref(),
+        Some("42949672954294967295")
+    );
+    // `%%` is one percent and never starts a placeholder; other `%`s stay
+    assert_eq!(expand("100%%p", 7, "e").as_deref(), Some("100%p"));
+    assert_eq!(expand("a%x%", 7, "e").as_deref(), Some("a%x%"));
+    assert_eq!(expand("%e", 7, "").as_deref(), Some(""));
+    assert_eq!(expand("plain", 7, "e").as_deref(), Some("plain"));
+    // the result must fit the buffer with its NUL
+    let long = "x".repeat(PATH_MAX - 4);
+    assert_eq!(expand(&long, 1, "e").map(|s| s.len()), Some(PATH_MAX - 4));
+    let with_pid = long + "%p";
+    assert_eq!(
+        expand(&with_pid, 123, "e").map(|s| s.len()),
+        Some(PATH_MAX - 1)
+    );
+    assert_eq!(expand(&with_pid, 1234, "e"), None);
+    assert_eq!(expand("%e", 1, &"n".repeat(PATH_MAX)), None);
+    let p = Path::new(b"%e").unwrap();
+    assert!(p.expand(1, b"a\0b", &mut [0u8; 16]).is_none());
+    assert!(p.expand(1, b"", &mut []).is_none());
+}
+
+#[test]
 fn several_problems_are_all_reported_in_table_order() {
     let (o, w) = parse(&[
         ("HAKMEM_DECAY_MS", b"x"),

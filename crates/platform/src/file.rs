@@ -113,6 +113,59 @@ pub fn write_all(fd: c_int, bytes: &[u8]) -> bool {
     true
 }
 
+/// Renames `from` to `to` (`rename(2)`), replacing `to` atomically if it
+/// exists; false on failure (`errno` says why). Both must be on one file
+/// system.
+pub fn rename(from: &CStr, to: &CStr) -> bool {
+    // SAFETY: both are valid NUL-terminated strings for the call.
+    unsafe { libc::rename(from.as_ptr(), to.as_ptr()) == 0 }
+}
+
+/// Removes the file `path` (`unlink(2)`); false on failure.
+pub fn unlink(path: &CStr) -> bool {
+    // SAFETY: `path` is a valid NUL-terminated string for the call.
+    unsafe { libc::unlink(path.as_ptr()) == 0 }
+}
+
+/// Reads the target of the symbolic link `path` into `buf`
+/// (`readlink(2)`, not NUL-terminated); the number of bytes, or `None` on
+/// failure. A target as long as `buf` may have been cut short.
+pub fn read_link(path: &CStr, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: `buf` is a valid, writable region of `buf.len()` bytes that
+    // readlink may fill; `path` is NUL-terminated.
+    let n = unsafe { libc::readlink(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (n >= 0).then_some(n as usize)
+}
+
+/// What identifies a version of a file: its size and modification time
+/// (`fstat(2)` on `path` opened for reading).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time: seconds and nanoseconds since the epoch.
+    pub mtime: (i64, i64),
+    /// Device and inode.
+    pub id: (u64, u64),
+}
+
+/// The [`FileStamp`] of `path`, or `None` if it cannot be opened.
+pub fn stamp(path: &CStr) -> Option<FileStamp> {
+    let file = Fd::open_read(path)?;
+    // SAFETY: all-zero bytes are a valid `stat` (plain integers).
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `file` is an open descriptor; `st` is writable and sized for
+    // the call.
+    if unsafe { libc::fstat(file.raw(), &mut st) } != 0 {
+        return None;
+    }
+    Some(FileStamp {
+        size: st.st_size as u64,
+        mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+        id: (st.st_dev as u64, st.st_ino as u64),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,58 +206,32 @@ mod tests {
         assert_eq!(crate::errno(), libc::EBADF);
         assert!(write_all(-1, b""));
     }
-}
 
-/// Renames `from` to `to` (`rename(2)`: atomic within one file system,
-/// replacing `to`); false if it fails (`errno` says why).
-pub fn rename(from: &CStr, to: &CStr) -> bool {
-    // SAFETY: both are valid NUL-terminated strings for the call.
-    unsafe { libc::rename(from.as_ptr(), to.as_ptr()) == 0 }
-}
-
-/// Removes a file (`unlink(2)`); false if it fails.
-pub fn remove(path: &CStr) -> bool {
-    // SAFETY: `path` is a valid NUL-terminated string for the call.
-    unsafe { libc::unlink(path.as_ptr()) == 0 }
-}
-
-/// What identifies a version of a file: its size and modification time
-/// (`fstat(2)` on `path` opened for reading).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileStamp {
-    /// Size in bytes.
-    pub size: u64,
-    /// Modification time: seconds and nanoseconds since the epoch.
-    pub mtime: (i64, i64),
-    /// Device and inode.
-    pub id: (u64, u64),
-}
-
-/// The [`FileStamp`] of `path`, or `None` if it cannot be opened.
-pub fn stamp(path: &CStr) -> Option<FileStamp> {
-    let file = Fd::open_read(path)?;
-    // SAFETY: all-zero bytes are a valid `stat` (plain integers).
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: `file` is an open descriptor; `st` is writable and sized for
-    // the call.
-    if unsafe { libc::fstat(file.raw(), &mut st) } != 0 {
-        return None;
+    #[test]
+    fn rename_replaces_and_unlink_removes() {
+        let a = temp_path("ren-a");
+        let b = temp_path("ren-b");
+        Fd::create(&a).unwrap().write_all(b"new");
+        Fd::create(&b).unwrap().write_all(b"old");
+        assert!(rename(&a, &b));
+        assert!(Fd::open_read(&a).is_none());
+        let mut buf = [0u8; 8];
+        assert_eq!(Fd::open_read(&b).unwrap().read_all_into(&mut buf), 3);
+        assert_eq!(&buf[..3], b"new");
+        assert!(!rename(&a, &b));
+        assert_eq!(crate::errno(), libc::ENOENT);
+        assert!(unlink(&b));
+        assert!(!unlink(&b));
     }
-    Some(FileStamp {
-        size: st.st_size as u64,
-        mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
-        id: (st.st_dev as u64, st.st_ino as u64),
-    })
-}
 
-/// The target of the symbolic link `path` into `buf` (`readlink(2)`): its
-/// length, or `None` if it fails or does not fit (a result that fills the
-/// buffer may have been cut).
-pub fn read_link(path: &CStr, buf: &mut [u8]) -> Option<usize> {
-    // SAFETY: `path` is a valid NUL-terminated string; `buf` is writable
-    // for `buf.len()` bytes.
-    let n = unsafe { libc::readlink(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    (n >= 0 && (n as usize) < buf.len()).then_some(n as usize)
+    #[test]
+    fn read_link_of_own_exe() {
+        let mut buf = [0u8; 4096];
+        let n = read_link(c"/proc/self/exe", &mut buf).expect("readlink");
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(&buf[..n], exe.as_os_str().as_encoded_bytes());
+        assert!(read_link(c"/nonexistent/hakmem", &mut buf).is_none());
+    }
 }
 
 #[cfg(test)]
@@ -220,23 +247,5 @@ mod identity_tests {
         assert!(s.size > 0);
         assert!(stamp(c"/nonexistent/hakmem").is_none());
         assert!(read_link(c"/nonexistent/hakmem", &mut buf).is_none());
-    }
-
-    #[test]
-    fn rename_replaces_and_remove_removes() {
-        let dir = std::env::temp_dir().join(format!("hakmem-rename-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let a = dir.join("a");
-        let b = dir.join("b");
-        std::fs::write(&a, b"new").unwrap();
-        std::fs::write(&b, b"old").unwrap();
-        let ca = std::ffi::CString::new(a.to_str().unwrap()).unwrap();
-        let cb = std::ffi::CString::new(b.to_str().unwrap()).unwrap();
-        assert!(rename(&ca, &cb));
-        assert_eq!(std::fs::read(&b).unwrap(), b"new");
-        assert!(!a.exists());
-        assert!(remove(&cb));
-        assert!(!remove(&cb));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -21,10 +21,33 @@ pub fn at_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern 
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) == 0 }
 }
 
-/// The process id (`getpid(2)`).
+/// The process id (`getpid(2)`; after `fork`, the child's own).
 pub fn id() -> u32 {
     // SAFETY: getpid has no preconditions and cannot fail.
     unsafe { libc::getpid() as u32 }
+}
+
+/// The executable's file name (the last component of `/proc/self/exe`,
+/// else of `argv[0]` from `/proc/self/cmdline`) copied into `buf`; the
+/// number of bytes (0 if neither could be read). Never allocates. A name
+/// longer than `buf` is cut short.
+pub fn exe_name(buf: &mut [u8]) -> usize {
+    let mut full = [0u8; 512];
+    let mut n = crate::file::read_link(c"/proc/self/exe", &mut full).unwrap_or(0);
+    if n == 0 {
+        if let Some(f) = crate::file::Fd::open_read(c"/proc/self/cmdline") {
+            let got = f.read_all_into(&mut full);
+            n = full[..got].iter().position(|&b| b == 0).unwrap_or(got);
+        }
+    }
+    let path = &full[..n];
+    let name = match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => &path[i + 1..],
+        None => path,
+    };
+    let len = name.len().min(buf.len());
+    buf[..len].copy_from_slice(&name[..len]);
+    len
 }
 
 #[cfg(test)]
@@ -62,5 +85,18 @@ mod tests {
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
         assert_eq!(CALLS.load(Ordering::SeqCst), 11);
+    }
+
+    #[test]
+    fn id_and_exe_name() {
+        assert_eq!(id(), std::process::id());
+        let mut buf = [0u8; 256];
+        let n = exe_name(&mut buf);
+        let exe = std::env::current_exe().unwrap();
+        let want = exe.file_name().unwrap().as_encoded_bytes();
+        assert_eq!(&buf[..n], want);
+        let mut short = [0u8; 3];
+        assert_eq!(exe_name(&mut short), 3);
+        assert_eq!(&short[..], &want[..3]);
     }
 }

@@ -1,0 +1,21 @@
+//! The command line of `cargo xtask`: one subcommand per module (adding a
+//! command is one variant here and its module's `Args`).
+use clap::{Parser, Subcommand};
+
+/// Project automation for hakmem.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    arg_required_else_help = true
+)]
+pub struct Xtask {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Workloads x allocators benchmark (interleaved runs, tables and charts).
+    BenchMatrix(crate::bench_matrix::Args),
+}
