@@ -44,6 +44,9 @@ pub use api::{
     malloc_slow, realloc, realloc_aligned, set_site_placement, usable_size, zeroed_alloc,
     MIN_ALIGN,
 };
+/// Whole-structure validation on demand (the fuzzer's invariant checks).
+#[doc(hidden)]
+pub use check::check_now;
 pub use classes::{class_of, class_size, NCLASSES, SLAB_MAX, TINY_BIN_OFFSET};
 pub use hakmem_sites::{Lane, PlacementStats};
 pub use hakmem_sites::{SiteBox, SiteId, SiteVec};
