@@ -6,6 +6,8 @@
 //!   writes `target/bench-matrix/{results.csv,runs.csv,results.md,*.svg}`;
 //!   `--ab` runs hakmem's learning mode against its default instead
 //!   (`ab.md`, `ab.csv`, `ab-runs.csv`).
+//! * `cargo xtask soak --minutes N`: the long mixed run under
+//!   `libhakmem.so` with contents checks and RSS bounds (`soak.rs`).
 
 mod ab;
 mod allocators;
@@ -19,6 +21,7 @@ mod progress;
 mod record;
 mod report;
 mod runner;
+mod soak;
 mod summary;
 mod svg;
 mod workloads;
@@ -45,8 +48,15 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some("soak") => match soak::main(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("soak: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some("help" | "--help" | "-h") | None => {
-            print!("cargo xtask <command>\n\nCommands:\n  bench-matrix   workloads x allocators benchmark (see `cargo xtask bench-matrix --help`)\n");
+            print!("cargo xtask <command>\n\nCommands:\n  bench-matrix   workloads x allocators benchmark (see `cargo xtask bench-matrix --help`)\n  soak           long mixed run under libhakmem.so (see `cargo xtask soak --help`)\n");
             ExitCode::SUCCESS
         }
         Some(other) => {
