@@ -27,7 +27,7 @@ for target in c_api parsers; do
     cargo +nightly fuzz run -O "$target" "$scratch/$target" "corpus/$target" -- \
         -max_total_time="$secs" -timeout=60 -print_final_stats=1 \
         >"$scratch/$target.log" 2>&1 || rc=$?
-    grep -E '^#[0-9]+ +(INITED|DONE)|^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' \
+    grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' \
         "$scratch/$target.log" || true
     if [ "$rc" -ne 0 ]; then
         tail -n 80 "$scratch/$target.log"
