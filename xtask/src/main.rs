@@ -6,6 +6,8 @@
 //!   writes `target/bench-matrix/{results.csv,runs.csv,results.md,*.svg}`;
 //!   `--ab` runs hakmem's learning mode against its default instead
 //!   (`ab.md`, `ab.csv`, `ab-runs.csv`).
+//! * `cargo xtask soak --minutes N`: the long mixed run under
+//!   `libhakmem.so` with contents checks and RSS bounds (`soak.rs`).
 
 mod ab;
 mod allocators;
@@ -20,6 +22,7 @@ mod progress;
 mod record;
 mod report;
 mod runner;
+mod soak;
 mod summary;
 mod svg;
 mod workloads;
@@ -31,5 +34,12 @@ use clap::Parser;
 fn main() -> ExitCode {
     match flags::Xtask::parse().command {
         flags::Command::BenchMatrix(args) => args.run(),
+        flags::Command::Soak(a) => match soak::main(&a.args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("soak: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
