@@ -142,6 +142,7 @@ extern "C" fn after_in_child() {
     finish();
     // atomics only: no thread of the parent's learner exists here
     crate::learner::after_fork_in_child();
+    crate::background::after_fork_in_child();
 }
 
 #[cfg(test)]
