@@ -22,6 +22,10 @@
 use core::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
+use hakmem_platform::{Pal, SpinLock};
+
+use crate::state::{Heap, Os, ORPHANAGE, POLICY, REGISTRY};
+
 const OFF: u8 = 0;
 const WANTED: u8 = 1;
 const STARTING: u8 = 2;
@@ -86,9 +90,9 @@ pub fn background_running() -> bool {
 /// The thread: tick, sleep, forever.
 fn run() {
     loop {
-        let decay = crate::state::POLICY.load().decay_ms;
+        let decay = POLICY.load().decay_ms;
         std::thread::sleep(Duration::from_millis(tick_period_ms(decay)));
-        tick(<crate::state::Os as hakmem_platform::Pal>::now_ms());
+        tick(Os::now_ms());
     }
 }
 
@@ -96,12 +100,45 @@ fn run() {
 /// decay time, holds no lock between hooks, and never waits for a busy
 /// owner. Other maintenance work plugs in here.
 pub(crate) fn tick(now_ms: u64) {
+    let decay = POLICY.load().decay_ms;
     // the pool and the large cache (shared, under their own locks)
     crate::state::decay_tick();
+    // every heap not busy: idle empty slabs and free slots (never bins)
+    visit_heaps(now_ms, decay);
+    // exited threads' superslabs still holding live blocks: free slots
+    let _errno = hakmem_platform::ErrnoGuard::new();
+    ORPHANAGE.purge_idle::<Os>(now_ms, decay);
     // ---- hook: huge pages (branch `huge`) --------------------------------
     // crate::huge::tick(now_ms);
     // ----------------------------------------------------------------------
-    let _ = now_ms;
+}
+
+/// Held by a thread visiting a heap it may not own ([`visit_heaps`]), one
+/// heap at a time; the fork handlers take it first, so no child inherits a
+/// heap whose maintenance lock a visitor that is not there holds.
+static VISITORS: SpinLock<()> = SpinLock::new(());
+
+/// The visitors' lock, for the fork handlers.
+pub(crate) fn fork_lock() -> &'static SpinLock<impl Sized> {
+    &VISITORS
+}
+
+/// Visits every heap (`Heap::visit`): what sat idle for `decay_ms` (0:
+/// everything idle now) in heaps whose owner is not in a slow path goes
+/// back; busy heaps are skipped. Returns the heaps visited. The caller must
+/// not be inside a slow path of its own heap (it holds no allocator lock).
+pub(crate) fn visit_heaps(now_ms: u64, decay_ms: u64) -> usize {
+    let mut n = 0;
+    REGISTRY.for_each_unlocked(|h| {
+        let _v = VISITORS.lock();
+        // SAFETY: `h` is a heap of the registry; the caller is in none of
+        // its own heap's slow paths (so holds no heap's maintenance lock);
+        // VISITORS is held, which the fork handlers take.
+        if unsafe { Heap::visit(h, now_ms, decay_ms) } {
+            n += 1;
+        }
+    });
+    n
 }
 
 #[cfg(test)]

@@ -103,7 +103,6 @@ fn exited_threads_memory_decays_without_calls() {
 }
 
 #[test]
-#[ignore = "idle living heaps are not maintained yet (next commit)"]
 fn idle_threads_memory_decays_without_calls() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     hakmem::collect();
