@@ -139,3 +139,130 @@ fn idle_threads_memory_decays_without_calls() {
         right_after >> 20
     );
 }
+
+/// Fills `n` bytes of `p` with a pattern of `seed`.
+fn fill(p: *mut u8, n: usize, seed: u8) {
+    for i in (0..n).step_by(61) {
+        // SAFETY: a live block of n bytes.
+        unsafe { p.add(i).write(seed ^ i as u8) };
+    }
+}
+
+fn intact(p: *const u8, n: usize, seed: u8) -> bool {
+    // SAFETY: a live block of n bytes.
+    (0..n)
+        .step_by(61)
+        .all(|i| unsafe { p.add(i).read() } == seed ^ i as u8)
+}
+
+/// What the child of a fork does: allocate, check, free and collect in every
+/// size range, with a heap of its own, then exit. 0: all good.
+fn child_work() -> i32 {
+    let sizes = [24usize, 200, 1000, 5000, 30_000, 300_000, 3 << 20];
+    let mut blocks = Vec::with_capacity(4096);
+    for round in 0..3u8 {
+        for (k, &n) in sizes.iter().cycle().take(350).enumerate() {
+            let p = hakmem::malloc(n);
+            if p.is_null() {
+                return 2;
+            }
+            fill(p, n, round ^ k as u8);
+            blocks.push((p, n, round ^ k as u8));
+        }
+        for &(p, n, seed) in &blocks {
+            if !intact(p, n, seed) {
+                return 3;
+            }
+        }
+        for (p, _, _) in blocks.drain(..) {
+            // SAFETY: each block freed once.
+            unsafe { hakmem::free(p) };
+        }
+        hakmem::collect();
+    }
+    // the child's background thread comes back with its next slow path
+    for _ in 0..200 {
+        let p = hakmem::malloc(100_000);
+        // SAFETY: freed once.
+        unsafe { hakmem::free(p) };
+        if hakmem::background_running() {
+            return 0;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    4
+}
+
+/// Forks again and again while other threads purge (the background thread
+/// on its clock, a thread calling `collect` in a loop, which visits every
+/// heap) and churn memory: every child finds a consistent allocator, and
+/// none hangs.
+#[test]
+fn fork_in_the_middle_of_a_purge_leaves_the_child_consistent() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut helpers = Vec::new();
+    {
+        let stop = stop.clone();
+        helpers.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                hakmem::collect();
+            }
+        }));
+    }
+    for t in 0..2 {
+        let stop = stop.clone();
+        helpers.push(std::thread::spawn(move || {
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                // empty slabs and free slots for the purges to find
+                let v: Vec<*mut u8> = (0..2000)
+                    .map(|k| hakmem::malloc([48, 3000, 20_000, 200_000][(k + i + t) % 4]))
+                    .collect();
+                for p in v {
+                    // SAFETY: each block freed once.
+                    unsafe { hakmem::free(p) };
+                }
+                i += 1;
+            }
+        }));
+    }
+    for _ in 0..16 {
+        // SAFETY: the child runs only `child_work` and `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = child_work();
+            // SAFETY: ends the child without running the parent's atexit
+            // handlers or the test harness.
+            unsafe { libc::_exit(code) };
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut status = 0;
+        loop {
+            // SAFETY: waits for our own child, without blocking.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                break;
+            }
+            assert_eq!(r, 0, "waitpid failed");
+            if std::time::Instant::now() > deadline {
+                // SAFETY: our own child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                stop.store(true, Ordering::Relaxed);
+                panic!("a child of fork hung");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child failed: status {status:#x}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in helpers {
+        h.join().unwrap();
+    }
+}

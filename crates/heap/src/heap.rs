@@ -132,7 +132,7 @@ pub struct Heap<E> {
     pub(crate) in_use: bool,
     /// The maintenance lock: whoever holds it may touch the heap's slab and
     /// superslab lists (`current`, `partial`, `spaces`, `fulls`, `empties`,
-    /// `empty_bytes`, `last_maintain`) and the slabs and free slots they
+    /// `empty_bytes`) and the slabs and free slots they
     /// lead to. The owner's slow paths that touch them (refill, spill,
     /// pending drain, maintain, collect, policy change, release_all) take
     /// it with one uncontended compare-and-swap (re-entrantly: a nested
