@@ -783,3 +783,48 @@ fn visits_racing_the_owner_corrupt_nothing() {
     assert!(visits.load(Ordering::Relaxed) > 0, "the visitor got in");
     assert_all_superslabs_pooled::<E>();
 }
+
+/// Bins of classes above half a slot are slow-only (no fast path touches
+/// them): a visitor flushes them once the heap's slow paths were idle for
+/// the decay time (at once with decay 0), and never a fast-path bin.
+#[test]
+fn a_visitor_flushes_slow_only_bins_of_an_idle_heap() {
+    test_env!(E, 256 << 20);
+    use hakmem_heap::Heap;
+    use hakmem_platform::Pal;
+    let mut t = ThreadHeap::<E>::new();
+    let (big, small) = (class_of(100_000), class_of(48));
+    assert!(class_size(big) > 32 << 10);
+    let b = t.alloc(100_000);
+    let s = t.alloc(48);
+    // SAFETY: blocks we allocated, each freed once.
+    unsafe {
+        t.free(b);
+        t.free(s);
+    }
+    assert_eq!(
+        t.heap().bins[big].len(),
+        1,
+        "the big block waits in its bin"
+    );
+    let small_len = t.heap().bins[small].len();
+    let h: *mut Heap<E> = t.heap();
+    let decay = DEFAULT_POLICY.decay_ms;
+    let now = || <E as HeapEnv>::Pal::now_ms();
+    // SAFETY: a registered heap; this thread is in none of its slow paths.
+    assert!(unsafe { Heap::visit(h, now(), decay) });
+    assert_eq!(t.heap().bins[big].len(), 1, "not idle long enough yet");
+    E::fake().advance_ms(decay);
+    // SAFETY: as above.
+    assert!(unsafe { Heap::visit(h, now(), decay) });
+    assert_eq!(t.heap().bins[big].len(), 0, "flushed once idle");
+    assert_eq!(t.heap().bins[small].len(), small_len, "fast-path bins stay");
+    t.check();
+    // the owner allocates the big size again as usual
+    let b = t.alloc(100_000);
+    assert!(!b.is_null());
+    // SAFETY: as above.
+    unsafe { t.free(b) };
+    t.exit();
+    assert_all_superslabs_pooled::<E>();
+}
