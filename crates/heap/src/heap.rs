@@ -399,7 +399,7 @@ impl<E: HeapEnv> Heap<E> {
         let idle = decay_ms == 0 || now.saturating_sub(self.seen_since) >= decay_ms;
         if idle {
             for c in 0..NCLASSES {
-                if slow_only(c) && !self.bins[c].is_empty() {
+                if slow_only(c) && self.bins[c].len() != 0 {
                     let chain = self.bins[c].take_all();
                     self.give_back(chain);
                 }
