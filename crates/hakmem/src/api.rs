@@ -294,7 +294,10 @@ fn malloc_served(user_size: usize) -> *mut u8 {
         if size <= TINY_MAX {
             h.alloc_class(class)
         } else {
-            h.alloc_mid(class, size)
+            match h.bins[class].pop() {
+                Some(p) => p,
+                None => h.alloc_mid_wmax(class, size),
+            }
         }
     })
     .unwrap_or(ptr::null_mut());

@@ -140,10 +140,7 @@ pub struct Heap<E> {
     /// to finish; a visitor only ever try-locks it ([`Heap::visit`]) and
     /// skips a busy heap.
     ///
-    /// The bins of *slow-only* classes ([`slow_only`]) are touched only
-    /// under it, so a visitor may flush them.
-    ///
-    /// **Never under it, never by a visitor**: the other bins, `key`, `mark`,
+    /// **Never under it, never by a visitor**: the bins, `key`, `mark`,
     /// `size_bins` (the owner's inline fast paths touch them with no lock
     /// at all), the remote batches (`remote`, `remote_held`,
     /// `remote_busy`: the owner's free slow path fills them with no lock)
@@ -151,11 +148,6 @@ pub struct Heap<E> {
     /// empty (`is_releasable`) has no block in any bin nor in any batch, so
     /// releasing it touches nothing the fast paths reach.
     maint: AtomicU8,
-    /// What visitors last saw of the owner's slow-path activity (a hash of
-    /// the slow-only bins and the slow-path counters), and since when
-    /// (ms); touched only under the maintenance lock by visitors.
-    seen_activity: u64,
-    seen_since: u64,
     /// A refill ran out of memory and gave back what it could; if the retry
     /// fails too, the refill fails.
     reclaimed: bool,
@@ -266,8 +258,6 @@ impl<E> Heap<E> {
             next_free: ptr::null_mut(),
             in_use: false,
             maint: AtomicU8::new(M_FREE),
-            seen_activity: 0,
-            seen_since: 0,
             reclaimed: false,
             env: PhantomData,
         }
@@ -388,58 +378,9 @@ impl<E: HeapEnv> Heap<E> {
 
     fn visit_locked(&mut self, now: u64, decay_ms: u64) {
         let _e = hakmem_platform::ErrnoGuard::new();
-        // A heap whose slow paths did nothing for the decay time is idle:
-        // its slow-only bins go back to their slabs and everything empty
-        // goes back now (the fast-path bins stay: they are the owner's).
-        let activity = self.activity();
-        if activity != self.seen_activity || self.seen_since == 0 {
-            self.seen_activity = activity;
-            self.seen_since = now.max(1);
-        }
-        let idle = decay_ms == 0 || now.saturating_sub(self.seen_since) >= decay_ms;
-        if idle {
-            for c in 0..NCLASSES {
-                if slow_only(c) && self.bins[c].len() != 0 {
-                    let chain = self.bins[c].take_all();
-                    self.give_back(chain);
-                }
-            }
-            self.seen_activity = self.activity();
-        }
-        self.decay_lists(now, if idle { 0 } else { decay_ms });
-        if idle {
+        self.decay_lists(now, decay_ms);
+        if decay_ms == 0 {
             self.release_empty_superslabs(now);
-        }
-    }
-
-    /// A value that changes whenever the owner's slow paths do something:
-    /// the slow-only bins (only touched under the maintenance lock) and the
-    /// slow-path counters.
-    fn activity(&self) -> u64 {
-        let mut h = 0u64;
-        for c in 0..NCLASSES {
-            let st = &self.stats.classes[c];
-            let mut v = st.refills.get() ^ st.spills.get().rotate_left(20);
-            if slow_only(c) {
-                v ^= (self.bins[c].len() as u64).rotate_left(40);
-            }
-            h = (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-        h ^ self.stats.superslabs_acquired.get()
-    }
-
-    /// A block for a mid class: its bin first (under the maintenance lock
-    /// for a slow-only class, see [`slow_only`]), then a larger class's
-    /// within W_MAX, then a refill.
-    pub fn alloc_mid(&mut self, class: usize, size: usize) -> *mut u8 {
-        let _m = if slow_only(class) {
-            self.lock_owner()
-        } else {
-            MaintGuard(ptr::null())
-        };
-        match self.bins[class].pop() {
-            Some(p) => p,
-            None => self.alloc_mid_wmax(class, size),
         }
     }
 
@@ -472,11 +413,6 @@ impl<E: HeapEnv> Heap<E> {
     /// Serves one block of `class` (bin first, then a refill); null when out
     /// of memory.
     pub fn alloc_class(&mut self, class: usize) -> *mut u8 {
-        let _m = if slow_only(class) {
-            self.lock_owner()
-        } else {
-            MaintGuard(ptr::null())
-        };
         if let Some(p) = self.bins[class].pop() {
             return p;
         }
@@ -487,8 +423,6 @@ impl<E: HeapEnv> Heap<E> {
     /// larger class's bin when one within W_MAX holds a block (the block
     /// keeps its own class, so it is freed to the right bin).
     pub fn alloc_mid_wmax(&mut self, class: usize, size: usize) -> *mut u8 {
-        // the larger classes may be slow-only ones
-        let _m = self.lock_owner();
         let limit = (size as u64 * E::policy().load().mid_wmax_permille as u64 / 1000) as usize;
         let mut c = class + 1;
         while c < NCLASSES && class_size(c) <= limit {
@@ -789,11 +723,6 @@ impl<E: HeapEnv> Heap<E> {
         // SAFETY: p is a live block (≥ 16 bytes) of ours being freed
         // (caller's contract).
         unsafe { (*p.cast::<Block>()).mark.store(self.mark) };
-        let _slow = if slow_only(class) {
-            self.lock_owner()
-        } else {
-            MaintGuard(ptr::null())
-        };
         let cap = self.bins[class].cap();
         if cap == 0 {
             let _m = self.lock_owner();
@@ -1003,16 +932,6 @@ impl<E: HeapEnv> Heap<E> {
             E::orphanage().abandon(ss);
         }
     }
-}
-
-/// Whether the bins of `class` are *slow-only*: its blocks are larger than
-/// half a slot, so no fast path ever pushes to its bin (the block-start
-/// test always fails, `blocks_per_slot` being 0) nor pops it (the malloc
-/// fast paths serve tiny sizes only). Every access to such a bin is on a
-/// slow path under the maintenance lock, so a visitor may flush it.
-#[inline]
-fn slow_only(class: usize) -> bool {
-    class_size(class) > SLOT_SIZE / 2
 }
 
 fn collect_slabs(ss: &OwnedSuperslab) -> [Option<SlabRef>; SLOTS] {
