@@ -78,8 +78,10 @@ fn rss_falls_back_after_freeing_1_gib() {
         "kept {} MiB right after the free",
         after >> 20
     );
-    // After the decay time, the next allocator calls purge the rest.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // After the decay time the background thread (on its clock: a tick
+    // every decay/8, the large cache scanning at most twice per decay
+    // period) and the next allocator calls purge the rest.
+    std::thread::sleep(std::time::Duration::from_millis(1700));
     for _ in 0..300 {
         let p = hakmem::malloc(3 << 20);
         // SAFETY: freed once.
