@@ -7,8 +7,10 @@
 //! list, which gives back memory that sat unused for the decay time.
 //!
 //! The thread starts lazily, from a slow path that holds no lock (the spawn
-//! allocates), never from a fast path: the same state machine as the
-//! learner's (`OFF` → `WANTED` at set-up → `STARTING` → `RUNNING`). After
+//! allocates), never from a fast path, and only once the process has a
+//! second thread (a single-threaded process stays one, see `fork.rs`): the
+//! same state machine as the learner's (`OFF` → `WANTED` at set-up →
+//! `STARTING` → `RUNNING`). After
 //! `fork` it does not exist in the child; [`after_fork_in_child`] turns
 //! `RUNNING` back into `WANTED`, so the child's next slow path starts a new
 //! one.
@@ -48,11 +50,14 @@ pub(crate) fn want() {
     let _ = STATE.compare_exchange(OFF, WANTED, Ordering::AcqRel, Ordering::Relaxed);
 }
 
-/// Starts the thread if it is wanted and not running. Called from slow
-/// paths that hold no lock (the spawn allocates).
+/// Starts the thread if it is wanted and not running, once the process has
+/// a second thread: a single-threaded process decays through its one
+/// thread's calls, and stays single-threaded (so that `fork` from a signal
+/// handler keeps the lock-free path of `fork.rs`). Called from slow paths
+/// that hold no lock (the spawn allocates).
 #[inline]
 pub(crate) fn maybe_start() {
-    if STATE.load(Ordering::Relaxed) == WANTED {
+    if STATE.load(Ordering::Relaxed) == WANTED && !hakmem_platform::single_threaded() {
         start();
     }
 }
