@@ -114,6 +114,7 @@ const EXTRA_METRICS: &[(&str, &str)] = &[
     ("rss_growth_kb", "RSS growth (MiB)"),
     ("live_kb", "live (MiB)"),
     ("faults_per_iter", "minor faults per chain"),
+    ("kept_kb", "RSS kept after idling (MiB)"),
 ];
 
 /// The whole Markdown report.

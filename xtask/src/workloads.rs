@@ -83,6 +83,8 @@ pub const ALL: &[Workload] = &[
     w("handoff-mid-single-1x3", "handoff", false, &["--producers", "1", "--consumers", "3", "--min", "1K", "--max", "32K", "--batch", "1"], &["--blocks", "300k"], &["--blocks", "100k"]),
     w("site-lifetimes", "site-lifetimes", false, &[], &["--phases", "16"], &["--phases", "8"]),
     w("site-lifetimes-noplace", "site-lifetimes", false, &["--placement", "off"], &["--phases", "16"], &["--phases", "8"]),
+    w("exited-threads", "idle-return", false, &["--mode", "exited", "--total", "1G", "--live", "256M", "--idle-ms", "2000"], &[], &[]),
+    w("idle-threads", "idle-return", false, &["--mode", "idle", "--total", "1G", "--live", "256M", "--idle-ms", "2000"], &[], &[]),
 ];
 
 /// The workloads of the learning A/B (`--ab`) whose best policy differs

@@ -294,6 +294,7 @@ fn serve(size: usize, ra: usize) -> *mut u8 {
         crate::ring::record(crate::ring::Kind::Alloc, p, size, ra, tls::os_tid());
     }
     crate::learner::maybe_start();
+    crate::background::maybe_start();
     p
 }
 

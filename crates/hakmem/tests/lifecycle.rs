@@ -78,9 +78,10 @@ fn rss_falls_back_after_freeing_1_gib() {
         "kept {} MiB right after the free",
         after >> 20
     );
-    // After the decay time the large cache's curve starts, and by one and
-    // a half decay times the next allocator calls have purged the rest.
-    std::thread::sleep(std::time::Duration::from_millis(1600));
+    // After the decay time the background thread (on its clock: a tick
+    // every decay/8, the large cache scanning at most twice per decay
+    // period) and the next allocator calls purge the rest.
+    std::thread::sleep(std::time::Duration::from_millis(1700));
     for _ in 0..300 {
         let p = hakmem::malloc(3 << 20);
         // SAFETY: freed once.

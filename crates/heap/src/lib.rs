@@ -32,8 +32,13 @@
 //!
 //! # Invariants
 //!
-//! The owner thread alone touches a heap, except its pending list and its
-//! counters:
+//! The owner thread alone touches a heap, except its pending list, its
+//! counters, and its slab and superslab lists, which a *visitor* (the
+//! facade's background thread, or `collect` on another thread) may touch
+//! through [`Heap::visit`] while it holds the heap's maintenance lock (the
+//! owner's slow paths take the same lock; a visitor never touches the bins
+//! or the remote batches, which the owner's fast and free paths use with no
+//! lock):
 //! * every block in `bins[c]` is a free block of class `c` in a superslab
 //!   this heap owns;
 //! * `current[c]` is null or a slab of class `c` in state `CURRENT`; every

@@ -286,6 +286,9 @@ pub struct Options {
     /// `HAKMEM_TRACE`: events kept in the debug ring (0: off; secure mode
     /// keeps 4096 when unset).
     pub trace: Option<u32>,
+    /// `HAKMEM_BACKGROUND`: the background maintenance thread (time-driven
+    /// decay).
+    pub background: bool,
 }
 
 /// One variable of the table.
@@ -335,6 +338,8 @@ pub enum Var {
     PolicyDir,
     /// `HAKMEM_TRACE`.
     Trace,
+    /// `HAKMEM_BACKGROUND`.
+    Background,
 }
 
 /// The type of a variable's value.
@@ -377,7 +382,7 @@ pub struct Spec {
 }
 
 /// Number of variables.
-pub const VARS: usize = 22;
+pub const VARS: usize = 23;
 
 pub use table::TABLE;
 
@@ -759,6 +764,7 @@ impl Options {
         prof_json: None,
         policy_dir: None,
         trace: None,
+        background: true,
     };
 
     /// Reads every variable of [`TABLE`] through `lookup` (which returns a
@@ -889,6 +895,7 @@ impl Options {
             (Var::ProfJson, Value::Path(p)) => self.prof_json = Path::new(p),
             (Var::PolicyDir, Value::Path(p)) => self.policy_dir = Path::new(p),
             (Var::Trace, Value::Int(n)) => self.trace = Some(n as u32),
+            (Var::Background, Value::Bool(b)) => self.background = b,
             // The table's kinds match the fields (a test checks every row).
             _ => {}
         }

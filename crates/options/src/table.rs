@@ -286,6 +286,20 @@ pub static TABLE: [Spec; VARS] = [
                       secure mode does (every call takes the slow path). Secure mode keeps \
                       4096 unless this is set; 0 turns it off.",
     },
+    Spec {
+        var: Var::Background,
+        name: "HAKMEM_BACKGROUND",
+        c_name: c"HAKMEM_BACKGROUND",
+        kind: Kind::Bool,
+        policy_field: None,
+        default: "1",
+        fallback: "using 1",
+        description: "The background maintenance thread: on the decay clock (a tick every \
+                      `decay_ms`/8, 10..=250 ms) it returns memory unused for the decay time \
+                      from the superslab pool, the large cache, exited threads' superslabs and \
+                      idle threads' heaps, without waiting for allocator calls. `0`: decay is \
+                      driven by allocator calls only.",
+    },
 ];
 
 /// Writes the options table and the mode matrix as Markdown (what the
