@@ -279,6 +279,7 @@ fn serve(size: usize) -> *mut u8 {
     crate::init::ensure();
     let p = malloc_served(size);
     crate::learner::maybe_start();
+    crate::background::maybe_start();
     p
 }
 

@@ -54,6 +54,9 @@ pub(crate) fn register() {
 // The order matches the nesting in the slow paths: the fallback heap is
 // taken before anything else, the page map's growth lock after everything.
 fn for_each_lock(f: impl Fn(&dyn ForkLock)) {
+    // a visitor holds it while it holds another thread's heap (first: it
+    // is taken with no other lock held)
+    f(crate::background::fork_lock());
     for l in crate::sites::fork_locks() {
         f(l);
     }
@@ -142,6 +145,7 @@ extern "C" fn after_in_child() {
     finish();
     // atomics only: no thread of the parent's learner exists here
     crate::learner::after_fork_in_child();
+    crate::background::after_fork_in_child();
 }
 
 #[cfg(test)]

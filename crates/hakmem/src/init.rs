@@ -82,6 +82,14 @@ fn init_slow() {
     {
         crate::learner::want();
     }
+    if opts.background
+        && opts
+            .mode
+            .features()
+            .contains(hakmem_options::Features::CACHES)
+    {
+        crate::background::want();
+    }
     STATE.store(2, Ordering::Release);
     drop(_g);
     // After the set-up (pthread_atfork may allocate): every lock the fork

@@ -179,16 +179,23 @@ fn check_large_cold() {
 }
 
 /// Returns what hakmem can to the OS now: the calling thread's cached
-/// blocks, its empty superslabs, the pool and the large cache. (Without it,
-/// cached memory is returned by decay as the allocator keeps being used.)
+/// blocks and empty superslabs; in every other heap not busy at that moment
+/// (idle threads', and heaps of exited threads) the empty slabs, the free
+/// slots' pages and the empty superslabs (never another thread's bins);
+/// the free slots of exited threads' superslabs; the pool and the large
+/// cache. Safe from any thread (`malloc_trim(0)` calls it). (Without it,
+/// cached memory is returned by decay on the background thread's clock.)
 /// Returns true if anything was released.
 pub fn collect() -> bool {
     let before = released_counter();
     let _errno = ErrnoGuard::new();
     let _ = crate::thread::with_own_heap(|h| h.collect());
+    let now = <crate::state::Os as hakmem_platform::Pal>::now_ms();
+    crate::background::visit_heaps(now, 0);
+    let purged = crate::state::ORPHANAGE.purge_idle::<crate::state::Os>(now, 0);
     POOL.trim(&PAGE_MAP);
     LARGE.trim(&PAGE_MAP, &cache_limits(POLICY.load()));
-    released_counter() != before
+    released_counter() != before || purged != 0
 }
 
 /// A counter that moves whenever memory goes back to the OS (purges and

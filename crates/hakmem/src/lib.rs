@@ -18,6 +18,7 @@
 //! a destructor.
 
 mod api;
+mod background;
 mod check;
 mod config;
 mod exit;
@@ -45,6 +46,7 @@ pub use api::{
     malloc_slow, realloc, realloc_aligned, set_site_placement, usable_size, zeroed_alloc,
     MIN_ALIGN,
 };
+pub use background::background_running;
 pub use classes::{class_of, class_size, NCLASSES, SLAB_MAX, TINY_BIN_OFFSET};
 pub use hakmem_sites::{Lane, PlacementStats};
 pub use hakmem_sites::{SiteBox, SiteId, SiteVec};

@@ -115,7 +115,15 @@ fn the_checker_finds_a_cycle() {
 fn observers_sit_below_the_entry_points() {
     let g = graph();
     for low in [
-        "observe", "learner", "sites", "large", "state", "thread", "tls", "config",
+        "observe",
+        "learner",
+        "sites",
+        "large",
+        "state",
+        "thread",
+        "tls",
+        "config",
+        "background",
     ] {
         for high in ["api", "init", "fork", "exit", "stats"] {
             assert!(

@@ -10,6 +10,7 @@
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ptr;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use hakmem_pagemap::Entry;
 use hakmem_policy_rcu::FrozenPolicy;
@@ -57,6 +58,17 @@ const F_RETAINED: u8 = 0x80;
 /// Remote-free batches per heap (a power of two): a block freed by this
 /// thread into another owner's slab joins the batch its slab hashes to.
 const RB_SLOTS: usize = 64;
+
+/// States of [`Heap::maint`], the maintenance lock.
+const M_FREE: u8 = 0;
+/// Held by the owner thread (one of its slow paths).
+const M_OWNER: u8 = 1;
+/// Held by a visitor (the background thread, or `collect` on another
+/// thread) through [`Heap::visit`].
+const M_VISITOR: u8 = 2;
+/// The heap's thread exited ([`Heap::release_all`]): nothing to visit until
+/// the registry hands the heap to a new thread.
+const M_RELEASED: u8 = 3;
 
 /// Superslab list tags.
 const SS_SPACE: u8 = 1;
@@ -118,6 +130,24 @@ pub struct Heap<E> {
     pub(crate) next_all: *mut Heap<E>,
     pub(crate) next_free: *mut Heap<E>,
     pub(crate) in_use: bool,
+    /// The maintenance lock: whoever holds it may touch the heap's slab and
+    /// superslab lists (`current`, `partial`, `spaces`, `fulls`, `empties`,
+    /// `empty_bytes`, `last_maintain`) and the slabs and free slots they
+    /// lead to. The owner's slow paths that touch them (refill, spill,
+    /// pending drain, maintain, collect, policy change, release_all) take
+    /// it with one uncontended compare-and-swap (re-entrantly: a nested
+    /// slow path sees `M_OWNER` and takes nothing) and wait for a visitor
+    /// to finish; a visitor only ever try-locks it ([`Heap::visit`]) and
+    /// skips a busy heap.
+    ///
+    /// **Never under it, never by a visitor**: the bins, `key`, `mark`,
+    /// `size_bins` (the owner's inline fast paths touch them with no lock
+    /// at all), the remote batches (`remote`, `remote_held`,
+    /// `remote_busy`: the owner's free slow path fills them with no lock)
+    /// and the pending list's consumer side (the owner's). A slab that is
+    /// empty (`is_releasable`) has no block in any bin nor in any batch, so
+    /// releasing it touches nothing the fast paths reach.
+    maint: AtomicU8,
     /// A refill ran out of memory and gave back what it could; if the retry
     /// fails too, the refill fails.
     reclaimed: bool,
@@ -173,6 +203,20 @@ impl<E> core::fmt::Debug for Heap<E> {
     }
 }
 
+/// The owner's hold on [`Heap::maint`], released when dropped (null: a
+/// nested slow path that took nothing).
+struct MaintGuard(*const AtomicU8);
+
+impl Drop for MaintGuard {
+    #[inline]
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: the heap's lock field (heaps are never unmapped).
+            unsafe { (*self.0).store(M_FREE, Ordering::Release) };
+        }
+    }
+}
+
 /// Outcome of looking for a new slab.
 enum NewSlab {
     Got(SlabRef),
@@ -213,6 +257,7 @@ impl<E> Heap<E> {
             next_all: ptr::null_mut(),
             next_free: ptr::null_mut(),
             in_use: false,
+            maint: AtomicU8::new(M_FREE),
             reclaimed: false,
             env: PhantomData,
         }
@@ -252,12 +297,100 @@ impl<E: HeapEnv> Heap<E> {
         }
     }
 
+    /// Takes the maintenance lock for the owner ([`Heap::maint`]), waiting
+    /// for a visitor to finish; nothing if the owner holds it already.
+    #[inline]
+    fn lock_owner(&self) -> MaintGuard {
+        let m = &self.maint;
+        if m.load(Ordering::Relaxed) == M_OWNER {
+            return MaintGuard(ptr::null());
+        }
+        if m.compare_exchange(M_FREE, M_OWNER, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.wait_for_visitor();
+        }
+        MaintGuard(m)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wait_for_visitor(&self) {
+        let mut spins = 0u32;
+        while self
+            .maint
+            .compare_exchange_weak(M_FREE, M_OWNER, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            spins += 1;
+            if spins < 128 {
+                core::hint::spin_loop();
+            } else {
+                hakmem_platform::thread::yield_now();
+            }
+        }
+    }
+
+    /// Opens a heap the registry hands to a new thread for visits again
+    /// ([`Heap::release_all`] closed it).
+    pub(crate) fn reopen(&self) {
+        self.maint.store(M_FREE, Ordering::Release);
+    }
+
+    /// Maintenance of a heap by a thread that may not own it: the
+    /// background thread's decay, and `collect` reaching every heap. If the
+    /// heap's maintenance lock is free ([`Heap::maint`]), takes it and gives
+    /// back what sat idle for `decay_ms` (0: everything idle now): empty
+    /// slabs go back to their superslabs, the pages of free slots to the
+    /// OS, and with `decay_ms == 0` empty superslabs to the pool. Touches
+    /// neither the bins nor the remote batches nor the pending list.
+    /// Returns false, having done nothing, when the heap is busy (its owner
+    /// is in a slow path, or another visitor is there) or released: a busy
+    /// heap is skipped, never waited for.
+    ///
+    /// # Safety
+    /// `h` must point at a heap of a [`crate::Registry`] of this environment
+    /// (heaps are never unmapped). The caller must not hold the heap's
+    /// maintenance lock (as its owner, in one of its slow paths). A visitor
+    /// that may run while the process forks must hold a lock the fork
+    /// handlers take, so that no child inherits a heap locked by a thread
+    /// it does not have.
+    pub unsafe fn visit(h: *mut Heap<E>, now: u64, decay_ms: u64) -> bool {
+        // SAFETY: `h` is a registered heap (contract): its lock field is
+        // valid forever; only a shared reference to the atomic is formed.
+        let m = unsafe { &*ptr::addr_of!((*h).maint) };
+        if m.load(Ordering::Relaxed) != M_FREE
+            || m.compare_exchange(M_FREE, M_VISITOR, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        // SAFETY: we hold the maintenance lock, which gives exclusive access
+        // to the slab and superslab lists and what they lead to; the owner
+        // meanwhile touches only the bins, the remote batches and the
+        // pending list (see `Heap::maint`), which `visit_locked` leaves
+        // alone.
+        let heap = unsafe { &mut *h };
+        heap.visit_locked(now, decay_ms);
+        m.store(M_FREE, Ordering::Release);
+        true
+    }
+
+    fn visit_locked(&mut self, now: u64, decay_ms: u64) {
+        let _e = hakmem_platform::ErrnoGuard::new();
+        self.decay_lists(now, decay_ms);
+        if decay_ms == 0 {
+            self.release_empty_superslabs(now);
+        }
+    }
+
     /// Makes the bins follow the current policy if it changed.
     #[inline]
     pub fn sync_policy(&mut self) {
         let policy = E::policy();
         let g = policy.generation();
         if g != self.policy_gen {
+            let _m = self.lock_owner();
             self.policy_gen = g;
             self.apply_policy(policy.load());
         }
@@ -310,6 +443,7 @@ impl<E: HeapEnv> Heap<E> {
         if !force && now.saturating_sub(self.last_maintain) * 4 < decay {
             return;
         }
+        let _m = self.lock_owner();
         self.last_maintain = now;
         self.flush_remote();
         let _e = hakmem_platform::ErrnoGuard::new();
@@ -317,9 +451,15 @@ impl<E: HeapEnv> Heap<E> {
         // orphanage after its superslab found a new owner: hand such slabs
         // on (found by the loom model; see `Orphanage::forward_pending`).
         E::orphanage().forward_pending();
+        self.decay_lists(now, if force { 0 } else { decay });
+    }
+
+    /// Gives back what sat idle for `decay` ms (0: everything idle now):
+    /// empty slabs to their superslabs, free slots' pages to the OS. The
+    /// caller holds the maintenance lock (owner or visitor).
+    fn decay_lists(&mut self, now: u64, decay: u64) {
         let aged = |h: &SlabHandle<'_>| {
-            h.is_releasable()
-                && (force || (now as u32).wrapping_sub(h.idle_since()) as u64 >= decay)
+            h.is_releasable() && (now as u32).wrapping_sub(h.idle_since()) as u64 >= decay
         };
         // empty slabs that idled for the decay time go back to their superslabs
         for c in 0..NCLASSES {
@@ -351,7 +491,7 @@ impl<E: HeapEnv> Heap<E> {
             let mut ss = unsafe { OwnedSuperslab::assume_owned(p) };
             cur = SuperslabList::next_of(&mut ss);
             if ss.dirty_slots() != 0 {
-                ss.purge_idle::<E::Pal>(now, if force { 0 } else { decay });
+                ss.purge_idle::<E::Pal>(now, decay);
             }
         }
     }
@@ -359,6 +499,7 @@ impl<E: HeapEnv> Heap<E> {
     /// Gives back to the OS what this heap can: its bins' blocks go to their
     /// slabs, and empty superslabs to the pool.
     pub fn collect(&mut self) {
+        let _m = self.lock_owner();
         self.flush_remote();
         for c in 0..NCLASSES {
             let chain = self.bins[c].take_all();
@@ -366,10 +507,14 @@ impl<E: HeapEnv> Heap<E> {
         }
         self.process_pending();
         self.maintain(true);
-        // every empty superslab goes to the pool (the pool decides what the
-        // OS gets back)
-        self.empties = 0;
         let _e = hakmem_platform::ErrnoGuard::new();
+        self.release_empty_superslabs(E::Pal::now_ms());
+    }
+
+    /// Every empty superslab goes to the pool (the pool decides what the OS
+    /// gets back). The caller holds the maintenance lock.
+    fn release_empty_superslabs(&mut self, now: u64) {
+        self.empties = 0;
         let mut cur = self.spaces.first();
         while let Some(p) = cur {
             // SAFETY: superslabs on our lists are ours.
@@ -378,7 +523,6 @@ impl<E: HeapEnv> Heap<E> {
             if ss.is_empty() {
                 self.spaces.remove(&mut ss);
                 self.stats.superslabs_released.inc();
-                let now = E::Pal::now_ms();
                 let limits = pool_limits(E::policy().load());
                 E::pool().release(E::page_map(), ss, now, now, &limits);
             }
@@ -388,6 +532,7 @@ impl<E: HeapEnv> Heap<E> {
     /// The bin of `class` is empty: fill it from slabs and return one block.
     #[cold]
     pub fn refill(&mut self, class: usize) -> *mut u8 {
+        let _m = self.lock_owner();
         self.check_hook();
         if self.remote_held != 0 {
             self.flush_remote();
@@ -580,16 +725,19 @@ impl<E: HeapEnv> Heap<E> {
         unsafe { (*p.cast::<Block>()).mark.store(self.mark) };
         let cap = self.bins[class].cap();
         if cap == 0 {
+            let _m = self.lock_owner();
             self.return_block(p.cast());
             return;
         }
         // SAFETY: p is a free block of this class that we own.
         if unsafe { self.bins[class].try_push(p) } {
             if self.pending.has_pending() {
+                let _m = self.lock_owner();
                 self.process_pending();
             }
             return;
         }
+        let _m = self.lock_owner();
         self.check_hook();
         let chain = self.bins[class].take((cap / 2).max(1));
         let st = &self.stats.classes[class];
@@ -737,6 +885,7 @@ impl<E: HeapEnv> Heap<E> {
     /// Gives everything back: bins to slabs, empty superslabs to the pool,
     /// the rest to the orphanage. The heap is empty and disabled afterwards.
     pub fn release_all(&mut self) {
+        let m = self.lock_owner();
         self.check_hook();
         // Blocks this thread freed into other heaps' slabs go first (the
         // heap may be reused by another thread; a batch is this thread's).
@@ -756,6 +905,9 @@ impl<E: HeapEnv> Heap<E> {
         self.empties = 0;
         self.empty_bytes = 0;
         self.policy_gen = 0;
+        // closed to visitors until the registry hands the heap out again
+        core::mem::forget(m);
+        self.maint.store(M_RELEASED, Ordering::Release);
     }
 
     fn release_superslab(&mut self, mut ss: OwnedSuperslab) {

@@ -90,6 +90,21 @@ impl<E> Registry<E> {
         }
     }
 
+    /// Calls `f` on every heap created before the call (in use or not),
+    /// with the registry lock held only to read the list's head: `f` may
+    /// take other locks and do slow work (the background thread's visits,
+    /// [`Heap::visit`]). Heaps created meanwhile are not seen.
+    pub fn for_each_unlocked(&self, mut f: impl FnMut(*mut Heap<E>)) {
+        let mut h = self.inner.lock().all;
+        while !h.is_null() {
+            f(h);
+            // SAFETY: registered heaps live forever, and `next_all` is
+            // written once, under the lock, before the heap is linked (the
+            // lock's release-acquire made it visible with the head).
+            h = unsafe { (*h).next_all };
+        }
+    }
+
     /// (heaps created, heaps in use).
     pub fn counts(&self) -> (u32, u32) {
         let g = self.inner.lock();
@@ -177,7 +192,10 @@ impl<E: HeapEnv> Registry<E> {
                 g.live += 1;
                 drop(g);
                 // SAFETY: the heap is ours now (taken off the free list).
-                unsafe { (*h).forward_all_pending() };
+                unsafe {
+                    (*h).forward_all_pending();
+                    (*h).reopen();
+                }
                 return Some(h);
             }
         }

@@ -673,3 +673,113 @@ fn idle_slots_are_purged_after_the_decay_time() {
     t.exit();
     assert_all_superslabs_pooled::<E>();
 }
+
+#[test]
+fn a_visitor_decays_an_idle_heap_and_skips_a_released_one() {
+    test_env!(E, 64 << 20);
+    use hakmem_heap::Heap;
+    use hakmem_platform::Pal;
+    let mut t = ThreadHeap::<E>::new();
+    let keep = t.alloc(48);
+    let blocks: Vec<*mut u8> = (0..2000).map(|_| t.alloc(3000)).collect();
+    for p in blocks {
+        // SAFETY: blocks we allocated, each freed once.
+        unsafe { t.free(p) };
+    }
+    let h: *mut Heap<E> = t.heap();
+    let decay = DEFAULT_POLICY.decay_ms;
+    let f = E::fake();
+    let purges = f.counts().purges;
+    // SAFETY: a registered heap; this thread is in none of its slow paths.
+    assert!(unsafe { Heap::visit(h, <E as HeapEnv>::Pal::now_ms(), decay) });
+    assert_eq!(f.counts().purges, purges, "nothing idled long enough yet");
+    // the owner makes no call; visits alone return the idle memory
+    f.advance_ms(decay);
+    // SAFETY: as above.
+    assert!(unsafe { Heap::visit(h, <E as HeapEnv>::Pal::now_ms(), decay) });
+    f.advance_ms(decay);
+    // SAFETY: as above.
+    assert!(unsafe { Heap::visit(h, <E as HeapEnv>::Pal::now_ms(), decay) });
+    assert!(f.counts().purges > purges, "idle slots were purged");
+    t.check();
+    // the owner carries on as before
+    let p = t.alloc(3000);
+    assert!(!p.is_null());
+    // SAFETY: blocks we allocated, each freed once.
+    unsafe {
+        t.free(p);
+        t.free(keep);
+    }
+    t.exit();
+    // SAFETY: as above (the heap is released: the visit does nothing).
+    assert!(!unsafe { Heap::visit(h, <E as HeapEnv>::Pal::now_ms(), 0) });
+    assert_all_superslabs_pooled::<E>();
+    // a new thread gets it back, open to visits again
+    let mut t = ThreadHeap::<E>::new();
+    assert!(std::ptr::eq(t.heap(), h), "the released heap is reused");
+    // SAFETY: as above.
+    assert!(unsafe { Heap::visit(h, <E as HeapEnv>::Pal::now_ms(), 0) });
+    t.exit();
+}
+
+/// A visitor that visits an owner's heap in a loop (everything idle goes,
+/// at once) while the owner allocates and frees: the owner's blocks keep
+/// their contents, the heap its invariants, and nothing is lost.
+#[test]
+fn visits_racing_the_owner_corrupt_nothing() {
+    test_env!(E, 256 << 20);
+    use hakmem_heap::Heap;
+    use hakmem_platform::Pal;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::sync::Arc;
+    let t = ThreadHeap::<E>::new();
+    let mut t = t;
+    let h = t.heap() as *mut Heap<E> as usize;
+    let stop = Arc::new(AtomicBool::new(false));
+    let visits = Arc::new(AtomicUsize::new(0));
+    let visitor = {
+        let (stop, visits) = (stop.clone(), visits.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: a registered heap; this thread owns no heap.
+                if unsafe { Heap::visit(h as *mut Heap<E>, <E as HeapEnv>::Pal::now_ms(), 0) } {
+                    visits.fetch_add(1, Ordering::Relaxed);
+                }
+                std::thread::yield_now();
+            }
+        })
+    };
+    let owner = std::thread::spawn(move || {
+        let mut live = Live::new();
+        let sizes = [16, 48, 200, 1024, 3000, 20_000];
+        for round in 0..20usize {
+            for i in 0..2000usize {
+                let size = sizes[(i + round) % sizes.len()];
+                let p = t.alloc(size);
+                assert!(!p.is_null());
+                live.add(p, size);
+            }
+            // free most, in an order that empties whole slabs
+            let all = live.all();
+            for (k, p) in all.into_iter().enumerate() {
+                if k % 8 != 0 {
+                    // SAFETY: a live block of ours.
+                    unsafe { t.free(live.remove(p)) };
+                }
+            }
+            live.check_all();
+            t.check();
+            E::fake().advance_ms(1);
+        }
+        for p in live.all() {
+            // SAFETY: a live block of ours.
+            unsafe { t.free(live.remove(p)) };
+        }
+        t.exit();
+    });
+    owner.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    visitor.join().unwrap();
+    assert!(visits.load(Ordering::Relaxed) > 0, "the visitor got in");
+    assert_all_superslabs_pooled::<E>();
+}

@@ -243,6 +243,9 @@ pub struct Options {
     pub decay_ms: Option<u64>,
     /// `HAKMEM_MEM_BUDGET_MB`: the learner's RSS budget in MiB (0: none).
     pub mem_budget_mb: u32,
+    /// `HAKMEM_BACKGROUND`: the background maintenance thread (time-driven
+    /// decay).
+    pub background: bool,
 }
 
 /// One variable of the table.
@@ -282,6 +285,8 @@ pub enum Var {
     DecayMs,
     /// `HAKMEM_MEM_BUDGET_MB`.
     MemBudgetMb,
+    /// `HAKMEM_BACKGROUND`.
+    Background,
 }
 
 /// The type of a variable's value.
@@ -324,7 +329,7 @@ pub struct Spec {
 }
 
 /// Number of variables.
-pub const VARS: usize = 17;
+pub const VARS: usize = 18;
 
 pub use table::TABLE;
 
@@ -701,6 +706,7 @@ impl Options {
         check: None,
         decay_ms: None,
         mem_budget_mb: 0,
+        background: true,
     };
 
     /// Reads every variable of [`TABLE`] through `lookup` (which returns a
@@ -829,6 +835,7 @@ impl Options {
             (Var::Check, Value::Bool(b)) => self.check = Some(b),
             (Var::DecayMs, Value::Int(n)) => self.decay_ms = Some(n),
             (Var::MemBudgetMb, Value::Int(n)) => self.mem_budget_mb = n as u32,
+            (Var::Background, Value::Bool(b)) => self.background = b,
             // The table's kinds match the fields (a test checks every row).
             _ => {}
         }

@@ -219,6 +219,20 @@ pub static TABLE: [Spec; VARS] = [
                       policy whose window exceeds it is scored strongly negative, so the \
                       learner never settles above it (learning modes).",
     },
+    Spec {
+        var: Var::Background,
+        name: "HAKMEM_BACKGROUND",
+        c_name: c"HAKMEM_BACKGROUND",
+        kind: Kind::Bool,
+        policy_field: None,
+        default: "1",
+        fallback: "using 1",
+        description: "The background maintenance thread: on the decay clock (a tick every \
+                      `decay_ms`/8, 10..=250 ms) it returns memory unused for the decay time \
+                      from the superslab pool, the large cache, exited threads' superslabs and \
+                      idle threads' heaps, without waiting for allocator calls. `0`: decay is \
+                      driven by allocator calls only.",
+    },
 ];
 
 /// Writes the options table and the mode matrix as Markdown (what the

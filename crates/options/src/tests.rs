@@ -45,6 +45,7 @@ fn nothing_set_gives_the_defaults() {
     assert_eq!(o.on_error, OnError::Abort);
     assert_eq!(o.decay_ms, None);
     assert_eq!(o.mem_budget_mb, 0);
+    assert!(o.background, "the background thread is on by default");
     assert!(!o.stats && !o.sites && !o.secure);
     assert_eq!(o.check, None, "unset: the build's default");
     assert!(o.policy.is_none() && o.policy_save.is_none() && o.sites_json.is_none());
@@ -115,6 +116,8 @@ fn every_variable_with_good_values() {
     assert_eq!(one("HAKMEM_DECAY_MS", "007").0.decay_ms, Some(7));
     assert_eq!(one("HAKMEM_MEM_BUDGET_MB", "512").0.mem_budget_mb, 512);
     assert_eq!(one("HAKMEM_MEM_BUDGET_MB", "0").0.mem_budget_mb, 0);
+    assert!(!one("HAKMEM_BACKGROUND", "0").0.background);
+    assert!(one("HAKMEM_BACKGROUND", "on").0.background);
 }
 
 #[test]
@@ -190,6 +193,11 @@ fn every_variable_with_bad_values() {
             "HAKMEM_DECAY_MS",
             "0",
             "hakmem: HAKMEM_DECAY_MS=0: out of range 1..=3600000, using the policy's value",
+        ),
+        (
+            "HAKMEM_BACKGROUND",
+            "2",
+            "hakmem: HAKMEM_BACKGROUND=2: expected 0 or 1 (or true/false, yes/no, on/off), using 1",
         ),
         (
             "HAKMEM_MEM_BUDGET_MB",
@@ -562,6 +570,7 @@ fn shown(o: &Options, var: Var) -> String {
         Var::Check => b(o.check.unwrap()),
         Var::DecayMs => o.decay_ms.unwrap().to_string(),
         Var::MemBudgetMb => o.mem_budget_mb.to_string(),
+        Var::Background => b(o.background),
     }
 }
 

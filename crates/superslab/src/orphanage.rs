@@ -101,6 +101,32 @@ impl Orphanage {
         drop(g);
     }
 
+    /// Gives back to the OS the pages of orphaned superslabs' free slots
+    /// that stayed free for `decay_ms` (0: every free slot now; see
+    /// [`OwnedSuperslab::purge_idle`]). The orphanage owns its superslabs
+    /// until one is adopted, and adoption takes them under the same lock, so
+    /// whoever holds it may touch their owner-local parts. Returns the bytes
+    /// purged. Takes the lock only when some superslab waits.
+    pub fn purge_idle<P: hakmem_platform::Pal>(&self, now_ms: u64, decay_ms: u64) -> usize {
+        if self.is_empty() {
+            return 0;
+        }
+        let g = self.list.lock();
+        let mut bytes = 0;
+        let mut cur = g.first();
+        while let Some(p) = cur {
+            // SAFETY: superslabs on the orphanage's list are the orphanage's,
+            // and we hold its lock.
+            let mut ss = unsafe { OwnedSuperslab::assume_owned(p) };
+            cur = SuperslabList::next_of(&mut ss);
+            if ss.dirty_slots() != 0 {
+                bytes += ss.purge_idle::<P>(now_ms, decay_ms);
+            }
+        }
+        drop(g);
+        bytes
+    }
+
     /// True when some slab waits on the orphanage's pending list (one
     /// relaxed load).
     #[inline]
