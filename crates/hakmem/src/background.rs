@@ -114,7 +114,7 @@ pub(crate) fn tick(now_ms: u64) {
     let _errno = hakmem_platform::ErrnoGuard::new();
     ORPHANAGE.purge_idle::<Os>(now_ms, decay);
     // ---- hook: huge pages (branch `huge`) --------------------------------
-    // crate::huge::tick(now_ms);
+    crate::huge::tick(now_ms);
     // ----------------------------------------------------------------------
 }
 

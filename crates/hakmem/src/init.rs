@@ -92,7 +92,7 @@ fn init_slow() {
         crate::prof::set_profiling(true, opts.prof_sample as u32);
     }
     crate::sites::PLACEMENT.set_enabled(opts.site_placement);
-    crate::state::POOL.set_huge_pages(opts.thp_superslabs);
+    crate::huge::configure(opts.thp_superslabs);
     if opts
         .mode
         .features()

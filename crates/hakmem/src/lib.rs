@@ -23,6 +23,7 @@ mod check;
 mod config;
 mod exit;
 mod fork;
+mod huge;
 mod init;
 mod large;
 mod learner;

@@ -71,6 +71,16 @@ impl Pal for ProfiledLinux {
         unsafe { Linux::advise_huge(ptr, len) }
     }
 
+    unsafe fn populate(ptr: NonNull<u8>, len: usize) -> bool {
+        // SAFETY: forwarded contract (a mapping the caller owns).
+        unsafe { Linux::populate(ptr, len) }
+    }
+
+    unsafe fn collapse(ptr: NonNull<u8>, len: usize) -> bool {
+        // SAFETY: forwarded contract (a mapping the caller owns).
+        unsafe { Linux::collapse(ptr, len) }
+    }
+
     #[inline]
     fn now_ms() -> u64 {
         Linux::now_ms()

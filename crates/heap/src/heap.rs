@@ -611,8 +611,9 @@ impl<E: HeapEnv> Heap<E> {
         }
     }
 
-    /// Carves a new slab for `class` from a superslab with room, an adopted
-    /// orphan, or a new superslab.
+    /// Carves a new slab for `class` from a superslab with room (a shorter
+    /// one where only a shorter run is free, see [`fitting_span`]), an
+    /// adopted orphan, or a new superslab.
     fn new_slab(&mut self, class: usize) -> NewSlab {
         let span = class_span(class);
         let bs = class_size(class) as u32;
@@ -622,7 +623,11 @@ impl<E: HeapEnv> Heap<E> {
             let mut ss = unsafe { OwnedSuperslab::assume_owned(p) };
             cur = SuperslabList::next_of(&mut ss);
             let was_empty = ss.is_empty();
-            if let Some(s) = ss.alloc_slab(class as u8, bs, span) {
+            let fit = fitting_span(bs, span, ss.max_span());
+            if let Some(s) = (fit > 0)
+                .then(|| ss.alloc_slab(class as u8, bs, fit))
+                .flatten()
+            {
                 if was_empty {
                     self.empties -= 1;
                 }
@@ -936,4 +941,46 @@ fn collect_slabs(ss: &OwnedSuperslab) -> [Option<SlabRef>; SLOTS] {
         out[i] = Some(s);
     }
     out
+}
+
+/// The span of a new slab of blocks of `block_size` (class span `span`) in
+/// a superslab whose longest free run is `room` slots: `span` if it fits,
+/// else `room` when that still holds at least half the blocks (the run
+/// would otherwise stay unused, and with huge pages it is resident anyway),
+/// else 0 (look elsewhere).
+fn fitting_span(block_size: u32, span: usize, room: usize) -> usize {
+    if room >= span {
+        return span;
+    }
+    let full = hakmem_superslab::slab_capacity(block_size as usize, span);
+    let short = if room == 0 {
+        0
+    } else {
+        hakmem_superslab::slab_capacity(block_size as usize, room)
+    };
+    if short > 0 && 2 * short >= full {
+        room
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod fit_tests {
+    use super::fitting_span;
+
+    #[test]
+    fn short_runs_take_shorter_slabs_of_at_least_half_the_blocks() {
+        let k = 1024;
+        assert_eq!(fitting_span(64 * k, 8, 31), 8);
+        assert_eq!(fitting_span(64 * k, 8, 8), 8);
+        assert_eq!(fitting_span(64 * k, 8, 7), 7, "7 of 8 blocks");
+        assert_eq!(fitting_span(64 * k, 8, 4), 4, "half the blocks");
+        assert_eq!(fitting_span(64 * k, 8, 3), 0);
+        assert_eq!(fitting_span(256 * k, 16, 15), 15, "3 of 4 blocks");
+        assert_eq!(fitting_span(256 * k, 16, 7), 0, "1 of 4 blocks");
+        assert_eq!(fitting_span(256 * k, 16, 0), 0);
+        assert_eq!(fitting_span(48, 1, 0), 0);
+        assert_eq!(fitting_span(48, 1, 1), 1);
+    }
 }

@@ -129,6 +129,19 @@ impl Mode {
 const MODE_NAMES: [&str; 5] = ["minimal", "fast", "balanced", "learning", "research"];
 const SELECTOR_NAMES: [&str; 2] = ["ucb1", "elo"];
 const ON_ERROR_NAMES: [&str; 2] = ["abort", "warn"];
+const THP_NAMES: [&str; 3] = ["auto", "1", "0"];
+
+/// `HAKMEM_THP_SUPERSLABS`: huge pages for superslabs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThpSuperslabs {
+    /// Chosen from the system's THP settings so that no allocating thread
+    /// stalls in compaction (the default).
+    Auto,
+    /// Every fresh superslab advised huge (`1`).
+    On,
+    /// None advised (`0`).
+    Off,
+}
 
 /// `HAKMEM_SELECTOR`: the learner's bandit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,7 +276,7 @@ pub struct Options {
     /// `HAKMEM_SITE_PLACEMENT`: lifetime lanes for recorded allocations.
     pub site_placement: bool,
     /// `HAKMEM_THP_SUPERSLABS`.
-    pub thp_superslabs: bool,
+    pub thp_superslabs: ThpSuperslabs,
     /// `HAKMEM_SECURE`.
     pub secure: bool,
     /// `HAKMEM_ON_ERROR`.
@@ -753,7 +766,7 @@ impl Options {
         sites_sample: 12,
         sites_json: None,
         site_placement: true,
-        thp_superslabs: false,
+        thp_superslabs: ThpSuperslabs::Auto,
         secure: false,
         on_error: OnError::Abort,
         check: None,
@@ -882,7 +895,10 @@ impl Options {
             (Var::CanaryPermille, Value::Int(n)) => self.canary_permille = n as u16,
             (Var::Sites, Value::Bool(b)) => self.sites = b,
             (Var::SitePlacement, Value::Bool(b)) => self.site_placement = b,
-            (Var::ThpSuperslabs, Value::Bool(b)) => self.thp_superslabs = b,
+            (Var::ThpSuperslabs, Value::Choice(i)) => {
+                self.thp_superslabs =
+                    [ThpSuperslabs::Auto, ThpSuperslabs::On, ThpSuperslabs::Off][i]
+            }
             (Var::SitesSample, Value::Int(n)) => self.sites_sample = n as u8,
             (Var::SitesJson, Value::Path(p)) => self.sites_json = Path::new(p),
             (Var::Secure, Value::Bool(b)) => self.secure = b,

@@ -147,16 +147,20 @@ pub static TABLE: [Spec; VARS] = [
         var: Var::ThpSuperslabs,
         name: "HAKMEM_THP_SUPERSLABS",
         c_name: c"HAKMEM_THP_SUPERSLABS",
-        kind: Kind::Bool,
+        kind: Kind::Choice(&THP_NAMES),
         policy_field: None,
-        default: "0",
-        fallback: "using 0",
-        description: "Advise transparent huge pages (`MADV_HUGEPAGE`) on each new 2 MiB \
-                      superslab (tiny and mid blocks): far fewer page faults and TLB misses, \
-                      at the cost of up to 2 MiB resident per partly used superslab, and of \
-                      stalls in page faults where the kernel compacts memory for huge pages \
-                      (THP `defrag` set to `madvise` or `always`). No effect when THP is \
-                      `never`.",
+        default: "auto",
+        fallback: "using auto",
+        description: "Transparent huge pages for the 2 MiB superslabs (tiny and mid blocks): \
+                      far fewer page faults and TLB misses, up to 2 MiB resident per partly \
+                      used superslab. `auto` reads THP `enabled` and `defrag` once: with \
+                      `defrag` `defer` or `never` every new superslab is advised \
+                      `MADV_HUGEPAGE`; otherwise (a huge-page fault could compact memory on \
+                      the allocating thread) only while free huge pages are at hand \
+                      (`/proc/buddyinfo`, re-read by the background thread), which also \
+                      prepares a few huge superslabs ahead of need; the other faults stay \
+                      4 KiB. `1` advises every new superslab whatever `defrag` says (may \
+                      stall); `0` none. Nothing when THP is `never`.",
     },
     Spec {
         var: Var::Secure,

@@ -601,7 +601,7 @@ fn shown(o: &Options, var: Var) -> String {
         Var::SitesSample => o.sites_sample.to_string(),
         Var::SitesJson => path(&o.sites_json),
         Var::SitePlacement => b(o.site_placement),
-        Var::ThpSuperslabs => b(o.thp_superslabs),
+        Var::ThpSuperslabs => THP_NAMES[o.thp_superslabs as usize].into(),
         Var::Secure => b(o.secure),
         Var::OnError => ON_ERROR_NAMES[o.on_error as usize].into(),
         Var::Check => b(o.check.unwrap()),

@@ -50,7 +50,9 @@
 //!   place fails; growing with `may_move` maps, copies and unmaps (and so can
 //!   fail like `map`). **`remap_to`** copies into the target, zero-fills the
 //!   rest of it, and returns the old range.
-//! * **`advise_huge`**: counted, nothing else.
+//! * **`advise_huge`**, **`populate`**, **`collapse`**: counted, nothing
+//!   else (memory handed out is zero and "resident" already); the last two
+//!   report success.
 //! * **`now_ms`**: a clock that moves only by [`Fake::advance_ms`] (starts
 //!   at 1000 ms).
 //!
@@ -105,6 +107,10 @@ pub struct FakeCounts {
     pub remaps: u64,
     /// `advise_huge` calls.
     pub advises: u64,
+    /// `populate` calls.
+    pub populates: u64,
+    /// `collapse` calls.
+    pub collapses: u64,
     /// Bytes handed out and not returned.
     pub mapped_bytes: u64,
 }
@@ -122,6 +128,8 @@ pub struct Fake {
     failed_purges: AtomicU64,
     remaps: AtomicU64,
     advises: AtomicU64,
+    populates: AtomicU64,
+    collapses: AtomicU64,
     mapped_bytes: AtomicU64,
     /// `map` calls number `fail_map_at` and later fail (counted in `maps`).
     fail_map_at: AtomicU64,
@@ -159,6 +167,8 @@ impl Fake {
             failed_purges: AtomicU64::new(0),
             remaps: AtomicU64::new(0),
             advises: AtomicU64::new(0),
+            populates: AtomicU64::new(0),
+            collapses: AtomicU64::new(0),
             mapped_bytes: AtomicU64::new(0),
             fail_map_at: AtomicU64::new(NEVER),
             fail_purge_at: AtomicU64::new(NEVER),
@@ -213,6 +223,8 @@ impl Fake {
             failed_purges: l(&self.failed_purges),
             remaps: l(&self.remaps),
             advises: l(&self.advises),
+            populates: l(&self.populates),
+            collapses: l(&self.collapses),
             mapped_bytes: l(&self.mapped_bytes),
         }
     }
@@ -512,6 +524,16 @@ impl<I: FakeInstance> Pal for FakePal<I> {
 
     unsafe fn advise_huge(_ptr: NonNull<u8>, _len: usize) {
         I::fake().advises.fetch_add(1, Ordering::SeqCst);
+    }
+
+    unsafe fn populate(_ptr: NonNull<u8>, _len: usize) -> bool {
+        I::fake().populates.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
+    unsafe fn collapse(_ptr: NonNull<u8>, _len: usize) -> bool {
+        I::fake().collapses.fetch_add(1, Ordering::SeqCst);
+        true
     }
 
     fn now_ms() -> u64 {

@@ -32,7 +32,8 @@ pub mod usage;
 pub use errno::{errno, set_errno, ErrnoGuard};
 pub use fatal::{fatal, fatal_at, Line};
 pub use os::{
-    address_space_limit, resident_bytes, thp_available, Linux, Pal, CHUNK_SIZE, PAGE_SIZE,
+    address_space_limit, free_huge_blocks, parse_buddyinfo, resident_bytes, thp_available,
+    thp_mode, Linux, Pal, ThpDefrag, ThpEnabled, ThpMode, CHUNK_SIZE, PAGE_SIZE,
 };
 pub use spin::{SpinGuard, SpinLock};
 pub use thread::{single_threaded, thread_id};

@@ -73,6 +73,25 @@ pub trait Pal {
     /// The range must be a mapping the caller owns.
     unsafe fn advise_huge(ptr: NonNull<u8>, len: usize);
 
+    /// Faults a whole range in for writing (`MADV_POPULATE_WRITE`, Linux
+    /// 5.14+): in a range advised huge, the calling thread takes the huge
+    /// page fault (and any compaction it needs). False when the kernel
+    /// refused (too old, or out of memory); the range is unchanged then,
+    /// apart from pages already faulted in.
+    ///
+    /// # Safety
+    /// The range must be a mapping the caller owns.
+    unsafe fn populate(ptr: NonNull<u8>, len: usize) -> bool;
+
+    /// Collapses a range into transparent huge pages now (`MADV_COLLAPSE`,
+    /// Linux 6.1+), on the calling thread, whatever the sysfs THP settings
+    /// say; contents are kept. False when the kernel refused (too old, no
+    /// huge page to be had).
+    ///
+    /// # Safety
+    /// The range must be a mapping the caller owns.
+    unsafe fn collapse(ptr: NonNull<u8>, len: usize) -> bool;
+
     /// A monotonic clock in milliseconds (coarse: a few ms of resolution).
     fn now_ms() -> u64;
 }
@@ -80,18 +99,171 @@ pub trait Pal {
 /// The system's transparent-huge-page mode, read once from sysfs: `true`
 /// unless it is `never` (or unreadable).
 pub fn thp_available() -> bool {
-    use core::sync::atomic::{AtomicU8, Ordering};
-    static STATE: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 on, 2 off
-    match STATE.load(Ordering::Relaxed) {
-        1 => return true,
-        2 => return false,
-        _ => {}
+    thp_mode().enabled != ThpEnabled::Never
+}
+
+/// `/sys/kernel/mm/transparent_hugepage/enabled`: which ranges get huge
+/// pages on a fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThpEnabled {
+    /// Every anonymous range (unless advised `MADV_NOHUGEPAGE`).
+    Always,
+    /// Only ranges advised `MADV_HUGEPAGE`.
+    Madvise,
+    /// None (also: the file is missing or unreadable).
+    Never,
+}
+
+/// `/sys/kernel/mm/transparent_hugepage/defrag`: what a huge-page fault
+/// does when no free huge page is at hand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThpDefrag {
+    /// Direct reclaim and compaction on the faulting thread, every range.
+    Always,
+    /// Wake kswapd/kcompactd and fall back to small pages (no stall).
+    Defer,
+    /// Direct for ranges advised `MADV_HUGEPAGE`, `Defer` for the others.
+    DeferMadvise,
+    /// Direct for ranges advised `MADV_HUGEPAGE`; the others fall back.
+    Madvise,
+    /// Never reclaim or compact: a huge page only if one is free.
+    Never,
+}
+
+/// The two THP settings hakmem chooses by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThpMode {
+    /// The `enabled` setting.
+    pub enabled: ThpEnabled,
+    /// The `defrag` setting.
+    pub defrag: ThpDefrag,
+}
+
+impl ThpMode {
+    /// Parses the two sysfs files' contents (the bracketed word is the
+    /// setting); anything unrecognised reads as `Never` for `enabled` and
+    /// `Madvise` (the kernel's default) for `defrag`.
+    pub fn parse(enabled: &[u8], defrag: &[u8]) -> ThpMode {
+        let enabled = if contains(enabled, b"[always]") {
+            ThpEnabled::Always
+        } else if contains(enabled, b"[madvise]") {
+            ThpEnabled::Madvise
+        } else {
+            ThpEnabled::Never
+        };
+        let defrag = if contains(defrag, b"[always]") {
+            ThpDefrag::Always
+        } else if contains(defrag, b"[defer+madvise]") {
+            ThpDefrag::DeferMadvise
+        } else if contains(defrag, b"[defer]") {
+            ThpDefrag::Defer
+        } else if contains(defrag, b"[never]") {
+            ThpDefrag::Never
+        } else {
+            ThpDefrag::Madvise
+        };
+        ThpMode { enabled, defrag }
     }
-    let mut buf = [0u8; 128];
-    let n = read_small(c"/sys/kernel/mm/transparent_hugepage/enabled", &mut buf);
-    let on = n.is_some_and(|n| !contains(&buf[..n], b"[never]"));
-    STATE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
-    on
+
+    /// Whether a fault in a range advised `MADV_HUGEPAGE` can stall the
+    /// faulting thread in direct reclaim or compaction.
+    pub fn advised_fault_may_stall(self) -> bool {
+        self.enabled != ThpEnabled::Never
+            && matches!(
+                self.defrag,
+                ThpDefrag::Always | ThpDefrag::Madvise | ThpDefrag::DeferMadvise
+            )
+    }
+
+    /// Whether a fault in a range not advised can get a huge page, and
+    /// whether it can stall getting it: `(gets, may_stall)`.
+    pub fn plain_fault(self) -> (bool, bool) {
+        let gets = self.enabled == ThpEnabled::Always;
+        (gets, gets && self.defrag == ThpDefrag::Always)
+    }
+}
+
+/// The system's THP settings, read once from sysfs (later calls return
+/// the first reading).
+pub fn thp_mode() -> ThpMode {
+    use core::sync::atomic::{AtomicU8, Ordering};
+    // 0: unknown; else 1 + enabled * 8 + defrag
+    static STATE: AtomicU8 = AtomicU8::new(0);
+    const E: [ThpEnabled; 3] = [ThpEnabled::Always, ThpEnabled::Madvise, ThpEnabled::Never];
+    const D: [ThpDefrag; 5] = [
+        ThpDefrag::Always,
+        ThpDefrag::Defer,
+        ThpDefrag::DeferMadvise,
+        ThpDefrag::Madvise,
+        ThpDefrag::Never,
+    ];
+    let s = STATE.load(Ordering::Relaxed);
+    if s != 0 {
+        let v = s - 1;
+        return ThpMode {
+            enabled: E[usize::from(v / 8)],
+            defrag: D[usize::from(v % 8)],
+        };
+    }
+    let mut e = [0u8; 128];
+    let mut d = [0u8; 128];
+    let ne = read_small(c"/sys/kernel/mm/transparent_hugepage/enabled", &mut e).unwrap_or(0);
+    let nd = read_small(c"/sys/kernel/mm/transparent_hugepage/defrag", &mut d).unwrap_or(0);
+    let m = ThpMode::parse(&e[..ne], &d[..nd]);
+    let ei = E.iter().position(|&x| x == m.enabled).unwrap_or(2) as u8;
+    let di = D.iter().position(|&x| x == m.defrag).unwrap_or(3) as u8;
+    STATE.store(1 + ei * 8 + di, Ordering::Relaxed);
+    m
+}
+
+/// Free 2 MiB blocks the kernel's page allocator holds now (every zone,
+/// every order from 9 up, counted in 2 MiB units), from `/proc/buddyinfo`,
+/// read without allocating; `None` if it cannot be read. A huge-page fault
+/// served from these needs no compaction.
+pub fn free_huge_blocks() -> Option<u64> {
+    let mut buf = [0u8; 4096];
+    let n = read_small(c"/proc/buddyinfo", &mut buf)?;
+    parse_buddyinfo(&buf[..n])
+}
+
+/// The sum over `/proc/buddyinfo` lines of `count[order] << (order - 9)`
+/// for orders ≥ 9 (2 MiB with 4 KiB pages); `None` if no line parses.
+pub fn parse_buddyinfo(text: &[u8]) -> Option<u64> {
+    const ORDER: usize = 9; // 2 MiB / 4 KiB = 2^9
+    let mut total = 0u64;
+    let mut any = false;
+    for line in text.split(|&b| b == b'\n') {
+        // "Node 0, zone   Normal   c0 c1 ... c10": counts after the zone name
+        let Some(z) = line.windows(5).position(|w| w == b"zone ") else {
+            continue;
+        };
+        let mut words = line[z + 5..]
+            .split(|&b| b == b' ' || b == b'\t')
+            .filter(|w| !w.is_empty());
+        if words.next().is_none() {
+            continue; // no zone name
+        }
+        let mut ok = true;
+        for (order, w) in words.enumerate() {
+            let mut v = 0u64;
+            for &d in w {
+                if !d.is_ascii_digit() {
+                    ok = false;
+                    break;
+                }
+                v = v.saturating_mul(10).saturating_add(u64::from(d - b'0'));
+            }
+            if !ok {
+                break;
+            }
+            if order >= ORDER {
+                let shift = (order - ORDER).min(40) as u32;
+                total = total.saturating_add(v.saturating_mul(1u64 << shift));
+            }
+        }
+        any |= ok;
+    }
+    any.then_some(total)
 }
 
 /// Reads up to `buf.len()` bytes of the file at `path` without
@@ -259,6 +431,19 @@ impl Pal for Linux {
         }
     }
 
+    unsafe fn populate(ptr: NonNull<u8>, len: usize) -> bool {
+        const MADV_POPULATE_WRITE: libc::c_int = 23;
+        // SAFETY: the caller owns the range; populating writes nothing the
+        // program can see (anonymous pages read as zero either way).
+        unsafe { libc::madvise(ptr.as_ptr().cast(), len, MADV_POPULATE_WRITE) == 0 }
+    }
+
+    unsafe fn collapse(ptr: NonNull<u8>, len: usize) -> bool {
+        const MADV_COLLAPSE: libc::c_int = 25;
+        // SAFETY: the caller owns the range; a collapse keeps its contents.
+        unsafe { libc::madvise(ptr.as_ptr().cast(), len, MADV_COLLAPSE) == 0 }
+    }
+
     fn now_ms() -> u64 {
         crate::clock::coarse_ms()
     }
@@ -321,6 +506,120 @@ mod tests {
             Linux::advise_huge(p, CHUNK_SIZE);
             Linux::unmap(p, CHUNK_SIZE);
         }
+    }
+
+    #[test]
+    fn thp_settings_parse() {
+        let m = ThpMode::parse(
+            b"always [madvise] never\n",
+            b"always defer defer+madvise [madvise] never\n",
+        );
+        assert_eq!(m.enabled, ThpEnabled::Madvise);
+        assert_eq!(m.defrag, ThpDefrag::Madvise);
+        assert!(m.advised_fault_may_stall());
+        assert_eq!(m.plain_fault(), (false, false));
+        let m = ThpMode::parse(
+            b"[always] madvise never",
+            b"always defer [defer+madvise] madvise never",
+        );
+        assert_eq!(
+            (m.enabled, m.defrag),
+            (ThpEnabled::Always, ThpDefrag::DeferMadvise)
+        );
+        assert!(m.advised_fault_may_stall());
+        assert_eq!(m.plain_fault(), (true, false));
+        let m = ThpMode::parse(
+            b"always madvise [never]",
+            b"always [defer] defer+madvise madvise never",
+        );
+        assert_eq!((m.enabled, m.defrag), (ThpEnabled::Never, ThpDefrag::Defer));
+        assert!(!m.advised_fault_may_stall());
+        let m = ThpMode::parse(
+            b"[always] madvise never",
+            b"[always] defer defer+madvise madvise never",
+        );
+        assert_eq!(m.plain_fault(), (true, true));
+        let m = ThpMode::parse(
+            b"always [madvise] never",
+            b"always defer defer+madvise madvise [never]",
+        );
+        assert!(!m.advised_fault_may_stall());
+        let m = ThpMode::parse(b"", b"");
+        assert_eq!(
+            (m.enabled, m.defrag),
+            (ThpEnabled::Never, ThpDefrag::Madvise)
+        );
+        // the reading is cached and agrees with thp_available
+        assert_eq!(thp_mode(), thp_mode());
+        assert_eq!(thp_available(), thp_mode().enabled != ThpEnabled::Never);
+    }
+
+    #[test]
+    fn buddyinfo_counts_free_2mib_blocks() {
+        let text = b"Node 0, zone      DMA      0      0      0      0      0      0      0      0      1      1      3 \n\
+                     Node 0, zone    DMA32      6      6      7      9     47     11      5      2      0      0     22 \n\
+                     Node 0, zone   Normal   6630   4856   2413    599    595    530   1482    882    486    206    230 \n";
+        // order 9 counts once, order 10 twice
+        assert_eq!(
+            parse_buddyinfo(text),
+            Some((1 + 3 * 2) + (22 * 2) + (206 + 230 * 2))
+        );
+        assert_eq!(parse_buddyinfo(b"garbage"), None);
+        assert_eq!(
+            parse_buddyinfo(b"Node 0, zone Normal 1 2 x"),
+            None,
+            "a bad line"
+        );
+        assert_eq!(
+            parse_buddyinfo(b"Node 0, zone Normal 1 2 3"),
+            Some(0),
+            "no order 9"
+        );
+        if std::path::Path::new("/proc/buddyinfo").exists() {
+            assert!(free_huge_blocks().is_some());
+        }
+    }
+
+    #[test]
+    fn populate_and_collapse_keep_contents() {
+        let p = Linux::map(CHUNK_SIZE, CHUNK_SIZE).unwrap();
+        // SAFETY: our fresh chunk.
+        unsafe {
+            p.as_ptr().add(4096).write(9);
+            // either may be refused by an old kernel; contents stay
+            let _ = Linux::populate(p, CHUNK_SIZE);
+            let _ = Linux::collapse(p, CHUNK_SIZE);
+            assert_eq!(p.as_ptr().add(4096).read(), 9);
+            assert_eq!(p.as_ptr().add(CHUNK_SIZE - 1).read(), 0);
+            Linux::unmap(p, CHUNK_SIZE);
+        }
+    }
+
+    fn thread_faults() -> u64 {
+        // SAFETY: an all-zero rusage is valid; getrusage writes only into it.
+        unsafe {
+            let mut ru: libc::rusage = core::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_THREAD, &mut ru);
+            ru.ru_minflt as u64
+        }
+    }
+
+    #[test]
+    fn populate_faults_the_range_in() {
+        let len = 64 * PAGE_SIZE;
+        let p = Linux::map(len, PAGE_SIZE).unwrap();
+        // SAFETY: our fresh mapping.
+        if unsafe { Linux::populate(p, len) } {
+            let before = thread_faults();
+            for i in (0..len).step_by(PAGE_SIZE) {
+                // SAFETY: inside our mapping.
+                unsafe { p.as_ptr().add(i).write_volatile(1) };
+            }
+            let taken = thread_faults() - before;
+            assert!(taken < 4, "{taken} faults after populate");
+        }
+        // SAFETY: ours, unreferenced.
+        unsafe { Linux::unmap(p, len) };
     }
 
     #[test]

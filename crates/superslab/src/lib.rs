@@ -41,7 +41,7 @@ mod sync;
 
 pub use lists::{SlabList, SuperslabList};
 pub use orphanage::Orphanage;
-pub use pool::{PoolLimits, PoolStats, SuperslabPool};
+pub use pool::{HugeMode, PoolLimits, PoolStats, SuperslabPool, MAX_PREPARED};
 pub use remote::{remote_claim, remote_free, PendingList, RemoteBatch, MAX_SLAB_BLOCKS};
 pub use slab::{Put, Slab, SlabHandle, SlabRef};
 pub use superslab::{OwnedSuperslab, Superslab};

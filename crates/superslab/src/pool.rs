@@ -11,6 +11,15 @@
 //! unmapping happen outside the lock, after the superslab left the pool, so
 //! no thread can acquire memory while it is being purged.
 //!
+//! Huge pages ([`HugeMode`]): a fresh mapping is advised `MADV_HUGEPAGE`
+//! always (`Direct`), never (`Off`), or (`Gated`) only while the budget of
+//! huge pages at hand last granted by [`SuperslabPool::grant_huge`] lasts,
+//! so that its first fault finds a free huge page and never compacts. A
+//! background thread may also [`SuperslabPool::prepare`] superslabs ahead of
+//! need (mapped, advised, faulted in: any compaction stall is its own) into
+//! a small *prepared* reserve; acquisition takes it after the dirty list.
+//! Prepared superslabs unused for the decay time are unmapped.
+//!
 //! Pooled chunks carry [`Entry::FREE_TAG`] in the page map, so a stray free
 //! into one is recognised as invalid.
 
@@ -22,12 +31,29 @@ use hakmem_platform::Pal;
 
 use crate::remote::PendingList;
 use crate::superslab::OwnedSuperslab;
-use crate::sync::{const_fn_unless_loom, AtomicBool, Ordering, SpinLock};
+use crate::sync::{const_fn_unless_loom, AtomicU32, AtomicU8, Ordering, SpinLock};
 use crate::{SLOT_SIZE, SUPERSLAB_SIZE};
 
 const MAX_DIRTY: usize = 64;
 const MAX_CLEAN: usize = 256;
 const BATCH: usize = 8;
+/// Prepared superslabs kept at most.
+pub const MAX_PREPARED: usize = 8;
+
+/// How fresh superslab mappings get transparent huge pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum HugeMode {
+    /// Never advised (4 KiB pages, unless THP `enabled=always`).
+    Off = 0,
+    /// Every fresh mapping is advised `MADV_HUGEPAGE` (its first fault may
+    /// compact memory where THP `defrag` says so).
+    Direct = 1,
+    /// A fresh mapping is advised only while the budget granted by
+    /// [`SuperslabPool::grant_huge`] lasts (one per mapping); the others
+    /// stay 4 KiB-paged. Prepared superslabs are taken first.
+    Gated = 2,
+}
 
 /// Counters of the pool (all-time, and what it holds now).
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -44,6 +70,17 @@ pub struct PoolStats {
     pub dirty: u64,
     /// Clean superslabs in the pool now.
     pub clean: u64,
+    /// Prepared superslabs in the pool now.
+    pub prepared: u64,
+    /// Superslabs prepared (mapped, advised huge, faulted in) all-time.
+    pub prepared_made: u64,
+    /// Acquisitions served from the prepared reserve.
+    pub prepared_used: u64,
+    /// Acquisitions the dirty list could not serve (prepared, clean or
+    /// fresh): the demand a prepared reserve would have to cover.
+    pub cold: u64,
+    /// Fresh mappings advised huge by [`SuperslabPool::acquire`].
+    pub huge_fresh: u64,
 }
 
 /// Limits of the pool (from the policy).
@@ -108,6 +145,7 @@ impl<const N: usize> Fifo<N> {
 struct Inner {
     dirty: Fifo<MAX_DIRTY>,
     clean: Fifo<MAX_CLEAN>,
+    prepared: Fifo<MAX_PREPARED>,
     stats: PoolStats,
 }
 
@@ -130,8 +168,10 @@ impl Work {
 /// Empty superslabs waiting for reuse.
 pub struct SuperslabPool<P: Pal> {
     inner: SpinLock<Inner>,
-    /// Fresh mappings are advised transparent huge pages.
-    huge: AtomicBool,
+    /// A [`HugeMode`].
+    huge: AtomicU8,
+    /// Fresh mappings that may still be advised huge in `Gated` mode.
+    huge_budget: AtomicU32,
     _pal: PhantomData<P>,
 }
 
@@ -164,6 +204,7 @@ impl<P: Pal> SuperslabPool<P> {
                 inner: SpinLock::new(Inner {
                     dirty: Fifo::new(),
                     clean: Fifo::new(),
+                    prepared: Fifo::new(),
                     stats: PoolStats {
                         mapped: 0,
                         unmapped: 0,
@@ -171,9 +212,15 @@ impl<P: Pal> SuperslabPool<P> {
                         purged: 0,
                         dirty: 0,
                         clean: 0,
+                        prepared: 0,
+                        prepared_made: 0,
+                        prepared_used: 0,
+                        cold: 0,
+                        huge_fresh: 0,
                     },
                 }),
-                huge: AtomicBool::new(false),
+                huge: AtomicU8::new(HugeMode::Off as u8),
+                huge_budget: AtomicU32::new(0),
                 _pal: PhantomData,
             }
         }
@@ -182,22 +229,78 @@ impl<P: Pal> SuperslabPool<P> {
     /// From now on, fresh superslab mappings are (or are not) advised
     /// transparent huge pages (`MADV_HUGEPAGE`): a superslab is one aligned
     /// 2 MiB chunk, so the kernel can back it with one huge page. Pooled
-    /// chunks keep the advice they were mapped with.
+    /// chunks keep the advice they were mapped with. `true` is
+    /// [`HugeMode::Direct`], `false` [`HugeMode::Off`].
     pub fn set_huge_pages(&self, on: bool) {
-        self.huge.store(on, Ordering::Relaxed);
+        self.set_huge_mode(if on { HugeMode::Direct } else { HugeMode::Off });
+    }
+
+    /// From now on, fresh superslab mappings follow `mode`.
+    pub fn set_huge_mode(&self, mode: HugeMode) {
+        self.huge.store(mode as u8, Ordering::Relaxed);
+    }
+
+    /// The current [`HugeMode`].
+    pub fn huge_mode(&self) -> HugeMode {
+        match self.huge.load(Ordering::Relaxed) {
+            1 => HugeMode::Direct,
+            2 => HugeMode::Gated,
+            _ => HugeMode::Off,
+        }
+    }
+
+    /// In [`HugeMode::Gated`], the next `n` fresh mappings (and no more,
+    /// until the next grant) may be advised huge: the caller has seen at
+    /// least that many free huge pages at hand. Replaces the previous grant.
+    pub fn grant_huge(&self, n: u32) {
+        self.huge_budget.store(n, Ordering::Relaxed);
+    }
+
+    /// What is left of the last grant.
+    pub fn huge_budget(&self) -> u32 {
+        self.huge_budget.load(Ordering::Relaxed)
+    }
+
+    /// Whether a fresh mapping is to be advised huge (takes one from the
+    /// budget in `Gated` mode).
+    fn advise_fresh(&self) -> bool {
+        match self.huge_mode() {
+            HugeMode::Off => false,
+            HugeMode::Direct => true,
+            HugeMode::Gated => self
+                .huge_budget
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+                .is_ok(),
+        }
     }
 
     /// Hands out an empty superslab owned by the heap with `tag`, whose
-    /// pending list is `owner`: a pooled one (dirty first), or a fresh
-    /// mapping. `None` when the OS is out of memory.
+    /// pending list is `owner`: a pooled dirty one, a prepared one, a
+    /// pooled clean one, or a fresh mapping (advised huge as
+    /// [`HugeMode`] says). `None` when the OS is out of memory.
     pub fn acquire(&self, map: &PageMap, tag: u32, owner: &PendingList) -> Option<OwnedSuperslab> {
         let pooled = {
             let mut g = self.inner.lock();
-            let p = g.dirty.pop_newest().or_else(|| g.clean.pop_newest());
-            if p.is_some() {
-                g.stats.reused += 1;
-                g.sync_counts();
-            }
+            let p = match g.dirty.pop_newest() {
+                Some(p) => {
+                    g.stats.reused += 1;
+                    Some(p)
+                }
+                None => {
+                    g.stats.cold += 1;
+                    if let Some(p) = g.prepared.pop_newest() {
+                        g.stats.prepared_used += 1;
+                        Some(p)
+                    } else {
+                        let p = g.clean.pop_newest();
+                        if p.is_some() {
+                            g.stats.reused += 1;
+                        }
+                        p
+                    }
+                }
+            };
+            g.sync_counts();
             p
         };
         let base = match pooled {
@@ -210,17 +313,69 @@ impl<P: Pal> SuperslabPool<P> {
                     unsafe { P::unmap(b, SUPERSLAB_SIZE) };
                     return None;
                 }
-                self.inner.lock().stats.mapped += 1;
-                if self.huge.load(Ordering::Relaxed) {
+                let huge = self.advise_fresh();
+                if huge {
                     // SAFETY: `b` is our fresh mapping of SUPERSLAB_SIZE bytes.
                     unsafe { P::advise_huge(b, SUPERSLAB_SIZE) };
                 }
+                let mut g = self.inner.lock();
+                g.stats.mapped += 1;
+                g.stats.huge_fresh += u64::from(huge);
                 b
             }
         };
         // SAFETY: the chunk is empty, ours alone (fresh or from the pool) and
         // reserved in the map; formatting writes the header, then the entries.
         Some(unsafe { OwnedSuperslab::format(base, map, tag, owner) })
+    }
+
+    /// Prepares one superslab ahead of need, at time `now`: maps it,
+    /// advises it huge and faults it in (`MADV_POPULATE_WRITE`, else one
+    /// write), so that the huge-page fault, and any compaction it needs,
+    /// happen on the calling thread (a background thread), then adds it to
+    /// the prepared reserve. False (nothing kept) when the reserve is full
+    /// ([`MAX_PREPARED`]) or the OS refused.
+    pub fn prepare(&self, map: &PageMap, now: u64) -> bool {
+        if self.inner.lock().prepared.n >= MAX_PREPARED {
+            return false;
+        }
+        let Some(b) = P::map(SUPERSLAB_SIZE, SUPERSLAB_SIZE) else {
+            return false;
+        };
+        if !map.reserve::<P>(b.as_ptr() as usize, SUPERSLAB_SIZE) {
+            // SAFETY: we just mapped it and nobody knows about it.
+            unsafe { P::unmap(b, SUPERSLAB_SIZE) };
+            return false;
+        }
+        let base = b.as_ptr() as usize;
+        map.set_slots(base, SUPERSLAB_SIZE / SLOT_SIZE, |_| {
+            Entry::slot(Entry::FREE_TAG, Entry::NO_CLASS)
+        });
+        // SAFETY: `b` is our fresh mapping of SUPERSLAB_SIZE bytes, known
+        // to nobody else yet (its entries say "pooled").
+        unsafe {
+            P::advise_huge(b, SUPERSLAB_SIZE);
+            if !P::populate(b, SUPERSLAB_SIZE) {
+                // an older kernel: one write faults the (huge) page in
+                b.as_ptr().write_volatile(0);
+            }
+        }
+        {
+            let mut g = self.inner.lock();
+            g.stats.mapped += 1;
+            if g.prepared.n < MAX_PREPARED {
+                g.prepared.push(Pooled { base, stamp: now });
+                g.stats.prepared_made += 1;
+                g.sync_counts();
+                return true;
+            }
+        }
+        // the reserve filled up meanwhile (another preparer)
+        map.set_slots(base, SUPERSLAB_SIZE / SLOT_SIZE, |_| Entry::NONE);
+        // SAFETY: never handed out, in no list, unregistered.
+        unsafe { P::unmap(b, SUPERSLAB_SIZE) };
+        self.inner.lock().stats.unmapped += 1;
+        false
     }
 
     /// Takes back an empty superslab that has been idle since `stamp`, at
@@ -336,7 +491,12 @@ impl<P: Pal> SuperslabPool<P> {
             {
                 let mut g = self.inner.lock();
                 while work.n_unmap < BATCH {
-                    let Some(p) = g.dirty.pop_oldest().or_else(|| g.clean.pop_oldest()) else {
+                    let Some(p) = g
+                        .dirty
+                        .pop_oldest()
+                        .or_else(|| g.clean.pop_oldest())
+                        .or_else(|| g.prepared.pop_oldest())
+                    else {
                         break;
                     };
                     work.unmap[work.n_unmap] = p;
@@ -371,10 +531,12 @@ impl Inner {
     fn sync_counts(&mut self) {
         self.stats.dirty = self.dirty.n as u64;
         self.stats.clean = self.clean.n as u64;
+        self.stats.prepared = self.prepared.n as u64;
     }
 
     /// Decay: the oldest dirty ones past the decay time go to be purged, the
-    /// oldest clean ones past 8 times it to be unmapped (a batch at most).
+    /// oldest clean ones past 8 times it and prepared ones unused for the
+    /// decay time to be unmapped (a batch at most).
     fn enforce(&mut self, now: u64, limits: &PoolLimits, work: &mut Work) {
         while work.n_purge < BATCH
             && self
@@ -393,6 +555,16 @@ impl Inner {
                 .is_some_and(|a| a >= limits.decay_ms.saturating_mul(8))
         {
             let p = self.clean.pop_oldest().expect("non-empty");
+            work.unmap[work.n_unmap] = p;
+            work.n_unmap += 1;
+        }
+        while work.n_unmap < BATCH
+            && self
+                .prepared
+                .oldest_age(now)
+                .is_some_and(|a| a >= limits.decay_ms)
+        {
+            let p = self.prepared.pop_oldest().expect("non-empty");
             work.unmap[work.n_unmap] = p;
             work.n_unmap += 1;
         }

@@ -720,3 +720,77 @@ fn fresh_superslabs_are_advised_huge_pages_when_asked() {
     plain.release(map, a, 0, 0, &KEEP);
     huge.release(map, b, 0, 0, &KEEP);
 }
+
+/// Gated: a fresh superslab is advised huge only while the grant lasts.
+#[test]
+fn gated_pools_advise_only_within_the_grant() {
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
+    let thp_on = thp.is_ok_and(|s| !s.contains("[never]"));
+    let map = new_map();
+    let owner = new_owner();
+    let pool = SuperslabPool::<Linux>::new();
+    pool.set_huge_mode(HugeMode::Gated);
+    assert_eq!(pool.huge_mode(), HugeMode::Gated);
+    pool.grant_huge(1);
+    let a = pool.acquire(map, 103, owner).expect("superslab");
+    assert_eq!(pool.huge_budget(), 0);
+    let b = pool.acquire(map, 104, owner).expect("superslab");
+    assert_eq!(pool.huge_budget(), 0, "never below zero");
+    let s = pool.stats();
+    assert_eq!((s.mapped, s.huge_fresh, s.cold), (2, 1, 2));
+    if thp_on {
+        let hg = |x: usize| vm_flags(x).split_whitespace().any(|f| f == "hg");
+        assert!(hg(a.base()), "granted superslab advised");
+        assert!(!hg(b.base()), "beyond the grant: not advised");
+    }
+    pool.release(map, a, 0, 0, &KEEP);
+    pool.release(map, b, 0, 0, &KEEP);
+    pool.trim(map);
+}
+
+/// Prepared superslabs: made ahead (registered as pooled), taken after the
+/// dirty ones and before a fresh mapping, bounded, unmapped when unused
+/// for the decay time or trimmed.
+#[test]
+fn prepared_superslabs_are_taken_after_dirty_ones_and_decay() {
+    let map = new_map();
+    let owner = new_owner();
+    let pool = SuperslabPool::<Linux>::new();
+    assert!(pool.prepare(map, 1000));
+    assert!(pool.prepare(map, 1000));
+    let s = pool.stats();
+    assert_eq!((s.prepared, s.prepared_made, s.mapped), (2, 2, 2));
+    // a prepared superslab reads as pooled to a stray free
+    let a = pool.acquire(map, 105, owner).expect("superslab");
+    let s = pool.stats();
+    assert_eq!(
+        (s.prepared, s.prepared_used, s.cold, s.mapped),
+        (1, 1, 1, 2)
+    );
+    assert_eq!(map.get(a.base()), Entry::slot(105, NO_CLASS));
+    let base = a.base();
+    pool.release(map, a, 1000, 1000, &KEEP);
+    assert_eq!(map.get(base), Entry::slot(Entry::FREE_TAG, NO_CLASS));
+    // the dirty one first
+    let b = pool.acquire(map, 106, owner).expect("superslab");
+    assert_eq!(b.base(), base);
+    let s = pool.stats();
+    assert_eq!((s.prepared, s.cold, s.reused), (1, 1, 1));
+    pool.release(map, b, 1000, 1000, &KEEP);
+    // bounded
+    let mut made = 1;
+    while pool.prepare(map, 1500) {
+        made += 1;
+        assert!(made <= MAX_PREPARED, "the reserve is bounded");
+    }
+    assert_eq!(made, MAX_PREPARED);
+    // the one prepared at 1000 decays at 2000, the others at 2500
+    pool.maintain(map, 2000, &KEEP);
+    let s = pool.stats();
+    assert_eq!(s.prepared as usize, MAX_PREPARED - 1);
+    assert!(s.unmapped >= 1);
+    pool.trim(map);
+    let s = pool.stats();
+    assert_eq!((s.prepared, s.dirty, s.clean), (0, 0, 0));
+    assert_eq!(s.mapped, s.unmapped);
+}
