@@ -21,19 +21,14 @@
 //! box's maintenance lock (try-locked: a busy heap is skipped, never waited
 //! on), never their bins.
 
-use core::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use hakmem_platform::{Pal, SpinLock};
 
+use crate::lazy_thread::LazyThread;
 use crate::state::{Heap, Os, ORPHANAGE, POLICY, REGISTRY};
 
-const OFF: u8 = 0;
-const WANTED: u8 = 1;
-const STARTING: u8 = 2;
-const RUNNING: u8 = 3;
-
-static STATE: AtomicU8 = AtomicU8::new(OFF);
+static THREAD: LazyThread = LazyThread::new("hakmem-background", 256 << 10);
 
 /// Shortest tick period (ms).
 pub(crate) const TICK_MIN_MS: u64 = 10;
@@ -47,7 +42,7 @@ pub(crate) fn tick_period_ms(decay_ms: u64) -> u64 {
 
 /// Asks for the thread (at set-up, unless `HAKMEM_BACKGROUND=0`).
 pub(crate) fn want() {
-    let _ = STATE.compare_exchange(OFF, WANTED, Ordering::AcqRel, Ordering::Relaxed);
+    THREAD.want();
 }
 
 /// Starts the thread if it is wanted and not running, once the process has
@@ -57,39 +52,20 @@ pub(crate) fn want() {
 /// that hold no lock (the spawn allocates).
 #[inline]
 pub(crate) fn maybe_start() {
-    if STATE.load(Ordering::Relaxed) == WANTED && !hakmem_platform::single_threaded() {
-        start();
+    if THREAD.wanted() && !hakmem_platform::single_threaded() {
+        THREAD.start(run);
     }
-}
-
-#[cold]
-fn start() {
-    if STATE
-        .compare_exchange(WANTED, STARTING, Ordering::AcqRel, Ordering::Relaxed)
-        .is_err()
-    {
-        return;
-    }
-    let spawned = std::thread::Builder::new()
-        .name("hakmem-background".into())
-        .stack_size(256 << 10)
-        .spawn(run);
-    STATE.store(
-        if spawned.is_ok() { RUNNING } else { OFF },
-        Ordering::Release,
-    );
 }
 
 /// In a forked child: the thread did not survive; start it again lazily.
 /// (Atomics only: it runs in the child's fork handler.)
 pub(crate) fn after_fork_in_child() {
-    let _ = STATE.compare_exchange(RUNNING, WANTED, Ordering::AcqRel, Ordering::Relaxed);
-    let _ = STATE.compare_exchange(STARTING, WANTED, Ordering::AcqRel, Ordering::Relaxed);
+    THREAD.after_fork_in_child();
 }
 
 /// Whether the thread is running (for tests and the report).
 pub fn background_running() -> bool {
-    STATE.load(Ordering::Acquire) == RUNNING
+    THREAD.running()
 }
 
 /// The thread: tick, sleep, forever.

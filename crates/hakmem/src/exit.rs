@@ -92,19 +92,10 @@ fn write_output(path: &Path, var: &str, write: impl FnOnce(&Fd) -> bool) {
 /// `<dest>.<pid>.tmp`, NUL-terminated in `buf`: beside `dest`, so the
 /// rename stays on one file system; `None` if it does not fit.
 fn temp_name<'b>(dest: &[u8], pid: u32, buf: &'b mut [u8]) -> Option<&'b core::ffi::CStr> {
-    let mut digits = [0u8; 10];
-    let mut at = digits.len();
-    let mut n = pid;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
+    let mut digits = Line::new();
+    digits.dec(pid as u64);
     let mut len = 0;
-    for part in [dest, b".", &digits[at..], b".tmp"] {
+    for part in [dest, b".", digits.as_str().as_bytes(), b".tmp"] {
         let end = len + part.len();
         if end >= buf.len() {
             return None;

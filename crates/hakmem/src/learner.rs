@@ -45,6 +45,7 @@ use hakmem_ace_learner::signature::{class_bin, size_bin, SIG_BINS};
 use hakmem_policy_rcu::FrozenPolicy;
 
 use crate::classes::NCLASSES;
+use crate::lazy_thread::LazyThread;
 use crate::observe::{self, Call, Observer, Take};
 use crate::state::{PLACEHOLDER, REGISTRY};
 use crate::tls;
@@ -52,12 +53,7 @@ use crate::tls;
 // The heaps' observation counters have one size bin per signature bin.
 const _: () = assert!(hakmem_heap::OBS_SIZE_BINS == SIG_BINS);
 
-const OFF: u8 = 0;
-const WANTED: u8 = 1;
-const STARTING: u8 = 2;
-const RUNNING: u8 = 3;
-
-static STATE: AtomicU8 = AtomicU8::new(OFF);
+static THREAD: LazyThread = LazyThread::new("hakmem-learner", 0);
 /// The observation slice under way (bumped as each begins): a countdown set
 /// in an earlier slice ran partly outside this one and counts nothing.
 static SLICE: AtomicU32 = AtomicU32::new(0);
@@ -82,7 +78,7 @@ const MIN_SIGNATURE_SAMPLES: u64 = 64;
 
 /// Asks for the learner (at start-up, in the learning modes).
 pub(crate) fn want() {
-    let _ = STATE.compare_exchange(OFF, WANTED, Ordering::AcqRel, Ordering::Relaxed);
+    THREAD.want();
 }
 
 fn set_observing(on: bool) {
@@ -96,33 +92,15 @@ fn set_observing(on: bool) {
 /// slow paths that hold no lock (the spawn allocates).
 #[inline]
 pub(crate) fn maybe_start() {
-    if STATE.load(Ordering::Relaxed) == WANTED {
-        start();
+    if THREAD.wanted() {
+        THREAD.start(run);
     }
-}
-
-#[cold]
-fn start() {
-    if STATE
-        .compare_exchange(WANTED, STARTING, Ordering::AcqRel, Ordering::Relaxed)
-        .is_err()
-    {
-        return;
-    }
-    let spawned = std::thread::Builder::new()
-        .name("hakmem-learner".into())
-        .spawn(run);
-    STATE.store(
-        if spawned.is_ok() { RUNNING } else { OFF },
-        Ordering::Release,
-    );
 }
 
 /// In a forked child: the thread did not survive; start it again lazily.
 pub(crate) fn after_fork_in_child() {
     observe::set_active(observe::LEARNER, false);
-    let _ = STATE.compare_exchange(RUNNING, WANTED, Ordering::AcqRel, Ordering::Relaxed);
-    let _ = STATE.compare_exchange(STARTING, WANTED, Ordering::AcqRel, Ordering::Relaxed);
+    THREAD.after_fork_in_child();
 }
 
 /// The policy the learner accepted last (`None` outside the learning modes

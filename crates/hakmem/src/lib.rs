@@ -26,6 +26,7 @@ mod fork;
 mod huge;
 mod init;
 mod large;
+mod lazy_thread;
 mod learner;
 mod observe;
 mod os;

@@ -5,7 +5,6 @@
 //! The tests of this binary share one process; they are serialised and
 //! measure RSS relative to their own start.
 
-use std::io::Read;
 use std::sync::{Barrier, Mutex};
 use std::time::Duration;
 
@@ -14,25 +13,8 @@ static A: hakmem::HakMem = hakmem::HakMem;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// RSS from /proc/self/statm, read without allocating (so that reading it
-/// makes no allocator call).
-fn rss_bytes() -> usize {
-    let mut f = std::fs::File::open("/proc/self/statm").unwrap();
-    let mut buf = [0u8; 128];
-    let n = f.read(&mut buf).unwrap();
-    let s = core::str::from_utf8(&buf[..n]).unwrap();
-    let pages: usize = s.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
-
-fn touch(p: *mut u8, n: usize) {
-    let mut off = 0;
-    while off < n {
-        // SAFETY: the caller passes a live block of n bytes.
-        unsafe { p.add(off).write(1) };
-        off += 4096;
-    }
-}
+mod common;
+use common::{rss_bytes, touch};
 
 /// Allocates `mib` MiB of mixed tiny, mid and large blocks (touched) and
 /// frees them all.

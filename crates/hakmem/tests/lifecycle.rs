@@ -16,23 +16,8 @@ static A: hakmem::HakMem = hakmem::HakMem;
 /// Serialises the tests that measure process-wide quantities.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn rss_bytes() -> usize {
-    let s = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: usize = s.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
-
-fn touch(p: *mut u8, n: usize) {
-    let mut off = 0;
-    while off < n {
-        // SAFETY: the caller passes a live block of n bytes.
-        unsafe { p.add(off).write(1) };
-        off += 4096;
-    }
-    // SAFETY: `n - 1 < n`, inside the live block of n bytes the caller
-    // passes.
-    unsafe { p.add(n - 1).write(1) };
-}
+mod common;
+use common::{rss_bytes, touch};
 
 fn working_set(total_mib: usize) -> Vec<*mut u8> {
     // a quarter tiny, three eighths mid, three eighths large
