@@ -474,8 +474,16 @@ unsafe fn free_not_ours(p: *mut u8, x: usize, heap: *mut Heap, ra: usize) {
         // the placeholder.
         let bin = unsafe { Heap::bin_at(heap, e.0 as usize & (Entry::KEY_HIT as usize - 1)) };
         // SAFETY: a valid bin.
-        let start = unsafe { Bin::block_start_raw(bin, (p as usize & (SLOT_SIZE - 1)) as u64) };
-        if start && !crate::secure::special() && !crate::sites::is_recording_tag(e.tag()) {
+        let mut start = unsafe { Bin::block_start_raw(bin, (p as usize & (SLOT_SIZE - 1)) as u64) };
+        if start && crate::secure::special() {
+            match diverted() {
+                Divert::Batch => {}
+                Divert::Check => start = false,
+                // SAFETY: forwarded contract; `e` is `p`'s entry.
+                Divert::Profile => return unsafe { free_profiled(p, e, ra) },
+            }
+        }
+        if start && !crate::sites::is_recording_tag(e.tag()) {
             debug_assert!(heap != PLACEHOLDER.get());
             // the class byte (bits 5-12), as the bin offset's multiple
             let class = (e.0 as usize & (Entry::KEY_HIT as usize - 1)) / BIN_BYTES;
@@ -495,6 +503,28 @@ unsafe fn free_not_ours(p: *mut u8, x: usize, heap: *mut Heap, ra: usize) {
     }
     // SAFETY: forwarded contract; `e` is `p`'s entry.
     unsafe { free_general(p, e, ra) }
+}
+
+/// What a cross-thread free does while [`crate::secure::special`] is set.
+enum Divert {
+    /// The batched short cut, as usual.
+    Batch,
+    /// [`free_general`]: secure mode checks it, the debug ring records it.
+    Check,
+    /// Timed by the profiler (one in 2^shift); the others keep the short
+    /// cut, so that profiling does not change what it measures.
+    Profile,
+}
+
+#[inline(always)]
+fn diverted() -> Divert {
+    if crate::secure::on() || crate::ring::on() {
+        Divert::Check
+    } else if crate::profile::on() && crate::prof::sampled() {
+        Divert::Profile
+    } else {
+        Divert::Batch
+    }
 }
 
 /// A remote free found the block free already (maybe freed by another
