@@ -39,7 +39,7 @@ fn every_path_taken_is_a_category() {
     let r = hakmem::malloc(100);
     // SAFETY: live blocks of ours, each used once.
     let r = unsafe { hakmem::realloc(r, 110) };
-    // SAFETY: as above for the new pointer.
+    // SAFETY: the live block the first realloc returned, used once.
     let r = unsafe { hakmem::realloc(r, 5000) };
     let c = hakmem::calloc(10, 100);
     // SAFETY: live blocks of ours.

@@ -701,10 +701,10 @@ fn a_visitor_decays_an_idle_heap_and_skips_a_released_one() {
     assert_eq!(f.counts().purges, purges, "nothing idled long enough yet");
     // the owner makes no call; visits alone return the idle memory
     f.advance_ms(decay);
-    // SAFETY: as above.
+    // SAFETY: a registered heap; this thread is in none of its slow paths.
     assert!(unsafe { Heap::visit(h, <E as HeapEnv>::Pal::now_ms(), decay) });
     f.advance_ms(decay);
-    // SAFETY: as above.
+    // SAFETY: a registered heap; this thread is in none of its slow paths.
     assert!(unsafe { Heap::visit(h, <E as HeapEnv>::Pal::now_ms(), decay) });
     assert!(f.counts().purges > purges, "idle slots were purged");
     t.check();
@@ -717,13 +717,14 @@ fn a_visitor_decays_an_idle_heap_and_skips_a_released_one() {
         t.free(keep);
     }
     t.exit();
-    // SAFETY: as above (the heap is released: the visit does nothing).
+    // SAFETY: a registered heap (heaps are never unmapped); it is released,
+    // so the visit does nothing.
     assert!(!unsafe { Heap::visit(h, <E as HeapEnv>::Pal::now_ms(), 0) });
     assert_all_superslabs_pooled::<E>();
     // a new thread gets it back, open to visits again
     let mut t = ThreadHeap::<E>::new();
     assert!(std::ptr::eq(t.heap(), h), "the released heap is reused");
-    // SAFETY: as above.
+    // SAFETY: a registered heap; this thread is in none of its slow paths.
     assert!(unsafe { Heap::visit(h, <E as HeapEnv>::Pal::now_ms(), 0) });
     t.exit();
 }

@@ -63,7 +63,8 @@ impl<E: HeapEnv> Heap<E> {
                 self.flush_batch(i);
             }
         } else {
-            // SAFETY: as above.
+            // SAFETY: `p` is claimed (its mark swapped in above) and given
+            // up by the caller, a block of `class`: what a new batch takes.
             unsafe { self.start_batch(i, p, class) };
         }
         true
