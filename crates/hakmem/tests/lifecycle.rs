@@ -55,6 +55,9 @@ fn rss_falls_back_after_freeing_1_gib() {
     assert!(peak - before >= 900 << 20, "the working set is resident");
     free_all(blocks);
     let after = rss_bytes().saturating_sub(before);
+    // (under valgrind, RSS also counts its shadow memory, which never
+    // shrinks: scripts/memcheck.sh runs the paths, `cargo test` the bounds)
+    let bounds = std::env::var_os("HAKMEM_TEST_UNDER_MEMCHECK").is_none();
     // At once: only what the caches may keep with their pages stays: 64 MiB
     // of large mappings, 32 pooled superslabs (64 MiB), a heap's 64 MiB of
     // empty slabs and 8 empty superslabs (16 MiB), its bins (up to 128 KiB
@@ -62,7 +65,7 @@ fn rss_falls_back_after_freeing_1_gib() {
     // the slabs their blocks pin, whole 2 MiB superslabs where they are
     // huge pages): 208 MiB of cache budgets plus up to 24 MiB of bins.
     assert!(
-        after < 232 << 20,
+        !bounds || after < 232 << 20,
         "kept {} MiB right after the free",
         after >> 20
     );
@@ -86,7 +89,7 @@ fn rss_falls_back_after_freeing_1_gib() {
     // (what stays is the calling thread's bins, up to 128 KiB per tiny
     // class, and the slabs their blocks pin)
     assert!(
-        decayed < 16 << 20,
+        !bounds || decayed < 16 << 20,
         "within a few MiB of the start after decay: +{} MiB",
         decayed >> 20
     );
