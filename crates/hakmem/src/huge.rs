@@ -159,11 +159,18 @@ mod tests {
             tick_with(now + 2, Some(1 << 20));
             assert_eq!(POOL.huge_budget(), MAX_GRANT);
             assert_eq!(POOL.stats().prepared_made, s.prepared_made);
-            // taken before a fresh mapping
+            // taken before a fresh mapping (other tests of this binary
+            // share the pool and may park a dirty superslab there, which
+            // comes first: a few acquisitions reach a prepared one)
             let used = POOL.stats().prepared_used;
-            let ss = POOL.acquire(&PAGE_MAP, tag, &owner).expect("memory");
-            assert_eq!(POOL.stats().prepared_used, used + 1);
-            held.push(ss);
+            for _ in 0..8 {
+                held.push(POOL.acquire(&PAGE_MAP, tag, &owner).expect("memory"));
+                if POOL.stats().prepared_used > used {
+                    break;
+                }
+            }
+            let s = POOL.stats();
+            assert!(s.prepared_used > used, "{s:?}");
             for ss in held {
                 POOL.release(&PAGE_MAP, ss, now, now + 3, &limits);
             }
