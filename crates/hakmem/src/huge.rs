@@ -93,6 +93,16 @@ pub(crate) fn configure(choice: ThpSuperslabs) {
 /// any thread holding no allocator lock): renews the grant and keeps the
 /// prepared reserve at its target. Does nothing unless gated.
 pub(crate) fn tick(now_ms: u64) {
+    #[cfg(test)]
+    if tests::HOLD.load(Ordering::Acquire) {
+        // a unit test drives the pool's huge-page state by hand
+        return;
+    }
+    tick_now(now_ms);
+}
+
+/// [`tick`]'s work.
+fn tick_now(now_ms: u64) {
     if POOL.huge_mode() != HugeMode::Gated {
         return;
     }
@@ -126,6 +136,21 @@ fn tick_with(now_ms: u64, free: Option<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lets the background thread tick again when the test ends, passed or
+    /// not.
+    struct Release;
+
+    impl Drop for Release {
+        fn drop(&mut self) {
+            HOLD.store(false, Ordering::Release);
+        }
+    }
+
+    /// Set while a test drives the huge-page state by hand: the background
+    /// thread (which other tests of this binary start) leaves it alone.
+    pub(super) static HOLD: core::sync::atomic::AtomicBool =
+        core::sync::atomic::AtomicBool::new(false);
     use hakmem_heap::pool_limits;
     use hakmem_pagemap::Entry;
     use hakmem_platform::Pal;
@@ -136,6 +161,10 @@ mod tests {
     /// takes a prepared one; unused ones are unmapped after the decay time.
     #[test]
     fn tick_prepares_when_no_huge_page_is_at_hand() {
+        HOLD.store(true, Ordering::Release);
+        let _release = Release;
+        // a tick already under way (it checked HOLD before) ends first
+        std::thread::sleep(std::time::Duration::from_millis(200));
         std::thread::spawn(|| {
             let limits = pool_limits(POLICY.load());
             POOL.set_huge_mode(HugeMode::Gated);
@@ -181,11 +210,11 @@ mod tests {
             // the tick itself: nothing unless gated, else a fresh grant
             POOL.set_huge_mode(HugeMode::Off);
             POOL.grant_huge(7);
-            tick(now + 4);
+            tick_now(now + 4);
             assert_eq!(POOL.huge_budget(), 7);
             POOL.set_huge_mode(HugeMode::Gated);
             let lo = grant_for(hakmem_platform::free_huge_blocks());
-            tick(now + 5);
+            tick_now(now + 5);
             let got = POOL.huge_budget();
             let hi = grant_for(hakmem_platform::free_huge_blocks());
             assert!(
