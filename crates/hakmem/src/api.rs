@@ -475,12 +475,15 @@ unsafe fn free_not_ours(p: *mut u8, x: usize, heap: *mut Heap, ra: usize) {
         let bin = unsafe { Heap::bin_at(heap, e.0 as usize & (Entry::KEY_HIT as usize - 1)) };
         // SAFETY: a valid bin.
         let mut start = unsafe { Bin::block_start_raw(bin, (p as usize & (SLOT_SIZE - 1)) as u64) };
-        if start && crate::secure::special() {
-            match diverted() {
-                Divert::Batch => {}
-                Divert::Check => start = false,
-                // SAFETY: forwarded contract; `e` is `p`'s entry.
-                Divert::Profile => return unsafe { free_profiled(p, e, ra) },
+        if start {
+            let special = crate::secure::special();
+            if special != 0 {
+                match diverted(special) {
+                    Divert::Batch => {}
+                    Divert::Check => start = false,
+                    // SAFETY: forwarded contract; `e` is `p`'s entry.
+                    Divert::Profile => return unsafe { free_profiled(p, e, ra) },
+                }
             }
         }
         if start && !crate::sites::is_recording_tag(e.tag()) {
@@ -516,11 +519,13 @@ enum Divert {
     Profile,
 }
 
+/// What a cross-thread free does, given [`crate::secure::special`]'s bits
+/// (not 0).
 #[inline(always)]
-fn diverted() -> Divert {
-    if crate::secure::on() || crate::ring::on() {
+fn diverted(special: u8) -> Divert {
+    if special & crate::secure::CHECK != 0 {
         Divert::Check
-    } else if crate::profile::on() && crate::prof::sampled() {
+    } else if crate::prof::sampled() {
         Divert::Profile
     } else {
         Divert::Batch

@@ -62,7 +62,9 @@ pub use learner::testing as learner_testing;
 pub use learner::{learned_policy, learner_phase};
 pub use observe::{Limit, SAMPLE_LIMIT, TINY_LIMIT};
 pub use prof::set_profiling;
-pub use profile::{profile, reset_profile, Profile, ProfileRow};
+pub use profile::{
+    profile, reset_profile, Profile, ProfileRow, DEFAULT_SHIFT as PROF_DEFAULT_SHIFT,
+};
 pub use sites::placement_stats;
 pub use tls::SAMPLE_LEFT_OFFSET;
 

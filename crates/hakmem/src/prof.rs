@@ -65,17 +65,18 @@ impl Observer for Profiler {
 /// `free`, `realloc` and `calloc` time while the profiler is on (a
 /// per-thread countdown, restarted with jitter from the thread's
 /// generator, so that it does not alias with a program's loops).
-#[inline]
+///
+/// One countdown decrement per call: the rate is read only when it is due
+/// (at 2^0 every restart is 1, so every call is due).
+#[inline(always)]
 pub(crate) fn sampled() -> bool {
-    let s = profile::shift();
-    if s == 0 {
-        return true;
-    }
     // the countdown is due rarely: the jittered period is drawn only then
+    // (inline: a call here would make the cross-thread `free` that inlines
+    // this save registers on every call)
     crate::tls::prof_due() && {
-        let base = 1usize << s;
-        let next = base / 2 + ((crate::tls::random() as u64 * base as u64) >> 32) as usize;
-        crate::tls::prof_restart(next);
+        let base = 1u64 << profile::shift();
+        let next = base / 2 + ((crate::tls::random() as u64 * base) >> 32);
+        crate::tls::prof_restart(next as usize);
         true
     }
 }
@@ -91,24 +92,25 @@ pub(crate) struct Before {
     maps: u64,
 }
 
-/// Sums a per-class counter over every class (a sampled call's drain may
-/// have served any class's slabs).
-fn sum(h: &Heap, f: impl Fn(&hakmem_stats::ClassCounters) -> u64) -> u64 {
-    h.stats.classes[..NCLASSES].iter().map(f).sum()
-}
-
-/// The thread's counters now.
+/// The thread's counters now (summed over every class: a sampled call's
+/// drain may have served any class's slabs).
 pub(crate) fn before() -> Before {
     let heap = tls::heap();
     // SAFETY: the thread's own heap (registered heaps live forever) or the
     // placeholder (never written); its counters have one writer, this
     // thread, and are read with relaxed loads.
     let h = unsafe { &*heap };
+    let (mut refills, mut spills, mut drained) = (0, 0, 0);
+    for c in &h.stats.classes[..NCLASSES] {
+        refills += c.refills.get();
+        spills += c.spills.get();
+        drained += c.remote_drained.get();
+    }
     Before {
         heap,
-        refills: sum(h, |c| c.refills.get()),
-        spills: sum(h, |c| c.spills.get()),
-        drained: sum(h, |c| c.remote_drained.get()),
+        refills,
+        spills,
+        drained,
         adopted: h.stats.superslabs_adopted.get(),
         maps: profile::maps(),
     }

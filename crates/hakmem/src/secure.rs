@@ -16,7 +16,7 @@
 //! faults in the guard-less unmapped space or lands in another mapping.
 //! Its cost is measured in the bench matrix (README).
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use crate::report::{misuse, Misuse};
 
@@ -43,22 +43,31 @@ pub(crate) fn on() -> bool {
     ON.load(Ordering::Relaxed)
 }
 
-/// Secure mode, the debug ring or the profiler is on: the cross-thread
-/// `free` path leaves its short cut for `api::free_general`, which checks,
-/// records or times (one flag, so the short cut tests one word).
-static SPECIAL: AtomicBool = AtomicBool::new(false);
+/// Why the cross-thread `free` path leaves its short cut, one bit each
+/// (0: it keeps it): secure mode, the debug ring ([`CHECK`]: every such free
+/// goes to `api::free_general`, which checks or records it) and the
+/// profiler ([`PROF`]: one in 2^shift is timed). One word, read once: the
+/// short cut tests it and, only when it is not 0, which bits are set.
+static SPECIAL: AtomicU8 = AtomicU8::new(0);
 
-/// True while frees must take the general path (see [`SPECIAL`]).
+/// [`special`]'s bit for secure mode or the debug ring.
+pub(crate) const CHECK: u8 = 1;
+/// [`special`]'s bit for the profiler.
+pub(crate) const PROF: u8 = 2;
+
+/// Why frees must leave the short cut: a mask of [`CHECK`] and [`PROF`]
+/// (see [`SPECIAL`]), 0 while none is on.
 #[inline(always)]
-pub(crate) fn special() -> bool {
+pub(crate) fn special() -> u8 {
     SPECIAL.load(Ordering::Relaxed)
 }
 
 /// Recomputes [`special`] after secure mode, the ring or the profiler was
 /// switched.
 pub(crate) fn refresh_special() {
-    let on = on() || crate::ring::on() || crate::profile::on();
-    SPECIAL.store(on, Ordering::Release);
+    let check = on() || crate::ring::on();
+    let bits = if check { CHECK } else { 0 } | if crate::profile::on() { PROF } else { 0 };
+    SPECIAL.store(bits, Ordering::Release);
 }
 
 /// Bytes of a small block of `block_size` the user may use.

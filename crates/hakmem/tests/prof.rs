@@ -127,6 +127,34 @@ fn sampled_counts_estimate_the_calls() {
 }
 
 #[test]
+fn the_default_rate_estimates_the_calls() {
+    let _g = serial();
+    let shift = hakmem::PROF_DEFAULT_SHIFT;
+    hakmem::set_profiling(true, shift);
+    hakmem::reset_profile();
+    // about 250 due calls at the default rate
+    let n = 250usize << shift;
+    for _ in 0..n {
+        let p = hakmem::malloc(32);
+        // SAFETY: a live block of ours.
+        unsafe { hakmem::free(p) };
+    }
+    let p = hakmem::profile();
+    hakmem::set_profiling(false, shift);
+    assert_eq!(
+        p.sample_shift, 12,
+        "the documented default (README, options)"
+    );
+    let seen = row(&p, "tiny pop").calls + row(&p, "tiny refill").calls;
+    let samples = row(&p, "tiny pop").samples + row(&p, "tiny refill").samples;
+    assert!((125..500).contains(&samples), "{samples} samples");
+    assert!(
+        (n as u64 * 9 / 10..n as u64 * 11 / 10).contains(&seen),
+        "estimated {seen} small mallocs of {n}"
+    );
+}
+
+#[test]
 fn off_records_nothing() {
     let _g = serial();
     hakmem::set_profiling(false, 10);

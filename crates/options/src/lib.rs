@@ -773,7 +773,7 @@ impl Options {
         decay_ms: None,
         mem_budget_mb: 0,
         prof: false,
-        prof_sample: 10,
+        prof_sample: 12,
         prof_json: None,
         policy_dir: None,
         trace: None,

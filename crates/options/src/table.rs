@@ -244,8 +244,8 @@ pub static TABLE: [Spec; VARS] = [
         c_name: c"HAKMEM_PROF_SAMPLE",
         kind: Kind::Int { min: 0, max: 24 },
         policy_field: None,
-        default: "10",
-        fallback: "using 10",
+        default: "12",
+        fallback: "using 12",
         description: "Profiler: about one call in 2^N is timed (system calls: every one).",
     },
     Spec {
