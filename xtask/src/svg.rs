@@ -1,155 +1,138 @@
 //! SVG bar charts of ratios to mimalloc (log scale), one group of bars per
-//! workload and one bar per allocator. Hand-written: no dependencies.
-use std::fmt::Write as _;
+//! workload and one bar per allocator, drawn with `plotters` (SVG backend).
+use plotters::prelude::*;
 
 use crate::summary::{Cell, Matrix};
 
-fn color(alloc: &str) -> &'static str {
+fn color(alloc: &str) -> RGBColor {
     match alloc {
-        "system" => "#7f7f7f",
-        "hakmem" => "#d62728",
-        "hakmem-inproc" => "#ff7f0e",
-        "mimalloc" => "#1f77b4",
-        "jemalloc" => "#2ca02c",
-        "tcmalloc" => "#9467bd",
-        "snmalloc" => "#8c564b",
-        _ => "#17becf",
+        "system" => RGBColor(0x7f, 0x7f, 0x7f),
+        "hakmem" => RGBColor(0xd6, 0x27, 0x28),
+        "hakmem-inproc" => RGBColor(0xff, 0x7f, 0x0e),
+        "mimalloc" => RGBColor(0x1f, 0x77, 0xb4),
+        "jemalloc" => RGBColor(0x2c, 0xa0, 0x2c),
+        "tcmalloc" => RGBColor(0x94, 0x67, 0xbd),
+        "snmalloc" => RGBColor(0x8c, 0x56, 0x4b),
+        _ => RGBColor(0x17, 0xbe, 0xcf),
     }
 }
 
-/// Escapes text for XML.
-pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// A ratio's axis label: `4×`, `1×`, `1/4×`.
+fn ratio_label(e: f64) -> String {
+    match e as i32 {
+        _ if e.fract() != 0.0 => String::new(),
+        e @ 0.. => format!("{}×", 1u64 << e),
+        e => format!("1/{}×", 1u64 << -e),
+    }
 }
 
-const BAR: f64 = 13.0;
-const GAP: f64 = 18.0;
-const LEFT: f64 = 70.0;
-const TOP: f64 = 80.0;
-const PLOT_H: f64 = 300.0;
-const BOTTOM: f64 = 130.0;
+/// A chart of `key`'s median in each cell divided by mimalloc's, on a log2
+/// axis (the values themselves are in results.md).
+pub fn ratio_chart(title: &str, subtitle: &str, m: &Matrix, key: &str) -> String {
+    let mut svg = String::new();
+    if let Err(e) = draw(&mut svg, title, subtitle, m, key) {
+        eprintln!("bench-matrix: chart `{title}`: {e}");
+    }
+    svg
+}
 
-/// A chart of `key`'s median in each cell divided by mimalloc's.
-/// `value` formats the cell's own median for the tooltips.
-pub fn ratio_chart(
+fn draw(
+    svg: &mut String,
     title: &str,
     subtitle: &str,
     m: &Matrix,
     key: &str,
-    value: &dyn Fn(f64) -> String,
-) -> String {
-    let na = m.allocators.len().max(1) as f64;
-    let group_w = na * BAR + GAP;
-    let width = LEFT + group_w * m.workloads.len() as f64 + 30.0;
-    let height = TOP + PLOT_H + BOTTOM;
-
-    let ratios: Vec<f64> = (0..m.workloads.len())
-        .flat_map(|w| (0..m.allocators.len()).filter_map(move |a| m.ratio(w, a, key)))
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (nw, na) = (m.workloads.len(), m.allocators.len().max(1));
+    let width = (100 + (na * 13 + 18) * nw).max(480);
+    let (lo, hi) = (0..nw)
+        .flat_map(|w| (0..na).filter_map(move |a| m.ratio(w, a, key)))
         .filter(|r| *r > 0.0)
-        .collect();
-    let lo_r = ratios.iter().copied().fold(0.5f64, f64::min);
-    let hi_r = ratios.iter().copied().fold(2.0f64, f64::max);
-    let lo = lo_r.log2().floor().max(-6.0);
-    let hi = hi_r.log2().ceil().min(6.0);
-    let y = |r: f64| TOP + PLOT_H * (hi - r.log2().clamp(lo, hi)) / (hi - lo);
-
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{LEFT}" y="22" font-size="16" font-weight="bold">{}</text>"#,
-        esc(title)
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{LEFT}" y="40" fill="dimgray">{}</text>"#,
-        esc(subtitle)
-    );
-    // Legend.
-    let mut lx = LEFT;
-    for a in &m.allocators {
-        let _ = writeln!(
-            s,
-            r#"<rect x="{lx}" y="52" width="12" height="12" fill="{}"/><text x="{}" y="62">{}</text>"#,
-            color(a),
-            lx + 16.0,
-            esc(a)
-        );
-        lx += 30.0 + 7.0 * a.len() as f64;
+        .fold((-1f64, 1f64), |(lo, hi), r| {
+            (lo.min(r.log2().floor()), hi.max(r.log2().ceil()))
+        });
+    let (lo, hi) = (lo.max(-6.0), hi.min(6.0));
+    let root = SVGBackend::with_string(svg, (width as u32, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (head, body) = root.split_vertically(76);
+    head.draw(&Text::new(
+        title.to_string(),
+        (70, 8),
+        ("sans-serif", 16).into_font().style(FontStyle::Bold),
+    ))?;
+    head.draw(&Text::new(
+        subtitle.to_string(),
+        (70, 28),
+        ("sans-serif", 12)
+            .into_font()
+            .color(&RGBColor(105, 105, 105)),
+    ))?;
+    // the legend: a swatch and the name of each allocator
+    let mut x = 70;
+    for alloc in &m.allocators {
+        head.draw(&Rectangle::new(
+            [(x, 50), (x + 12, 62)],
+            color(alloc).filled(),
+        ))?;
+        head.draw(&Text::new(alloc.clone(), (x + 16, 50), ("sans-serif", 14)))?;
+        x += 34 + 7 * alloc.len() as i32;
     }
-    // Grid and axis labels at powers of two.
-    let mut e = lo as i32;
-    while e <= hi as i32 {
-        let r = 2f64.powi(e);
-        let gy = y(r);
-        let (stroke, w) = if e == 0 { ("#000", 1.5) } else { ("#ddd", 1.0) };
-        let label = if e >= 0 {
-            format!("{}×", 1u64 << e)
-        } else {
-            format!("1/{}×", 1u64 << -e)
-        };
-        let _ = writeln!(
-            s,
-            r#"<line x1="{LEFT}" y1="{gy:.1}" x2="{:.1}" y2="{gy:.1}" stroke="{stroke}" stroke-width="{w}"/><text x="{:.1}" y="{:.1}" text-anchor="end">{label}</text>"#,
-            width - 20.0,
-            LEFT - 6.0,
-            gy + 4.0
-        );
-        e += 1;
+    let mut chart = ChartBuilder::on(&body)
+        .margin_right(20)
+        .x_label_area_size(130)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.5..nw as f64 - 0.5, lo..hi)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .light_line_style(TRANSPARENT)
+        .x_labels(nw + 1)
+        .x_label_formatter(&|x| match m.workloads.get(x.round() as usize) {
+            Some(name) if x.fract() == 0.0 => name.clone(),
+            _ => String::new(),
+        })
+        .x_label_style(
+            ("sans-serif", 12)
+                .into_font()
+                .transform(FontTransform::Rotate90),
+        )
+        .y_labels((hi - lo) as usize + 1)
+        .y_label_formatter(&|e| ratio_label(*e))
+        .y_label_style(("sans-serif", 14))
+        .draw()?;
+    // bars grow from the 1× line, which is drawn over them
+    let bar = 0.9 / na as f64;
+    let at = |w: usize, a: usize| w as f64 - 0.45 + bar * a as f64;
+    for (a, alloc) in m.allocators.iter().enumerate() {
+        let c = color(alloc);
+        let bars = (0..nw).filter_map(|w| {
+            let e = m
+                .ratio(w, a, key)
+                .filter(|r| *r > 0.0)?
+                .log2()
+                .clamp(lo, hi);
+            Some(Rectangle::new(
+                [(at(w, a), 0.0), (at(w, a) + bar * 0.9, e)],
+                c.filled(),
+            ))
+        });
+        chart.draw_series(bars)?;
+        let failed = (0..nw).filter_map(|w| match &m.cells[w][a] {
+            Cell::Failed { .. } => Some(Text::new(
+                "✕".to_string(),
+                (at(w, a), 0.0),
+                ("sans-serif", 12).into_font().color(&RED),
+            )),
+            _ => None,
+        });
+        chart.draw_series(failed)?;
     }
-    let base = y(1.0);
-    for (w, name) in m.workloads.iter().enumerate() {
-        let gx = LEFT + GAP / 2.0 + group_w * w as f64;
-        for (a, alloc) in m.allocators.iter().enumerate() {
-            let x = gx + BAR * a as f64;
-            let cell = &m.cells[w][a];
-            match (cell, m.ratio(w, a, key)) {
-                (Cell::Failed { reason, .. }, _) => {
-                    let _ = writeln!(
-                        s,
-                        r#"<text x="{:.1}" y="{:.1}" fill="red" font-weight="bold" text-anchor="middle">✕<title>{} · {}: FAILED ({})</title></text>"#,
-                        x + BAR / 2.0,
-                        base - 4.0,
-                        esc(name),
-                        esc(alloc),
-                        esc(reason)
-                    );
-                }
-                (_, Some(r)) => {
-                    let top = y(r).min(base);
-                    let h = (y(r) - base).abs().max(1.0);
-                    let own = cell.median(key).map(value).unwrap_or_default();
-                    let _ = writeln!(
-                        s,
-                        r#"<rect x="{x:.1}" y="{top:.1}" width="{:.1}" height="{h:.1}" fill="{}"><title>{} · {}: {:.2}× mimalloc ({})</title></rect>"#,
-                        BAR - 1.0,
-                        color(alloc),
-                        esc(name),
-                        esc(alloc),
-                        r,
-                        esc(&own)
-                    );
-                }
-                _ => {}
-            }
-        }
-        let lx = gx + group_w / 2.0 - GAP / 2.0;
-        let ly = TOP + PLOT_H + 14.0;
-        let _ = writeln!(
-            s,
-            r#"<text x="{lx:.1}" y="{ly:.1}" text-anchor="end" transform="rotate(-40 {lx:.1} {ly:.1})">{}</text>"#,
-            esc(name)
-        );
-    }
-    s.push_str("</svg>\n");
-    s
+    chart.draw_series(std::iter::once(PathElement::new(
+        [(-0.5, 0.0), (nw as f64 - 0.5, 0.0)],
+        BLACK.stroke_width(2),
+    )))?;
+    root.present()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -170,26 +153,51 @@ mod tests {
             &["system".into(), "mimalloc".into(), "jemalloc".into()],
             &runs,
         );
-        let svg = ratio_chart("T & t", "sub", &m, "ops_per_sec", &|v| format!("{v}"));
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        assert!(svg.contains("T &amp; t") && svg.contains("a&lt;b") && !svg.contains("a<b"));
-        assert_eq!(
-            svg.matches("<rect x=").count(),
-            3 + 2,
-            "3 legend swatches + 2 bars"
-        );
+        let svg = ratio_chart("T & t", "sub", &m, "ops_per_sec");
         assert!(
-            svg.contains("a&lt;b · system: 0.25× mimalloc (10)"),
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
             "{svg}"
         );
-        assert!(svg.contains("FAILED (SIGSEGV)"));
-        // The axis reaches down to the 1/4 ratio.
-        assert!(svg.contains(">1/4×<"), "{svg}");
-        // Balanced tags.
         assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
-        assert_eq!(
-            svg.matches("<title>").count(),
-            svg.matches("</title>").count()
+        // every text element's content
+        let texts: Vec<&str> = svg
+            .split("</text>")
+            .filter_map(|t| Some(t.rsplit_once("<text")?.1.split_once('>')?.1.trim()))
+            .collect();
+        let has = |t: &str| texts.contains(&t);
+        assert!(
+            has("T &amp; t") && has("a&lt;b") && !svg.contains("a<b"),
+            "{texts:?}"
         );
+        // the legend names every allocator with a swatch of its colour
+        for (a, fill) in [
+            ("system", "#7F7F7F"),
+            ("mimalloc", "#1F77B4"),
+            ("jemalloc", "#2CA02C"),
+        ] {
+            assert!(has(a), "{a}: {texts:?}");
+            assert!(
+                svg.contains(&format!(
+                    r#"width="12" height="12" opacity="1" fill="{fill}""#
+                )),
+                "{a}: {svg}"
+            );
+        }
+        // a swatch and one bar per cell with a value
+        assert_eq!(svg.matches(r##"fill="#7F7F7F""##).count(), 2, "{svg}");
+        assert_eq!(svg.matches(r##"fill="#1F77B4""##).count(), 2, "{svg}");
+        assert_eq!(svg.matches(r##"fill="#2CA02C""##).count(), 1, "{svg}");
+        // the failed cell is marked
+        assert_eq!(texts.iter().filter(|t| **t == "✕").count(), 1, "{texts:?}");
+        // the axis reaches down to the 1/4 ratio (system: 10 / 40)
+        assert!(has("1/4×") && has("1×") && !has("1/8×"), "{texts:?}");
+    }
+
+    #[test]
+    fn ratio_labels() {
+        assert_eq!(ratio_label(2.0), "4×");
+        assert_eq!(ratio_label(0.0), "1×");
+        assert_eq!(ratio_label(-3.0), "1/8×");
+        assert_eq!(ratio_label(0.5), "");
     }
 }
