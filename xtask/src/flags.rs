@@ -18,15 +18,6 @@ pub struct Xtask {
 pub enum Command {
     /// Workloads x allocators benchmark (interleaved runs, tables and charts).
     BenchMatrix(crate::bench_matrix::Args),
-    /// Long mixed run under libhakmem.so with contents checks and RSS bounds
-    /// (`cargo xtask soak --help` for its options).
-    #[command(disable_help_flag = true)]
-    Soak(SoakArgs),
-}
-
-/// The arguments of `soak`, parsed by `soak.rs` (`--minutes N`, ...).
-#[derive(Debug, clap::Args)]
-pub struct SoakArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
+    /// Long mixed run under libhakmem.so with contents checks and RSS bounds.
+    Soak(crate::soak::Args),
 }

@@ -34,7 +34,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     match flags::Xtask::parse().command {
         flags::Command::BenchMatrix(args) => args.run(),
-        flags::Command::Soak(a) => match soak::main(&a.args) {
+        flags::Command::Soak(a) => match soak::main(&a) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("soak: {e}");

@@ -24,76 +24,43 @@ use std::process::{Command, Stdio};
 
 use crate::cargo_build::{target_dir, workspace_root};
 
-const USAGE: &str = "cargo xtask soak [--minutes N | --seconds N] [--threads N] [--seed N] [--mode MODE] [--out DIR]
-
-  --minutes N   how long to run (fractions allowed; default 1)
-  --seconds N   the same in seconds (for short CI runs)
-  --threads N   worker threads at once (default 6; more are started as they finish)
-  --seed N      random seed (default 20785)
-  --mode MODE   HAKMEM_MODE for the run (default learning)
-  --out DIR     where samples.csv goes (default target/soak)
-";
-
-#[derive(Debug)]
-struct Opts {
-    seconds: u64,
-    threads: usize,
+/// The command line of `soak`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// How long to run, in minutes (fractions allowed) [default: 1].
+    #[arg(long, value_name = "N", value_parser = minutes, conflicts_with = "seconds")]
+    minutes: Option<u64>,
+    /// How long to run, in seconds (for short CI runs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: Option<u64>,
+    /// Worker threads at once (more are started as they finish).
+    #[arg(long, value_name = "N", default_value = "6", value_parser = clap::value_parser!(u64).range(1..))]
+    threads: u64,
+    /// Random seed.
+    #[arg(long, value_name = "N", default_value = "20785")]
     seed: u64,
+    /// HAKMEM_MODE for the run.
+    #[arg(long, value_name = "MODE", default_value = "learning")]
     mode: String,
-    out: PathBuf,
+    /// Where samples.csv goes [default: target/soak].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
-fn parse(args: &[String]) -> Result<Option<Opts>, String> {
-    let mut o = Opts {
-        seconds: 60,
-        threads: 6,
-        seed: 20785,
-        mode: "learning".into(),
-        out: target_dir().join("soak"),
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "--help" || a == "-h" {
-            return Ok(None);
-        }
-        let (key, inline) = match a.split_once('=') {
-            Some((k, v)) => (k, Some(v.to_string())),
-            None => (a.as_str(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| format!("{key} needs a value"))
-        };
-        let bad = |v: &str| format!("bad value `{v}` for {key}");
-        match key {
-            "--minutes" => {
-                let v = value()?;
-                let m: f64 = v.parse().map_err(|_| bad(&v))?;
-                if !(m > 0.0 && m.is_finite()) {
-                    return Err(bad(&v));
-                }
-                o.seconds = ((m * 60.0).round() as u64).max(1);
-            }
-            "--seconds" => {
-                let v = value()?;
-                o.seconds = v.parse().ok().filter(|&s| s > 0).ok_or_else(|| bad(&v))?;
-            }
-            "--threads" => {
-                let v = value()?;
-                o.threads = v.parse().ok().filter(|&t| t > 0).ok_or_else(|| bad(&v))?;
-            }
-            "--seed" => {
-                let v = value()?;
-                o.seed = v.parse().map_err(|_| bad(&v))?;
-            }
-            "--mode" => o.mode = value()?,
-            "--out" => o.out = PathBuf::from(value()?),
-            _ => return Err(format!("unknown option `{a}`")),
-        }
+/// `--minutes`: a positive, finite number of minutes, as whole seconds
+/// (at least 1).
+fn minutes(v: &str) -> Result<u64, String> {
+    match v.parse::<f64>() {
+        Ok(m) if m > 0.0 && m.is_finite() => Ok(((m * 60.0).round() as u64).max(1)),
+        _ => Err(format!("`{v}` is not a positive number of minutes")),
     }
-    Ok(Some(o))
+}
+
+impl Args {
+    /// How long to run, in seconds.
+    fn run_seconds(&self) -> u64 {
+        self.seconds.or(self.minutes).unwrap_or(60)
+    }
 }
 
 /// One `SOAK_SAMPLE` line.
@@ -170,11 +137,9 @@ fn cargo(args: &[&str]) -> Result<(), String> {
 }
 
 /// Entry point of `cargo xtask soak`; `args` follow the command name.
-pub fn main(args: &[String]) -> Result<(), String> {
-    let Some(o) = parse(args).map_err(|e| format!("{e}\n\n{USAGE}"))? else {
-        print!("{USAGE}");
-        return Ok(());
-    };
+pub fn main(o: &Args) -> Result<(), String> {
+    let seconds = o.run_seconds();
+    let out = o.out.clone().unwrap_or_else(|| target_dir().join("soak"));
     cargo(&["build", "--release", "-p", "hakmem-preload"])?;
     cargo(&[
         "build",
@@ -187,13 +152,13 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let release = target_dir().join("release");
     let lib = release.join("libhakmem.so");
     let bin = release.join("soak");
-    std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     eprintln!(
         "soak: {} s, {} threads, HAKMEM_MODE={}, seed {}",
-        o.seconds, o.threads, o.mode, o.seed
+        seconds, o.threads, o.mode, o.seed
     );
     let mut child = Command::new(&bin)
-        .args(["--seconds", &o.seconds.to_string()])
+        .args(["--seconds", &seconds.to_string()])
         .args(["--threads", &o.threads.to_string()])
         .args(["--seed", &o.seed.to_string()])
         .env("LD_PRELOAD", &lib)
@@ -241,7 +206,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
             s.t_ms, s.ops, s.rss_kb, s.live_kb
         ));
     }
-    let csv_path = o.out.join("samples.csv");
+    let csv_path = out.join("samples.csv");
     std::fs::write(&csv_path, csv).map_err(|e| format!("{}: {e}", csv_path.display()))?;
     let Some(done) = done else {
         return Err(format!(
@@ -317,12 +282,25 @@ mod tests {
 
     #[test]
     fn options_parse() {
-        let a = |v: &[&str]| parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        let o = a(&["--minutes", "0.5", "--threads=3"]).unwrap().unwrap();
-        assert_eq!((o.seconds, o.threads), (30, 3));
-        assert_eq!(a(&["--seconds", "10"]).unwrap().unwrap().seconds, 10);
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let a = |v: &[&str]| Cli::try_parse_from(std::iter::once("soak").chain(v.iter().copied()));
+        let o = a(&["--minutes", "0.5", "--threads=3"]).unwrap().args;
+        assert_eq!((o.run_seconds(), o.threads), (30, 3));
+        assert_eq!(a(&["--seconds", "10"]).unwrap().args.run_seconds(), 10);
+        assert_eq!(a(&[]).unwrap().args.run_seconds(), 60);
+        assert_eq!(a(&[]).unwrap().args.mode, "learning");
         assert!(a(&["--minutes", "-1"]).is_err());
+        assert!(a(&["--seconds", "0"]).is_err());
+        assert!(a(&["--minutes", "1", "--seconds", "5"]).is_err());
         assert!(a(&["--bogus"]).is_err());
-        assert!(a(&["--help"]).unwrap().is_none());
+        assert_eq!(
+            a(&["--help"]).unwrap_err().kind(),
+            clap::error::ErrorKind::DisplayHelp
+        );
     }
 }
