@@ -74,15 +74,24 @@ static ACTIVE: AtomicU8 = AtomicU8::new(0);
 /// Turns observer `which` on or off, and the fast paths' limits with it.
 pub(crate) fn set_active(which: u8, on: bool) {
     let bit = 1u8 << which;
-    let now = if on {
-        ACTIVE.fetch_or(bit, Ordering::AcqRel) | bit
+    if on {
+        ACTIVE.fetch_or(bit, Ordering::AcqRel);
     } else {
-        ACTIVE.fetch_and(!bit, Ordering::AcqRel) & !bit
-    };
+        ACTIVE.fetch_and(!bit, Ordering::AcqRel);
+    }
+    refresh_limits();
+}
+
+/// Sets the fast paths' limits from the observers that are on and from
+/// `secure::checked` (whose fast path serves small calls instead).
+pub(crate) fn refresh_limits() {
+    let any = any_active();
     // The countdown limit first: a call that misses the fast path's limit
     // must find the countdown's already in place.
-    SAMPLE_LIMIT.set(now != 0);
-    TINY_LIMIT.set(now == 0);
+    // (Both 0 in the checked modes: `api::malloc_checked` counts down.)
+    let checked = crate::secure::checked();
+    SAMPLE_LIMIT.set(any && !checked);
+    TINY_LIMIT.set(!any && !checked);
 }
 
 /// True while observer `which` is on.

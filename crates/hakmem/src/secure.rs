@@ -1,5 +1,5 @@
 //! Secure mode (`HAKMEM_SECURE=1`): catches what the default mode cannot
-//! afford to, at the price of every call taking the slow path.
+//! afford to, at the price of a checked fast path.
 //!
 //! * **Overflow**: every tiny and mid block gives up its last 8 bytes to a
 //!   canary (`CANARY ^ address`); the usable size is the block size minus 8.
@@ -10,11 +10,20 @@
 //!   (`POISON ^ address`); when the block is handed out again the poison is
 //!   checked: any byte written to the free block is reported.
 //!
-//! Secure mode switches the bins off (capacity 0), so that every `malloc`
-//! and `free` reaches the slow paths, where these checks live. Large blocks
-//! (their own mappings) are not given canaries: writing past their end
-//! faults in the guard-less unmapped space or lands in another mapping.
-//! Its cost is measured in the bench matrix (README).
+//! Secure mode keeps the thread bins (the mid bins stay off: their blocks
+//! take the checked slow paths). The free mark still catches double frees:
+//! set when a block enters a bin, cleared when it leaves one. What differs
+//! is that the default fast paths never serve a call while secure mode or
+//! the debug ring is on ([`checked`]): `malloc`'s size limit is 0
+//! (`observe::TINY_LIMIT`) and the heaps' block-start tests always fail
+//! (`HeapEnv::secure`), so both leave their fast paths at an exit they
+//! already have, for the *checked fast paths* (`api::malloc_checked`,
+//! `api::free_checked_fast`): the same bins, with the canary and poison
+//! checks and the ring's events inline, the block-start test taken from
+//! [`TINY_TESTS`]. Anything else goes on to the slow paths as before.
+//! Large blocks (their own mappings) are not given canaries: writing past
+//! their end faults in the guard-less unmapped space or lands in another
+//! mapping. Its cost is measured with callgrind (README).
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -27,6 +36,50 @@ const POISON_BYTE: u8 = 0xDF;
 /// Bytes at the end of each small block that secure mode keeps for itself.
 pub(crate) const TAIL: usize = 8;
 
+/// A flag the hand-written C `malloc` reads (`hakmem-preload`): true while
+/// the checked fast paths serve (secure mode or the debug ring is on).
+/// Read-only outside this module; whatever it says, every path stays
+/// correct (the checked fast path serves any mode, and the default fast
+/// paths are closed by `TINY_LIMIT` and the block tests, not by it).
+#[repr(transparent)]
+#[derive(Debug)]
+pub struct Flag(AtomicBool);
+
+impl Flag {
+    /// The flag's value.
+    #[inline(always)]
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// True while secure mode or the debug ring is on: the calls the default
+/// fast paths would serve are served by the checked fast paths.
+pub static CHECKED: Flag = Flag(AtomicBool::new(false));
+
+/// True while the checked fast paths serve (see [`CHECKED`]).
+#[inline(always)]
+pub(crate) fn checked() -> bool {
+    CHECKED.get()
+}
+
+/// Block-start tests of the tiny classes (`Bin::block_test` of each
+/// class's size and blocks per slot): what the heaps' bins carry in the
+/// default mode, kept here for the checked free fast path while the bins'
+/// own tests are off.
+pub(crate) static TINY_TESTS: [(u64, u64); hakmem_tiny_sll::TINY_CLASSES] = {
+    let sizes = hakmem_tiny_sll::classes::TINY_SIZES;
+    let mut t = [(0u64, 0u64); hakmem_tiny_sll::TINY_CLASSES];
+    let mut c = 0;
+    while c < t.len() {
+        let size = sizes[c] as usize;
+        let per_slot = hakmem_superslab::blocks_per_slot(size);
+        t[c] = hakmem_tiny_sll::Bin::block_test(size as u64, per_slot as u64);
+        c += 1;
+    }
+    t
+};
+
 /// Turns secure mode on (at start-up, before any block exists).
 pub(crate) fn enable(seed: u64) {
     CANARY.store(
@@ -35,6 +88,14 @@ pub(crate) fn enable(seed: u64) {
     );
     ON.store(true, Ordering::Release);
     refresh_special();
+}
+
+/// Recomputes [`CHECKED`] after secure mode or the ring was switched (at
+/// start-up, before any block exists), and the fast paths' limit with it.
+pub(crate) fn refresh_checked() {
+    let on = on() || crate::ring::on();
+    CHECKED.0.store(on, Ordering::Release);
+    crate::observe::refresh_limits();
 }
 
 /// True in secure mode.
@@ -145,6 +206,10 @@ pub(crate) unsafe fn forget_fresh(
     block_size: usize,
     range: core::ops::Range<usize>,
 ) {
+    if !on() {
+        // (the heaps hand fresh blocks over while the ring alone is on too)
+        return;
+    }
     for i in range {
         let p = hakmem_superslab::block_addr(data as usize, block_size, i) as *mut u8;
         // SAFETY: inside block i (caller's contract), which nobody uses yet.
