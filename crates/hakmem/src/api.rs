@@ -152,20 +152,34 @@ pub fn malloc(size: usize) -> *mut u8 {
 #[inline(never)]
 pub fn malloc_checked(size: usize, ra: usize) -> *mut u8 {
     if observe::any_active() {
-        return if size <= TINY_MAX {
-            malloc_observed(size, ra)
-        } else {
-            malloc_unchecked(size, ra)
-        };
+        return malloc_checked_observed(size, ra);
     }
     pop_checked(size, ra)
 }
 
+/// [`malloc_checked`] while observers are on.
+#[cold]
+#[inline(never)]
+fn malloc_checked_observed(size: usize, ra: usize) -> *mut u8 {
+    if size <= TINY_MAX {
+        malloc_observed(size, ra)
+    } else {
+        malloc_unchecked(size, ra)
+    }
+}
+
 /// The checked fast path of a `malloc` of `size` (see [`malloc_checked`]),
-/// or the slow path.
+/// or the slow path. Every call it makes is its last step (a tail call), so
+/// that it saves no registers.
 #[inline(always)]
 fn pop_checked(size: usize, ra: usize) -> *mut u8 {
-    let req = crate::secure::request(size);
+    let secure = crate::secure::on();
+    // secure::request, with the secure flag read once
+    let req = if secure {
+        size.saturating_add(crate::secure::TAIL).max(32)
+    } else {
+        size
+    };
     if req <= TINY_MAX {
         let heap = tls::heap();
         // SAFETY: `req <= TINY_MAX`, within the heap's size table of
@@ -182,17 +196,71 @@ fn pop_checked(size: usize, ra: usize) -> *mut u8 {
         // from its size table.
         let p = unsafe { Bin::pop_raw(Heap::bin_at(heap, off)) };
         if !p.is_null() {
-            if crate::secure::on() {
-                // SAFETY: a block of the bin's class (the bin at `off` is
-                // that of class `off / BIN_BYTES`), being handed out.
-                unsafe { crate::secure::on_alloc(p, class_size(off / BIN_BYTES)) };
+            if secure {
+                // (the bin at `off` is that of class `off / BIN_BYTES`, a
+                // tiny class)
+                let bs = crate::secure::tiny_info(off).map_or(0, |i| i.size);
+                // SAFETY: a block of `bs` bytes (at least 32: secure
+                // requests are) being handed out.
+                if !unsafe { crate::secure::alloc_ok(p, bs) } {
+                    return written_after_free(p, bs, size, ra);
+                }
             }
             if crate::ring::on() {
-                crate::ring::record(crate::ring::Kind::Alloc, p, size, ra, tls::os_tid());
+                return record_alloc(p, size, ra);
             }
             return p;
         }
     }
+    serve_cold(size, ra)
+}
+
+/// [`pop_checked`] found a write into the free block `p` of `bs` bytes:
+/// reports it, then hands the block out as usual (in warn mode).
+#[cold]
+#[inline(never)]
+fn written_after_free(p: *mut u8, bs: usize, size: usize, ra: usize) -> *mut u8 {
+    misuse(Misuse::WriteAfterFree, "malloc", p, bs);
+    // SAFETY: a block of `bs` bytes being handed out (its canary is set
+    // again; the poison check fails as before and is reported again, which
+    // warn mode allows).
+    unsafe { crate::secure::on_alloc(p, bs) };
+    if crate::ring::on() {
+        return record_alloc(p, size, ra);
+    }
+    p
+}
+
+/// Records the allocation of `p` in the debug ring; returns `p`.
+#[inline(never)]
+fn record_alloc(p: *mut u8, size: usize, ra: usize) -> *mut u8 {
+    let tid = cached_tid();
+    if tid == 0 {
+        return record_alloc_first(p, size, ra);
+    }
+    crate::ring::record(crate::ring::Kind::Alloc, p, size, ra, tid);
+    p
+}
+
+/// [`record_alloc`] on a thread whose kernel id is not read yet.
+#[cold]
+#[inline(never)]
+fn record_alloc_first(p: *mut u8, size: usize, ra: usize) -> *mut u8 {
+    crate::ring::record(crate::ring::Kind::Alloc, p, size, ra, tls::os_tid());
+    p
+}
+
+/// The thread's kernel id if [`tls::os_tid`] read it already, else 0 (so
+/// that the ring's callers make no call in the common case).
+#[inline(always)]
+fn cached_tid() -> u32 {
+    // SAFETY: the thread's own slot, touched by this thread alone.
+    unsafe { (*tls::slot()).tid as u32 }
+}
+
+/// [`serve`], out of line.
+#[inline(never)]
+fn serve_cold(size: usize, ra: usize) -> *mut u8 {
     serve(size, ra)
 }
 
@@ -525,7 +593,7 @@ unsafe fn free_keyed(p: *mut u8, x: usize, heap: *mut Heap, ra: usize) {
 /// or the debug ring is on ([`crate::secure::checked`]: the bins' own
 /// block tests are off, so every such `free` misses the default fast paths
 /// and comes here): the checked fast path. A tiny block that passes the
-/// default fast path's tests (a block start, by [`crate::secure::TINY_TESTS`];
+/// default fast path's tests (a block start, by [`crate::secure::TINY_INFO`];
 /// its free mark not set; room in its bin) is checked (secure mode: its
 /// canary, then it is poisoned), recorded in the ring and pushed on the bin
 /// with its free mark set. Anything else goes to [`free_general`], which
@@ -541,36 +609,59 @@ unsafe fn free_checked_fast(p: *mut u8, x: usize, heap: *mut Heap, ra: usize) {
     // immutable while the thread lives.
     let (key, mark) = unsafe { ((*heap).key, (*heap).mark) };
     let e = Entry((x ^ key) as u32);
-    let class = x / BIN_BYTES;
-    if let Some(&(mul, limit)) = crate::secure::TINY_TESTS.get(class) {
+    if let Some(info) = crate::secure::tiny_info(x) {
         let off = (p as usize & (SLOT_SIZE - 1)) as u64;
         // SAFETY: `x` is a bin offset of our heap (caller's contract).
         let bin = unsafe { Heap::bin_at(heap, x) };
         // SAFETY: (evaluated only at a block start of the slot's class) the
         // pointer lies in a slab slot of ours with at least 16 readable
         // bytes; the bin is ours, only this thread touches it.
-        if mul.wrapping_mul(off) < limit
+        if info.mul.wrapping_mul(off) < info.limit
             && unsafe { (*p.cast::<Block>()).mark.load() } != mark
             && unsafe { (*bin).room() } > 0
             && !crate::sites::is_recording_tag(e.tag())
         {
-            let size = class_size(class);
+            let size = info.size;
             if crate::secure::on() {
                 // SAFETY: a live block of this class (a block start in a
                 // live slab of ours, not free), which the caller gives up.
-                unsafe { crate::secure::on_free(p, size) };
-            }
-            if crate::ring::on() {
-                crate::ring::record(crate::ring::Kind::Free, p, size, ra, tls::os_tid());
+                unsafe {
+                    if !crate::secure::free_ok(p, size) {
+                        // overwritten canary: reported (and the block
+                        // still freed, in warn mode) by the checked path
+                        return free_general(p, e, ra);
+                    }
+                    crate::secure::poison(p, size);
+                }
             }
             // SAFETY: our bin, which has room, and our block of its class.
             let pushed = unsafe { Bin::try_push_raw(bin, p, mark) };
             debug_assert!(pushed);
+            if crate::ring::on() {
+                record_free(p, size, ra);
+            }
             return;
         }
     }
     // SAFETY: forwarded contract; `e` is `p`'s entry.
     unsafe { free_general(p, e, ra) }
+}
+
+/// Records the free of `p` (a small block of `size` bytes) in the ring.
+#[inline(never)]
+fn record_free(p: *mut u8, size: usize, ra: usize) {
+    let tid = cached_tid();
+    if tid == 0 {
+        return record_free_first(p, size, ra);
+    }
+    crate::ring::record(crate::ring::Kind::Free, p, size, ra, tid);
+}
+
+/// [`record_free`] on a thread whose kernel id is not read yet.
+#[cold]
+#[inline(never)]
+fn record_free_first(p: *mut u8, size: usize, ra: usize) {
+    crate::ring::record(crate::ring::Kind::Free, p, size, ra, tls::os_tid());
 }
 
 /// [`free_after_lookup`] for a pointer whose entry is not a slot of the

@@ -78,12 +78,14 @@ pub(crate) fn on() -> bool {
 /// Records that `addr` (of `size` bytes) was allocated or freed by the
 /// thread whose kernel id is `tid` (the caller's: `tls::os_tid`), called
 /// from `ra`.
+#[inline]
 pub(crate) fn record(kind: Kind, addr: *const u8, size: usize, ra: usize, tid: u32) {
     let mask = MASK.load(Ordering::Relaxed);
     if mask == 0 || addr.is_null() {
         return;
     }
-    let e = &EVENTS[NEXT.fetch_add(1, Ordering::Relaxed) & mask];
+    // (`mask < CAP` always; the second mask spares a bounds check)
+    let e = &EVENTS[NEXT.fetch_add(1, Ordering::Relaxed) & mask & (CAP - 1)];
     e.addr.store(0, Ordering::Relaxed);
     e.info
         .store((size as u64) << 8 | kind as u64, Ordering::Relaxed);
