@@ -221,10 +221,8 @@ fn pop_checked(size: usize, ra: usize) -> *mut u8 {
 #[inline(never)]
 fn written_after_free(p: *mut u8, bs: usize, size: usize, ra: usize) -> *mut u8 {
     misuse(Misuse::WriteAfterFree, "malloc", p, bs);
-    // SAFETY: a block of `bs` bytes being handed out (its canary is set
-    // again; the poison check fails as before and is reported again, which
-    // warn mode allows).
-    unsafe { crate::secure::on_alloc(p, bs) };
+    // SAFETY: a block of `bs` bytes being handed out.
+    unsafe { crate::secure::set_canary(p, bs) };
     if crate::ring::on() {
         return record_alloc(p, size, ra);
     }
@@ -463,6 +461,12 @@ fn malloc_served(user_size: usize) -> *mut u8 {
     if p.is_null() {
         set_errno(libc::ENOMEM);
     } else if crate::secure::on() {
+        // (a mid request may be served a block of a larger class: W_MAX)
+        let class = if size <= TINY_MAX {
+            class
+        } else {
+            PAGE_MAP.get(p as usize).class() as usize
+        };
         // SAFETY: a block of this class being handed out.
         unsafe { crate::secure::on_alloc(p, class_size(class)) };
     }

@@ -6,8 +6,8 @@
 //!   `free` checks the canary: a write past the usable size (even one byte)
 //!   is reported as a heap overflow.
 //! * **Write after free**: `free` fills the block (past its two list words,
-//!   up to the canary) with a poison byte and tags the canary slot
-//!   (`POISON ^ address`); when the block is handed out again the poison is
+//!   up to the canary) with a poison byte and tags the canary slot (the
+//!   canary's complement); when the block is handed out again the poison is
 //!   checked: any byte written to the free block is reported.
 //!
 //! Secure mode keeps the thread bins (the mid bins stay off: their blocks
@@ -20,10 +20,10 @@
 //! already have, for the *checked fast paths* (`api::malloc_checked`,
 //! `api::free_checked_fast`): the same bins, with the canary and poison
 //! checks and the ring's events inline, the block-start test taken from
-//! [`TINY_TESTS`]. Anything else goes on to the slow paths as before.
+//! [`TINY_INFO`]. Anything else goes on to the slow paths as before.
 //! Large blocks (their own mappings) are not given canaries: writing past
 //! their end faults in the guard-less unmapped space or lands in another
-//! mapping. Its cost is measured with callgrind (README).
+//! mapping. Its cost is measured with callgrind (README, "Misuse").
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -248,7 +248,7 @@ pub(crate) unsafe fn alloc_ok(p: *mut u8, block_size: usize) -> bool {
 /// # Safety
 /// As for [`on_alloc`].
 #[inline(always)]
-unsafe fn set_canary(p: *mut u8, block_size: usize) {
+pub(crate) unsafe fn set_canary(p: *mut u8, block_size: usize) {
     // SAFETY: the block is ours and `block_size` long.
     unsafe {
         p.add(block_size - TAIL)
@@ -327,5 +327,49 @@ pub(crate) unsafe fn poison(p: *mut u8, block_size: usize) {
             q = q.add(1);
         }
         tail.write(poison_tag(canary(p)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_info_holds_each_class_block_test_and_size() {
+        for (c, info) in TINY_INFO.iter().enumerate() {
+            let size = crate::classes::class_size(c);
+            let per_slot = hakmem_superslab::blocks_per_slot(size);
+            let (mul, limit) = hakmem_tiny_sll::Bin::block_test(size as u64, per_slot as u64);
+            assert_eq!((info.mul, info.limit, info.size), (mul, limit, size), "class {c}");
+            let off = c * crate::classes::BIN_BYTES;
+            assert!(core::ptr::eq(tiny_info(off).unwrap(), info));
+        }
+        assert!(tiny_info(TINY_INFO.len() * crate::classes::BIN_BYTES).is_none());
+    }
+
+    #[test]
+    fn a_poisoned_block_passes_until_it_is_written_and_a_canary_until_overwritten() {
+        let mut buf = [0u64; 8];
+        let p = buf.as_mut_ptr().cast::<u8>();
+        // SAFETY: `p` is 64 writable, 8-aligned bytes, used as one block.
+        unsafe {
+            // fresh (no tag): passes, and gets its canary
+            assert!(alloc_ok(p, 64));
+            assert!(free_ok(p, 64));
+            poison(p, 64);
+            assert!((16..56).all(|i| *p.add(i) == POISON_BYTE));
+            // untouched since the free
+            assert!(alloc_ok(p, 64));
+            assert!(free_ok(p, 64));
+            poison(p, 64);
+            // one byte written after the free
+            *p.add(30) ^= 0xA5;
+            assert!(!alloc_ok(p, 64));
+            // one byte written past the usable size
+            set_canary(p, 64);
+            assert!(free_ok(p, 64));
+            *p.add(56) ^= 0xFF;
+            assert!(!free_ok(p, 64));
+        }
     }
 }
