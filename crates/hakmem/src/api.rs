@@ -196,10 +196,10 @@ fn pop_checked(size: usize, ra: usize) -> *mut u8 {
         // from its size table.
         let p = unsafe { Bin::pop_raw(Heap::bin_at(heap, off)) };
         if !p.is_null() {
-            if secure {
-                // (the bin at `off` is that of class `off / BIN_BYTES`, a
-                // tiny class)
-                let bs = crate::secure::tiny_info(off).map_or(0, |i| i.size);
+            // (the bin at `off` is that of class `off / BIN_BYTES`, a tiny
+            // class: the size table holds nothing else)
+            if let (true, Some(info)) = (secure, crate::secure::tiny_info(off)) {
+                let bs = info.size;
                 // SAFETY: a block of `bs` bytes (at least 32: secure
                 // requests are) being handed out.
                 if !unsafe { crate::secure::alloc_ok(p, bs) } {

@@ -49,8 +49,8 @@ use hakmem_heap::classes;
 
 pub use api::{
     aligned_alloc, alloc_recorded, calloc, free, free_after_key_miss, free_after_lookup,
-    free_slow_path, malloc, malloc_checked, malloc_observed, malloc_slow, realloc,
-    realloc_aligned, set_site_placement, usable_size, zeroed_alloc, MIN_ALIGN,
+    free_slow_path, malloc, malloc_checked, malloc_observed, malloc_slow, realloc, realloc_aligned,
+    set_site_placement, usable_size, zeroed_alloc, MIN_ALIGN,
 };
 pub use background::background_running;
 pub use classes::{class_of, class_size, NCLASSES, SLAB_MAX, TINY_BIN_OFFSET};
@@ -61,9 +61,9 @@ pub use large::collect;
 pub use learner::testing as learner_testing;
 pub use learner::{learned_policy, learner_phase};
 pub use observe::{Limit, SAMPLE_LIMIT, TINY_LIMIT};
-pub use secure::{Flag, CHECKED};
 pub use prof::set_profiling;
 pub use profile::{profile, reset_profile, Profile, ProfileRow};
+pub use secure::{Flag, CHECKED};
 pub use sites::placement_stats;
 pub use tls::SAMPLE_LEFT_OFFSET;
 

@@ -250,11 +250,7 @@ pub(crate) unsafe fn alloc_ok(p: *mut u8, block_size: usize) -> bool {
 #[inline(always)]
 pub(crate) unsafe fn set_canary(p: *mut u8, block_size: usize) {
     // SAFETY: the block is ours and `block_size` long.
-    unsafe {
-        p.add(block_size - TAIL)
-            .cast::<u64>()
-            .write(canary(p))
-    };
+    unsafe { p.add(block_size - TAIL).cast::<u64>().write(canary(p)) };
 }
 
 /// Blocks `range` of a slab at `data` were just carved from memory the slab
@@ -340,7 +336,11 @@ mod tests {
             let size = crate::classes::class_size(c);
             let per_slot = hakmem_superslab::blocks_per_slot(size);
             let (mul, limit) = hakmem_tiny_sll::Bin::block_test(size as u64, per_slot as u64);
-            assert_eq!((info.mul, info.limit, info.size), (mul, limit, size), "class {c}");
+            assert_eq!(
+                (info.mul, info.limit, info.size),
+                (mul, limit, size),
+                "class {c}"
+            );
             let off = c * crate::classes::BIN_BYTES;
             assert!(core::ptr::eq(tiny_info(off).unwrap(), info));
         }
