@@ -617,14 +617,14 @@ unsafe fn free_checked_fast(p: *mut u8, x: usize, heap: *mut Heap, ra: usize) {
         let off = (p as usize & (SLOT_SIZE - 1)) as u64;
         // SAFETY: `x` is a bin offset of our heap (caller's contract).
         let bin = unsafe { Heap::bin_at(heap, x) };
+        let at_start = info.mul.wrapping_mul(off) < info.limit;
         // SAFETY: (evaluated only at a block start of the slot's class) the
         // pointer lies in a slab slot of ours with at least 16 readable
-        // bytes; the bin is ours, only this thread touches it.
-        if info.mul.wrapping_mul(off) < info.limit
-            && unsafe { (*p.cast::<Block>()).mark.load() } != mark
-            && unsafe { (*bin).room() } > 0
-            && !crate::sites::is_recording_tag(e.tag())
-        {
+        // bytes.
+        let not_free = at_start && unsafe { (*p.cast::<Block>()).mark.load() } != mark;
+        // SAFETY: the bin is our own heap's, which only this thread touches.
+        let room = not_free && unsafe { (*bin).room() } > 0;
+        if room && !crate::sites::is_recording_tag(e.tag()) {
             let size = info.size;
             if crate::secure::on() {
                 // SAFETY: a live block of this class (a block start in a
