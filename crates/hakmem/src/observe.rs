@@ -20,7 +20,7 @@
 //! Adding an observer: implement [`Observer`], give it a bit below
 //! [`COUNT`], list it in `api::OBSERVERS`. No fast path changes.
 
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use hakmem_tiny_sll::TINY_MAX;
 
@@ -82,14 +82,25 @@ pub(crate) fn set_active(which: u8, on: bool) {
     refresh_limits();
 }
 
+/// True while secure mode or the debug ring is on (`secure::CHECKED`, of
+/// which this is a copy, so that this module imports nothing of `secure`):
+/// their checked fast path serves small calls, and both limits are 0.
+static CHECKED: AtomicBool = AtomicBool::new(false);
+
+/// Secure mode or the debug ring was switched (`secure::refresh_checked`).
+pub(crate) fn set_checked(on: bool) {
+    CHECKED.store(on, Ordering::Release);
+    refresh_limits();
+}
+
 /// Sets the fast paths' limits from the observers that are on and from
-/// `secure::checked` (whose fast path serves small calls instead).
-pub(crate) fn refresh_limits() {
+/// [`CHECKED`].
+fn refresh_limits() {
     let any = any_active();
     // The countdown limit first: a call that misses the fast path's limit
     // must find the countdown's already in place.
     // (Both 0 in the checked modes: `api::malloc_checked` counts down.)
-    let checked = crate::secure::checked();
+    let checked = CHECKED.load(Ordering::Relaxed);
     SAMPLE_LIMIT.set(any && !checked);
     TINY_LIMIT.set(!any && !checked);
 }

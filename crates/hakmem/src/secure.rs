@@ -123,7 +123,7 @@ pub(crate) fn enable(seed: u64) {
 pub(crate) fn refresh_checked() {
     let on = on() || crate::ring::on();
     CHECKED.0.store(on, Ordering::Release);
-    crate::observe::refresh_limits();
+    crate::observe::set_checked(on);
 }
 
 /// True in secure mode.
