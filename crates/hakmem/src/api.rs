@@ -140,6 +140,139 @@ pub fn malloc(size: usize) -> *mut u8 {
     pop_or_slow(size, 0)
 }
 
+/// `malloc` while secure mode or the debug ring is on
+/// ([`crate::secure::checked`]; the default fast paths then send every
+/// call here: the hand-written C `malloc` directly, the compiled one
+/// through [`malloc_slow`]): the checked fast path. A small request pops
+/// the thread's bin as the default fast path does, then checks the block
+/// (in secure mode: no write since it was poisoned, and its canary set)
+/// and records the event in the ring; the rest goes on to the slow paths.
+/// While observers are on, small calls are counted down here (the C
+/// `malloc`'s countdown is off: its limits are 0).
+#[inline(never)]
+pub fn malloc_checked(size: usize, ra: usize) -> *mut u8 {
+    if observe::any_active() {
+        return malloc_checked_observed(size, ra);
+    }
+    pop_checked(size, ra)
+}
+
+/// [`malloc_checked`] while observers are on.
+#[cold]
+#[inline(never)]
+fn malloc_checked_observed(size: usize, ra: usize) -> *mut u8 {
+    if size <= TINY_MAX {
+        malloc_observed(size, ra)
+    } else {
+        malloc_unchecked(size, ra)
+    }
+}
+
+/// The checked fast path of a `malloc` of `size` (see [`malloc_checked`]),
+/// or the slow path. Every call it makes is its last step (a tail call), so
+/// that it saves no registers.
+#[inline(always)]
+fn pop_checked(size: usize, ra: usize) -> *mut u8 {
+    let secure = crate::secure::on();
+    // secure::request, with the secure flag read once
+    let req = if secure {
+        size.saturating_add(crate::secure::TAIL).max(32)
+    } else {
+        size
+    };
+    if req <= TINY_MAX {
+        let heap = tls::heap();
+        // SAFETY: `req <= TINY_MAX`, within the heap's size table of
+        // `TINY_MAX + 1` entries; the heap (ours or the placeholder) is live
+        // and its size table is never written after construction.
+        let off = unsafe {
+            core::ptr::addr_of!((*heap).size_bins)
+                .cast::<u16>()
+                .add(req)
+                .read()
+        } as usize;
+        // SAFETY: `heap` is this thread's heap or the placeholder (whose
+        // bins are empty: the pop writes nothing); `off` is a bin offset
+        // from its size table.
+        let p = unsafe { Bin::pop_raw(Heap::bin_at(heap, off)) };
+        if !p.is_null() {
+            // (the bin at `off` is that of class `off / BIN_BYTES`, a tiny
+            // class: the size table holds nothing else)
+            if let (true, Some(info)) = (secure, crate::secure::tiny_info(off)) {
+                let bs = info.size;
+                // SAFETY: a block of `bs` bytes (at least 32: secure
+                // requests are) being handed out.
+                if !unsafe { crate::secure::alloc_ok(p, bs) } {
+                    return written_after_free(p, bs, size, ra);
+                }
+            }
+            if crate::ring::on() {
+                return record_alloc(p, size, ra);
+            }
+            return p;
+        }
+    }
+    serve_cold(size, ra)
+}
+
+/// [`pop_checked`] found a write into the free block `p` of `bs` bytes:
+/// reports it, then hands the block out as usual (in warn mode).
+#[cold]
+#[inline(never)]
+fn written_after_free(p: *mut u8, bs: usize, size: usize, ra: usize) -> *mut u8 {
+    misuse(Misuse::WriteAfterFree, "malloc", p, bs);
+    // SAFETY: a block of `bs` bytes being handed out.
+    unsafe { crate::secure::set_canary(p, bs) };
+    if crate::ring::on() {
+        return record_alloc(p, size, ra);
+    }
+    p
+}
+
+/// Records the allocation of `p` in the debug ring; returns `p`.
+#[inline(never)]
+fn record_alloc(p: *mut u8, size: usize, ra: usize) -> *mut u8 {
+    let tid = cached_tid();
+    if tid == 0 {
+        return record_alloc_first(p, size, ra);
+    }
+    crate::ring::record(crate::ring::Kind::Alloc, p, size, ra, tid);
+    p
+}
+
+/// [`record_alloc`] on a thread whose kernel id is not read yet.
+#[cold]
+#[inline(never)]
+fn record_alloc_first(p: *mut u8, size: usize, ra: usize) -> *mut u8 {
+    crate::ring::record(crate::ring::Kind::Alloc, p, size, ra, tls::os_tid());
+    p
+}
+
+/// The thread's kernel id if [`tls::os_tid`] read it already, else 0 (so
+/// that the ring's callers make no call in the common case).
+#[inline(always)]
+fn cached_tid() -> u32 {
+    // SAFETY: the thread's own slot, touched by this thread alone.
+    unsafe { (*tls::slot()).tid as u32 }
+}
+
+/// [`serve`], out of line.
+#[inline(never)]
+fn serve_cold(size: usize, ra: usize) -> *mut u8 {
+    serve(size, ra)
+}
+
+/// The pop of a counted-down small `malloc` ([`malloc_observed`]): the
+/// checked one in the checked modes.
+#[inline(always)]
+fn pop_small(size: usize, ra: usize) -> *mut u8 {
+    if crate::secure::checked() {
+        pop_checked(size, ra)
+    } else {
+        pop_or_slow(size, ra)
+    }
+}
+
 /// Pops the bin of `size` (at most `TINY_MAX`), or takes the slow path.
 #[inline(always)]
 fn pop_or_slow(size: usize, ra: usize) -> *mut u8 {
@@ -171,6 +304,15 @@ fn pop_or_slow(size: usize, ra: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 pub fn malloc_slow(size: usize, ra: usize) -> *mut u8 {
+    if crate::secure::checked() {
+        return malloc_checked(size, ra);
+    }
+    malloc_unchecked(size, ra)
+}
+
+/// [`malloc_slow`]'s work outside the checked modes (and the checked
+/// modes' calls above the small sizes while observers are on).
+fn malloc_unchecked(size: usize, ra: usize) -> *mut u8 {
     if size > TINY_MAX && observe::any_active() {
         let call = Call {
             calls: 1,
@@ -202,7 +344,7 @@ pub fn malloc_observed(size: usize, ra: usize) -> *mut u8 {
     if left > 1 {
         // SAFETY: the thread's own slot, touched by this thread alone.
         unsafe { (*slot).left = left - 1 };
-        return pop_or_slow(size, ra);
+        return pop_small(size, ra);
     }
     // due (1 -> 0), or never started (0): this call stands for the period
     // the countdown last started with
@@ -227,7 +369,7 @@ pub fn malloc_observed(size: usize, ra: usize) -> *mut u8 {
         (*slot).left = next;
         (*slot).period = next;
     }
-    serve_observed(&call, take, timed, pop_or_slow)
+    serve_observed(&call, take, timed, pop_small)
 }
 
 /// Shows `call` to every observer that is on: what they want done with it,
@@ -319,6 +461,12 @@ fn malloc_served(user_size: usize) -> *mut u8 {
     if p.is_null() {
         set_errno(libc::ENOMEM);
     } else if crate::secure::on() {
+        // (a mid request may be served a block of a larger class: W_MAX)
+        let class = if size <= TINY_MAX {
+            class
+        } else {
+            PAGE_MAP.get(p as usize).class() as usize
+        };
         // SAFETY: a block of this class being handed out.
         unsafe { crate::secure::on_alloc(p, class_size(class)) };
     }
@@ -429,6 +577,10 @@ pub unsafe fn free_after_lookup(p: *mut u8, x: usize, heap: *mut u8, ra: usize) 
 #[inline(always)]
 unsafe fn free_keyed(p: *mut u8, x: usize, heap: *mut Heap, ra: usize) {
     if x < Entry::KEY_HIT as usize {
+        if crate::secure::checked() {
+            // SAFETY: forwarded contract; `x` is a slot of ours.
+            return unsafe { free_checked_fast(p, x, heap, ra) };
+        }
         // a slot of ours: the fast path refused it (its bin is full, or no
         // block start, or free already)
         // SAFETY: `heap` is this thread's heap or the placeholder; its key
@@ -439,6 +591,81 @@ unsafe fn free_keyed(p: *mut u8, x: usize, heap: *mut Heap, ra: usize) {
     }
     // SAFETY: forwarded contract; `x` is not a slot of ours.
     unsafe { free_not_ours(p, x, heap, ra) }
+}
+
+/// `free` of a block in a slot of the thread's own heap while secure mode
+/// or the debug ring is on ([`crate::secure::checked`]: the bins' own
+/// block tests are off, so every such `free` misses the default fast paths
+/// and comes here): the checked fast path. A tiny block that passes the
+/// default fast path's tests (a block start, by [`crate::secure::TINY_INFO`];
+/// its free mark not set; room in its bin) is checked (secure mode: its
+/// canary, then it is poisoned), recorded in the ring and pushed on the bin
+/// with its free mark set. Anything else goes to [`free_general`], which
+/// validates and reports.
+///
+/// # Safety
+/// As for [`free_keyed`], and `x` is below [`Entry::KEY_HIT`] (a slot of
+/// `heap`, which is then the thread's own heap, not the placeholder, whose
+/// key matches no entry): `x` is the bin offset of the slot's class.
+#[inline(never)]
+unsafe fn free_checked_fast(p: *mut u8, x: usize, heap: *mut Heap, ra: usize) {
+    // SAFETY: `heap` is this thread's own heap; its key and mark are
+    // immutable while the thread lives.
+    let (key, mark) = unsafe { ((*heap).key, (*heap).mark) };
+    let e = Entry((x ^ key) as u32);
+    if let Some(info) = crate::secure::tiny_info(x) {
+        let off = (p as usize & (SLOT_SIZE - 1)) as u64;
+        // SAFETY: `x` is a bin offset of our heap (caller's contract).
+        let bin = unsafe { Heap::bin_at(heap, x) };
+        let at_start = info.mul.wrapping_mul(off) < info.limit;
+        // SAFETY: (evaluated only at a block start of the slot's class) the
+        // pointer lies in a slab slot of ours with at least 16 readable
+        // bytes.
+        let not_free = at_start && unsafe { (*p.cast::<Block>()).mark.load() } != mark;
+        // SAFETY: the bin is our own heap's, which only this thread touches.
+        let room = not_free && unsafe { (*bin).room() } > 0;
+        if room && !crate::sites::is_recording_tag(e.tag()) {
+            let size = info.size;
+            if crate::secure::on() {
+                // SAFETY: a live block of this class (a block start in a
+                // live slab of ours, not free), which the caller gives up.
+                unsafe {
+                    if !crate::secure::free_ok(p, size) {
+                        // overwritten canary: reported (and the block
+                        // still freed, in warn mode) by the checked path
+                        return free_general(p, e, ra);
+                    }
+                    crate::secure::poison(p, size);
+                }
+            }
+            // SAFETY: our bin, which has room, and our block of its class.
+            let pushed = unsafe { Bin::try_push_raw(bin, p, mark) };
+            debug_assert!(pushed);
+            if crate::ring::on() {
+                record_free(p, size, ra);
+            }
+            return;
+        }
+    }
+    // SAFETY: forwarded contract; `e` is `p`'s entry.
+    unsafe { free_general(p, e, ra) }
+}
+
+/// Records the free of `p` (a small block of `size` bytes) in the ring.
+#[inline(never)]
+fn record_free(p: *mut u8, size: usize, ra: usize) {
+    let tid = cached_tid();
+    if tid == 0 {
+        return record_free_first(p, size, ra);
+    }
+    crate::ring::record(crate::ring::Kind::Free, p, size, ra, tid);
+}
+
+/// [`record_free`] on a thread whose kernel id is not read yet.
+#[cold]
+#[inline(never)]
+fn record_free_first(p: *mut u8, size: usize, ra: usize) {
+    crate::ring::record(crate::ring::Kind::Free, p, size, ra, tls::os_tid());
 }
 
 /// [`free_after_lookup`] for a pointer whose entry is not a slot of the

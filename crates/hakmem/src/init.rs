@@ -68,19 +68,15 @@ fn init_slow() {
     let ring = opts.trace.unwrap_or(if opts.secure { 4096 } else { 0 });
     crate::ring::set(ring as usize);
     crate::secure::refresh_special();
-    if ring != 0 && !opts.secure {
-        // every call on the slow paths, where the ring records
-        policy.tiny_cap = [0; hakmem_tiny_sll::TINY_CLASSES];
-        policy.mid_cap = [0; hakmem_mid_mt::MID_CLASSES];
-    }
     if opts.secure {
         crate::secure::enable(mark);
-        // every bin off, so that all calls reach the checked slow paths
-        policy.tiny_cap = [0; hakmem_tiny_sll::TINY_CLASSES];
-        policy.tiny_refill = [0; hakmem_tiny_sll::TINY_CLASSES];
+        // the mid bins off: their blocks take the checked slow paths (the
+        // tiny bins stay: the checked fast paths serve them)
         policy.mid_cap = [0; hakmem_mid_mt::MID_CLASSES];
         policy.mid_refill = [0; hakmem_mid_mt::MID_CLASSES];
     }
+    // secure mode or the ring: the checked fast paths serve small calls
+    crate::secure::refresh_checked();
     // SAFETY: the set-up runs once (STATE moved from 0 under LOCK), on
     // this thread; nothing has read the values yet.
     let start = unsafe { crate::config::publish(opts, policy) };

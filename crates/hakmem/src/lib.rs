@@ -49,7 +49,7 @@ use hakmem_heap::classes;
 
 pub use api::{
     aligned_alloc, alloc_recorded, calloc, free, free_after_key_miss, free_after_lookup,
-    free_slow_path, malloc, malloc_observed, malloc_slow, realloc, realloc_aligned,
+    free_slow_path, malloc, malloc_checked, malloc_observed, malloc_slow, realloc, realloc_aligned,
     set_site_placement, usable_size, zeroed_alloc, MIN_ALIGN,
 };
 pub use background::background_running;
@@ -65,6 +65,7 @@ pub use prof::set_profiling;
 pub use profile::{
     profile, reset_profile, Profile, ProfileRow, DEFAULT_SHIFT as PROF_DEFAULT_SHIFT,
 };
+pub use secure::{Flag, CHECKED};
 pub use sites::placement_stats;
 pub use tls::SAMPLE_LEFT_OFFSET;
 

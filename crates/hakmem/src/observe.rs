@@ -20,7 +20,7 @@
 //! Adding an observer: implement [`Observer`], give it a bit below
 //! [`COUNT`], list it in `api::OBSERVERS`. No fast path changes.
 
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use hakmem_tiny_sll::TINY_MAX;
 
@@ -74,15 +74,35 @@ static ACTIVE: AtomicU8 = AtomicU8::new(0);
 /// Turns observer `which` on or off, and the fast paths' limits with it.
 pub(crate) fn set_active(which: u8, on: bool) {
     let bit = 1u8 << which;
-    let now = if on {
-        ACTIVE.fetch_or(bit, Ordering::AcqRel) | bit
+    if on {
+        ACTIVE.fetch_or(bit, Ordering::AcqRel);
     } else {
-        ACTIVE.fetch_and(!bit, Ordering::AcqRel) & !bit
-    };
+        ACTIVE.fetch_and(!bit, Ordering::AcqRel);
+    }
+    refresh_limits();
+}
+
+/// True while secure mode or the debug ring is on (`secure::CHECKED`, of
+/// which this is a copy, so that this module imports nothing of `secure`):
+/// their checked fast path serves small calls, and both limits are 0.
+static CHECKED: AtomicBool = AtomicBool::new(false);
+
+/// Secure mode or the debug ring was switched (`secure::refresh_checked`).
+pub(crate) fn set_checked(on: bool) {
+    CHECKED.store(on, Ordering::Release);
+    refresh_limits();
+}
+
+/// Sets the fast paths' limits from the observers that are on and from
+/// [`CHECKED`].
+fn refresh_limits() {
+    let any = any_active();
     // The countdown limit first: a call that misses the fast path's limit
     // must find the countdown's already in place.
-    SAMPLE_LIMIT.set(now != 0);
-    TINY_LIMIT.set(now == 0);
+    // (Both 0 in the checked modes: `api::malloc_checked` counts down.)
+    let checked = CHECKED.load(Ordering::Relaxed);
+    SAMPLE_LIMIT.set(any && !checked);
+    TINY_LIMIT.set(!any && !checked);
 }
 
 /// True while observer `which` is on.

@@ -3,8 +3,13 @@
 //! allocated and where it was freed before.
 //!
 //! On in secure mode (4096 events) and with `HAKMEM_TRACE=N` (N events,
-//! rounded up to a power of two, at most [`CAP`]); either way every call
-//! takes the slow paths (the bins are off), where the events are recorded.
+//! rounded up to a power of two, at most [`CAP`]); either way small calls
+//! take the checked fast paths (`api::malloc_checked`,
+//! `api::free_checked_fast`; see `secure.rs`) and the rest the slow paths,
+//! which all record their events. An event costs about 30 instructions (a
+//! `fetch_add` and five stores; callgrind: 180 instructions per 32-byte
+//! `malloc`+`free` pair with the ring alone, 61 in the default mode). A
+//! `malloc(0)` the C `malloc` serves from its bin is not recorded.
 //!
 //! One ring for the process, not one per thread: a block freed twice by
 //! two threads, or allocated by one and freed by another, is found in one
@@ -78,12 +83,14 @@ pub(crate) fn on() -> bool {
 /// Records that `addr` (of `size` bytes) was allocated or freed by the
 /// thread whose kernel id is `tid` (the caller's: `tls::os_tid`), called
 /// from `ra`.
+#[inline]
 pub(crate) fn record(kind: Kind, addr: *const u8, size: usize, ra: usize, tid: u32) {
     let mask = MASK.load(Ordering::Relaxed);
     if mask == 0 || addr.is_null() {
         return;
     }
-    let e = &EVENTS[NEXT.fetch_add(1, Ordering::Relaxed) & mask];
+    // (`mask < CAP` always; the second mask spares a bounds check)
+    let e = &EVENTS[NEXT.fetch_add(1, Ordering::Relaxed) & mask & (CAP - 1)];
     e.addr.store(0, Ordering::Relaxed);
     e.info
         .store((size as u64) << 8 | kind as u64, Ordering::Relaxed);

@@ -1,20 +1,29 @@
 //! Secure mode (`HAKMEM_SECURE=1`): catches what the default mode cannot
-//! afford to, at the price of every call taking the slow path.
+//! afford to, at the price of a checked fast path.
 //!
 //! * **Overflow**: every tiny and mid block gives up its last 8 bytes to a
 //!   canary (`CANARY ^ address`); the usable size is the block size minus 8.
 //!   `free` checks the canary: a write past the usable size (even one byte)
 //!   is reported as a heap overflow.
 //! * **Write after free**: `free` fills the block (past its two list words,
-//!   up to the canary) with a poison byte and tags the canary slot
-//!   (`POISON ^ address`); when the block is handed out again the poison is
+//!   up to the canary) with a poison byte and tags the canary slot (the
+//!   canary's complement); when the block is handed out again the poison is
 //!   checked: any byte written to the free block is reported.
 //!
-//! Secure mode switches the bins off (capacity 0), so that every `malloc`
-//! and `free` reaches the slow paths, where these checks live. Large blocks
-//! (their own mappings) are not given canaries: writing past their end
-//! faults in the guard-less unmapped space or lands in another mapping.
-//! Its cost is measured in the bench matrix (README).
+//! Secure mode keeps the thread bins (the mid bins stay off: their blocks
+//! take the checked slow paths). The free mark still catches double frees:
+//! set when a block enters a bin, cleared when it leaves one. What differs
+//! is that the default fast paths never serve a call while secure mode or
+//! the debug ring is on ([`checked`]): `malloc`'s size limit is 0
+//! (`observe::TINY_LIMIT`) and the heaps' block-start tests always fail
+//! (`HeapEnv::secure`), so both leave their fast paths at an exit they
+//! already have, for the *checked fast paths* (`api::malloc_checked`,
+//! `api::free_checked_fast`): the same bins, with the canary and poison
+//! checks and the ring's events inline, the block-start test taken from
+//! [`TINY_INFO`]. Anything else goes on to the slow paths as before.
+//! Large blocks (their own mappings) are not given canaries: writing past
+//! their end faults in the guard-less unmapped space or lands in another
+//! mapping. Its cost is measured with callgrind (README, "Misuse").
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
@@ -27,6 +36,78 @@ const POISON_BYTE: u8 = 0xDF;
 /// Bytes at the end of each small block that secure mode keeps for itself.
 pub(crate) const TAIL: usize = 8;
 
+/// A flag the hand-written C `malloc` reads (`hakmem-preload`): true while
+/// the checked fast paths serve (secure mode or the debug ring is on).
+/// Read-only outside this module; whatever it says, every path stays
+/// correct (the checked fast path serves any mode, and the default fast
+/// paths are closed by `TINY_LIMIT` and the block tests, not by it).
+#[repr(transparent)]
+#[derive(Debug)]
+pub struct Flag(AtomicBool);
+
+impl Flag {
+    /// The flag's value.
+    #[inline(always)]
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// True while secure mode or the debug ring is on: the calls the default
+/// fast paths would serve are served by the checked fast paths.
+pub static CHECKED: Flag = Flag(AtomicBool::new(false));
+
+/// True while the checked fast paths serve (see [`CHECKED`]).
+#[inline(always)]
+pub(crate) fn checked() -> bool {
+    CHECKED.get()
+}
+
+/// What the checked fast paths need of a tiny class, 32 bytes (a bin's
+/// size) per class, so that a bin offset indexes it: the block-start test
+/// (`Bin::block_test` of the class's size and blocks per slot, which the
+/// heaps' bins carry in the default mode but not in the checked modes) and
+/// the block size.
+#[repr(C, align(32))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TinyInfo {
+    /// The block-start test: an offset `x` in a slot is a block start when
+    /// `mul.wrapping_mul(x) < limit`.
+    pub mul: u64,
+    /// See [`TinyInfo::mul`].
+    pub limit: u64,
+    /// The block size.
+    pub size: usize,
+}
+
+const _: () = assert!(core::mem::size_of::<TinyInfo>() == crate::classes::BIN_BYTES);
+
+/// [`TinyInfo`] of every tiny class, by class.
+pub(crate) static TINY_INFO: [TinyInfo; hakmem_tiny_sll::TINY_CLASSES] = {
+    let sizes = hakmem_tiny_sll::classes::TINY_SIZES;
+    let mut t = [TinyInfo {
+        mul: 0,
+        limit: 0,
+        size: 0,
+    }; hakmem_tiny_sll::TINY_CLASSES];
+    let mut c = 0;
+    while c < t.len() {
+        let size = sizes[c] as usize;
+        let per_slot = hakmem_superslab::blocks_per_slot(size);
+        let (mul, limit) = hakmem_tiny_sll::Bin::block_test(size as u64, per_slot as u64);
+        t[c] = TinyInfo { mul, limit, size };
+        c += 1;
+    }
+    t
+};
+
+/// The [`TinyInfo`] of the tiny class whose bin is at byte offset `off`
+/// (`class * BIN_BYTES`), or none for a class above the tiny ones.
+#[inline(always)]
+pub(crate) fn tiny_info(off: usize) -> Option<&'static TinyInfo> {
+    TINY_INFO.get(off / crate::classes::BIN_BYTES)
+}
+
 /// Turns secure mode on (at start-up, before any block exists).
 pub(crate) fn enable(seed: u64) {
     CANARY.store(
@@ -35,6 +116,14 @@ pub(crate) fn enable(seed: u64) {
     );
     ON.store(true, Ordering::Release);
     refresh_special();
+}
+
+/// Recomputes [`CHECKED`] after secure mode or the ring was switched (at
+/// start-up, before any block exists), and the fast paths' limit with it.
+pub(crate) fn refresh_checked() {
+    let on = on() || crate::ring::on();
+    CHECKED.0.store(on, Ordering::Release);
+    crate::observe::set_checked(on);
 }
 
 /// True in secure mode.
@@ -92,34 +181,40 @@ pub(crate) fn request(size: usize) -> usize {
     }
 }
 
+#[inline(always)]
 fn canary(p: *const u8) -> u64 {
     CANARY.load(Ordering::Relaxed) ^ p as u64
 }
 
-fn poison_tag(p: *const u8) -> u64 {
-    !CANARY.load(Ordering::Relaxed) ^ (p as u64).rotate_left(7)
+/// The tag of a block poisoned by a free: the complement of its canary
+/// (one instruction from the canary both paths compute anyway).
+#[inline(always)]
+fn poison_tag(canary: u64) -> u64 {
+    !canary
 }
 
-/// True if the `len` bytes at `body` all hold the poison byte. Word by word
-/// with no early exit (an OR of differences), which compiles to vector code:
-/// block bodies are multiples of 8 bytes (blocks are multiples of 16, less
-/// the 16 list bytes and the 8-byte tag).
+const POISON_WORD: u64 = u64::from_ne_bytes([POISON_BYTE; 8]);
+
+/// True if the `len` bytes at `body` all hold the poison byte. `len` is a
+/// multiple of 8 (block bodies are multiples of 16 bytes, less the 16 list
+/// bytes and the 8-byte tag): word by word, stopping at the first
+/// difference.
 ///
 /// # Safety
-/// `body..body + len` must be readable.
+/// `body..body + len` must be readable and 8-aligned.
+#[inline(always)]
 unsafe fn still_poisoned(body: *const u8, len: usize) -> bool {
-    const WORD: u64 = u64::from_ne_bytes([POISON_BYTE; 8]);
-    let words = len / 8;
-    let mut diff = 0u64;
-    for i in 0..words {
+    debug_assert!(len.is_multiple_of(8));
+    let mut q = body.cast::<u64>();
+    let end = body.wrapping_add(len).cast::<u64>();
+    while q < end {
         // SAFETY: inside the body (caller's contract).
-        diff |= unsafe { body.add(i * 8).cast::<u64>().read_unaligned() } ^ WORD;
+        if unsafe { q.read() } != POISON_WORD {
+            return false;
+        }
+        q = q.wrapping_add(1);
     }
-    for i in words * 8..len {
-        // SAFETY: `i < len`, so inside the body (caller's contract).
-        diff |= u64::from(unsafe { body.add(i).read() } ^ POISON_BYTE);
-    }
-    diff == 0
+    true
 }
 
 /// A block of `block_size` bytes at `p` is being handed out: if it was
@@ -127,17 +222,44 @@ unsafe fn still_poisoned(body: *const u8, len: usize) -> bool {
 ///
 /// # Safety
 /// `p` must be a block of `block_size` bytes (≥ 32) that is being allocated.
+#[inline(always)]
 pub(crate) unsafe fn on_alloc(p: *mut u8, block_size: usize) {
-    let tail = p.wrapping_add(block_size - TAIL).cast::<u64>();
-    // SAFETY: the block is ours and `block_size` long.
-    unsafe {
-        if tail.read_unaligned() == poison_tag(p)
-            && !still_poisoned(p.add(16), block_size - TAIL - 16)
-        {
-            misuse(Misuse::WriteAfterFree, "malloc", p, block_size);
-        }
-        tail.write_unaligned(canary(p));
+    // SAFETY: forwarded contract.
+    if !unsafe { alloc_ok(p, block_size) } {
+        misuse(Misuse::WriteAfterFree, "malloc", p, block_size);
+        // SAFETY: forwarded contract.
+        unsafe { set_canary(p, block_size) };
     }
+}
+
+/// [`on_alloc`] without the report: false (the canary not set) if the
+/// block was written to since a free poisoned it; else sets the canary.
+///
+/// # Safety
+/// As for [`on_alloc`].
+#[inline(always)]
+pub(crate) unsafe fn alloc_ok(p: *mut u8, block_size: usize) -> bool {
+    let tail = p.wrapping_add(block_size - TAIL).cast::<u64>();
+    let c = canary(p);
+    // SAFETY: the block is ours and `block_size` long (16-aligned, so its
+    // words are aligned).
+    unsafe {
+        if tail.read() == poison_tag(c) && !still_poisoned(p.add(16), block_size - TAIL - 16) {
+            return false;
+        }
+        tail.write(c);
+    }
+    true
+}
+
+/// Sets the canary of the block of `block_size` bytes at `p`.
+///
+/// # Safety
+/// As for [`on_alloc`].
+#[inline(always)]
+pub(crate) unsafe fn set_canary(p: *mut u8, block_size: usize) {
+    // SAFETY: the block is ours and `block_size` long.
+    unsafe { p.add(block_size - TAIL).cast::<u64>().write(canary(p)) };
 }
 
 /// Blocks `range` of a slab at `data` were just carved from memory the slab
@@ -154,6 +276,10 @@ pub(crate) unsafe fn forget_fresh(
     block_size: usize,
     range: core::ops::Range<usize>,
 ) {
+    if !on() {
+        // (the heaps hand fresh blocks over while the ring alone is on too)
+        return;
+    }
     for i in range {
         let p = hakmem_superslab::block_addr(data as usize, block_size, i) as *mut u8;
         // SAFETY: inside block i (caller's contract), which nobody uses yet.
@@ -168,15 +294,91 @@ pub(crate) unsafe fn forget_fresh(
 /// # Safety
 /// `p` must be a live block of `block_size` bytes allocated in secure mode.
 pub(crate) unsafe fn on_free(p: *mut u8, block_size: usize) -> bool {
-    let tail = p.wrapping_add(block_size - TAIL).cast::<u64>();
-    // SAFETY: the block is ours and `block_size` long.
+    // SAFETY: forwarded contract.
+    let ok = unsafe { free_ok(p, block_size) };
+    if !ok {
+        misuse(Misuse::Overflow, "free", p, block_size);
+    }
+    // SAFETY: forwarded contract.
+    unsafe { poison(p, block_size) };
+    ok
+}
+
+/// True if the canary of the block of `block_size` bytes at `p` is intact.
+///
+/// # Safety
+/// As for [`on_free`].
+#[inline(always)]
+pub(crate) unsafe fn free_ok(p: *mut u8, block_size: usize) -> bool {
+    // SAFETY: the block is ours and `block_size` long (16-aligned).
+    unsafe { p.add(block_size - TAIL).cast::<u64>().read() == canary(p) }
+}
+
+/// Poisons the block of `block_size` bytes at `p` (past its two list words,
+/// up to its tag) and tags it.
+///
+/// # Safety
+/// As for [`on_free`].
+#[inline(always)]
+pub(crate) unsafe fn poison(p: *mut u8, block_size: usize) {
+    // SAFETY: the block is ours and `block_size` long (16-aligned, so its
+    // words are aligned).
     unsafe {
-        let ok = tail.read_unaligned() == canary(p);
-        if !ok {
-            misuse(Misuse::Overflow, "free", p, block_size);
+        let tail = p.add(block_size - TAIL).cast::<u64>();
+        // word by word (volatile: a few stores, not a call to memset)
+        let mut q = p.add(16).cast::<u64>();
+        while q < tail {
+            q.write_volatile(POISON_WORD);
+            q = q.add(1);
         }
-        core::ptr::write_bytes(p.add(16), POISON_BYTE, block_size - TAIL - 16);
-        tail.write_unaligned(poison_tag(p));
-        ok
+        tail.write(poison_tag(canary(p)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_info_holds_each_class_block_test_and_size() {
+        for (c, info) in TINY_INFO.iter().enumerate() {
+            let size = crate::classes::class_size(c);
+            let per_slot = hakmem_superslab::blocks_per_slot(size);
+            let (mul, limit) = hakmem_tiny_sll::Bin::block_test(size as u64, per_slot as u64);
+            assert_eq!(
+                (info.mul, info.limit, info.size),
+                (mul, limit, size),
+                "class {c}"
+            );
+            let off = c * crate::classes::BIN_BYTES;
+            assert!(core::ptr::eq(tiny_info(off).unwrap(), info));
+        }
+        assert!(tiny_info(TINY_INFO.len() * crate::classes::BIN_BYTES).is_none());
+    }
+
+    #[test]
+    fn a_poisoned_block_passes_until_it_is_written_and_a_canary_until_overwritten() {
+        let mut buf = [0u64; 8];
+        let p = buf.as_mut_ptr().cast::<u8>();
+        // SAFETY: `p` is 64 writable, 8-aligned bytes, used as one block.
+        unsafe {
+            // fresh (no tag): passes, and gets its canary
+            assert!(alloc_ok(p, 64));
+            assert!(free_ok(p, 64));
+            poison(p, 64);
+            assert!((16..56).all(|i| *p.add(i) == POISON_BYTE));
+            // untouched since the free
+            assert!(alloc_ok(p, 64));
+            assert!(free_ok(p, 64));
+            poison(p, 64);
+            // one byte written after the free
+            *p.add(30) ^= 0xA5;
+            assert!(!alloc_ok(p, 64));
+            // one byte written past the usable size
+            set_canary(p, 64);
+            assert!(free_ok(p, 64));
+            *p.add(56) ^= 0xFF;
+            assert!(!free_ok(p, 64));
+        }
     }
 }

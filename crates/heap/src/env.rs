@@ -41,8 +41,11 @@ pub trait HeapEnv: Sized + 'static {
     /// retry can succeed. The calling heap has already given back its own.
     fn reclaim_shared();
 
-    /// Secure mode is on: blocks carved fresh from a slab are handed to
-    /// [`HeapEnv::forget_fresh`].
+    /// Secure mode (or another checked mode of the environment) is on:
+    /// blocks carved fresh from a slab are handed to
+    /// [`HeapEnv::forget_fresh`], and the bins' block-start tests are off
+    /// (they refuse every offset), so that the fast `free` paths, which
+    /// read them, leave every block to the environment's checked paths.
     fn secure() -> bool;
 
     /// Blocks `blocks` (indices) of the slab whose blocks start at `data`,

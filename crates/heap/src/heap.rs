@@ -400,9 +400,15 @@ impl<E: HeapEnv> Heap<E> {
             // a block start: exact for blocks that never straddle a slot (up to
             // half a slot); bigger blocks leave the check to the slow path
             // (the test always fails for them).
+            // (Off in secure mode: see `HeapEnv::secure`.)
             let size = class_size(c);
             let per_slot = hakmem_superslab::blocks_per_slot(size);
-            self.bins[c].set_block_test(Bin::block_test(size as u64, per_slot as u64));
+            let test = if E::secure() {
+                (0, 0)
+            } else {
+                Bin::block_test(size as u64, per_slot as u64)
+            };
+            self.bins[c].set_block_test(test);
         }
     }
 

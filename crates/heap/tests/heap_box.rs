@@ -65,6 +65,13 @@ fn tiny_refill_fills_the_bin_and_spills_return_half() {
             "the refill's other blocks wait in the bin"
         );
         assert_eq!(h.stats.superslabs_acquired.get(), 1);
+        // secure mode: the bins' block tests refuse every offset (the
+        // environment's checked paths test blocks themselves)
+        for off in [0u64, 32, 64] {
+            // SAFETY: a valid bin of this heap.
+            let start = unsafe { hakmem_tiny_sll::Bin::block_start_raw(&h.bins[c], off) };
+            assert!(!start, "offset {off}");
+        }
     }
     assert_eq!(
         E::hooks().fresh.load(Ordering::SeqCst),
@@ -218,6 +225,14 @@ fn remote_frees_are_drained_by_the_owner() {
     for _ in 0..1000 {
         let p = t.alloc(64);
         live.add(p, 64);
+    }
+    // (not secure mode: the bins' block tests pass block starts only)
+    // SAFETY: a valid bin of this heap.
+    unsafe {
+        let bin = &t.heap().bins[c];
+        assert!(hakmem_tiny_sll::Bin::block_start_raw(bin, 0));
+        assert!(hakmem_tiny_sll::Bin::block_start_raw(bin, 64));
+        assert!(!hakmem_tiny_sll::Bin::block_start_raw(bin, 32));
     }
     // another thread, with no heap, frees every other block
     let gone: Vec<usize> = live

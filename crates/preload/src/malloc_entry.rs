@@ -13,9 +13,11 @@
 //! countdown to zero goes to `hakmem::malloc_observed` with its return
 //! address (the countdown restored: that function counts the call itself,
 //! as it does for Rust callers). Everything else goes to
-//! `hakmem::malloc_slow`. Off, it is the compiled version's instruction
-//! count (the limit is a memory operand instead of an immediate); observing
-//! adds a compare, a TLS decrement and three jumps.
+//! `hakmem::malloc_slow`, or, while secure mode or the debug ring is on
+//! (`hakmem::CHECKED`; both limits are 0 then, so every call gets there), to
+//! `hakmem::malloc_checked`, the checked fast path. Off, it is the compiled
+//! version's instruction count (the limit is a memory operand instead of an
+//! immediate); observing adds a compare, a TLS decrement and three jumps.
 //!
 //! Layout facts it relies on are checked at compile time in `hakmem`
 //! (the heap's bins come first, 32 bytes each; a bin's head and room; a
@@ -40,6 +42,11 @@ mod imp {
     /// The slow path: everything the fast path does not serve.
     extern "C" fn malloc_slow_entry(size: usize, caller: usize) -> *mut c_void {
         hk::malloc_slow(size, caller).cast()
+    }
+
+    /// Secure mode or the debug ring is on: the checked fast path.
+    extern "C" fn malloc_checked_entry(size: usize, caller: usize) -> *mut c_void {
+        hk::malloc_checked(size, caller).cast()
     }
 
     /// The observers' countdown ran out (a due call).
@@ -86,10 +93,17 @@ mod imp {
             "add qword ptr fs:[rcx + {left}], 1",
             "mov rsi, qword ptr [rsp]",
             "jmp {observed}",
+            // the bin was empty or the size above the limits: the checked
+            // fast path while secure mode or the debug ring is on (both
+            // limits are 0 then), else the slow path
             "2:",
             "mov rsi, qword ptr [rsp]",
+            "cmp byte ptr [rip + {checked}], 0",
+            "jne {checked_entry}",
             "jmp {slow}",
             limit = sym hk::TINY_LIMIT,
+            checked = sym hk::CHECKED,
+            checked_entry = sym malloc_checked_entry,
             sample_limit = sym hk::SAMPLE_LIMIT,
             left = const hk::SAMPLE_LEFT_OFFSET,
             observed = sym malloc_observed_entry,

@@ -738,3 +738,34 @@ fn without_the_ring_a_report_is_one_line() {
     );
     assert!(ring_lines(&run).is_empty(), "{}", run.describe());
 }
+
+/// Secure mode keeps the thread bins (the checked fast paths serve them):
+/// a double free of a block in a bin, a delayed one, one from another
+/// thread and an interior pointer are still caught, by the free mark and
+/// the block-start test, with one report line naming the pointer.
+#[test]
+fn secure_mode_with_its_bins_still_catches_double_and_interior_frees() {
+    for (name, error) in [
+        ("double_free_tiny", "double free"),
+        ("double_free_delayed", "double free"),
+        ("double_free_remote", "double free"),
+        ("free_interior_tiny", "interior pointer"),
+    ] {
+        let run = run_traced(name, &[("HAKMEM_SECURE", "1")]);
+        assert_eq!(
+            run.status.signal(),
+            Some(libc::SIGABRT),
+            "{name}: {}",
+            run.describe()
+        );
+        let t = parse_target(&run);
+        let stderr = run.stderr_str();
+        let reports: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("hakmem:") && !l.starts_with("hakmem:   "))
+            .collect();
+        assert_eq!(reports.len(), 1, "{name}: {}", run.describe());
+        assert!(names_pointer(reports[0], t.ptr), "{name}: {reports:?}");
+        assert!(reports[0].contains(error), "{name}: {reports:?}");
+    }
+}
