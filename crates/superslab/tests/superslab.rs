@@ -146,8 +146,11 @@ fn idle_free_slots_are_purged_after_the_decay_time() {
 /// slot 0 alone.
 #[test]
 fn purges_from_slot_1_take_the_unused_tail_of_the_header_slot() {
-    assert!(HEADER_END >= std::mem::size_of::<Superslab>());
-    assert!(HEADER_END < SLOT_SIZE && HEADER_END % 4096 == 0);
+    const _: () = assert!(
+        HEADER_END >= std::mem::size_of::<Superslab>()
+            && HEADER_END < SLOT_SIZE
+            && HEADER_END.is_multiple_of(4096)
+    );
     let map = new_map();
     let pool = SuperslabPool::<Linux>::new();
     let owner = new_owner();
