@@ -70,6 +70,18 @@ const M_VISITOR: u8 = 2;
 /// the registry hands the heap to a new thread.
 const M_RELEASED: u8 = 3;
 
+/// Bytes spilled from the bins to their slabs with no refill in between
+/// after which the heap drains ([`Heap::start_drain`]): a thread freeing
+/// far more than its bins hold while allocating nothing from its slabs is
+/// most likely winding down (a request's or a phase's memory going back,
+/// or everything before the thread goes quiet), and what its bins keep then
+/// would pin its slabs for as long as it stays quiet.
+pub const DRAIN_AFTER_BYTES: usize = 8 << 20;
+
+/// Bytes a bin keeps of each class while the heap drains (at least one
+/// block of classes up to this size, none of larger ones).
+pub const DRAIN_BIN_BYTES: usize = 1024;
+
 /// Superslab list tags.
 const SS_SPACE: u8 = 1;
 const SS_FULL: u8 = 2;
@@ -118,6 +130,13 @@ pub struct Heap<E> {
     ticks: u32,
     /// When this heap last purged idle slots (ms).
     last_maintain: u64,
+    /// Bytes spilled from the bins since the last refill (saturating).
+    spilled: usize,
+    /// The bins are cut down to [`drain_cap`] until the next refill
+    /// ([`Heap::start_drain`]).
+    draining: bool,
+    /// Times the heap started draining.
+    drains: u64,
     policy_gen: u64,
     /// Slow-path counters.
     pub stats: ThreadStats<NCLASSES>,
@@ -247,6 +266,9 @@ impl<E> Heap<E> {
             empty_bytes: 0,
             ticks: 0,
             last_maintain: 0,
+            spilled: 0,
+            draining: false,
+            drains: 0,
             policy_gen: 0,
             stats: ThreadStats::new(),
             obs: Observation::new(),
@@ -393,6 +415,7 @@ impl<E: HeapEnv> Heap<E> {
     }
 
     fn apply_policy(&mut self, p: &FrozenPolicy) {
+        self.draining = false;
         for c in 0..NCLASSES {
             let excess = self.bins[c].set_cap(p.cap(c));
             self.give_back(excess);
@@ -541,6 +564,10 @@ impl<E: HeapEnv> Heap<E> {
         }
         if self.pending.has_pending() {
             self.process_pending();
+        }
+        self.spilled = 0;
+        if self.draining {
+            self.end_drain();
         }
         self.ticks += 1;
         if self.ticks >= 256 {
@@ -746,18 +773,71 @@ impl<E: HeapEnv> Heap<E> {
         }
         let _m = self.lock_owner();
         self.check_hook();
-        let chain = self.bins[class].take((cap / 2).max(1));
+        let chain = if self.draining {
+            self.bins[class].take_all()
+        } else {
+            self.bins[class].take((cap / 2).max(1))
+        };
         let st = &self.stats.classes[class];
         st.spills.inc();
         st.spill_blocks.add(chain.len as u64);
+        self.spilled = self
+            .spilled
+            .saturating_add(chain.len as usize * class_size(class));
         self.give_back(chain);
-        // SAFETY: p is a free block of this class that we own; the bin has
-        // room now.
-        let ok = unsafe { self.bins[class].try_push(p) };
-        debug_assert!(ok);
+        if !self.draining && self.spilled >= DRAIN_AFTER_BYTES {
+            self.start_drain();
+        }
+        // SAFETY: p is a free block of this class that we own.
+        if !unsafe { self.bins[class].try_push(p) } {
+            // the heap started draining and this class keeps no block
+            self.return_block(p.cast());
+        }
         if self.pending.has_pending() {
             self.process_pending();
         }
+    }
+
+    /// The heap has spilled [`DRAIN_AFTER_BYTES`] since its last refill:
+    /// every bin gives back all but [`drain_cap`] blocks and holds no more
+    /// until the next refill ([`Heap::end_drain`]); meanwhile a full bin
+    /// spills all it holds. So a thread that frees a lot and then goes
+    /// quiet leaves its slabs empty (the background thread's visits give
+    /// them back after the decay time) instead of pinned by its bins, which
+    /// only the owner may touch. The owner's slow path, under its own
+    /// maintenance lock; the fast paths see smaller bins, nothing else.
+    #[cold]
+    fn start_drain(&mut self) {
+        self.draining = true;
+        self.drains += 1;
+        for c in 0..NCLASSES {
+            let excess = self.bins[c].set_cap(drain_cap(self.bins[c].cap(), c));
+            self.give_back(excess);
+        }
+    }
+
+    /// The first refill after [`Heap::start_drain`]: the bins get their
+    /// policy's capacities back.
+    #[cold]
+    fn end_drain(&mut self) {
+        self.draining = false;
+        let p = E::policy().load();
+        for c in 0..NCLASSES {
+            let excess = self.bins[c].set_cap(p.cap(c));
+            debug_assert!(excess.len == 0);
+            self.give_back(excess);
+        }
+    }
+
+    /// Whether the bins are cut down until the next refill
+    /// ([`Heap::start_drain`]; for tests and the report).
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Times the heap started draining (for tests and the report).
+    pub fn drains(&self) -> u64 {
+        self.drains
     }
 
     /// Returns every block of a chain to its slab.
@@ -912,6 +992,8 @@ impl<E: HeapEnv> Heap<E> {
         self.empties = 0;
         self.empty_bytes = 0;
         self.policy_gen = 0;
+        self.spilled = 0;
+        self.draining = false;
         // closed to visitors until the registry hands the heap out again
         core::mem::forget(m);
         self.maint.store(M_RELEASED, Ordering::Release);
@@ -939,6 +1021,12 @@ impl<E: HeapEnv> Heap<E> {
             E::orphanage().abandon(ss);
         }
     }
+}
+
+/// A bin's capacity while its heap drains: at most [`DRAIN_BIN_BYTES`] of
+/// blocks of `class` (none of classes above it), never more than `cap`.
+pub fn drain_cap(cap: u32, class: usize) -> u32 {
+    cap.min((DRAIN_BIN_BYTES / class_size(class)) as u32)
 }
 
 fn collect_slabs(ss: &OwnedSuperslab) -> [Option<SlabRef>; SLOTS] {

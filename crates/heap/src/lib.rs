@@ -66,6 +66,9 @@ mod heaps;
 mod observation;
 
 pub use env::{pool_limits, HeapEnv};
-pub use heap::{Heap, Placeholder, HEAP_KEY_OFFSET, HEAP_MARK_OFFSET, HEAP_SIZE_BINS_OFFSET};
+pub use heap::{
+    drain_cap, Heap, Placeholder, DRAIN_AFTER_BYTES, DRAIN_BIN_BYTES, HEAP_KEY_OFFSET,
+    HEAP_MARK_OFFSET, HEAP_SIZE_BINS_OFFSET,
+};
 pub use heaps::Registry;
 pub use observation::{Observation, OBS_SIZE_BINS};

@@ -805,3 +805,94 @@ fn visits_racing_the_owner_corrupt_nothing() {
     assert!(visits.load(Ordering::Relaxed) > 0, "the visitor got in");
     assert_all_superslabs_pooled::<E>();
 }
+
+/// Allocates `bytes` in blocks of each of `sizes` in turn, then frees them
+/// all (in allocation order); returns nothing held.
+fn churn<E: TestEnv>(t: &mut ThreadHeap<E>, sizes: &[usize], bytes: usize) {
+    let mut held = Vec::new();
+    let mut done = 0;
+    while done < bytes {
+        for &n in sizes {
+            let p = t.alloc(n);
+            assert!(!p.is_null());
+            held.push(p);
+            done += n;
+        }
+    }
+    for p in held {
+        // SAFETY: blocks allocated above, each freed once.
+        unsafe { t.free(p) };
+    }
+}
+
+/// A thread that frees far more than its bins hold, with no refill in
+/// between, drains: every bin gives back all but `drain_cap` blocks, so its
+/// slabs empty and can go back while the thread stays quiet; the next
+/// refill gives the bins their capacities back. A free phase that stays
+/// under `DRAIN_AFTER_BYTES`, refills in between, does not drain.
+#[test]
+fn a_long_free_phase_drains_the_bins_until_the_next_refill() {
+    use hakmem_heap::{drain_cap, Heap, DRAIN_AFTER_BYTES, DRAIN_BIN_BYTES};
+    use hakmem_platform::Pal;
+    test_env!(E, 256 << 20);
+    let mut t = ThreadHeap::<E>::new();
+    let sizes = [64, 1000, 3000, 20000];
+    let caps = |t: &mut ThreadHeap<E>| {
+        (0..NCLASSES)
+            .map(|c| t.heap().bins[c].cap())
+            .collect::<Vec<_>>()
+    };
+    let full = caps(&mut t);
+    assert_eq!(
+        full,
+        (0..NCLASSES)
+            .map(|c| DEFAULT_POLICY.cap(c))
+            .collect::<Vec<_>>()
+    );
+
+    // two phases of half the threshold each, a refill between them: no drain
+    churn(&mut t, &sizes, DRAIN_AFTER_BYTES / 2);
+    churn(&mut t, &sizes, DRAIN_AFTER_BYTES / 2);
+    assert!(!t.heap().draining());
+    assert_eq!(t.heap().drains(), 0);
+    let cached: usize = (0..NCLASSES)
+        .map(|c| t.heap().bins[c].len() as usize * class_size(c))
+        .sum();
+    assert!(cached > 256 << 10, "full bins keep a lot: {cached}");
+
+    // one phase of twice the threshold: the heap drains
+    churn(&mut t, &sizes, 2 * DRAIN_AFTER_BYTES);
+    assert!(t.heap().draining());
+    assert_eq!(t.heap().drains(), 1);
+    for (c, &cap) in full.iter().enumerate() {
+        let bin = &t.heap().bins[c];
+        assert_eq!(bin.cap(), drain_cap(cap, c), "class {c}");
+        assert!(bin.len() as usize * class_size(c) <= DRAIN_BIN_BYTES.max(class_size(c)));
+    }
+    assert_eq!(drain_cap(full[class_of(20000)], class_of(20000)), 0);
+    assert!(drain_cap(full[class_of(64)], class_of(64)) > 0);
+    t.check();
+    // nothing pins the slabs now: a visit with decay 0 gives every slab
+    // but those of the blocks left in the bins back, and the empty
+    // superslabs to the pool
+    let h: *mut Heap<E> = t.heap();
+    // SAFETY: a registered heap; this thread is in none of its slow paths.
+    assert!(unsafe { Heap::visit(h, <E as HeapEnv>::Pal::now_ms(), 0) });
+    t.check();
+    let pooled = E::pool().stats();
+    assert!(
+        pooled.dirty + pooled.clean >= 4,
+        "empty superslabs pooled: {pooled:?}"
+    );
+
+    // the next refill restores the capacities, and the bins fill again
+    churn(&mut t, &sizes, 1 << 20);
+    assert!(!t.heap().draining());
+    assert_eq!(caps(&mut t), full);
+    let cached: usize = (0..NCLASSES)
+        .map(|c| t.heap().bins[c].len() as usize * class_size(c))
+        .sum();
+    assert!(cached > 256 << 10, "the bins cache again: {cached}");
+    t.exit();
+    assert_all_superslabs_pooled::<E>();
+}

@@ -44,7 +44,7 @@ pub use orphanage::Orphanage;
 pub use pool::{HugeMode, PoolLimits, PoolStats, SuperslabPool, MAX_PREPARED};
 pub use remote::{remote_claim, remote_free, PendingList, RemoteBatch, MAX_SLAB_BLOCKS};
 pub use slab::{Put, Slab, SlabHandle, SlabRef};
-pub use superslab::{OwnedSuperslab, Superslab};
+pub use superslab::{OwnedSuperslab, Superslab, HEADER_END};
 
 /// Size and alignment of a superslab: one page-map chunk.
 pub const SUPERSLAB_SIZE: usize = hakmem_platform::CHUNK_SIZE;

@@ -30,7 +30,7 @@ use hakmem_pagemap::{Entry, PageMap};
 use hakmem_platform::Pal;
 
 use crate::remote::PendingList;
-use crate::superslab::OwnedSuperslab;
+use crate::superslab::{OwnedSuperslab, HEADER_END};
 use crate::sync::{const_fn_unless_loom, AtomicU32, AtomicU8, Ordering, SpinLock};
 use crate::{SLOT_SIZE, SUPERSLAB_SIZE};
 
@@ -440,11 +440,12 @@ impl<P: Pal> SuperslabPool<P> {
         loop {
             for p in &work.purge[..work.n_purge] {
                 // SAFETY: the superslab is out of the pool and holds nothing
-                // live; the header slot stays.
+                // live; the header's pages stay (slot 0 past them holds
+                // nothing).
                 unsafe {
                     P::purge(
-                        NonNull::new_unchecked((p.base + SLOT_SIZE) as *mut u8),
-                        SUPERSLAB_SIZE - SLOT_SIZE,
+                        NonNull::new_unchecked((p.base + HEADER_END) as *mut u8),
+                        SUPERSLAB_SIZE - HEADER_END,
                     )
                 };
             }

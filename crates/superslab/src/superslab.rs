@@ -65,6 +65,13 @@ const ALL_BLOCK_SLOTS: u32 = !1u32;
 
 // The header must fit in slot 0.
 const _: () = assert!(core::mem::size_of::<Superslab>() <= SLOT_SIZE);
+
+/// Where the header's pages end: the rest of slot 0 holds nothing, so a
+/// purge that starts at slot 1 starts here instead (with huge pages, the
+/// whole slot was faulted in with the superslab and stays resident after a
+/// split unless purged).
+pub const HEADER_END: usize =
+    core::mem::size_of::<Superslab>().next_multiple_of(hakmem_platform::PAGE_SIZE);
 const _: () = assert!(SLOTS == 32);
 const _: () = assert!(SLOT_SIZE == GRANULE);
 
@@ -434,12 +441,19 @@ impl OwnedSuperslab {
             let first = purge.trailing_zeros();
             let run = (!(purge >> first)).trailing_zeros();
             let len = run as usize * SLOT_SIZE;
-            // SAFETY: the slots are free: no block, no slab record in use;
-            // we own the superslab.
+            // a run from slot 1 takes the unused tail of slot 0 with it
+            let start = if first == 1 {
+                base + HEADER_END
+            } else {
+                base + first as usize * SLOT_SIZE
+            };
+            // SAFETY: the slots are free: no block, no slab record in use,
+            // and slot 0 past the header's pages holds nothing; we own the
+            // superslab.
             unsafe {
                 P::purge(
-                    NonNull::new_unchecked((base + first as usize * SLOT_SIZE) as *mut u8),
-                    len,
+                    NonNull::new_unchecked(start as *mut u8),
+                    base + (first + run) as usize * SLOT_SIZE - start,
                 )
             };
             bytes += len;

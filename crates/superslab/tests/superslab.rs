@@ -139,6 +139,61 @@ fn idle_free_slots_are_purged_after_the_decay_time() {
     );
 }
 
+/// Slot 0 past the header's pages holds nothing: a purge of a run from
+/// slot 1 (a heap's idle slots, or a superslab the pool purges) gives those
+/// pages back too (with huge pages they were faulted in with the
+/// superslab), and the header stays intact; a run starting later leaves
+/// slot 0 alone.
+#[test]
+fn purges_from_slot_1_take_the_unused_tail_of_the_header_slot() {
+    const _: () = assert!(
+        HEADER_END >= std::mem::size_of::<Superslab>()
+            && HEADER_END < SLOT_SIZE
+            && HEADER_END.is_multiple_of(4096)
+    );
+    let map = new_map();
+    let pool = SuperslabPool::<Linux>::new();
+    let owner = new_owner();
+    let mut ss = pool.acquire(map, 122, owner).unwrap();
+    let base = ss.base();
+    let tail = (base + HEADER_END) as *mut u8;
+    let dirty_tail = || {
+        // SAFETY: slot 0 past the header is mapped and holds nothing.
+        unsafe { std::ptr::write_bytes(tail, 0x55, SLOT_SIZE - HEADER_END) }
+    };
+    // SAFETY: (below) reads of the mapped, unused tail of slot 0.
+    let tail_byte = |i: usize| unsafe { tail.add(i).read() };
+    dirty_tail();
+    // a run that does not start at slot 1: slot 0 is left alone
+    let a = ss.alloc_slab(3, 64, 1).unwrap();
+    let b = ss.alloc_slab(3, 64, 1).unwrap();
+    // SAFETY: no block was handed out.
+    unsafe { ss.release_slab(b) };
+    assert_eq!(ss.purge_idle::<Linux>(0, 0), SLOT_SIZE);
+    assert_eq!(tail_byte(0), 0x55);
+    // a run from slot 1: the tail goes too, the header stays
+    // SAFETY: no block was handed out.
+    unsafe { ss.release_slab(a) };
+    assert_eq!(
+        ss.purge_idle::<Linux>(0, 0),
+        SLOT_SIZE,
+        "slot bytes counted"
+    );
+    assert_eq!(tail_byte(0), 0);
+    assert_eq!(tail_byte(SLOT_SIZE - HEADER_END - 1), 0);
+    ss.check(map).expect("the header survives");
+    // the pool's purge of a whole superslab takes the tail too
+    dirty_tail();
+    pool.release(map, ss, 0, 10_000, &KEEP);
+    pool.maintain(map, 10_000, &KEEP);
+    assert!(pool.stats().purged >= 1);
+    assert_eq!(tail_byte(7), 0);
+    let ss = pool.acquire(map, 122, owner).unwrap();
+    assert_eq!(ss.base(), base, "the purged superslab is reused");
+    ss.check(map).expect("the header survives");
+    pool.release(map, ss, 10_000, 10_000, &KEEP);
+}
+
 #[test]
 fn slab_lists_link_both_ends() {
     let map = new_map();
