@@ -218,3 +218,24 @@ pub(crate) fn geometry(
     };
     Some((offset, len, map_align))
 }
+
+/// The mapping length a block whose mapping starts at `base` gets when it
+/// grows to `need` bytes (page multiple, header and offset included): its
+/// end rounded up to a huge-page boundary ([`CHUNK_SIZE`]) once the
+/// rounded length reaches `huge_from`, else `need`. A block that grows by
+/// `realloc` is likely to grow again; ending on a boundary lets every 2 MiB
+/// range it grows into fault in as one huge page (and move as one with
+/// `mremap`) instead of 512 small ones. A mapping about to be made passes
+/// `base` 0 (it is mapped huge-page aligned then).
+///
+/// [`CHUNK_SIZE`]: hakmem_platform::CHUNK_SIZE
+pub(crate) fn grown_len(base: usize, need: usize, huge_from: usize) -> usize {
+    let chunk = hakmem_platform::CHUNK_SIZE;
+    match base
+        .checked_add(need)
+        .and_then(|end| end.checked_next_multiple_of(chunk))
+    {
+        Some(end) if end - base >= huge_from && end - base <= isize::MAX as usize => end - base,
+        _ => need,
+    }
+}
