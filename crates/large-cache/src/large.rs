@@ -666,6 +666,47 @@ mod tests {
     }
 
     #[test]
+    fn mappings_just_short_of_a_huge_page_multiple_are_rounded_up_to_it() {
+        let (map, large) = setup();
+        let two = CHUNK_SIZE;
+        // (size, mapping length) with the THP threshold at 2 MiB
+        for (size, len) in [
+            (two - (200 << 10), two),
+            (two - 4096, two),
+            (2 * two - (100 << 10), 2 * two),
+            (two - (300 << 10), two - (300 << 10) + 4096),
+            (two + 4096, two + 8192),
+        ] {
+            let a = large.alloc(map, size, 16, &NO_CACHE, two).unwrap();
+            let h = header(map, a.ptr.as_ptr());
+            assert_eq!((size, h.map_len()), (size, len));
+            if len % two == 0 {
+                assert_eq!(h.base() % two, 0, "{size}: huge-page aligned");
+            }
+            // SAFETY: ours; freeing once.
+            unsafe {
+                core::ptr::write_bytes(a.ptr.as_ptr(), 1, h.usable());
+                large.free(map, h, &NO_CACHE);
+            }
+        }
+        // below the THP threshold nothing is rounded
+        let a = large
+            .alloc(map, two - 4096, 16, &NO_CACHE, 2 * two)
+            .unwrap();
+        let h = header(map, a.ptr.as_ptr());
+        assert_eq!(h.map_len(), two);
+        // SAFETY: freeing once.
+        unsafe { large.free(map, h, &NO_CACHE) };
+        let a = large
+            .alloc(map, two - 8192, 16, &NO_CACHE, 2 * two)
+            .unwrap();
+        let h = header(map, a.ptr.as_ptr());
+        assert_eq!(h.map_len(), two - 4096);
+        // SAFETY: freeing once.
+        unsafe { large.free(map, h, &NO_CACHE) };
+    }
+
+    #[test]
     fn cache_reuses_and_stays_within_budget() {
         let (map, large) = setup();
         let a = large.alloc(map, 3 << 20, 16, &LIMITS, HUGE).unwrap();
