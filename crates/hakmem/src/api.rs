@@ -1030,6 +1030,10 @@ unsafe fn realloc_inner(p: *mut u8, size: usize, align: usize) -> (*mut u8, Opti
                     LARGE_STATS.bytes_live.sub(old_len as u64);
                     return (q.as_ptr(), in_place);
                 }
+                // refused, though it may have grown over cached pieces
+                let now_len = h.map_len();
+                LARGE_STATS.bytes_live.add(now_len as u64);
+                LARGE_STATS.bytes_live.sub(old_len as u64);
             }
             us
         }
@@ -1038,7 +1042,12 @@ unsafe fn realloc_inner(p: *mut u8, size: usize, align: usize) -> (*mut u8, Opti
             return (ptr::null_mut(), None);
         }
     };
-    let q = aligned_alloc(align, size);
+    let q = if size > usable && crate::secure::request(size) > SLAB_MAX {
+        // growing into the large tier: a mapping that can keep growing
+        realloc_grow_large(size, align)
+    } else {
+        aligned_alloc(align, size)
+    };
     if q.is_null() {
         return (q, None);
     }
@@ -1048,6 +1057,18 @@ unsafe fn realloc_inner(p: *mut u8, size: usize, align: usize) -> (*mut u8, Opti
         free(p);
     }
     (q, Some(Cat::ReallocMove))
+}
+
+/// The new block of a `realloc` that grows a block into the large tier
+/// (what `aligned_alloc(align, size)` gives, with a mapping that ends on a
+/// huge-page boundary: see `Large::alloc_growing`).
+#[cold]
+fn realloc_grow_large(size: usize, align: usize) -> *mut u8 {
+    let p = crate::large::large_alloc_growing(size, align);
+    if crate::ring::on() {
+        crate::ring::record(crate::ring::Kind::Alloc, p, size, 0, tls::os_tid());
+    }
+    p
 }
 
 /// Turns site-aware placement on or off (`HAKMEM_SITE_PLACEMENT`, default

@@ -105,6 +105,17 @@ pub(crate) fn decay_tick() {
 }
 
 pub(crate) fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
+    large_alloc_with(size, align, zero, false)
+}
+
+/// [`large_alloc`] for a `realloc` that moves a smaller block up to `size`
+/// (`Large::alloc_growing`: the mapping ends on a huge-page boundary, so the
+/// growth likely to follow stays in place).
+pub(crate) fn large_alloc_growing(size: usize, align: usize) -> *mut u8 {
+    large_alloc_with(size, align, false, true)
+}
+
+fn large_alloc_with(size: usize, align: usize, zero: bool, growing: bool) -> *mut u8 {
     // requests no mapping can hold fail before any system call
     if beyond_any_mapping(size, align) {
         set_errno(libc::ENOMEM);
@@ -114,13 +125,12 @@ pub(crate) fn large_alloc(size: usize, align: usize, zero: bool) -> *mut u8 {
     check_large();
     let policy = POLICY.load();
     let try_alloc = || {
-        LARGE.alloc(
-            &PAGE_MAP,
-            size,
-            align,
-            &cache_limits(policy),
-            policy.thp_threshold,
-        )
+        let limits = cache_limits(policy);
+        if growing {
+            LARGE.alloc_growing(&PAGE_MAP, size, align, &limits, policy.thp_threshold)
+        } else {
+            LARGE.alloc(&PAGE_MAP, size, align, &limits, policy.thp_threshold)
+        }
     };
     // The OS said no: re-read RLIMIT_AS (the request may be beyond it now;
     // not more often than AS_REFRESH_MS), give back what the caches hold

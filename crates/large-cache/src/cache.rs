@@ -45,6 +45,8 @@ const CLASSES: usize = 64;
 const WAYS: usize = 32;
 /// Most mappings handed back for purging or unmapping by one call.
 pub(crate) const MAX_BATCH: usize = 32;
+/// Most cached pieces one in-place growth takes ([`BigCache::take_after`]).
+pub(crate) const MAX_GROW_PIECES: usize = 8;
 /// Reservations held at once.
 pub const RESERVATIONS: usize = 8;
 /// A reserved entry is kept at most this many decay periods.
@@ -430,6 +432,59 @@ impl BigCache {
         let (c, i) = best?;
         self.hits += 1;
         Some(self.remove_at(c, i))
+    }
+
+    /// Takes the cached pieces of family `family` that follow `end` back
+    /// to back, up to `want` bytes, so that a live block of that family
+    /// ending at `end` grows over them where it is (they lie in its kernel
+    /// mapping: no system call, and their pages stay resident). `absorbed`
+    /// is called with the base of every piece taken (the caller
+    /// unregisters it). Of the last piece, a rest beyond `want` of at least
+    /// [`MIN_PIECE`] stays cached (with its stamp, dirty or clean as it
+    /// was) once `split` has accepted it, as in carving; a shorter rest, or
+    /// one `split` refuses, goes with the block. Returns the bytes taken:
+    /// 0 when no piece follows, less than `want` when the pieces there
+    /// (at most [`MAX_GROW_PIECES`]) end first (the caller grows the rest
+    /// some other way).
+    pub fn take_after(
+        &mut self,
+        end: usize,
+        family: u64,
+        want: usize,
+        mut split: impl FnMut(&Cached) -> bool,
+        mut absorbed: impl FnMut(usize),
+    ) -> usize {
+        if family == 0 || want == 0 {
+            return 0;
+        }
+        let mut total = 0usize;
+        let mut last = EMPTY;
+        for _ in 0..MAX_GROW_PIECES {
+            if total >= want {
+                break;
+            }
+            let at = end + total;
+            let Some((c, i)) = self.find(|e| e.family == family && e.base == at) else {
+                break;
+            };
+            last = self.remove_at(c, i);
+            absorbed(last.base);
+            total += last.len;
+        }
+        if total > want && total - want >= MIN_PIECE {
+            let rest = total - want;
+            let tail = Cached {
+                base: last.base + last.len - rest,
+                len: rest,
+                full: rest,
+                ..last
+            };
+            if (self.counts[class_of(rest)] as usize) < WAYS && split(&tail) {
+                self.insert(tail);
+                return want;
+            }
+        }
+        total
     }
 
     /// The carving half of [`BigCache::take_or_carve`].
@@ -968,6 +1023,68 @@ mod tests {
             panic!("another family")
         });
         assert_eq!(merged, (base + (32 << 20), 2 << 20));
+        assert_eq!(bc.check(), Ok(()));
+        assert_eq!(w.n_purge + w.n_unmap, 0);
+    }
+
+    #[test]
+    fn a_block_grows_over_the_pieces_of_its_family_that_follow_it() {
+        let mut bc = BigCache::new();
+        let mut w = Work::NONE;
+        let base = 0x1000_0000;
+        // a live block [base, base + 2 MiB) of family 7; its mapping's
+        // next 8 MiB are cached, dirty, and then 3 MiB clean
+        bc.put_merging(base + (2 << 20), 8 << 20, 7, 5, &L_BIG, &mut w, |_| {});
+        bc.put_clean(
+            Cached {
+                base: base + (10 << 20),
+                len: 3 << 20,
+                stamp: 5,
+                dirty: false,
+                family: 7,
+                full: 3 << 20,
+            },
+            &L_BIG,
+            &mut w,
+        );
+        let none = |_: &Cached| -> bool { panic!("nothing to split") };
+        // another family, or not right behind the block: nothing
+        assert_eq!(bc.take_after(base + (2 << 20), 8, 1 << 20, none, |_| {}), 0);
+        assert_eq!(bc.take_after(base + (3 << 20), 7, 1 << 20, none, |_| {}), 0);
+        assert_eq!(bc.stats().dirty, (1, 8 << 20));
+        // 2 MiB of the dirty piece; its rest stays cached, dirty, stamped
+        let (mut tails, mut gone) = (Vec::new(), Vec::new());
+        let got = bc.take_after(
+            base + (2 << 20),
+            7,
+            2 << 20,
+            |t| {
+                tails.push(*t);
+                true
+            },
+            |b| gone.push(b),
+        );
+        assert_eq!(got, 2 << 20);
+        assert_eq!(gone, [base + (2 << 20)]);
+        assert_eq!(tails.len(), 1);
+        assert_eq!((tails[0].base, tails[0].len), (base + (4 << 20), 6 << 20));
+        assert!(tails[0].dirty && tails[0].stamp == 5 && tails[0].family == 7);
+        assert_eq!(bc.stats().dirty, (1, 6 << 20));
+        assert_eq!(bc.check(), Ok(()));
+        // a rest below a piece goes with the block
+        let got = bc.take_after(base + (4 << 20), 7, (5 << 20) + 4096, none, |_| {});
+        assert_eq!(got, 6 << 20);
+        assert_eq!(bc.stats().dirty, (0, 0));
+        // a split the caller refuses: all of it
+        let got = bc.take_after(base + (10 << 20), 7, 1 << 20, |_| false, |_| {});
+        assert_eq!(got, 3 << 20);
+        assert!(bc.is_empty());
+        // pieces that end first: what there is
+        bc.put_merging(base + (20 << 20), 4 << 20, 9, 5, &L_BIG, &mut w, |_| {});
+        bc.put_merging(base + (30 << 20), 4 << 20, 9, 5, &L_BIG, &mut w, |_| {});
+        let got = bc.take_after(base + (20 << 20), 9, 16 << 20, none, |_| {});
+        assert_eq!(got, 4 << 20, "the gap ends the run");
+        assert_eq!(bc.stats().dirty, (1, 4 << 20));
         assert_eq!(bc.check(), Ok(()));
         assert_eq!(w.n_purge + w.n_unmap, 0);
     }

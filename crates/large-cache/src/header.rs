@@ -193,7 +193,8 @@ pub struct LargeAlloc {
 /// The offset is one page (the header's) for alignments up to a page, and
 /// the alignment itself above (so a mapping aligned to it puts the user
 /// pointer on it); the address space spent on alignment is thus below one
-/// alignment.
+/// alignment. A length within an eighth of a huge page (256 KiB) below a
+/// multiple of one that reaches `huge_from` is rounded up to it.
 ///
 /// Every mapping leaves at least [`GRANULE`] bytes after the user pointer.
 /// That keeps the user pointers of two live mappings at least a slot apart
@@ -207,9 +208,18 @@ pub(crate) fn geometry(
     debug_assert!(align.is_power_of_two());
     let offset = align.max(PAGE_SIZE);
     let need = offset.checked_add(size.max(GRANULE))?;
-    let len = need.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1);
+    let mut len = need.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1);
     if len > isize::MAX as usize || offset / PAGE_SIZE >= Entry::MAX_LARGE_OFFSET as usize {
         return None;
+    }
+    // A mapping a little short of a huge-page multiple is rounded up to it:
+    // its last 2 MiB then fault in as one huge page instead of up to 512
+    // small ones, for at most an eighth of a huge page more.
+    let chunk = hakmem_platform::CHUNK_SIZE;
+    if let Some(rounded) = len.checked_next_multiple_of(chunk) {
+        if rounded >= huge_from && rounded - len <= chunk / 8 && rounded <= isize::MAX as usize {
+            len = rounded;
+        }
     }
     let map_align = if len >= huge_from {
         offset.max(hakmem_platform::CHUNK_SIZE)
@@ -217,4 +227,25 @@ pub(crate) fn geometry(
         offset
     };
     Some((offset, len, map_align))
+}
+
+/// The mapping length a block whose mapping starts at `base` gets when it
+/// grows to `need` bytes (page multiple, header and offset included): its
+/// end rounded up to a huge-page boundary ([`CHUNK_SIZE`]) once the
+/// rounded length reaches `huge_from`, else `need`. A block that grows by
+/// `realloc` is likely to grow again; ending on a boundary lets every 2 MiB
+/// range it grows into fault in as one huge page (and move as one with
+/// `mremap`) instead of 512 small ones. A mapping about to be made passes
+/// `base` 0 (it is mapped huge-page aligned then).
+///
+/// [`CHUNK_SIZE`]: hakmem_platform::CHUNK_SIZE
+pub(crate) fn grown_len(base: usize, need: usize, huge_from: usize) -> usize {
+    let chunk = hakmem_platform::CHUNK_SIZE;
+    match base
+        .checked_add(need)
+        .and_then(|end| end.checked_next_multiple_of(chunk))
+    {
+        Some(end) if end - base >= huge_from && end - base <= isize::MAX as usize => end - base,
+        _ => need,
+    }
 }

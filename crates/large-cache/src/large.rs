@@ -8,7 +8,7 @@ use hakmem_pagemap::{Entry, PageMap};
 use hakmem_platform::{Pal, SpinLock, PAGE_SIZE};
 
 use crate::cache::{BigCache, CacheLimits, CacheStats, Cached, Work};
-use crate::header::{geometry, LargeAlloc, LargeHeader};
+use crate::header::{geometry, grown_len, LargeAlloc, LargeHeader};
 
 /// The large tier.
 pub struct Large<P: Pal> {
@@ -58,7 +58,40 @@ impl<P: Pal> Large<P> {
         limits: &CacheLimits,
         huge_from: usize,
     ) -> Option<LargeAlloc> {
-        let (offset, len, map_align) = geometry(size, align, huge_from)?;
+        self.alloc_with(map, size, align, limits, huge_from, false)
+    }
+
+    /// [`Large::alloc`] for a block that is growing (a `realloc` moving a
+    /// smaller block up to `size`): its mapping ends on a huge-page
+    /// boundary once it is `huge_from` long (see [`Large::resize`]), so the
+    /// growth that is likely to follow stays in place and in huge pages.
+    pub fn alloc_growing(
+        &self,
+        map: &PageMap,
+        size: usize,
+        align: usize,
+        limits: &CacheLimits,
+        huge_from: usize,
+    ) -> Option<LargeAlloc> {
+        self.alloc_with(map, size, align, limits, huge_from, true)
+    }
+
+    fn alloc_with(
+        &self,
+        map: &PageMap,
+        size: usize,
+        align: usize,
+        limits: &CacheLimits,
+        huge_from: usize,
+        growing: bool,
+    ) -> Option<LargeAlloc> {
+        let (offset, mut len, mut map_align) = geometry(size, align, huge_from)?;
+        if growing {
+            len = grown_len(0, len, huge_from);
+            if len >= huge_from {
+                map_align = map_align.max(hakmem_platform::CHUNK_SIZE);
+            }
+        }
         if offset == PAGE_SIZE {
             let hit = self
                 .cache
@@ -132,8 +165,26 @@ impl<P: Pal> Large<P> {
     /// not be used afterwards.
     pub unsafe fn free(&self, map: &PageMap, h: &LargeHeader, limits: &CacheLimits) {
         let base = h.base();
-        let len = h.map_len();
-        let cacheable = h.offset == PAGE_SIZE && len <= limits.max_block && len <= limits.budget;
+        let mut len = h.map_len();
+        let cap = limits.max_block.min(limits.budget);
+        if h.offset == PAGE_SIZE && len > cap {
+            // Too long for the cache: its head stays cached, up to the
+            // cache's limit (a program that frees and allocates such blocks
+            // in turn keeps that much resident), its tail goes back now.
+            let keep = if cap >= hakmem_platform::CHUNK_SIZE {
+                cap & !(hakmem_platform::CHUNK_SIZE - 1)
+            } else {
+                cap & !(PAGE_SIZE - 1)
+            };
+            if keep >= crate::cache::MIN_PIECE {
+                // SAFETY: the tail lies in the block being freed, which
+                // nobody references any more.
+                unsafe { P::unmap(NonNull::new_unchecked((base + keep) as *mut u8), len - keep) };
+                h.map_len.store(keep, Ordering::Relaxed);
+                len = keep;
+            }
+        }
+        let cacheable = h.offset == PAGE_SIZE && len <= cap;
         if !cacheable {
             Self::unmap(map, base, len, h.offset);
             self.maintain(map, limits);
@@ -193,6 +244,25 @@ impl<P: Pal> Large<P> {
                 None
             }
         }
+    }
+
+    /// Takes the cached pieces of `family` that start at `end` (the end of
+    /// a live block of that family), up to `want` bytes, out of the cache
+    /// for the block to grow over: their page-map entries are cleared, and
+    /// a long enough rest of the last one stays cached as a piece of its
+    /// own. Returns the bytes taken (0: none).
+    fn grow_over_cached(&self, map: &PageMap, end: usize, family: u64, want: usize) -> usize {
+        let mut g = self.cache.lock();
+        if g.is_empty() {
+            return 0;
+        }
+        g.take_after(
+            end,
+            family,
+            want,
+            |tail| Self::register_piece(map, tail),
+            |b| map.set(b + PAGE_SIZE, Entry::NONE),
+        )
     }
 
     /// Registers a piece split off a cached mapping as a cached mapping of
@@ -298,10 +368,14 @@ impl<P: Pal> Large<P> {
     }
 
     /// Resizes a large block so that it holds `new_size` bytes, keeping its
-    /// contents: in place when the mapping can grow where it is (or shrink),
-    /// otherwise by moving its pages to a new mapping (`mremap`, no copy).
-    /// Returns the block's (possibly new) pointer and its mapping's new
-    /// length, or `None` (block untouched) if the OS refused.
+    /// contents: in place over the cached pieces of its own mapping that
+    /// follow it (no system call), else where the mapping can grow (or
+    /// shrink), otherwise by moving its pages to a new mapping (`mremap`, no
+    /// copy). A grown mapping ends on a huge-page boundary once it is
+    /// `huge_from` long (`grown_len`). Returns the block's (possibly new)
+    /// pointer and its mapping's new length, or `None` if the OS refused:
+    /// the block keeps its pointer and contents then, though it may have
+    /// grown over cached pieces (its header's `map_len` says by how much).
     ///
     /// # Safety
     /// `h` must be the live header of a block the caller owns; after a move
@@ -317,13 +391,14 @@ impl<P: Pal> Large<P> {
         let offset = h.offset;
         let user = base + offset;
         let old_len = h.map_len();
-        let new_len = offset.checked_add(new_size)?.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1);
-        if new_len > isize::MAX as usize {
+        let need = offset.checked_add(new_size)?.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1);
+        if need > isize::MAX as usize {
             return None;
         }
         // SAFETY: non-null: inside a live mapping.
         let base_nn = unsafe { NonNull::new_unchecked(base as *mut u8) };
-        if new_len <= old_len {
+        if need <= old_len {
+            let new_len = need;
             if new_len < old_len {
                 // SAFETY: the tail beyond the new length holds nothing the
                 // caller still wants.
@@ -337,6 +412,19 @@ impl<P: Pal> Large<P> {
             }
             // SAFETY: non-null.
             return Some((unsafe { NonNull::new_unchecked(user as *mut u8) }, new_len));
+        }
+        // Growing: over the cached pieces of its own mapping that follow
+        // it, if any (no system call, their pages stay); the rest where it
+        // is or by moving, to a length that ends on a huge-page boundary.
+        let new_len = grown_len(base, need, huge_from);
+        let got = self.grow_over_cached(map, base + old_len, h.family(), new_len - old_len);
+        let old_len = old_len + got;
+        if got > 0 {
+            h.map_len.store(old_len, Ordering::Relaxed);
+            if old_len >= need {
+                // SAFETY: non-null.
+                return Some((unsafe { NonNull::new_unchecked(user as *mut u8) }, old_len));
+            }
         }
         // SAFETY: our mapping; without MAYMOVE it only grows where it is.
         if unsafe { P::remap(base_nn, old_len, new_len, false) }.is_some() {
@@ -354,6 +442,7 @@ impl<P: Pal> Large<P> {
             // SAFETY: non-null.
             return Some((unsafe { NonNull::new_unchecked(user as *mut u8) }, new_len));
         }
+        let new_len = grown_len(0, need, huge_from);
         let align = if new_len >= huge_from {
             offset.max(hakmem_platform::CHUNK_SIZE)
         } else {
@@ -574,6 +663,47 @@ mod tests {
             unsafe { large.free(map, h, &NO_CACHE) };
             assert_eq!(map.get(p as usize), Entry::NONE);
         }
+    }
+
+    #[test]
+    fn mappings_just_short_of_a_huge_page_multiple_are_rounded_up_to_it() {
+        let (map, large) = setup();
+        let two = CHUNK_SIZE;
+        // (size, mapping length) with the THP threshold at 2 MiB
+        for (size, len) in [
+            (two - (200 << 10), two),
+            (two - 4096, two),
+            (2 * two - (100 << 10), 2 * two),
+            (two - (300 << 10), two - (300 << 10) + 4096),
+            (two + 4096, two + 8192),
+        ] {
+            let a = large.alloc(map, size, 16, &NO_CACHE, two).unwrap();
+            let h = header(map, a.ptr.as_ptr());
+            assert_eq!((size, h.map_len()), (size, len));
+            if len % two == 0 {
+                assert_eq!(h.base() % two, 0, "{size}: huge-page aligned");
+            }
+            // SAFETY: ours; freeing once.
+            unsafe {
+                core::ptr::write_bytes(a.ptr.as_ptr(), 1, h.usable());
+                large.free(map, h, &NO_CACHE);
+            }
+        }
+        // below the THP threshold nothing is rounded
+        let a = large
+            .alloc(map, two - 4096, 16, &NO_CACHE, 2 * two)
+            .unwrap();
+        let h = header(map, a.ptr.as_ptr());
+        assert_eq!(h.map_len(), two);
+        // SAFETY: freeing once.
+        unsafe { large.free(map, h, &NO_CACHE) };
+        let a = large
+            .alloc(map, two - 8192, 16, &NO_CACHE, 2 * two)
+            .unwrap();
+        let h = header(map, a.ptr.as_ptr());
+        assert_eq!(h.map_len(), two - 4096);
+        // SAFETY: freeing once.
+        unsafe { large.free(map, h, &NO_CACHE) };
     }
 
     #[test]
@@ -835,17 +965,192 @@ mod tests {
         assert!(large.alloc(map, 1 << 20, 1 << 40, &LIMITS, HUGE).is_none());
     }
 
+    /// Fake platforms (counting every call), one per test: tests run at
+    /// the same time.
+    macro_rules! fake_pal {
+        ($name:ident, $pal:ident) => {
+            struct $name;
+            impl hakmem_platform::fake::FakeInstance for $name {
+                fn fake() -> &'static hakmem_platform::fake::Fake {
+                    static F: hakmem_platform::fake::Fake =
+                        hakmem_platform::fake::Fake::new(1 << 30);
+                    &F
+                }
+            }
+            type $pal = hakmem_platform::fake::FakePal<$name>;
+        };
+    }
+    fake_pal!(ChainFake, ChainPal);
+    fake_pal!(PieceFake, PiecePal);
+
+    fn counts<I: hakmem_platform::fake::FakeInstance>() -> hakmem_platform::fake::FakeCounts {
+        I::fake().counts()
+    }
+
+    /// One chain of growing reallocations, 1.5 MiB to about 40 MiB by
+    /// 1.5x, contents checked at every step; returns the block, freed.
+    fn grow_chain<P: Pal>(map: &PageMap, large: &Large<P>, limits: &CacheLimits, tag: u8) {
+        let mut size = 3 << 19;
+        let a = large
+            .alloc_growing(map, size, 16, limits, CHUNK_SIZE)
+            .unwrap();
+        let mut p = a.ptr.as_ptr();
+        // SAFETY: `size` bytes are ours.
+        unsafe { core::ptr::write_bytes(p, tag, size) };
+        while size < 36 << 20 {
+            let next = size * 3 / 2;
+            let h = Large::<P>::lookup(map.get(p as usize), p).expect("registered");
+            if next <= h.usable() {
+                // as the facade's realloc does: it fits, nothing to do
+                // SAFETY: `next` bytes are ours.
+                unsafe { core::ptr::write_bytes(p.add(size), tag, next - size) };
+                size = next;
+                continue;
+            }
+            // SAFETY: our live block.
+            let (q, len) = unsafe { large.resize(map, h, next, CHUNK_SIZE) }.unwrap();
+            p = q.as_ptr();
+            let h = Large::<P>::lookup(map.get(p as usize), p).expect("registered");
+            assert_eq!(h.map_len(), len);
+            assert_eq!(
+                (h.base() + len) % CHUNK_SIZE,
+                0,
+                "a grown mapping ends on a huge-page boundary"
+            );
+            // SAFETY: the first `size` bytes were kept.
+            let s = unsafe { core::slice::from_raw_parts(p, size) };
+            assert!(s.iter().step_by(4093).all(|&x| x == tag), "contents kept");
+            // SAFETY: `next` bytes are ours now.
+            unsafe { core::ptr::write_bytes(p.add(size), tag, next - size) };
+            assert_eq!(large.check(map, limits), Ok(()));
+            size = next;
+        }
+        let h = Large::<P>::lookup(map.get(p as usize), p).expect("registered");
+        // SAFETY: freeing once.
+        unsafe { large.free(map, h, limits) };
+        assert_eq!(large.check(map, limits), Ok(()));
+    }
+
+    #[test]
+    fn a_repeated_realloc_chain_grows_over_cached_memory_without_system_calls() {
+        let map: &PageMap = Box::leak(Box::new(PageMap::new()));
+        let large = Large::<ChainPal>::new();
+        grow_chain(map, &large, &BIG, 1);
+        let first = counts::<ChainFake>();
+        assert!(first.maps > 1, "the first chain maps");
+        assert_eq!(large.stats().dirty.0, 1, "the last block is cached");
+        for tag in 2..5 {
+            grow_chain(map, &large, &BIG, tag);
+            let k = counts::<ChainFake>();
+            assert_eq!(
+                (k.maps, k.remaps, k.unmaps, k.purges),
+                (first.maps, first.remaps, first.unmaps, first.purges),
+                "chain {tag} grew over the cached mapping alone"
+            );
+            assert_eq!(large.stats().dirty.0, 1, "and it is cached whole again");
+        }
+        large.trim(map, &BIG);
+        assert_eq!(large.check(map, &BIG), Ok(()));
+    }
+
+    #[test]
+    fn growth_takes_the_following_pieces_it_finds_and_maps_the_rest() {
+        let map: &PageMap = Box::leak(Box::new(PageMap::new()));
+        let large = Large::<PiecePal>::new();
+        let a = large.alloc(map, 8 << 20, 16, &BIG, CHUNK_SIZE).unwrap();
+        // SAFETY: ours.
+        unsafe { core::ptr::write_bytes(a.ptr.as_ptr(), 0x77, 8 << 20) };
+        let h =
+            Large::<PiecePal>::lookup(map.get(a.ptr.as_ptr() as usize), a.ptr.as_ptr()).unwrap();
+        // SAFETY: freeing once.
+        unsafe { large.free(map, h, &BIG) };
+        // a 2 MiB head carved from the cached 8 MiB, the rest stays cached
+        let b = large
+            .alloc(map, (2 << 20) - 4096, 16, &BIG, CHUNK_SIZE)
+            .unwrap();
+        assert_eq!(b.ptr, a.ptr);
+        assert_eq!(large.stats().dirty, (1, (8 << 20) + 4096 - (2 << 20)));
+        let mut p = b.ptr.as_ptr();
+        // SAFETY: ours.
+        unsafe { core::ptr::write_bytes(p, 0x78, (2 << 20) - 4096) };
+        // 5 MiB: over the cached piece, its rest stays cached
+        let h = Large::<PiecePal>::lookup(map.get(p as usize), p).unwrap();
+        let before = counts::<PieceFake>();
+        // SAFETY: our live block.
+        let (q, len) = unsafe { large.resize(map, h, 5 << 20, CHUNK_SIZE) }.unwrap();
+        assert_eq!(q.as_ptr(), p, "grown in place");
+        assert_eq!(counts::<PieceFake>().maps, before.maps, "no mapping");
+        assert_eq!(large.stats().dirty.1, (8 << 20) + 4096 - len);
+        assert_eq!(large.check(map, &BIG), Ok(()));
+        // 20 MiB: the rest of the cached piece, then a move (the fake never
+        // grows in place)
+        p = q.as_ptr();
+        let h = Large::<PiecePal>::lookup(map.get(p as usize), p).unwrap();
+        // SAFETY: our live block.
+        let (q, len) = unsafe { large.resize(map, h, 20 << 20, CHUNK_SIZE) }.unwrap();
+        assert!(len >= 20 << 20);
+        assert_eq!(large.stats().dirty.0, 0, "the cached piece was taken");
+        // SAFETY: the block's first bytes came along.
+        let s = unsafe { core::slice::from_raw_parts(q.as_ptr(), (2 << 20) - 4096) };
+        assert!(s.iter().all(|&x| x == 0x78));
+        assert_eq!(large.check(map, &BIG), Ok(()));
+        let h = Large::<PiecePal>::lookup(map.get(q.as_ptr() as usize), q.as_ptr()).unwrap();
+        // SAFETY: freeing once.
+        unsafe { large.free(map, h, &BIG) };
+        large.trim(map, &BIG);
+    }
+
+    #[test]
+    fn a_block_longer_than_the_cache_takes_leaves_its_head_cached() {
+        let (map, large) = setup();
+        let a = large.alloc(map, 70 << 20, 16, &BIG, HUGE).unwrap();
+        let p = a.ptr.as_ptr();
+        // SAFETY: ours; freeing once.
+        unsafe {
+            core::ptr::write_bytes(p, 0x42, 70 << 20);
+            large.free(map, header(map, p), &BIG);
+        }
+        assert_eq!(
+            large.stats().dirty,
+            (1, 64 << 20),
+            "its head, up to the limit"
+        );
+        assert_eq!(large.check(map, &BIG), Ok(()));
+        let b = large.alloc(map, 60 << 20, 16, &BIG, HUGE).unwrap();
+        assert_eq!(b.ptr, a.ptr, "reused");
+        assert!(!b.zeroed);
+        // SAFETY: freeing once.
+        unsafe { large.free(map, header(map, b.ptr.as_ptr()), &BIG) };
+        // without room for a piece of a MiB, all of it goes back
+        let tiny = CacheLimits {
+            budget: 512 << 10,
+            max_block: 512 << 10,
+            ..BIG
+        };
+        large.trim(map, &BIG);
+        let c = large.alloc(map, 3 << 20, 16, &tiny, HUGE).unwrap();
+        // SAFETY: freeing once.
+        unsafe { large.free(map, header(map, c.ptr.as_ptr()), &tiny) };
+        assert_eq!(large.stats().dirty.0 + large.stats().clean.0, 0);
+        assert_eq!(map.get(c.ptr.as_ptr() as usize), Entry::NONE);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]
         /// Model test: live blocks never overlap, keep their contents, and the
         /// cache stays within its budget.
         #[test]
-        fn large_matches_model(ops in proptest::collection::vec((0u8..3, 1usize..(6 << 20), 0usize..8), 1..40)) {
+        fn large_matches_model(ops in proptest::collection::vec((0u8..4, 1usize..(6 << 20), 0usize..8), 1..40)) {
             let (map, large) = setup();
             let mut live: Vec<(usize, usize, u8)> = Vec::new();
             for (i, (op, size, pick)) in ops.into_iter().enumerate() {
-                if op == 0 || live.is_empty() {
-                    let a = large.alloc(map, size, 16, &LIMITS, HUGE).unwrap();
+                if op == 0 || op == 3 || live.is_empty() {
+                    // (3: a block that will grow, its mapping rounded up)
+                    let a = if op == 3 {
+                        large.alloc_growing(map, size, 16, &LIMITS, HUGE).unwrap()
+                    } else {
+                        large.alloc(map, size, 16, &LIMITS, HUGE).unwrap()
+                    };
                     let p = a.ptr.as_ptr() as usize;
                     for &(q, n, _) in &live {
                         prop_assert!(p + size <= q || q + n <= p, "overlap");

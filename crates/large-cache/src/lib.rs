@@ -16,7 +16,11 @@
 //! come back zeroed on reuse) in batches, when the budget overflows or, after
 //! the decay time, along a smooth curve (tail first), and finally unmapped.
 //! A request of another size is carved from a longer dirty mapping or grown
-//! (`mremap`) from a shorter one, and freed pieces of one mapping merge.
+//! (`mremap`) from a shorter one, and freed pieces of one mapping merge. A
+//! live block that grows takes the cached pieces of its own mapping that
+//! follow it (no system call), and a grown mapping ends on a huge-page
+//! boundary, so a `realloc` chain reuses its last run's memory and faults
+//! the rest in whole huge pages.
 //! `MADV_DONTNEED` (rather than `MADV_FREE`) is the choice because it drops
 //! RSS at once and makes reused pages read zero, so `calloc` can skip zeroing
 //! them.
