@@ -123,7 +123,11 @@ fn run_one(
             );
         }
     }
-    let mut env = Vec::new();
+    let mut env: Vec<(String, String)> = w
+        .env()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     if let Some(p) = &a.preload {
         env.push(("LD_PRELOAD".to_string(), p.to_string_lossy().into_owned()));
     }

@@ -33,7 +33,21 @@ impl Workload {
         }
         v
     }
+
+    /// Environment variables the row sets for every allocator (only hakmem
+    /// reads `HAKMEM_*`): see [`ENV`].
+    pub fn env(&self) -> &'static [(&'static str, &'static str)] {
+        ENV.iter()
+            .find(|(n, _)| *n == self.name)
+            .map_or(&[], |(_, e)| *e)
+    }
 }
+
+/// Rows that run with environment variables: the memory-budget row runs
+/// hakmem with `HAKMEM_MEM_BUDGET_MB` equal to the workload's
+/// `--budget-mb` (the peers have no such control and ignore it).
+pub const ENV: &[(&str, &[(&str, &str)])] =
+    &[("cache-budget-128", &[("HAKMEM_MEM_BUDGET_MB", "128")])];
 
 const fn w(
     name: &'static str,
@@ -83,6 +97,8 @@ pub const ALL: &[Workload] = &[
     w("handoff-mid-single-1x3", "handoff", false, &["--producers", "1", "--consumers", "3", "--min", "1K", "--max", "32K", "--batch", "1"], &["--blocks", "300k"], &["--blocks", "100k"]),
     w("site-lifetimes", "site-lifetimes", false, &[], &["--phases", "16"], &["--phases", "8"]),
     w("site-lifetimes-noplace", "site-lifetimes", false, &["--placement", "off"], &["--phases", "16"], &["--phases", "8"]),
+    w("cache-budget", "cache-budget", false, &["--budget-mb", "128", "--threads", "2"], &["--requests", "40000"], &["--requests", "10000"]),
+    w("cache-budget-128", "cache-budget", false, &["--budget-mb", "128", "--threads", "2"], &["--requests", "40000"], &["--requests", "10000"]),
     w("exited-threads", "idle-return", false, &["--mode", "exited", "--total", "1G", "--live", "256M", "--idle-ms", "2000"], &[], &[]),
     w("idle-threads", "idle-return", false, &["--mode", "idle", "--total", "1G", "--live", "256M", "--idle-ms", "2000"], &[], &[]),
 ];
@@ -183,6 +199,25 @@ mod tests {
         let names: Vec<&str> = some.iter().map(|(w, _)| w.name).collect();
         assert_eq!(names, ["index-build", "tiny-hot"]);
         assert!(select_ab(&["nothing".into()]).is_err());
+    }
+
+    #[test]
+    fn the_budget_row_sets_the_budget_it_passes() {
+        let rows = select(&["cache-budget".into()]).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(
+            rows[0].env().is_empty(),
+            "the plain row runs without a budget"
+        );
+        let b = rows[1];
+        assert_eq!(b.env(), [("HAKMEM_MEM_BUDGET_MB", "128")]);
+        assert!(b
+            .argv(true, 4)
+            .windows(2)
+            .any(|p| p == ["--budget-mb", "128"]));
+        for (name, _) in ENV {
+            assert!(ALL.iter().chain(SPECIAL).any(|w| w.name == *name), "{name}");
+        }
     }
 
     #[test]

@@ -33,8 +33,8 @@ pub struct Interner {
 
 impl Interner {
     /// An empty interner.
-    pub fn new() -> Self {
-        Interner::default()
+    pub const fn new() -> Self {
+        Interner { seen: Vec::new() }
     }
 
     /// The `'static` copy of `p` (leaked the first time it is seen).

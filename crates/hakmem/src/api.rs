@@ -443,7 +443,7 @@ fn serve(size: usize, ra: usize) -> *mut u8 {
 /// Serves a `malloc` that missed the fast path.
 fn malloc_served(user_size: usize) -> *mut u8 {
     let size = crate::secure::request(user_size);
-    if size > SLAB_MAX {
+    if size > crate::budget::slab_max() {
         return large_alloc(user_size, PAGE_SIZE, false);
     }
     let class = class_of(size);

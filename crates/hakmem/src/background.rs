@@ -91,6 +91,8 @@ pub(crate) fn tick(now_ms: u64) {
     ORPHANAGE.purge_idle::<Os>(now_ms, decay);
     // ---- hook: huge pages (branch `huge`) --------------------------------
     crate::huge::tick(now_ms);
+    // memory budget (HAKMEM_MEM_BUDGET_MB): give back at once when close
+    crate::budget::tick(now_ms, visit_heaps);
     // ----------------------------------------------------------------------
 }
 

@@ -80,7 +80,8 @@ fn init_slow() {
     // SAFETY: the set-up runs once (STATE moved from 0 under LOCK), on
     // this thread; nothing has read the values yet.
     let start = unsafe { crate::config::publish(opts, policy) };
-    crate::state::POLICY.publish(start);
+    // SAFETY: the set-up, once, before any budgeted policy is published.
+    crate::state::POLICY.publish(unsafe { crate::budget::at_set_up(start) });
     if opts.sites {
         crate::sites::enable_sampling(opts.sites_sample as u32);
     }
@@ -89,6 +90,7 @@ fn init_slow() {
     }
     crate::sites::PLACEMENT.set_enabled(opts.site_placement);
     crate::huge::configure(opts.thp_superslabs);
+    crate::budget::after_huge_set_up();
     if opts
         .mode
         .features()

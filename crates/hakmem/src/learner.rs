@@ -348,7 +348,7 @@ fn run() {
         last = now;
         let step = learner.on_window(&w);
         if let Some(p) = step.publish {
-            crate::state::POLICY.publish(interner.intern(&p));
+            crate::budget::publish(interner.intern(&p));
         }
         ACCEPTED.store(Some(Arc::new(learner.accepted_policy())));
         for e in step.events() {

@@ -19,6 +19,7 @@
 
 mod api;
 mod background;
+mod budget;
 mod check;
 mod config;
 mod exit;

@@ -220,9 +220,14 @@ pub static TABLE: [Spec; VARS] = [
         policy_field: None,
         default: "0",
         fallback: "using 0",
-        description: "Memory budget of the learner in MiB of resident memory (0: none): a \
-                      policy whose window exceeds it is scored strongly negative, so the \
-                      learner never settles above it (learning modes).",
+        description: "Memory budget in MiB of resident memory (0: none), held in every \
+                      mode: caches are sized to it, blocks above 32 KiB get their own \
+                      mappings, superslabs no huge pages, and the background thread \
+                      (processes with a second thread) reads RSS every tick: from 3/4 of \
+                      the budget nothing is kept beyond use, from 7/8 what is free goes \
+                      back at once. The learner also scores a policy over it strongly \
+                      negative. Costs page faults where the program frees and reallocates \
+                      much.",
     },
     Spec {
         var: Var::Prof,

@@ -18,8 +18,10 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
+pub mod budget;
 mod fields;
 pub mod file;
+pub use budget::Pressure;
 pub use fields::{FieldInfo, FrozenPolicy, Key, Unit, FIELDS, MAX_CAP};
 pub use file::{BufferTooSmall, KeyName, ParseError, Problem, POLICY_FILE_MAX, POLICY_HEADER};
 
