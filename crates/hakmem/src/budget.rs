@@ -35,11 +35,12 @@
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use hakmem_ace_learner::driver::Interner;
 use hakmem_policy_rcu::{FrozenPolicy, Pressure};
 use hakmem_superslab::HugeMode;
+
+use hakmem_platform::SpinLock;
 
 use crate::classes::SLAB_MAX;
 use crate::state::{cache_limits, Os, LARGE, ORPHANAGE, PAGE_MAP, POLICY, POOL};
@@ -47,26 +48,28 @@ use crate::state::{cache_limits, Os, LARGE, ORPHANAGE, PAGE_MAP, POLICY, POOL};
 /// The wanted policy and the interned policies published for it. Taken
 /// only by the background and learner threads, for a few microseconds
 /// (never on an allocation path); the interning allocates under it, which
-/// is allowed there (no allocator lock is held). In a child forked while
-/// one of them held it, the child's own background and learner threads
-/// wait on it for ever (the program's threads never take it).
+/// is allowed there (no allocator lock is held, and no allocation path
+/// takes this lock). The fork handlers take it first of all their locks
+/// (`fork.rs`), so a child never inherits it held by a thread it lacks.
 struct Wanted {
     /// The wanted policy (`None`: the start policy).
     base: Option<&'static FrozenPolicy>,
     interner: Interner,
 }
 
-static WANTED: Mutex<Wanted> = Mutex::new(Wanted {
+static WANTED: SpinLock<Wanted> = SpinLock::new(Wanted {
     base: None,
     interner: Interner::new(),
 });
 
-/// The wanted policy's lock (a panic while it was held left the data
-/// whole: every update is one assignment or an interning).
-fn wanted() -> std::sync::MutexGuard<'static, Wanted> {
-    WANTED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// The wanted policy's lock.
+fn wanted() -> hakmem_platform::SpinGuard<'static, Wanted> {
+    WANTED.lock()
+}
+
+/// The wanted policy's lock, for the fork handlers.
+pub(crate) fn fork_lock() -> &'static SpinLock<impl Sized> {
+    &WANTED
 }
 
 /// The pressure level (0 calm, 1 high).

@@ -54,6 +54,10 @@ pub(crate) fn register() {
 // The order matches the nesting in the slow paths: the fallback heap is
 // taken before anything else, the page map's growth lock after everything.
 fn for_each_lock(f: impl Fn(&dyn ForkLock)) {
+    // the memory budget's wanted policy: its holder (the background or the
+    // learner thread) allocates under it, so it comes before every
+    // allocator lock
+    f(crate::budget::fork_lock());
     // a visitor holds it while it holds another thread's heap (first: it
     // is taken with no other lock held)
     f(crate::background::fork_lock());
