@@ -559,7 +559,11 @@ impl<E: HeapEnv> Heap<E> {
                 }
                 if h.available() > 0 {
                     let carved = h.carved();
-                    let mut chain = h.take(want);
+                    // A free list of up to four refills' worth that fits
+                    // the bin (often a remote stack just drained) moves in
+                    // whole: no walk to split `want` blocks off it.
+                    let whole = (self.bins[class].room() + 1).min(want.saturating_mul(4));
+                    let mut chain = h.take_up_to(want, whole);
                     if E::secure() && h.carved() > carved {
                         // SAFETY: blocks carved..h.carved() were just carved
                         // from this slab, which we own, and nobody has seen
@@ -586,7 +590,7 @@ impl<E: HeapEnv> Heap<E> {
                         unsafe { (*first).mark.store(0) };
                     }
                     // SAFETY: the chain's blocks are of this class and fit
-                    // (want ≤ room + 1).
+                    // (want and whole ≤ room + 1).
                     let ok = unsafe { self.bins[class].push_chain(chain) };
                     debug_assert!(ok);
                     return first.cast();

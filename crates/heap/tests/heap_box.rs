@@ -301,7 +301,9 @@ fn batched_remote_frees_reach_the_owner_and_double_frees_are_caught() {
     })
     .join()
     .unwrap();
-    assert_eq!(b.heap().stats.classes[c].remote_frees.get(), 200);
+    // remote frees are counted as their batches are flushed: the 8 still
+    // held are not yet
+    assert_eq!(b.heap().stats.classes[c].remote_frees.get(), 192);
     // the owner's refills drain what B flushed, not what B still holds
     let refill = |a: &mut ThreadHeap<E>, live: &mut Live| {
         let refills = a.heap().stats.classes[c].refills.get();
