@@ -51,37 +51,50 @@ impl<E: HeapEnv> Heap<E> {
         }
         debug_assert!(class < NCLASSES);
         // (counted in the stats when its batch is flushed)
-        let k = if class < TINY_CLASSES {
-            RemoteBatch::key_of(p)
-        } else {
-            // SAFETY: a live block of a live superslab (caller's contract).
-            unsafe { RemoteBatch::slab_key_of(p) }
-        };
+        let k = RemoteBatch::key_of(p);
         let i = batch_index(k);
         let b = &mut self.remote[i];
         if b.key() == k {
             // SAFETY: claimed above, given up by the caller, of this
-            // batch's slot.
+            // batch's slot (a slot-keyed batch, or the batch of the mid
+            // slab whose first slot this is: `p`'s slab either way).
             if unsafe { b.push(p) } {
                 self.flush_batch(i);
             }
         } else {
             // SAFETY: `p` is claimed (its mark swapped in above) and given
-            // up by the caller, a block of `class`: what a new batch takes.
+            // up by the caller, a block of `class` in a live superslab.
             unsafe { self.start_batch(i, p, k, class) };
         }
         true
     }
 
-    /// Block `p` (claimed, of `class`) goes to batch `i`, which holds
-    /// another slot's (or slab's) blocks or none: flushes it first if it
-    /// holds any.
+    /// Block `p` (claimed, of `class`) missed the batch `i` of its slot
+    /// `k`. A mid block goes to its slab's batch (keyed by the slab's first
+    /// slot) if there is one; otherwise batch `i` (of the slot, or of the
+    /// slab for a mid block), which holds another slot's (or slab's) blocks
+    /// or none, is flushed if it holds any and starts anew with `p`.
     ///
     /// # Safety
-    /// `p` is a claimed block the caller gives up; `k` is its batch key
-    /// (its slot's, or its slab's for a mid block) and `i` its index.
+    /// `p` is a claimed block of `class` in a live superslab, which the
+    /// caller gives up; `k` is its slot's number and `i` its batch index.
     #[inline(never)]
     unsafe fn start_batch(&mut self, i: usize, p: *mut u8, k: usize, class: usize) {
+        let (i, k) = if class < TINY_CLASSES {
+            (i, k)
+        } else {
+            // SAFETY: a live block of a live superslab (caller's contract).
+            let sk = unsafe { RemoteBatch::slab_key_of(p) };
+            let j = batch_index(sk);
+            if sk != k && self.remote[j].key() == sk {
+                // SAFETY: claimed, given up, of this batch's slab.
+                if unsafe { self.remote[j].push(p) } {
+                    self.flush_batch(j);
+                }
+                return;
+            }
+            (j, sk)
+        };
         if !self.remote[i].is_empty() {
             self.flush_one(i);
         }
