@@ -559,10 +559,13 @@ impl<E: HeapEnv> Heap<E> {
                 }
                 if h.available() > 0 {
                     let carved = h.carved();
-                    // A free list of up to four refills' worth that fits
-                    // the bin (often a remote stack just drained) moves in
-                    // whole: no walk to split `want` blocks off it.
-                    let whole = (self.bins[class].room() + 1).min(want.saturating_mul(4));
+                    // A free list (often a remote stack just drained) of
+                    // up to half the bin's capacity (at least four
+                    // refills' worth) that fits the bin moves in whole: no
+                    // walk to split `want` blocks off it, and the bin keeps
+                    // room for the thread's own frees.
+                    let bin = &self.bins[class];
+                    let whole = (bin.room() + 1).min((bin.cap() / 2).max(want.saturating_mul(4)));
                     let mut chain = h.take_up_to(want, whole);
                     if E::secure() && h.carved() > carved {
                         // SAFETY: blocks carved..h.carved() were just carved
