@@ -592,7 +592,14 @@ impl<E: HeapEnv> Heap<E> {
                 }
                 if h.available() > 0 {
                     let carved = h.carved();
-                    let mut chain = h.take(want);
+                    // A free list (often a remote stack just drained) of
+                    // up to half the bin's capacity (at least four
+                    // refills' worth) that fits the bin moves in whole: no
+                    // walk to split `want` blocks off it, and the bin keeps
+                    // room for the thread's own frees.
+                    let bin = &self.bins[class];
+                    let whole = (bin.room() + 1).min((bin.cap() / 2).max(want.saturating_mul(4)));
+                    let mut chain = h.take_up_to(want, whole);
                     if E::secure() && h.carved() > carved {
                         // SAFETY: blocks carved..h.carved() were just carved
                         // from this slab, which we own, and nobody has seen
@@ -619,7 +626,7 @@ impl<E: HeapEnv> Heap<E> {
                         unsafe { (*first).mark.store(0) };
                     }
                     // SAFETY: the chain's blocks are of this class and fit
-                    // (want ≤ room + 1).
+                    // (want and whole ≤ room + 1).
                     let ok = unsafe { self.bins[class].push_chain(chain) };
                     debug_assert!(ok);
                     return first.cast();

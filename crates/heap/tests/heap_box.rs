@@ -316,7 +316,9 @@ fn batched_remote_frees_reach_the_owner_and_double_frees_are_caught() {
     })
     .join()
     .unwrap();
-    assert_eq!(b.heap().stats.classes[c].remote_frees.get(), 200);
+    // remote frees are counted as their batches are flushed: the 8 still
+    // held are not yet
+    assert_eq!(b.heap().stats.classes[c].remote_frees.get(), 192);
     // the owner's refills drain what B flushed, not what B still holds
     let refill = |a: &mut ThreadHeap<E>, live: &mut Live| {
         let refills = a.heap().stats.classes[c].refills.get();
@@ -335,6 +337,56 @@ fn batched_remote_frees_reach_the_owner_and_double_frees_are_caught() {
     b.exit();
     refill(&mut a, &mut live);
     assert_eq!(a.heap().stats.classes[c].remote_drained.get(), 200);
+    free_all_and_exit(a, &mut live);
+}
+
+/// Mid blocks of one slab that spans two slots share one batch (keyed by
+/// the slab's first slot), which goes to the slab in one splice when it
+/// holds 128 KiB: eight 16 KiB blocks, four in each slot.
+#[test]
+fn mid_remote_frees_batch_by_slab_across_its_slots() {
+    test_env!(E, 64 << 20);
+    let mut a = ThreadHeap::<E>::new();
+    let mut live = Live::new();
+    let c = class_of(16384);
+    assert_eq!((class_size(c), class_span(c)), (16384, 2));
+    let blocks: Vec<usize> = (0..8)
+        .map(|_| {
+            let p = a.alloc(16384);
+            live.add(p, 16384);
+            live.remove(p) as usize
+        })
+        .collect();
+    let slots: std::collections::HashSet<usize> = blocks.iter().map(|p| p >> 16).collect();
+    assert_eq!(slots.len(), 2, "one slab of two slots");
+    let b = ThreadHeap::<E>::new();
+    let b = std::thread::spawn(move || {
+        let mut b = b;
+        for (n, &p) in blocks.iter().enumerate() {
+            assert_eq!(
+                b.heap().stats.classes[c].remote_frees.get(),
+                0,
+                "{n} blocks wait in one batch"
+            );
+            // SAFETY: A's blocks, handed to us, each freed once.
+            unsafe { b.free(p as *mut u8) };
+        }
+        assert_eq!(
+            b.heap().stats.classes[c].remote_frees.get(),
+            8,
+            "the eighth filled the batch: one flush of both slots' blocks"
+        );
+        b
+    })
+    .join()
+    .unwrap();
+    let refills = a.heap().stats.classes[c].refills.get();
+    while a.heap().stats.classes[c].refills.get() == refills {
+        let p = a.alloc(16384);
+        live.add(p, 16384);
+    }
+    assert_eq!(a.heap().stats.classes[c].remote_drained.get(), 8);
+    b.exit();
     free_all_and_exit(a, &mut live);
 }
 

@@ -232,12 +232,14 @@ unsafe fn push_chain(ss: &Superslab, slab: &Slab, head: *mut Block, tail: *mut B
 /// its slab's remote stack in one splice ([`RemoteBatch::flush`]).
 ///
 /// A batch is keyed by the slot its blocks lie in ([`RemoteBatch::key_of`]:
-/// the address shifted right by [`crate::SLOT_SHIFT`], never 0 for a block):
-/// a slot belongs to one slab while that slab has a live block, so all the
-/// blocks of a batch belong to one slab, which the flush finds from its
-/// first block. An empty batch has key 0 (no block lies in the first 64 KiB
-/// of the address space), so the freeing thread's check of the key against
-/// the block's slot is its only test for "this batch, and not empty".
+/// the address shifted right by [`crate::SLOT_SHIFT`], never 0 for a block),
+/// or, for blocks of slabs that span several slots, by the slab's first
+/// slot ([`RemoteBatch::slab_key_of`]): a slot belongs to one slab while
+/// that slab has a live block, so all the blocks of a batch belong to one
+/// slab, which the flush finds from its first block. An empty batch has
+/// key 0 (no block lies in the first 64 KiB of the address space), so the
+/// freeing thread's check of the key against the block's is its only test
+/// for "this batch, and not empty".
 ///
 /// Every block in a batch was claimed ([`remote_claim`]): its free mark is
 /// set, so any other free of it is caught as a double free, and it still
@@ -252,9 +254,12 @@ pub struct RemoteBatch {
     head: *mut Block,
     tail: *mut Block,
     /// Blocks it may still take before it is full.
-    room: u32,
+    room: u16,
     /// Blocks it takes in all (`len` is `limit - room`).
-    limit: u32,
+    limit: u16,
+    /// The filler's own value, kept with the blocks (a heap keeps their
+    /// class there, to count them when they are flushed).
+    tag: u32,
 }
 
 impl Default for RemoteBatch {
@@ -271,12 +276,28 @@ impl RemoteBatch {
         tail: ptr::null_mut(),
         room: 0,
         limit: 0,
+        tag: 0,
     };
 
     /// The key of the batch that may hold block `p`: its slot's number.
     #[inline(always)]
     pub fn key_of(p: *const u8) -> usize {
         p as usize >> crate::SLOT_SHIFT
+    }
+
+    /// The key of a batch that may hold block `p` and the other blocks of
+    /// its slab, whichever slot of the slab they lie in: the number of the
+    /// slab's first slot (what [`RemoteBatch::key_of`] gives for a block of
+    /// that slot; a slot belongs to one slab while a block of it is live,
+    /// so the two kinds of key never name different slabs).
+    ///
+    /// # Safety
+    /// `p` must be a live block of a slab of a live superslab.
+    #[inline]
+    pub unsafe fn slab_key_of(p: *const u8) -> usize {
+        // SAFETY: `p` is a live block (the caller's contract), so its
+        // superslab's header is mapped and its slot map is fixed.
+        unsafe { (*Superslab::of(p)).first_slot_number(p) }
     }
 
     /// The key of the blocks it holds (0 when empty).
@@ -288,7 +309,14 @@ impl RemoteBatch {
     /// Blocks held.
     #[inline]
     pub fn len(&self) -> u32 {
-        self.limit - self.room
+        (self.limit - self.room) as u32
+    }
+
+    /// The value given to [`RemoteBatch::start_tagged`] (0 after
+    /// [`RemoteBatch::start`]).
+    #[inline]
+    pub fn tag(&self) -> u32 {
+        self.tag
     }
 
     /// True if it holds no block.
@@ -306,31 +334,58 @@ impl RemoteBatch {
     /// superslab that the caller claimed with [`remote_claim`] and gives up.
     #[inline]
     pub unsafe fn start(&mut self, p: *mut u8, limit: u32) -> bool {
-        debug_assert!(self.is_empty() && limit >= 1);
+        // SAFETY: forwarded contract.
+        unsafe { self.start_tagged(p, Self::key_of(p), limit, 0) }
+    }
+
+    /// [`RemoteBatch::start`] with the key `key`, [`RemoteBatch::key_of`]`(p)`
+    /// or [`RemoteBatch::slab_key_of`]`(p)`, keeping `tag` with the batch
+    /// until it is flushed ([`RemoteBatch::tag`]).
+    ///
+    /// # Safety
+    /// As for [`RemoteBatch::start`]; `key` is one of `p`'s two keys.
+    #[inline]
+    pub unsafe fn start_tagged(&mut self, p: *mut u8, key: usize, limit: u32, tag: u32) -> bool {
+        debug_assert!(self.is_empty() && limit >= 1 && limit <= u16::MAX as u32);
+        #[cfg(debug_assertions)]
+        {
+            // SAFETY: `p` is a live block (the caller's contract).
+            let slab_key = unsafe { Self::slab_key_of(p) };
+            debug_assert!(key == Self::key_of(p) || key == slab_key);
+        }
+        let limit = limit.clamp(1, u16::MAX as u32) as u16;
         let b = p.cast::<Block>();
         // SAFETY: the block is claimed and given up to us (caller's
         // contract); its link word is ours to write.
         unsafe { (*b).next = ptr::null_mut() };
         *self = RemoteBatch {
-            key: Self::key_of(p),
+            key,
             head: b,
             tail: b,
             room: limit - 1,
             limit,
+            tag,
         };
         self.room == 0
     }
 
-    /// Adds a claimed block of this batch's slot. Returns true when the
-    /// batch is full: the caller flushes it.
+    /// Adds a claimed block of this batch's slot (or slab). Returns true
+    /// when the batch is full: the caller flushes it.
     ///
     /// # Safety
     /// `p` must be a block that the caller claimed with [`remote_claim`]
-    /// and gives up, with [`RemoteBatch::key_of`]`(p)` equal to this
-    /// (non-empty) batch's key.
+    /// and gives up, with [`RemoteBatch::key_of`]`(p)` or
+    /// [`RemoteBatch::slab_key_of`]`(p)` equal to this (non-empty) batch's
+    /// key.
     #[inline(always)]
     pub unsafe fn push(&mut self, p: *mut u8) -> bool {
-        debug_assert!(!self.is_empty() && Self::key_of(p) == self.key);
+        debug_assert!(!self.is_empty());
+        #[cfg(debug_assertions)]
+        {
+            // SAFETY: `p` is a live block being freed (the caller's contract).
+            let slab_key = unsafe { Self::slab_key_of(p) };
+            debug_assert!(Self::key_of(p) == self.key || slab_key == self.key);
+        }
         let b = p.cast::<Block>();
         // SAFETY: the block is claimed and given up to us (caller's
         // contract); its link word is ours to write.

@@ -432,9 +432,18 @@ impl SlabHandle<'_> {
     /// the local free list, then carved from fresh memory. The blocks count
     /// as used from now on.
     pub fn take(&mut self, n: u32) -> Chain {
+        self.take_up_to(n, n)
+    }
+
+    /// Like [`SlabHandle::take`]`(n)`, but a local free list of at most
+    /// `whole` blocks (`whole >= n`) is taken whole, however many more than
+    /// `n` it holds: the list (often a remote stack just drained) becomes
+    /// the returned chain as it is, with no walk to split `n` blocks off
+    /// it. The chain's tail is then unknown (null).
+    pub fn take_up_to(&mut self, n: u32, whole: u32) -> Chain {
         let l = &mut *self.local;
         let mut chain = if l.free_count > 0 {
-            if l.free_count <= n {
+            if l.free_count <= n.max(whole) {
                 // The whole free list: no walk needed for the length.
                 let c = Chain {
                     head: l.free,

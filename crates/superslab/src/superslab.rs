@@ -119,6 +119,18 @@ impl Superslab {
         Some(&self.slabs[first])
     }
 
+    /// The number (address >> [`crate::SLOT_SHIFT`]) of the first slot of
+    /// the slab covering `p`'s slot: one key for all the blocks of a slab
+    /// that spans several slots. Reads only the atomic slot map, so any
+    /// thread may ask about a block it holds (the map does not change while
+    /// the slab has a live block).
+    #[inline]
+    pub fn first_slot_number(&self, p: *const u8) -> usize {
+        let s = Self::slot_of(p);
+        let first = self.first_slot[s].load(Ordering::Relaxed) as usize;
+        (self.base() >> SLOT_SHIFT) + first
+    }
+
     /// True if `p` is the start of a block of `block_size` bytes in the slab
     /// covering its slot (not an interior pointer). Reads only the atomic
     /// slot map, so any thread may ask about a block it holds.

@@ -849,3 +849,80 @@ fn prepared_superslabs_are_taken_after_dirty_ones_and_decay() {
     assert_eq!((s.prepared, s.dirty, s.clean), (0, 0, 0));
     assert_eq!(s.mapped, s.unmapped);
 }
+
+/// A slab that spans several slots: the blocks of all its slots share one
+/// slab key (its first slot's number), so one batch carries blocks of
+/// every slot to the slab's remote stack in one splice; the drained stack
+/// then moves out whole with `take_up_to` (no split walk), or split to `n`
+/// with `take` when it is longer than `whole` allows.
+#[test]
+fn slab_keyed_batches_span_slots_and_drained_lists_move_whole() {
+    let map = new_map();
+    let pool = SuperslabPool::<Linux>::new();
+    let owner = new_owner();
+    let mut ss = pool.acquire(map, 123, owner).unwrap();
+    let bs = 24576usize; // two per slot, a slab of 4 slots holds 8
+    let r = ss.alloc_slab(9, bs as u32, 4).unwrap();
+    // SAFETY: we own the superslab.
+    let blocks = chain_blocks(unsafe { r.handle() }.take(8));
+    assert_eq!(blocks.len(), 8);
+    let slots: HashSet<usize> = blocks
+        .iter()
+        .map(|&p| RemoteBatch::key_of(p as *const u8))
+        .collect();
+    assert_eq!(slots.len(), 4, "the blocks lie in four slots");
+    // SAFETY: live blocks of our live superslab.
+    let keys: HashSet<usize> = blocks
+        .iter()
+        .map(|&p| unsafe { RemoteBatch::slab_key_of(p as *const u8) })
+        .collect();
+    assert_eq!(keys.len(), 1, "one slab key for all of them");
+    let key = *keys.iter().next().unwrap();
+    assert_eq!(
+        key,
+        RemoteBatch::key_of(blocks[0] as *const u8),
+        "the first slot's number"
+    );
+    let mut b = RemoteBatch::EMPTY;
+    for (i, &p) in blocks[..6].iter().enumerate() {
+        let p = p as *mut u8;
+        // SAFETY: a live block of our slab, freed once.
+        assert!(unsafe { remote_claim(p, 0xfeed) });
+        let full = if i == 0 {
+            // SAFETY: empty batch, claimed block.
+            unsafe { b.start_tagged(p, key, 6, 77) }
+        } else {
+            assert_eq!(b.key(), key);
+            // SAFETY: claimed, of the batch's slab.
+            unsafe { b.push(p) }
+        };
+        assert_eq!(full, i == 5);
+    }
+    assert_eq!((b.len(), b.tag()), (6, 77));
+    assert_eq!(b.flush(), 6);
+    assert!(b.is_empty());
+    // a claimed block's second free is refused while it waits
+    // SAFETY: a block of our slab, claimed already.
+    assert!(!unsafe { remote_claim(blocks[0] as *mut u8, 0xfeed) });
+    let taken: Vec<SlabRef> = owner.take_all().collect();
+    assert_eq!(taken, vec![r], "one splice queued the slab once");
+    // SAFETY: owned.
+    let mut h = unsafe { r.handle() };
+    assert_eq!(h.drain_pending(), 6);
+    assert_eq!((h.free_count(), h.used()), (6, 2));
+    assert_eq!(h.check(), Ok(()));
+    // `take` splits 2 off; `take_up_to` with room for the rest takes it whole
+    let two = h.take(2);
+    assert_eq!((two.len, h.free_count()), (2, 4));
+    let rest = h.take_up_to(2, 4);
+    assert_eq!((rest.len, h.free_count(), h.used()), (4, 0, 8));
+    assert!(
+        rest.tail.is_null(),
+        "moved whole: the tail was never looked for"
+    );
+    let mut back: HashSet<usize> = chain_blocks(two).into_iter().collect();
+    back.extend(chain_blocks(rest));
+    let freed: HashSet<usize> = blocks[..6].iter().copied().collect();
+    assert_eq!(back, freed, "every batched block came back once");
+    assert_eq!(h.check(), Ok(()));
+}

@@ -19,18 +19,20 @@ fn batch_index(key: usize) -> usize {
 
 /// Most blocks one batch holds before it is flushed.
 const RB_MAX_BLOCKS: u32 = 64;
-/// Most bytes one batch holds before it is flushed (so at most
-/// `RB_SLOTS * RB_MAX_BYTES` of other heaps' memory waits in one thread).
-const RB_MAX_BYTES: usize = 64 * 1024;
+/// Most bytes one batch of mid blocks holds before it is flushed (so at
+/// most `RB_SLOTS * RB_MAX_BYTES` of other heaps' memory waits in one
+/// thread). Mid batches are keyed by slab, not slot: a slot holds only
+/// 2-64 mid blocks, a slab at least 8.
+const RB_MAX_BYTES: usize = 128 * 1024;
 
 impl<E: HeapEnv> Heap<E> {
     /// Frees a block of a superslab another owner holds (a heap's or the
     /// orphanage's), on this heap's thread: claims it (the free mark is
     /// swapped in atomically, as [`hakmem_superslab::remote_free`] does) and
-    /// adds it to the batch of its slot; a batch goes to the slab's remote
-    /// stack in one splice when it is full, when another slot needs its
-    /// place, and on this heap's slow paths (refill, maintain, collect,
-    /// release_all). Returns `false`, doing nothing else, if the block was
+    /// adds it to the batch of its slot (of its slab for mid blocks); a
+    /// batch goes to the slab's remote stack in one splice when it is full,
+    /// when another slot needs its place, and on this heap's slow paths
+    /// (refill, maintain, collect, release_all). Returns `false`, doing nothing else, if the block was
     /// free already (a double free, maybe racing another thread's).
     ///
     /// A block in a batch is free as far as everyone else is concerned (its
@@ -48,37 +50,53 @@ impl<E: HeapEnv> Heap<E> {
             return false;
         }
         debug_assert!(class < NCLASSES);
-        // SAFETY: `p` is a live block of `class` (the caller's contract), and
-        // every block's class is below NCLASSES.
-        unsafe { self.stats.classes.get_unchecked(class) }
-            .remote_frees
-            .inc();
+        // (counted in the stats when its batch is flushed)
         let k = RemoteBatch::key_of(p);
         let i = batch_index(k);
         let b = &mut self.remote[i];
         if b.key() == k {
             // SAFETY: claimed above, given up by the caller, of this
-            // batch's slot.
+            // batch's slot (a slot-keyed batch, or the batch of the mid
+            // slab whose first slot this is: `p`'s slab either way).
             if unsafe { b.push(p) } {
                 self.flush_batch(i);
             }
         } else {
             // SAFETY: `p` is claimed (its mark swapped in above) and given
-            // up by the caller, a block of `class`: what a new batch takes.
-            unsafe { self.start_batch(i, p, class) };
+            // up by the caller, a block of `class` in a live superslab.
+            unsafe { self.start_batch(i, p, k, class) };
         }
         true
     }
 
-    /// Block `p` (claimed, of `class`) goes to batch `i`, which holds
-    /// another slot's blocks or none: flushes it first if it holds any.
+    /// Block `p` (claimed, of `class`) missed the batch `i` of its slot
+    /// `k`. A mid block goes to its slab's batch (keyed by the slab's first
+    /// slot) if there is one; otherwise batch `i` (of the slot, or of the
+    /// slab for a mid block), which holds another slot's (or slab's) blocks
+    /// or none, is flushed if it holds any and starts anew with `p`.
     ///
     /// # Safety
-    /// `p` is a claimed block the caller gives up; `i` is its batch index.
+    /// `p` is a claimed block of `class` in a live superslab, which the
+    /// caller gives up; `k` is its slot's number and `i` its batch index.
     #[inline(never)]
-    unsafe fn start_batch(&mut self, i: usize, p: *mut u8, class: usize) {
+    unsafe fn start_batch(&mut self, i: usize, p: *mut u8, k: usize, class: usize) {
+        let (i, k) = if class < TINY_CLASSES {
+            (i, k)
+        } else {
+            // SAFETY: a live block of a live superslab (caller's contract).
+            let sk = unsafe { RemoteBatch::slab_key_of(p) };
+            let j = batch_index(sk);
+            if sk != k && self.remote[j].key() == sk {
+                // SAFETY: claimed, given up, of this batch's slab.
+                if unsafe { self.remote[j].push(p) } {
+                    self.flush_batch(j);
+                }
+                return;
+            }
+            (j, sk)
+        };
         if !self.remote[i].is_empty() {
-            self.remote[i].flush();
+            self.flush_one(i);
         }
         let limit = if class < TINY_CLASSES {
             RB_MAX_BLOCKS
@@ -87,7 +105,7 @@ impl<E: HeapEnv> Heap<E> {
         };
         self.remote_busy |= 1 << i;
         // SAFETY: the batch is empty now; `p` is claimed and given up.
-        if unsafe { self.remote[i].start(p, limit) } {
+        if unsafe { self.remote[i].start_tagged(p, k, limit, class as u32) } {
             self.flush_batch(i);
         }
     }
@@ -95,8 +113,19 @@ impl<E: HeapEnv> Heap<E> {
     /// Hands batch `i` to its slab's remote stack.
     #[inline(never)]
     fn flush_batch(&mut self, i: usize) {
-        self.remote[i].flush();
+        self.flush_one(i);
         self.remote_busy &= !(1 << i);
+    }
+
+    /// Flushes batch `i` (not empty) and counts its blocks as remote frees
+    /// of their class (the batch's tag).
+    #[inline]
+    fn flush_one(&mut self, i: usize) {
+        let class = self.remote[i].tag() as usize;
+        let n = self.remote[i].flush();
+        if let Some(st) = self.stats.classes.get(class) {
+            st.remote_frees.add(n as u64);
+        }
     }
 
     /// Hands every batched remote free to its slab's remote stack.
@@ -105,7 +134,7 @@ impl<E: HeapEnv> Heap<E> {
         while busy != 0 {
             let i = busy.trailing_zeros() as usize;
             busy &= busy - 1;
-            self.remote[i].flush();
+            self.flush_one(i);
         }
         debug_assert!(self.remote.iter().all(RemoteBatch::is_empty));
         self.remote_busy = 0;
