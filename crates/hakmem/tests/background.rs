@@ -87,15 +87,27 @@ fn exited_threads_memory_decays_without_calls() {
 #[test]
 fn idle_threads_memory_decays_without_calls() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (right_after, kept) = kept_by_idle_threads("idle", |_| churn(128));
+    assert!(
+        kept < 16 << 20,
+        "kept +{} MiB after idling (+{} MiB right after the threads freed)",
+        kept >> 20,
+        right_after >> 20
+    );
+}
+
+/// Two living threads run `work(1)` and `work(2)` and block; returns the
+/// RSS growth (bytes) right after they finished it and after [`idle`].
+fn kept_by_idle_threads(what: &str, work: fn(u64)) -> (usize, usize) {
     hakmem::collect();
     let before = rss_bytes();
     let freed = std::sync::Arc::new(Barrier::new(3));
     let done = std::sync::Arc::new(Barrier::new(3));
-    let ts: Vec<_> = (0..2)
-        .map(|_| {
+    let ts: Vec<_> = (0..2u64)
+        .map(|i| {
             let (freed, done) = (freed.clone(), done.clone());
             std::thread::spawn(move || {
-                churn(128);
+                work(i + 1);
                 freed.wait();
                 done.wait();
             })
@@ -110,16 +122,11 @@ fn idle_threads_memory_decays_without_calls() {
         t.join().unwrap();
     }
     eprintln!(
-        "idle: +{} MiB right after, +{} MiB after idling",
+        "{what}: +{} MiB right after, +{} MiB after idling",
         right_after >> 20,
         kept >> 20
     );
-    assert!(
-        kept < 16 << 20,
-        "kept +{} MiB after idling (+{} MiB right after the threads freed)",
-        kept >> 20,
-        right_after >> 20
-    );
+    (right_after, kept)
 }
 
 /// Allocates `total` bytes of blocks of every size, at most `live` of them
@@ -173,33 +180,9 @@ fn churn_every_class(seed: u64, total: usize, live: usize) {
 #[test]
 fn idle_threads_that_freed_every_class_keep_little() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    hakmem::collect();
-    let before = rss_bytes();
-    let freed = std::sync::Arc::new(Barrier::new(3));
-    let done = std::sync::Arc::new(Barrier::new(3));
-    let ts: Vec<_> = (0..2u64)
-        .map(|i| {
-            let (freed, done) = (freed.clone(), done.clone());
-            std::thread::spawn(move || {
-                churn_every_class(i + 1, 256 << 20, 64 << 20);
-                freed.wait();
-                done.wait();
-            })
-        })
-        .collect();
-    freed.wait();
-    let right_after = rss_bytes().saturating_sub(before);
-    idle();
-    let kept = rss_bytes().saturating_sub(before);
-    done.wait();
-    for t in ts {
-        t.join().unwrap();
-    }
-    eprintln!(
-        "idle, every class: +{} MiB right after, +{} MiB after idling",
-        right_after >> 20,
-        kept >> 20
-    );
+    let (right_after, kept) = kept_by_idle_threads("idle, every class", |i| {
+        churn_every_class(i, 256 << 20, 64 << 20)
+    });
     // (under valgrind RSS counts shadow memory that never shrinks: the
     // paths run there, the bound is checked by the plain run)
     if std::env::var_os("HAKMEM_TEST_UNDER_MEMCHECK").is_some() {
