@@ -71,6 +71,11 @@ impl Pal for ProfiledLinux {
         unsafe { Linux::advise_huge(ptr, len) }
     }
 
+    unsafe fn advise_small(ptr: NonNull<u8>, len: usize) {
+        // SAFETY: forwarded contract (a mapping the caller owns).
+        unsafe { Linux::advise_small(ptr, len) }
+    }
+
     unsafe fn populate(ptr: NonNull<u8>, len: usize) -> bool {
         // SAFETY: forwarded contract (a mapping the caller owns).
         unsafe { Linux::populate(ptr, len) }

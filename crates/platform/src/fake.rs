@@ -107,6 +107,8 @@ pub struct FakeCounts {
     pub remaps: u64,
     /// `advise_huge` calls.
     pub advises: u64,
+    /// `advise_small` calls.
+    pub small_advises: u64,
     /// `populate` calls.
     pub populates: u64,
     /// `collapse` calls.
@@ -128,6 +130,7 @@ pub struct Fake {
     failed_purges: AtomicU64,
     remaps: AtomicU64,
     advises: AtomicU64,
+    small_advises: AtomicU64,
     populates: AtomicU64,
     collapses: AtomicU64,
     mapped_bytes: AtomicU64,
@@ -167,6 +170,7 @@ impl Fake {
             failed_purges: AtomicU64::new(0),
             remaps: AtomicU64::new(0),
             advises: AtomicU64::new(0),
+            small_advises: AtomicU64::new(0),
             populates: AtomicU64::new(0),
             collapses: AtomicU64::new(0),
             mapped_bytes: AtomicU64::new(0),
@@ -223,6 +227,7 @@ impl Fake {
             failed_purges: l(&self.failed_purges),
             remaps: l(&self.remaps),
             advises: l(&self.advises),
+            small_advises: l(&self.small_advises),
             populates: l(&self.populates),
             collapses: l(&self.collapses),
             mapped_bytes: l(&self.mapped_bytes),
@@ -524,6 +529,10 @@ impl<I: FakeInstance> Pal for FakePal<I> {
 
     unsafe fn advise_huge(_ptr: NonNull<u8>, _len: usize) {
         I::fake().advises.fetch_add(1, Ordering::SeqCst);
+    }
+
+    unsafe fn advise_small(_ptr: NonNull<u8>, _len: usize) {
+        I::fake().small_advises.fetch_add(1, Ordering::SeqCst);
     }
 
     unsafe fn populate(_ptr: NonNull<u8>, _len: usize) -> bool {

@@ -73,6 +73,15 @@ pub trait Pal {
     /// The range must be a mapping the caller owns.
     unsafe fn advise_huge(ptr: NonNull<u8>, len: usize);
 
+    /// Takes a range out of transparent huge pages (`MADV_NOHUGEPAGE`):
+    /// `khugepaged` no longer collapses it, so pages purged in it stay
+    /// returned even where a few of its pages stay resident. A no-op where
+    /// the system has them turned off.
+    ///
+    /// # Safety
+    /// The range must be a mapping the caller owns.
+    unsafe fn advise_small(ptr: NonNull<u8>, len: usize);
+
     /// Faults a whole range in for writing (`MADV_POPULATE_WRITE`, Linux
     /// 5.14+): in a range advised huge, the calling thread takes the huge
     /// page fault (and any compaction it needs). False when the kernel
@@ -428,6 +437,13 @@ impl Pal for Linux {
         if thp_available() {
             // SAFETY: the caller owns the range; the advice is a hint.
             unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_HUGEPAGE) };
+        }
+    }
+
+    unsafe fn advise_small(ptr: NonNull<u8>, len: usize) {
+        if thp_available() {
+            // SAFETY: the caller owns the range; the advice is a hint.
+            unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_NOHUGEPAGE) };
         }
     }
 

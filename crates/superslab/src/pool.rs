@@ -279,6 +279,8 @@ impl<P: Pal> SuperslabPool<P> {
     /// pooled clean one, or a fresh mapping (advised huge as
     /// [`HugeMode`] says). `None` when the OS is out of memory.
     pub fn acquire(&self, map: &PageMap, tag: u32, owner: &PendingList) -> Option<OwnedSuperslab> {
+        // whether it comes from the clean list (purged, advised small)
+        let mut clean = false;
         let pooled = {
             let mut g = self.inner.lock();
             let p = match g.dirty.pop_newest() {
@@ -295,6 +297,7 @@ impl<P: Pal> SuperslabPool<P> {
                         let p = g.clean.pop_newest();
                         if p.is_some() {
                             g.stats.reused += 1;
+                            clean = true;
                         }
                         p
                     }
@@ -304,8 +307,16 @@ impl<P: Pal> SuperslabPool<P> {
             p
         };
         let base = match pooled {
-            // SAFETY: pooled bases are non-null chunk addresses.
-            Some(p) => unsafe { NonNull::new_unchecked(p.base as *mut u8) },
+            Some(p) => {
+                // SAFETY: pooled bases are non-null chunk addresses.
+                let b = unsafe { NonNull::new_unchecked(p.base as *mut u8) };
+                if clean && self.advise_fresh() {
+                    // SAFETY: out of the pool, ours alone: a whole
+                    // superslab mapping.
+                    unsafe { P::advise_huge(b, SUPERSLAB_SIZE) };
+                }
+                b
+            }
             None => {
                 let b = P::map(SUPERSLAB_SIZE, SUPERSLAB_SIZE)?;
                 if !map.reserve::<P>(b.as_ptr() as usize, SUPERSLAB_SIZE) {
@@ -440,14 +451,17 @@ impl<P: Pal> SuperslabPool<P> {
         loop {
             for p in &work.purge[..work.n_purge] {
                 // SAFETY: the superslab is out of the pool and holds nothing
-                // live; the header's pages stay (slot 0 past them holds
-                // nothing).
+                // live, and its whole mapping is the pool's; the header's
+                // pages stay (slot 0 past them holds nothing). It keeps
+                // small pages while pooled clean (khugepaged would
+                // collapse it around the header's resident pages).
                 unsafe {
                     P::purge(
                         NonNull::new_unchecked((p.base + HEADER_END) as *mut u8),
                         SUPERSLAB_SIZE - HEADER_END,
-                    )
-                };
+                    );
+                    P::advise_small(NonNull::new_unchecked(p.base as *mut u8), SUPERSLAB_SIZE);
+                }
             }
             for p in &work.unmap[..work.n_unmap] {
                 map.set_slots(p.base, SUPERSLAB_SIZE / SLOT_SIZE, |_| Entry::NONE);

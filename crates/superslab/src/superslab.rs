@@ -471,6 +471,14 @@ impl OwnedSuperslab {
             bytes += len;
             purge &= !((((1u64 << run) - 1) as u32) << first);
         }
+        if bytes != 0 {
+            // khugepaged would collapse the purged slots back into a
+            // resident huge page around the header and the slots in use:
+            // the superslab keeps small pages from now on (the pool advises
+            // it huge again when it hands it out clean)
+            // SAFETY: we own the superslab's whole mapping.
+            unsafe { P::advise_small(NonNull::new_unchecked(base as *mut u8), SUPERSLAB_SIZE) };
+        }
         bytes
     }
 

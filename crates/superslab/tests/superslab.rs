@@ -194,6 +194,41 @@ fn purges_from_slot_1_take_the_unused_tail_of_the_header_slot() {
     pool.release(map, ss, 10_000, 10_000, &KEEP);
 }
 
+/// A purged superslab keeps small pages (`MADV_NOHUGEPAGE`: khugepaged
+/// would collapse its purged slots back into a resident huge page around
+/// the pages still in use) until the pool hands it out clean, advised huge
+/// again when its huge-page mode says so.
+#[test]
+fn purged_superslabs_keep_small_pages_until_handed_out_clean() {
+    if !hakmem_platform::thp_available() {
+        eprintln!("skipped: transparent huge pages are off or absent");
+        return;
+    }
+    let map = new_map();
+    let pool = SuperslabPool::<Linux>::new();
+    pool.set_huge_mode(HugeMode::Direct);
+    let owner = new_owner();
+    let mut ss = pool.acquire(map, 123, owner).unwrap();
+    let base = ss.base();
+    let has = |flag: &str| vm_flags(base).split_whitespace().any(|f| f == flag);
+    assert!(has("hg"), "fresh: {}", vm_flags(base));
+    let a = ss.alloc_slab(3, 64, 1).unwrap();
+    let b = ss.alloc_slab(3, 64, 1).unwrap();
+    // SAFETY: no block was handed out.
+    unsafe { ss.release_slab(b) };
+    assert_eq!(ss.purge_idle::<Linux>(0, 0), SLOT_SIZE);
+    assert!(has("nh"), "purged: {}", vm_flags(base));
+    // SAFETY: no block was handed out.
+    unsafe { ss.release_slab(a) };
+    pool.release(map, ss, 0, 10_000, &KEEP);
+    pool.maintain(map, 10_000, &KEEP);
+    assert!(has("nh"), "pooled clean: {}", vm_flags(base));
+    let ss = pool.acquire(map, 123, owner).unwrap();
+    assert_eq!(ss.base(), base, "the purged superslab is reused");
+    assert!(has("hg") && !has("nh"), "handed out: {}", vm_flags(base));
+    pool.release(map, ss, 10_000, 10_000, &KEEP);
+}
+
 #[test]
 fn slab_lists_link_both_ends() {
     let map = new_map();
