@@ -1033,7 +1033,8 @@ mod tests {
 
     #[test]
     fn a_repeated_realloc_chain_grows_over_cached_memory_without_system_calls() {
-        let map: &PageMap = Box::leak(Box::new(PageMap::new()));
+        let map = Box::new(PageMap::new());
+        let map: &PageMap = &map;
         let large = Large::<ChainPal>::new();
         grow_chain(map, &large, &BIG, 1);
         let first = counts::<ChainFake>();
@@ -1055,7 +1056,8 @@ mod tests {
 
     #[test]
     fn growth_takes_the_following_pieces_it_finds_and_maps_the_rest() {
-        let map: &PageMap = Box::leak(Box::new(PageMap::new()));
+        let map = Box::new(PageMap::new());
+        let map: &PageMap = &map;
         let large = Large::<PiecePal>::new();
         let a = large.alloc(map, 8 << 20, 16, &BIG, CHUNK_SIZE).unwrap();
         // SAFETY: ours.
