@@ -182,15 +182,9 @@ fn pop_checked(size: usize, ra: usize) -> *mut u8 {
     };
     if req <= TINY_MAX {
         let heap = tls::heap();
-        // SAFETY: `req <= TINY_MAX`, within the heap's size table of
-        // `TINY_MAX + 1` entries; the heap (ours or the placeholder) is live
-        // and its size table is never written after construction.
-        let off = unsafe {
-            core::ptr::addr_of!((*heap).size_bins)
-                .cast::<u16>()
-                .add(req)
-                .read()
-        } as usize;
+        // SAFETY: `req <= TINY_MAX`; the heap (ours or the placeholder) is
+        // live.
+        let off = unsafe { size_bin(heap, req) };
         // SAFETY: `heap` is this thread's heap or the placeholder (whose
         // bins are empty: the pop writes nothing); `off` is a bin offset
         // from its size table.
@@ -273,6 +267,25 @@ fn pop_small(size: usize, ra: usize) -> *mut u8 {
     }
 }
 
+/// The offset of the bin (`class * BIN_BYTES`) that serves `size` bytes,
+/// from `heap`'s size table.
+///
+/// # Safety
+/// `size <= TINY_MAX` (the table has `TINY_MAX + 1` entries), and `heap` is
+/// live (this thread's heap or the placeholder).
+#[inline(always)]
+unsafe fn size_bin(heap: *mut Heap, size: usize) -> usize {
+    // SAFETY: the caller's: `size` indexes the size table of a live heap,
+    // which is never written after construction.
+    let off = unsafe {
+        core::ptr::addr_of!((*heap).size_bins)
+            .cast::<u16>()
+            .add(size)
+            .read()
+    };
+    off as usize
+}
+
 /// Pops the bin of `size` (at most `TINY_MAX`), or takes the slow path.
 #[inline(always)]
 fn pop_or_slow(size: usize, ra: usize) -> *mut u8 {
@@ -280,14 +293,8 @@ fn pop_or_slow(size: usize, ra: usize) -> *mut u8 {
     let heap = tls::heap();
     // SAFETY: `size <= TINY_MAX`: every caller compared it with a `Limit`,
     // whose value is 0 or TINY_MAX by construction, or with TINY_MAX; the
-    // heap (ours or the placeholder) is live and its size table is never
-    // written after construction.
-    let off = unsafe {
-        core::ptr::addr_of!((*heap).size_bins)
-            .cast::<u16>()
-            .add(size)
-            .read()
-    } as usize;
+    // heap (ours or the placeholder) is live.
+    let off = unsafe { size_bin(heap, size) };
     // SAFETY: `heap` is this thread's heap or the placeholder; `off` is
     // a bin offset.
     let p = unsafe { Bin::pop_raw(Heap::bin_at(heap, off)) };
