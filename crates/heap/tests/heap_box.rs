@@ -280,19 +280,31 @@ fn remote_frees_are_drained_by_the_owner() {
     assert_all_superslabs_pooled::<E>();
 }
 
+/// Allocates `n` blocks of `size` bytes in `a` (checked by the model
+/// `live`) and hands their addresses over: the model forgets them, as their
+/// free will come from another thread.
+fn allocated_for_another_thread<E: TestEnv>(
+    a: &mut ThreadHeap<E>,
+    live: &mut Live,
+    n: usize,
+    size: usize,
+) -> Vec<usize> {
+    (0..n)
+        .map(|_| {
+            let p = a.alloc(size);
+            live.add(p, size);
+            live.remove(p) as usize
+        })
+        .collect()
+}
+
 #[test]
 fn batched_remote_frees_reach_the_owner_and_double_frees_are_caught() {
     test_env!(E, 64 << 20);
     let mut a = ThreadHeap::<E>::new();
     let mut live = Live::new();
     let c = class_of(64);
-    let blocks: Vec<usize> = (0..200)
-        .map(|_| {
-            let p = a.alloc(64);
-            live.add(p, 64);
-            live.remove(p) as usize
-        })
-        .collect();
+    let blocks = allocated_for_another_thread(&mut a, &mut live, 200, 64);
     // B, a thread with a heap of its own, frees all 200: batches of one slab
     // go to its remote stack 64 blocks at a time, the last 8 wait in B
     let mut b = ThreadHeap::<E>::new();
@@ -350,13 +362,7 @@ fn mid_remote_frees_batch_by_slab_across_its_slots() {
     let mut live = Live::new();
     let c = class_of(16384);
     assert_eq!((class_size(c), class_span(c)), (16384, 2));
-    let blocks: Vec<usize> = (0..8)
-        .map(|_| {
-            let p = a.alloc(16384);
-            live.add(p, 16384);
-            live.remove(p) as usize
-        })
-        .collect();
+    let blocks = allocated_for_another_thread(&mut a, &mut live, 8, 16384);
     let slots: std::collections::HashSet<usize> = blocks.iter().map(|p| p >> 16).collect();
     assert_eq!(slots.len(), 2, "one slab of two slots");
     let b = ThreadHeap::<E>::new();
