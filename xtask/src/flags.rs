@@ -18,6 +18,9 @@ pub struct Xtask {
 pub enum Command {
     /// Workloads x allocators benchmark (interleaved runs, tables and charts).
     BenchMatrix(crate::bench_matrix::Args),
+    /// Learning mode on real programs (python3, perl, ruby, sqlite3, gcc)
+    /// against balanced and mimalloc (interleaved runs, median times).
+    BenchReal(crate::bench_real::Args),
     /// Long mixed run under libhakmem.so with contents checks and RSS bounds.
     Soak(crate::soak::Args),
 }
