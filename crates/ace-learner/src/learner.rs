@@ -11,7 +11,8 @@
 //! * **LEARN**: after a warm-up (`warmup_ms`, the first second: no
 //!   exploration, the windows only set the reference), one knob at a time
 //!   (round robin over the enabled knobs,
-//!   skipping those whose sizes the window did not see), an *epoch*: a
+//!   skipping those whose sizes the window did not see; in the order of
+//!   their measured sensitivity, see [`Learner::next_knob`]), an *epoch*: a
 //!   fresh bandit over the knob's candidates {current, current − 1,
 //!   current + 1}; each window plays one of them and its reward (against
 //!   the policy in force when the epoch began) updates the bandit. Once the
@@ -162,6 +163,9 @@ struct Epoch {
     arm: usize,
     /// During probation: the level the change came from.
     probation_from: Option<usize>,
+    /// Windows without a streak before the epoch ends: `epoch_windows`, or
+    /// fewer for a re-check of a knob measured flat (see `start_epoch`).
+    limit: u32,
 }
 
 /// A canary alternative and its winning streak.
@@ -189,13 +193,19 @@ pub struct Learner {
     /// policy.
     reference: Option<Metrics>,
     epoch: Option<Epoch>,
-    /// The next knob to explore.
-    cursor: usize,
-    /// Where the current sweep began: it is complete when the cursor is
-    /// back there.
-    sweep_from: usize,
-    /// Whether the cursor has moved since (the first pass is not a wrap).
+    /// The knobs visited (explored, or skipped as disabled or unseen) in
+    /// the current sweep, one bit per [`KnobId`]: the sweep is complete
+    /// when every bit is set.
+    visited: u32,
+    /// Whether the current sweep has visited anything yet.
     scanned: bool,
+    /// A knob to explore before the sweep order's choice (the canary's
+    /// winner).
+    first: Option<KnobId>,
+    /// Each knob's measured sensitivity: how far (reward) its candidates'
+    /// means spread from the current level's in its last epochs (an
+    /// average), `None` before its first epoch.
+    sensitivity: [Option<f64>; KNOBS],
     /// The canary alternative being tried, if any.
     trial: Option<Trial>,
     /// Whether the window that just ran was a canary trial.
@@ -242,9 +252,10 @@ impl Learner {
             lifecycle: Lifecycle::new(cfg.lifecycle, cfg.start, 0),
             reference: None,
             epoch: None,
-            cursor: 0,
-            sweep_from: 0,
+            visited: 0,
             scanned: false,
+            first: None,
+            sensitivity: [None; KNOBS],
             trial: None,
             trial_running: false,
             sig_observed: false,
@@ -384,6 +395,7 @@ impl Learner {
             Transition::Relearn | Transition::Shifted => {
                 // measured under another workload: forget it
                 self.reference = None;
+                self.sensitivity = [None; KNOBS];
                 self.forget();
                 self.restart_sweep();
             }
@@ -401,11 +413,10 @@ impl Learner {
         }
     }
 
-    /// The next sweep starts at the cursor and must visit every knob: after
-    /// a change, or when learning starts again, the knobs explored before
-    /// it are due again.
+    /// The next sweep must visit every knob again: after a change, or when
+    /// learning starts again, the knobs explored before it are due again.
     fn restart_sweep(&mut self) {
-        self.sweep_from = self.cursor;
+        self.visited = 0;
         self.scanned = false;
     }
 
@@ -416,23 +427,102 @@ impl Learner {
         self.safety.reset();
     }
 
-    /// The next knob to explore, from the cursor: enabled and seen in the
-    /// window. A sweep is complete when the cursor is back where the sweep
-    /// began, i.e. when every knob had its epoch (or was skipped).
+    /// The next knob to explore: enabled, seen in the window and not yet
+    /// visited in this sweep, the most promising first. A knob measured in
+    /// an earlier epoch ranks by its sensitivity (the spread of its
+    /// candidates' rewards: the knobs that moved the reward most are the
+    /// likeliest to move it again after another change); one not measured
+    /// yet ranks by the share of the window's allocations (calls or bytes,
+    /// whichever is larger) in its sizes, and
+    /// ahead of every measured knob whose sensitivity is below that share
+    /// times the safety margin (unexplored knobs that carry the workload
+    /// go first; a knob of every size, such as the decay time, has share
+    /// zero and goes after them). Ties keep [`KnobId`] order. Where a sweep
+    /// order has found a change, it is found early in the sweep, so less of
+    /// the sweep is repeated after it. A sweep is complete when every knob
+    /// has been visited (explored, or skipped as disabled or unseen).
     fn next_knob(&mut self, w: &Window, step: &mut Step) -> Option<KnobId> {
-        for _ in 0..KNOBS {
-            if self.cursor == self.sweep_from && self.scanned {
-                self.lifecycle.sweep_completed();
-                step.push(Event::SweepCompleted);
-            }
-            self.scanned = true;
-            let id = KnobId::ALL[self.cursor];
-            self.cursor = (self.cursor + 1) % KNOBS;
+        if let Some(id) = self.first.take() {
             if self.cfg.knobs[id as usize] && id.relevant(sizes(w), self.min_ops(id)) {
+                self.visited |= 1 << id as u32;
+                self.scanned = true;
                 return Some(id);
             }
         }
+        for _ in 0..2 {
+            let hist = sizes(w);
+            let mut best: Option<(KnobId, f64)> = None;
+            for id in KnobId::ALL {
+                let bit = 1u32 << id as u32;
+                if self.visited & bit != 0 {
+                    continue;
+                }
+                if !self.cfg.knobs[id as usize] || !id.relevant(hist, self.min_ops(id)) {
+                    // skipped: visited for this sweep
+                    self.visited |= bit;
+                    self.scanned = true;
+                    continue;
+                }
+                let score = self.priority(id, hist);
+                if best.is_none_or(|(_, b)| score > b) {
+                    best = Some((id, score));
+                }
+            }
+            if let Some((id, _)) = best {
+                self.visited |= 1 << id as u32;
+                self.scanned = true;
+                return Some(id);
+            }
+            // every knob visited: the sweep is complete, the next begins
+            if self.scanned {
+                self.lifecycle.sweep_completed();
+                step.push(Event::SweepCompleted);
+            }
+            self.restart_sweep();
+        }
         None
+    }
+
+    /// A knob's rank in the sweep order (see [`Learner::next_knob`]).
+    fn priority(&self, id: KnobId, hist: &[u64; crate::signature::SIG_BINS]) -> f64 {
+        if let Some(s) = self.sensitivity[id as usize] {
+            return s;
+        }
+        let Some((lo, hi)) = id.bins() else {
+            return 0.0;
+        };
+        // The share of the calls, or of the bytes (bin b holds sizes up to
+        // 2^(b+3)): a few large blocks are as much memory as many small
+        // ones, and the large cache's knobs are about memory.
+        let bytes = |b: usize, n: u64| n as f64 * (8u64 << b) as f64;
+        let (mut calls, mut all_calls, mut mem, mut all_mem) = (0.0, 0.0, 0.0, 0.0);
+        for (b, &n) in hist.iter().enumerate() {
+            all_calls += n as f64;
+            all_mem += bytes(b, n);
+            if (lo..=hi).contains(&b) {
+                calls += n as f64;
+                mem += bytes(b, n);
+            }
+        }
+        let share = |part: f64, all: f64| if all > 0.0 { part / all } else { 0.0 };
+        share(calls, all_calls).max(share(mem, all_mem)) * self.cfg.safety.margin
+    }
+
+    /// The epoch on `epoch.knob` ended: how far its candidates' mean
+    /// rewards spread from the current level's joins the knob's measured
+    /// sensitivity (an even average with the earlier epochs').
+    fn measure_sensitivity(&mut self, epoch: &Epoch) {
+        let Some(m0) = self.selector.stats(0).mean() else {
+            return;
+        };
+        let spread = (1..epoch.candidates.len())
+            .filter_map(|a| self.selector.stats(a).mean())
+            .fold(0.0f64, |acc, m| acc.max((m - m0).abs()));
+        let slot = &mut self.sensitivity[epoch.knob as usize];
+        *slot = Some(match *slot {
+            Some(prev) => 0.5 * prev + 0.5 * spread,
+            None => spread,
+        });
     }
 
     /// The allocations a window must show in a knob's sizes for the knob
@@ -459,6 +549,19 @@ impl Learner {
         }
         self.selector.reset(candidates.len());
         self.safety.clear_streak();
+        // A knob whose earlier epochs measured it flat (its candidates
+        // within half the margin of the current level) is re-checked, not
+        // explored anew: its epoch is cut to what gives every candidate its
+        // `min_pulls` plays (a streak still extends it).
+        let flat =
+            self.sensitivity[knob as usize].is_some_and(|s| s < 0.5 * self.cfg.safety.margin);
+        let limit = if flat {
+            self.cfg
+                .epoch_windows
+                .min(self.cfg.min_pulls.saturating_mul(candidates.len() as u32))
+        } else {
+            self.cfg.epoch_windows
+        };
         self.epoch = Some(Epoch {
             knob,
             candidates,
@@ -466,6 +569,7 @@ impl Learner {
             windows: 0,
             arm: 0,
             probation_from: None,
+            limit,
         });
         step.push(Event::EpochStarted { knob });
     }
@@ -504,8 +608,11 @@ impl Learner {
                     });
                     self.lifecycle.change_accepted(now);
                     self.restart_sweep();
-                    // another step on the same knob may pay off too
+                    // another step on the same knob may pay off too (this
+                    // epoch is the new sweep's visit of the knob)
                     let reference = self.reference.unwrap_or(epoch.reference);
+                    self.visited |= 1 << epoch.knob as u32;
+                    self.scanned = true;
                     self.start_epoch(epoch.knob, reference, Some(from), step);
                     self.explore(step);
                 }
@@ -547,6 +654,7 @@ impl Learner {
             _ => None,
         };
         if let Some(arm) = self.safety.watch(now, 0, best, advantage) {
+            self.measure_sensitivity(&epoch);
             let from = epoch.candidates.level(0);
             let to = epoch.candidates.level(arm);
             self.accepted.set(epoch.knob, to);
@@ -569,8 +677,9 @@ impl Learner {
             self.safety.phase(),
             crate::safety::SafetyPhase::Watching { wins, .. } if wins > 0
         );
-        let limit = self.cfg.epoch_windows + if streak { self.cfg.safety.streak } else { 0 };
+        let limit = epoch.limit + if streak { self.cfg.safety.streak } else { 0 };
         if epoch.windows >= limit || (!streak && self.futile(&epoch)) {
+            self.measure_sensitivity(&epoch);
             step.push(Event::EpochEnded { knob: epoch.knob });
             self.running = self.accepted;
             return;
@@ -715,8 +824,8 @@ impl Learner {
                     step.push(Event::Phase(tr));
                     self.on_transition(tr);
                     // learning starts with the knob that won
-                    self.cursor = t.knob as usize;
                     self.restart_sweep();
+                    self.first = Some(t.knob);
                 }
                 return;
             }

@@ -610,6 +610,10 @@ fn futile_epochs_end_early() {
             &DEFAULT_POLICY,
             LearnerConfig {
                 futility_z: z,
+                // the epoch length this mechanism was measured against (the
+                // default is 17 since the sweep order ranks knobs by their
+                // measured sensitivity)
+                epoch_windows: 20,
                 ..cfg(seed)
             },
         );
@@ -730,4 +734,86 @@ fn nothing_is_explored_during_the_warm_up() {
         assert!(first > cfg(seed).warmup_ms && first <= cfg(seed).warmup_ms + 100);
         assert_eq!(level(&l, KnobId::TinyCapSmall), 2, "seed {seed}: found");
     }
+}
+
+/// The cap multiplier (‰) of the mid class of 2000-byte blocks under `p`.
+fn mid2k_multiplier(p: &FrozenPolicy) -> u64 {
+    let c = hakmem_mid_mt::mid_class(2000);
+    p.mid_cap[c] as u64 * 1000 / DEFAULT_POLICY.mid_cap[c] as u64
+}
+
+/// Mostly 2000-byte blocks, some 32-byte ones: a bigger mid capacity is
+/// faster (×4: +30%), the tiny knobs change nothing.
+fn mid_program(seed: u64, noise: f64) -> Program {
+    Program {
+        rng: Rng::new(seed),
+        noise,
+        hist: hist(&[(32, 200), (2000, 800)]),
+        model: Box::new(|p| {
+            let gain = if mid2k_multiplier(p) >= 4000 {
+                1.3
+            } else {
+                1.0
+            };
+            (gain, 100 * MIB)
+        }),
+    }
+}
+
+/// The sweep order follows what is measured: before any epoch, the knob
+/// whose sizes carry most of the calls goes first (here the mid capacity,
+/// which a fixed order would reach after the tiny knobs), and finds the
+/// gain; a knob measured flat in an earlier epoch is re-checked after a
+/// change in an epoch just long enough for its candidates' plays.
+#[test]
+fn the_sweep_order_follows_measured_sensitivity() {
+    for seed in 1..=5 {
+        let mut l = Learner::new(&DEFAULT_POLICY, cfg(seed));
+        let mut t = start(&DEFAULT_POLICY);
+        run(&mut l, &mut mid_program(seed, 0.02), 200, &mut t);
+        let first = t.events.iter().find_map(|(_, e)| match e {
+            Event::EpochStarted { knob } => Some(*knob),
+            _ => None,
+        });
+        assert_eq!(first, Some(KnobId::MidCapSmall), "seed {seed}");
+        assert_eq!(mid2k_multiplier(&l.accepted_policy()), 4000, "seed {seed}");
+    }
+    // Futility off (epochs run their length), the tiny knob first (most of
+    // the calls) and flat, then a change on the mid knob: the tiny knob's
+    // re-check after the change is shorter than its first epoch.
+    let cfg = LearnerConfig {
+        futility_z: f64::INFINITY,
+        knobs: {
+            let mut k = [false; hakmem_ace_learner::knob::KNOBS];
+            k[KnobId::TinyCapLarge as usize] = true;
+            k[KnobId::MidCapSmall as usize] = true;
+            k
+        },
+        ..cfg(7)
+    };
+    let mut l = Learner::new(&DEFAULT_POLICY, cfg);
+    let mut t = start(&DEFAULT_POLICY);
+    let mut prog = mid_program(7, 0.02);
+    // the tiny sizes carry most calls and most bytes
+    prog.hist = hist(&[(1000, 800), (2000, 200)]);
+    run(&mut l, &mut prog, 150, &mut t);
+    assert_eq!(mid2k_multiplier(&l.accepted_policy()), 4000);
+    let mut tiny = Vec::new();
+    let mut began = None;
+    for (at, e) in &t.events {
+        match e {
+            Event::EpochStarted { knob } if *knob == KnobId::TinyCapLarge => began = Some(*at),
+            Event::EpochEnded { knob } if *knob == KnobId::TinyCapLarge => {
+                tiny.extend(began.take().map(|b| (at - b) / 1000));
+            }
+            _ => {}
+        }
+    }
+    assert!(tiny.len() >= 2, "explored, then re-checked: {tiny:?}");
+    assert!(tiny[0] >= 16, "a first epoch runs its length: {tiny:?}");
+    assert!(
+        tiny[1] <= 15,
+        "a re-check is cut to the candidates' plays: {tiny:?}"
+    );
+    assert!(tiny[1] < tiny[0], "{tiny:?}");
 }
