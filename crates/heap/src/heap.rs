@@ -19,7 +19,7 @@ use hakmem_superslab::{
     OwnedSuperslab, PendingList, Put, RemoteBatch, Slab, SlabHandle, SlabList, SlabRef, Superslab,
     SuperslabList, SLOTS, SLOT_SIZE,
 };
-use hakmem_tiny_sll::{Bin, Block, Chain, TINY_MAX};
+use hakmem_tiny_sll::{Bin, Block, Chain, TINY_CLASSES, TINY_MAX};
 
 use hakmem_platform::Pal;
 
@@ -82,6 +82,14 @@ pub const DRAIN_AFTER_BYTES: usize = 8 << 20;
 /// block of classes up to this size, none of larger ones).
 pub const DRAIN_BIN_BYTES: usize = 1024;
 
+/// Most doublings a tiny bin's capacity gets above its policy's for
+/// churning (see [`Heap::grow_bin`]): ×4.
+pub const MAX_GROWTH: u8 = 2;
+
+/// Most bytes of bin capacity one heap may hold above its policy's through
+/// growth (blocks × size over all tiny classes).
+pub const GROWTH_BYTES: usize = 8 << 20;
+
 /// Superslab list tags.
 const SS_SPACE: u8 = 1;
 const SS_FULL: u8 = 2;
@@ -137,6 +145,13 @@ pub struct Heap<E> {
     draining: bool,
     /// Times the heap started draining.
     drains: u64,
+    /// Per tiny class: how many times its bin's capacity was doubled above
+    /// the policy's ([`Heap::grow_bin`]); back to 0 when the heap drains.
+    growth: [u8; TINY_CLASSES],
+    /// Bit `c` set when class `c`'s bin spilled since its last refill.
+    churn: u32,
+    /// Bytes of bin capacity above the policy's (at most [`GROWTH_BYTES`]).
+    growth_bytes: usize,
     policy_gen: u64,
     /// Slow-path counters.
     pub stats: ThreadStats<NCLASSES>,
@@ -269,6 +284,9 @@ impl<E> Heap<E> {
             spilled: 0,
             draining: false,
             drains: 0,
+            growth: [0; TINY_CLASSES],
+            churn: 0,
+            growth_bytes: 0,
             policy_gen: 0,
             stats: ThreadStats::new(),
             obs: Observation::new(),
@@ -417,7 +435,7 @@ impl<E: HeapEnv> Heap<E> {
     fn apply_policy(&mut self, p: &FrozenPolicy) {
         self.draining = false;
         for c in 0..NCLASSES {
-            let excess = self.bins[c].set_cap(p.cap(c));
+            let excess = self.bins[c].set_cap(self.grown_cap(p, c));
             self.give_back(excess);
             // The free fast path checks that a pointer's offset in its slot is
             // a block start: exact for blocks that never straddle a slot (up to
@@ -576,6 +594,9 @@ impl<E: HeapEnv> Heap<E> {
             E::decay_tick();
         }
         self.sync_policy();
+        if class < TINY_CLASSES && self.churn & (1 << class) != 0 {
+            self.grow_bin(class);
+        }
         let want = E::policy()
             .load()
             .refill(class)
@@ -785,6 +806,10 @@ impl<E: HeapEnv> Heap<E> {
         } else {
             self.bins[class].take((cap / 2).max(1))
         };
+        if class < TINY_CLASSES && !self.draining {
+            // (a drain's spills are the heap winding down, not churn)
+            self.churn |= 1 << class;
+        }
         let st = &self.stats.classes[class];
         st.spills.inc();
         st.spill_blocks.add(chain.len as u64);
@@ -817,6 +842,10 @@ impl<E: HeapEnv> Heap<E> {
     fn start_drain(&mut self) {
         self.draining = true;
         self.drains += 1;
+        // a heap winding down keeps no grown bins
+        self.growth = [0; TINY_CLASSES];
+        self.churn = 0;
+        self.growth_bytes = 0;
         for c in 0..NCLASSES {
             let excess = self.bins[c].set_cap(drain_cap(self.bins[c].cap(), c));
             self.give_back(excess);
@@ -830,10 +859,57 @@ impl<E: HeapEnv> Heap<E> {
         self.draining = false;
         let p = E::policy().load();
         for c in 0..NCLASSES {
-            let excess = self.bins[c].set_cap(p.cap(c));
+            let excess = self.bins[c].set_cap(self.grown_cap(p, c));
             debug_assert!(excess.len == 0);
             self.give_back(excess);
         }
+    }
+
+    /// Class `class`'s bin ran empty after it spilled since its last refill:
+    /// it churns, sending blocks to its slabs only to fetch them back, and
+    /// the blocks it fetches are the ones it sent longest ago, no longer in
+    /// the cache. Its capacity doubles (up to [`MAX_GROWTH`] times, and
+    /// [`GROWTH_BYTES`] over all classes), so that a thread that frees and
+    /// reallocates more blocks of a class than its policy's capacity (a
+    /// request's object tree) reuses them from its bin, most recent first,
+    /// as tcmalloc's per-thread lists grow on underflow. Draining gives the
+    /// growth back.
+    #[cold]
+    fn grow_bin(&mut self, class: usize) {
+        self.churn &= !(1 << class);
+        if self.draining || self.growth[class] >= MAX_GROWTH {
+            return;
+        }
+        let p = E::policy().load();
+        let old = self.grown_cap(p, class);
+        let new = (old as usize * 2).min(hakmem_policy_rcu::MAX_CAP as usize) as u32;
+        let extra = (new - old) as usize * class_size(class);
+        if new <= old || self.growth_bytes + extra > GROWTH_BYTES {
+            return;
+        }
+        self.growth[class] += 1;
+        self.growth_bytes += extra;
+        let excess = self.bins[class].set_cap(new);
+        debug_assert!(excess.len == 0);
+        self.give_back(excess);
+    }
+
+    /// The capacity of `class`'s bin: the policy's, doubled as many times
+    /// as the class grew.
+    fn grown_cap(&self, p: &FrozenPolicy, class: usize) -> u32 {
+        let cap = p.cap(class);
+        match self.growth.get(class) {
+            Some(&g) if g > 0 => {
+                ((cap as usize) << g).min(hakmem_policy_rcu::MAX_CAP as usize) as u32
+            }
+            _ => cap,
+        }
+    }
+
+    /// Capacity doublings of `class`'s bin above its policy's (for tests
+    /// and the report).
+    pub fn growth(&self, class: usize) -> u8 {
+        self.growth.get(class).copied().unwrap_or(0)
     }
 
     /// Whether the bins are cut down until the next refill

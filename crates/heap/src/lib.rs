@@ -67,8 +67,8 @@ mod observation;
 
 pub use env::{pool_limits, HeapEnv};
 pub use heap::{
-    drain_cap, Heap, Placeholder, DRAIN_AFTER_BYTES, DRAIN_BIN_BYTES, HEAP_KEY_OFFSET,
-    HEAP_MARK_OFFSET, HEAP_SIZE_BINS_OFFSET,
+    drain_cap, Heap, Placeholder, DRAIN_AFTER_BYTES, DRAIN_BIN_BYTES, GROWTH_BYTES,
+    HEAP_KEY_OFFSET, HEAP_MARK_OFFSET, HEAP_SIZE_BINS_OFFSET, MAX_GROWTH,
 };
 pub use heaps::Registry;
 pub use observation::{Observation, OBS_SIZE_BINS};

@@ -954,3 +954,74 @@ fn a_long_free_phase_drains_the_bins_until_the_next_refill() {
     t.exit();
     assert_all_superslabs_pooled::<E>();
 }
+
+/// A bin that spills and then runs empty (a request's tree freed, then
+/// the next one built) doubles its capacity at that refill, up to
+/// `MAX_GROWTH` times, and from then on serves the whole cycle from the
+/// bin; a bin that only fills, or only empties, keeps its policy's
+/// capacity. Draining gives the growth back.
+#[test]
+fn a_churning_bin_grows_until_it_holds_the_cycle() {
+    use hakmem_heap::{DRAIN_AFTER_BYTES, MAX_GROWTH};
+    test_env!(E, 256 << 20);
+    let mut t = ThreadHeap::<E>::new();
+    let c = class_of(64);
+    let base = DEFAULT_POLICY.cap(c) as usize;
+    let cycle = |t: &mut ThreadHeap<E>, n: usize| {
+        let held: Vec<*mut u8> = (0..n).map(|_| t.alloc(64)).collect();
+        assert!(held.iter().all(|p| !p.is_null()));
+        for p in held {
+            // SAFETY: blocks allocated above, each freed once.
+            unsafe { t.free(p) };
+        }
+    };
+    // within the capacity: no spill, no growth
+    cycle(&mut t, base / 2);
+    cycle(&mut t, base / 2);
+    assert_eq!(t.heap().growth(c), 0);
+    assert_eq!(t.heap().bins[c].cap() as usize, base);
+    // three times the capacity: spills, then refills: ×2, then ×4
+    let n = 3 * base;
+    cycle(&mut t, n);
+    assert_eq!(t.heap().growth(c), 0, "spilled, not refilled yet");
+    let spills_before = t.heap().stats.classes[c].spills.get();
+    cycle(&mut t, n);
+    assert_eq!(t.heap().growth(c), 1);
+    cycle(&mut t, n);
+    assert_eq!(t.heap().growth(c), MAX_GROWTH);
+    assert_eq!(t.heap().bins[c].cap() as usize, base << MAX_GROWTH);
+    // the cycle now stays in the bin
+    let spills = t.heap().stats.classes[c].spills.get();
+    cycle(&mut t, n);
+    cycle(&mut t, n);
+    assert_eq!(
+        t.heap().stats.classes[c].spills.get(),
+        spills,
+        "no more spills"
+    );
+    assert!(spills > spills_before);
+    assert_eq!(t.heap().growth(c), MAX_GROWTH, "never past the limit");
+    // other classes untouched
+    assert_eq!(t.heap().growth(class_of(32)), 0);
+    t.check();
+    // a long free phase drains: the growth goes back
+    let held: Vec<*mut u8> = (0..(2 * DRAIN_AFTER_BYTES / 1024))
+        .map(|_| t.alloc(1024))
+        .collect();
+    for p in held {
+        // SAFETY: blocks allocated above, each freed once.
+        unsafe { t.free(p) };
+    }
+    assert!(t.heap().draining());
+    assert_eq!(t.heap().growth(c), 0);
+    // (more than the drained bin holds: a refill ends the drain)
+    cycle(&mut t, 200);
+    assert!(!t.heap().draining());
+    assert_eq!(
+        t.heap().bins[c].cap() as usize,
+        base,
+        "the policy's capacity again"
+    );
+    t.exit();
+    assert_all_superslabs_pooled::<E>();
+}
