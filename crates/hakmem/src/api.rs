@@ -314,7 +314,32 @@ pub fn malloc_slow(size: usize, ra: usize) -> *mut u8 {
     if crate::secure::checked() {
         return malloc_checked(size, ra);
     }
+    if size > TINY_MAX && size <= crate::budget::slab_max() && !observe::any_active() {
+        let p = pop_mid(size);
+        if !p.is_null() {
+            return p;
+        }
+    }
     malloc_unchecked(size, ra)
+}
+
+/// The mid fast path: pops the thread's bin for a mid `size` (above
+/// `TINY_MAX`, at most the slab limit), or returns null when the bin is
+/// empty or the thread has no heap yet (the placeholder's bins are empty).
+/// It is what [`serve`] does with a bin that has a block, less the set-up
+/// check (a heap with blocks exists only after the set-up), the checked
+/// modes' and observers' work (the caller ruled them out) and the lazy
+/// start of the background threads (the first call of a thread, and every
+/// refill, go through [`serve`]).
+#[inline(always)]
+fn pop_mid(size: usize) -> *mut u8 {
+    debug_assert!(size > TINY_MAX && size <= SLAB_MAX);
+    let heap = tls::heap();
+    let off = class_of(size) * BIN_BYTES;
+    // SAFETY: `heap` is this thread's heap or the placeholder (whose bins
+    // are empty: the pop writes nothing); `off` is the bin offset of a mid
+    // class, which every heap has.
+    unsafe { Bin::pop_raw(Heap::bin_at(heap, off)) }
 }
 
 /// [`malloc_slow`]'s work outside the checked modes (and the checked

@@ -396,6 +396,86 @@ fn mid_remote_frees_batch_by_slab_across_its_slots() {
     free_all_and_exit(a, &mut live);
 }
 
+/// The batch entry of slot number `key` (the heap's hash, restated).
+fn batch_entry(key: usize) -> usize {
+    ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize
+}
+
+/// Remote batches are two-way: the batches of two slots whose entry is the
+/// same live side by side in the entry's pair (no flush), and a third
+/// slot of the pair flushes the fuller of the two.
+#[test]
+fn remote_batches_of_colliding_slots_share_an_entry_pair() {
+    test_env!(E, 64 << 20);
+    let mut a = ThreadHeap::<E>::new();
+    let mut live = Live::new();
+    let size = 512;
+    let c = class_of(size);
+    // blocks in 200 slots: some two share an entry, and a third its pair
+    let mut by_slot = std::collections::BTreeMap::<usize, Vec<usize>>::new();
+    while by_slot.len() < 200 {
+        let p = a.alloc(size);
+        live.add(p, size);
+        by_slot
+            .entry(p as usize >> 16)
+            .or_default()
+            .push(p as usize);
+    }
+    let slots: Vec<usize> = by_slot
+        .keys()
+        .copied()
+        .filter(|s| by_slot[s].len() >= 4)
+        .collect();
+    let (x, y, z) = slots
+        .iter()
+        .flat_map(|&x| slots.iter().map(move |&y| (x, y)))
+        .filter(|&(x, y)| x < y && batch_entry(x) == batch_entry(y))
+        .find_map(|(x, y)| {
+            let z = slots
+                .iter()
+                .copied()
+                .find(|&z| z != x && z != y && batch_entry(z) >> 1 == batch_entry(x) >> 1)?;
+            Some((x, y, z))
+        })
+        .expect("200 slots in 64 entries: a colliding pair and a third");
+    let mut take = |slot: usize, n: usize| -> Vec<usize> {
+        by_slot[&slot][..n]
+            .iter()
+            .map(|&p| live.remove(p as *mut u8) as usize)
+            .collect()
+    };
+    let (xs, ys, zs) = (take(x, 4), take(y, 2), take(z, 1));
+    let b = ThreadHeap::<E>::new();
+    let b = std::thread::spawn(move || {
+        let mut b = b;
+        let free = |b: &mut ThreadHeap<E>, ps: &[usize]| {
+            for &p in ps {
+                // SAFETY: A's blocks, handed to us, each freed once.
+                unsafe { b.free(p as *mut u8) };
+            }
+        };
+        let flushed = |b: &mut ThreadHeap<E>| b.heap().stats.classes[c].remote_frees.get();
+        free(&mut b, &xs[..3]);
+        free(&mut b, &ys[..1]);
+        free(&mut b, &xs[3..]);
+        free(&mut b, &ys[1..]);
+        assert_eq!(flushed(&mut b), 0, "x and y batch side by side");
+        free(&mut b, &zs);
+        assert_eq!(flushed(&mut b), 4, "z flushed x's batch, the fuller");
+        b
+    })
+    .join()
+    .unwrap();
+    b.exit();
+    let refills = a.heap().stats.classes[c].refills.get();
+    while a.heap().stats.classes[c].refills.get() == refills {
+        let p = a.alloc(size);
+        live.add(p, size);
+    }
+    assert_eq!(a.heap().stats.classes[c].remote_drained.get(), 7);
+    free_all_and_exit(a, &mut live);
+}
+
 #[test]
 fn batched_blocks_of_an_exited_owner_reach_the_adopter() {
     test_env!(E, 64 << 20);

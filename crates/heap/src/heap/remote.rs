@@ -61,6 +61,12 @@ impl<E: HeapEnv> Heap<E> {
             if unsafe { b.push(p) } {
                 self.flush_batch(i);
             }
+        } else if self.remote[i ^ 1].key() == k {
+            // (the pair's other entry: see `start_batch`)
+            // SAFETY: as above.
+            if unsafe { self.remote[i ^ 1].push(p) } {
+                self.flush_batch(i ^ 1);
+            }
         } else {
             // SAFETY: `p` is claimed (its mark swapped in above) and given
             // up by the caller, a block of `class` in a live superslab.
@@ -71,9 +77,11 @@ impl<E: HeapEnv> Heap<E> {
 
     /// Block `p` (claimed, of `class`) missed the batch `i` of its slot
     /// `k`. A mid block goes to its slab's batch (keyed by the slab's first
-    /// slot) if there is one; otherwise batch `i` (of the slot, or of the
-    /// slab for a mid block), which holds another slot's (or slab's) blocks
-    /// or none, is flushed if it holds any and starts anew with `p`.
+    /// slot) if there is one. Batches are two-way: the key's batch may be
+    /// in entry `i` or `i ^ 1` (`i` of the slot, or of the slab for a mid
+    /// block); if neither holds it, `p` starts a batch in an empty entry of
+    /// the two, or, when both hold other keys' blocks, in the fuller one
+    /// after flushing it.
     ///
     /// # Safety
     /// `p` is a claimed block of `class` in a live superslab, which the
@@ -95,9 +103,32 @@ impl<E: HeapEnv> Heap<E> {
             }
             (j, sk)
         };
-        if !self.remote[i].is_empty() {
-            self.flush_one(i);
+        // Two ways: the batch may live in the pair's other entry `i ^ 1`
+        // (the fast path looks only at `i`); a new batch takes an empty
+        // entry of the pair, and only when both hold others' blocks is one
+        // flushed, the fuller one (more blocks for its splice, and the
+        // other keeps room to grow).
+        let alt = i ^ 1;
+        if self.remote[alt].key() == k {
+            // SAFETY: claimed, given up, of this batch's slot (or slab).
+            if unsafe { self.remote[alt].push(p) } {
+                self.flush_batch(alt);
+            }
+            return;
         }
+        let i = if self.remote[i].is_empty() {
+            i
+        } else if self.remote[alt].is_empty() {
+            alt
+        } else {
+            let i = if self.remote[alt].len() > self.remote[i].len() {
+                alt
+            } else {
+                i
+            };
+            self.flush_one(i);
+            i
+        };
         let limit = if class < TINY_CLASSES {
             RB_MAX_BLOCKS
         } else {
