@@ -2,7 +2,7 @@
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use hakmem_pagemap::{Entry, PageMap};
 use hakmem_platform::{Pal, SpinLock, PAGE_SIZE};
@@ -15,6 +15,11 @@ pub struct Large<P: Pal> {
     cache: SpinLock<BigCache>,
     /// The next mapping family (see `LargeHeader::family`; 0 is none).
     next_family: AtomicU64,
+    /// Whether extending fresh mappings to a huge-page boundary is gated
+    /// by [`Large::grant_huge`] (see [`Large::set_huge_gated`]).
+    huge_gated: AtomicBool,
+    /// Huge pages the extensions may still fault in while gated.
+    huge_budget: AtomicU32,
     _pal: PhantomData<P>,
 }
 
@@ -42,8 +47,44 @@ impl<P: Pal> Large<P> {
         Large {
             cache: SpinLock::new(BigCache::new()),
             next_family: AtomicU64::new(1),
+            huge_gated: AtomicBool::new(false),
+            huge_budget: AtomicU32::new(0),
             _pal: PhantomData,
         }
+    }
+
+    /// From now on (`true`), a fresh mapping is extended to a huge-page
+    /// boundary ([`fresh_extra`]) only while the huge pages granted by
+    /// [`Large::grant_huge`] last (one per 2 MiB of the whole mapping), so
+    /// that the extension's huge-page faults find free huge pages and never
+    /// compact on the allocating thread; without a grant a fresh mapping is
+    /// made as before the extension existed. `false` (the default): always.
+    pub fn set_huge_gated(&self, on: bool) {
+        self.huge_gated.store(on, Ordering::Relaxed);
+    }
+
+    /// While gated, the next extensions may fault in `n` huge pages in all
+    /// (replaces the previous grant).
+    pub fn grant_huge(&self, n: u32) {
+        self.huge_budget.store(n, Ordering::Relaxed);
+    }
+
+    /// What is left of the last grant.
+    pub fn huge_budget(&self) -> u32 {
+        self.huge_budget.load(Ordering::Relaxed)
+    }
+
+    /// Whether a fresh mapping of `len` bytes may be extended (takes its
+    /// huge pages from the grant while gated).
+    fn may_extend(&self, len: usize) -> bool {
+        if !self.huge_gated.load(Ordering::Relaxed) {
+            return true;
+        }
+        let n = len.div_ceil(hakmem_platform::CHUNK_SIZE);
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.huge_budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(n))
+            .is_ok()
     }
 
     /// Allocates `size` bytes aligned to `align` (a power of two). Mappings
@@ -118,11 +159,14 @@ impl<P: Pal> Large<P> {
                 return Some(a);
             }
         }
-        let extra = if offset == PAGE_SIZE && !growing {
+        let mut extra = if offset == PAGE_SIZE && !growing {
             fresh_extra(len, huge_from, limits)
         } else {
             0
         };
+        if extra > 0 && !self.may_extend(len + extra) {
+            extra = 0;
+        }
         if extra > 0 {
             map_align = map_align.max(hakmem_platform::CHUNK_SIZE);
         }
@@ -854,6 +898,36 @@ mod tests {
         assert_eq!(large.check(map, &BIG), Ok(()));
         large.trim(map, &BIG);
         assert_eq!(large.stats().dirty.0 + large.stats().clean.0, 0);
+    }
+
+    #[test]
+    fn gated_extensions_take_their_huge_pages_from_the_grant() {
+        let (map, large) = setup();
+        let (two, mib) = (CHUNK_SIZE, 1 << 20);
+        large.set_huge_gated(true);
+        // no grant: made as without extensions (no piece cached)
+        let a = large.alloc(map, 3 * mib, 16, &LIMITS, two).unwrap();
+        assert_eq!(large.stats().dirty.0, 0);
+        // a grant short of the 6 MiB mapping's three huge pages: the same
+        large.grant_huge(2);
+        let b = large.alloc(map, 3 * mib, 16, &LIMITS, two).unwrap();
+        assert_eq!(large.stats().dirty.0, 0);
+        assert_eq!(large.huge_budget(), 2);
+        // enough: extended, the grant spent
+        large.grant_huge(3);
+        let c = large.alloc(map, 3 * mib, 16, &LIMITS, two).unwrap();
+        assert_eq!(large.stats().dirty, (1, 3 * mib - 4096));
+        assert_eq!(large.huge_budget(), 0);
+        // ungated: always
+        large.set_huge_gated(false);
+        let d = large.alloc(map, 7 * mib / 2, 16, &LIMITS, two).unwrap();
+        assert_eq!(large.stats().dirty.0, 2);
+        assert_eq!(large.check(map, &LIMITS), Ok(()));
+        for x in [a, b, c, d] {
+            // SAFETY: freeing each once.
+            unsafe { large.free(map, header(map, x.ptr.as_ptr()), &LIMITS) };
+        }
+        large.trim(map, &LIMITS);
     }
 
     #[test]
