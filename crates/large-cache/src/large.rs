@@ -164,7 +164,10 @@ impl<P: Pal> Large<P> {
         } else {
             0
         };
-        if extra > 0 && !self.may_extend(len + extra) {
+        // a reserved length stays as it is: its freed mappings must keep
+        // exactly that length to be held (not merged with a tail)
+        if extra > 0 && (self.cache.lock().reserved(len).is_some() || !self.may_extend(len + extra))
+        {
             extra = 0;
         }
         if extra > 0 {
