@@ -20,7 +20,11 @@
 //!   background thread, where any compaction stall lands) into the pool's
 //!   prepared reserve, sized by the last tick's demand (2 to
 //!   [`MAX_PREPARED`]); unused ones are unmapped after the decay time.
-//!   Without either, the allocating thread's faults stay 4 KiB.
+//!   Without either, the allocating thread's faults stay 4 KiB. The same
+//!   grant, renewed on each tick, gates the large tier's extension of a
+//!   fresh mapping to a huge-page boundary (`Large::set_huge_gated`, one
+//!   huge page per 2 MiB of the mapping); without it a fresh large mapping
+//!   is made as it was before that extension.
 //!
 //! `1` is the old override (advise every fresh superslab: `Direct`
 //! whatever `defrag` says), `0` turns huge superslabs off.
@@ -31,7 +35,7 @@ use hakmem_options::ThpSuperslabs;
 use hakmem_platform::{ThpEnabled, ThpMode};
 use hakmem_superslab::{HugeMode, MAX_PREPARED};
 
-use crate::state::{PAGE_MAP, POLICY, POOL};
+use crate::state::{LARGE, PAGE_MAP, POLICY, POOL};
 
 /// Free 2 MiB blocks left to the rest of the system before any is granted
 /// (64 MiB).
@@ -84,8 +88,11 @@ pub(crate) fn prepared_target(demand: u64, recent: bool, grant: u32) -> u64 {
 pub(crate) fn configure(choice: ThpSuperslabs) {
     let mode = choose(choice, hakmem_platform::thp_mode());
     POOL.set_huge_mode(mode);
+    LARGE.set_huge_gated(mode == HugeMode::Gated);
     if mode == HugeMode::Gated {
-        POOL.grant_huge(grant_for(hakmem_platform::free_huge_blocks()));
+        let grant = grant_for(hakmem_platform::free_huge_blocks());
+        POOL.grant_huge(grant);
+        LARGE.grant_huge(grant);
     }
 }
 
@@ -113,6 +120,7 @@ fn tick_now(now_ms: u64) {
 fn tick_with(now_ms: u64, free: Option<u64>) {
     let grant = grant_for(free);
     POOL.grant_huge(grant);
+    LARGE.grant_huge(grant);
     let p = POLICY.load();
     if p.pool_dirty == 0 {
         return; // no pool retention (minimal mode): nothing kept ahead
@@ -172,6 +180,7 @@ mod tests {
             let now = crate::state::Os::now_ms().max(1);
             tick_with(now, Some(0));
             assert_eq!(POOL.huge_budget(), 0);
+            assert_eq!(LARGE.huge_budget(), 0, "the large tier's grant too");
             let owner = PendingList::new();
             let tag = Entry::FIRST_TAG + 4000;
             let mut held = Vec::new();
@@ -187,6 +196,8 @@ mod tests {
             // a huge page at hand: the grant covers demand, nothing more made
             tick_with(now + 2, Some(1 << 20));
             assert_eq!(POOL.huge_budget(), MAX_GRANT);
+            // (other tests' large blocks may have taken a few since)
+            assert!(LARGE.huge_budget() > MAX_GRANT / 2);
             assert_eq!(POOL.stats().prepared_made, s.prepared_made);
             // taken before a fresh mapping (other tests of this binary
             // share the pool and may park a dirty superslab there, which

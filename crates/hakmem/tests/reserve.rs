@@ -59,13 +59,18 @@ fn a_bursty_large_site_keeps_its_mappings_resident() {
     eprintln!("faults per burst: off {off:?}, on {on:?}; {st:?}");
     assert_eq!(st.reservations, 1);
     assert!(st.reserved_hits >= 3 * 4, "later bursts hit: {st:?}");
-    // without the reservation every burst faults its pages in again (fewer
-    // faults than pages where transparent huge pages serve them)
+    // without the reservation every burst faults its pages in again (one
+    // fault per huge page where transparent huge pages serve them: fresh
+    // mappings of unreserved lengths end on a huge-page boundary, so at
+    // least one per block)
     let least = *off.iter().min().unwrap();
-    assert!(least >= 256, "bursts off fault their memory in: {off:?}");
+    assert!(least >= 4, "bursts off fault their memory in: {off:?}");
     // with it, the bursts after the reservation (made in the second) are
     // served from resident mappings
-    for (i, f) in on.iter().enumerate().skip(2) {
+    // (the burst that made it mapped some blocks before it existed, ending
+    // on a huge-page boundary, so not of the reserved length: the next
+    // burst maps those afresh once; from then on all are resident)
+    for (i, f) in on.iter().enumerate().skip(3) {
         assert!(*f * 10 < least, "burst {i} on: {f} faults vs {least} off");
     }
 }

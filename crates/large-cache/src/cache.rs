@@ -414,15 +414,17 @@ impl BigCache {
         Some(e)
     }
 
-    /// Takes the largest dirty mapping shorter than `len` (to be grown into
-    /// a request nothing cached can hold).
-    pub fn take_below(&mut self, len: usize) -> Option<Cached> {
+    /// Takes the largest dirty mapping shorter than `len` whose start and
+    /// length are multiples of `align` (a power of two), to be grown into a
+    /// request nothing cached can hold.
+    pub fn take_below(&mut self, len: usize, align: usize) -> Option<Cached> {
         let mut best: Option<(usize, usize)> = None;
         for c in 0..=class_of(len) {
             for i in 0..self.counts[c] as usize {
                 let e = &self.slots[c][i];
                 if e.dirty
                     && e.len < len
+                    && (e.base | e.len) & (align - 1) == 0
                     && best.is_none_or(|(bc, bi)| e.len > self.slots[bc][bi].len)
                 {
                     best = Some((c, i));
@@ -576,6 +578,21 @@ impl BigCache {
         }
         self.put_family(base, len, family, now, limits, work);
         (base, len)
+    }
+
+    /// Whether the class of mapping length `len` has a free way.
+    pub fn has_room_for(&self, len: usize) -> bool {
+        (self.counts[class_of(len)] as usize) < WAYS
+    }
+
+    /// Inserts `e` (the unused tail of a fresh mapping, filed dirty so that
+    /// it is carved and merged like a freed piece; the class must have
+    /// room, see [`BigCache::has_room_for`]) and returns the work that
+    /// keeps the cache within its limits.
+    pub fn put_piece(&mut self, e: Cached, limits: &CacheLimits, work: &mut Work) {
+        debug_assert!(self.has_room_for(e.len));
+        self.insert(e);
+        self.enforce(e.stamp, limits, work);
     }
 
     fn find(&self, f: impl Fn(&Cached) -> bool) -> Option<(usize, usize)> {

@@ -2,7 +2,7 @@
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use hakmem_pagemap::{Entry, PageMap};
 use hakmem_platform::{Pal, SpinLock, PAGE_SIZE};
@@ -15,6 +15,11 @@ pub struct Large<P: Pal> {
     cache: SpinLock<BigCache>,
     /// The next mapping family (see `LargeHeader::family`; 0 is none).
     next_family: AtomicU64,
+    /// Whether extending fresh mappings to a huge-page boundary is gated
+    /// by [`Large::grant_huge`] (see [`Large::set_huge_gated`]).
+    huge_gated: AtomicBool,
+    /// Huge pages the extensions may still fault in while gated.
+    huge_budget: AtomicU32,
     _pal: PhantomData<P>,
 }
 
@@ -42,8 +47,44 @@ impl<P: Pal> Large<P> {
         Large {
             cache: SpinLock::new(BigCache::new()),
             next_family: AtomicU64::new(1),
+            huge_gated: AtomicBool::new(false),
+            huge_budget: AtomicU32::new(0),
             _pal: PhantomData,
         }
+    }
+
+    /// From now on (`true`), a fresh mapping is extended to a huge-page
+    /// boundary ([`fresh_extra`]) only while the huge pages granted by
+    /// [`Large::grant_huge`] last (one per 2 MiB of the whole mapping), so
+    /// that the extension's huge-page faults find free huge pages and never
+    /// compact on the allocating thread; without a grant a fresh mapping is
+    /// made as before the extension existed. `false` (the default): always.
+    pub fn set_huge_gated(&self, on: bool) {
+        self.huge_gated.store(on, Ordering::Relaxed);
+    }
+
+    /// While gated, the next extensions may fault in `n` huge pages in all
+    /// (replaces the previous grant).
+    pub fn grant_huge(&self, n: u32) {
+        self.huge_budget.store(n, Ordering::Relaxed);
+    }
+
+    /// What is left of the last grant.
+    pub fn huge_budget(&self) -> u32 {
+        self.huge_budget.load(Ordering::Relaxed)
+    }
+
+    /// Whether a fresh mapping of `len` bytes may be extended (takes its
+    /// huge pages from the grant while gated).
+    fn may_extend(&self, len: usize) -> bool {
+        if !self.huge_gated.load(Ordering::Relaxed) {
+            return true;
+        }
+        let n = len.div_ceil(hakmem_platform::CHUNK_SIZE);
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.huge_budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(n))
+            .is_ok()
     }
 
     /// Allocates `size` bytes aligned to `align` (a power of two). Mappings
@@ -118,28 +159,82 @@ impl<P: Pal> Large<P> {
                 return Some(a);
             }
         }
-        let base = P::map(len, map_align)?;
+        let mut extra = if offset == PAGE_SIZE && !growing {
+            fresh_extra(len, huge_from, limits)
+        } else {
+            0
+        };
+        // a reserved length stays as it is: its freed mappings must keep
+        // exactly that length to be held (not merged with a tail)
+        if extra > 0 && (self.cache.lock().reserved(len).is_some() || !self.may_extend(len + extra))
+        {
+            extra = 0;
+        }
+        if extra > 0 {
+            map_align = map_align.max(hakmem_platform::CHUNK_SIZE);
+        }
+        let base = P::map(len + extra, map_align)?;
         let b = base.as_ptr() as usize;
         let user = b + offset;
         if !map.reserve::<P>(user, 1) {
             // SAFETY: just mapped, unknown to anyone.
-            unsafe { P::unmap(base, len) };
+            unsafe { P::unmap(base, len + extra) };
             return None;
         }
-        if len >= huge_from {
+        if len + extra >= huge_from {
             // SAFETY: our fresh mapping.
-            unsafe { P::advise_huge(base, len) };
+            unsafe { P::advise_huge(base, len + extra) };
         }
         let family = self.next_family.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the mapping is ours and at least one page long.
         unsafe { LargeHeader::write(b, len, offset, family) };
         map.set(user, Entry::large(user, (offset / PAGE_SIZE) as u32));
+        if extra > 0 {
+            self.cache_fresh_tail(map, b + len, extra, family, limits);
+        }
         Some(LargeAlloc {
             // SAFETY: inside the mapping, non-null.
             ptr: unsafe { NonNull::new_unchecked(user as *mut u8) },
             zeroed: true,
             map_len: len,
         })
+    }
+
+    /// Files the unused tail `base..base + len` of a fresh mapping of
+    /// `family` (see [`fresh_extra`]) as a dirty cached piece, so that the
+    /// next request carves it (its first pages share the block's last huge
+    /// page) and the block merges with it when freed; unmapped (never
+    /// touched) if the cache has no room for it.
+    fn cache_fresh_tail(
+        &self,
+        map: &PageMap,
+        base: usize,
+        len: usize,
+        family: u64,
+        limits: &CacheLimits,
+    ) {
+        let piece = Cached {
+            base,
+            len,
+            stamp: P::now_ms(),
+            dirty: true,
+            family,
+            full: len,
+        };
+        let mut work = Work::NONE;
+        let filed = {
+            let mut g = self.cache.lock();
+            g.has_room_for(len) && Self::register_piece(map, &piece) && {
+                g.put_piece(piece, limits, &mut work);
+                true
+            }
+        };
+        if !filed {
+            // SAFETY: the tail lies in our fresh mapping, past the block,
+            // and nobody knows of it (no page-map entry).
+            unsafe { P::unmap(NonNull::new_unchecked(base as *mut u8), len) };
+        }
+        self.run(map, limits, work);
     }
 
     /// Finds the header of the large block `p`, if `p` is exactly a pointer
@@ -224,7 +319,17 @@ impl<P: Pal> Large<P> {
         huge_from: usize,
     ) -> Option<LargeAlloc> {
         let (_, len, _) = geometry(size, 16, huge_from)?;
-        let c = self.cache.lock().take_below(len)?;
+        // A grown mapping bound for huge pages grows only from one that
+        // starts and ends on huge-page boundaries: pages moved or kept in a
+        // partly filled 2 MiB range pin it to 4 KiB pages, so the rest of
+        // that range would fault page by page (a fresh mapping faults whole
+        // huge pages, its tail cached for the next request).
+        let align = if len >= huge_from {
+            hakmem_platform::CHUNK_SIZE
+        } else {
+            PAGE_SIZE
+        };
+        let c = self.cache.lock().take_below(len, align)?;
         // SAFETY: the cached mapping is ours now and dirty (its header page
         // is mapped); its page-map entry was left in place.
         unsafe { LargeHeader::write(c.base, c.len, PAGE_SIZE, c.family) };
@@ -589,6 +694,42 @@ impl<P: Pal> Large<P> {
     }
 }
 
+/// How far past a fresh block of mapping length `len` its mapping goes,
+/// so that it ends on a huge-page boundary: a block whose mapping would
+/// reach `huge_from` once rounded up to a huge-page multiple gets a
+/// 2 MiB-aligned, huge-page-advised mapping that ends on a boundary;
+/// without it, its last partial huge page (or, below `huge_from`, all of
+/// it) would fault in 4 KiB pages, up to 511 faults per 2 MiB. The extra bytes become a cached piece of the block's family
+/// ([`Large::cache_fresh_tail`]): at least [`MIN_PIECE`] (a huge page more
+/// when the distance to the boundary is shorter), never touched until a
+/// request carves or takes it, merged back when the block is freed. 0 when
+/// the block is below `huge_from`, already ends on a boundary, or the
+/// cache could not hold the piece.
+///
+/// [`MIN_PIECE`]: crate::cache::MIN_PIECE
+pub(crate) fn fresh_extra(len: usize, huge_from: usize, limits: &CacheLimits) -> usize {
+    let chunk = hakmem_platform::CHUNK_SIZE;
+    let Some(end) = len.checked_next_multiple_of(chunk) else {
+        return 0;
+    };
+    if end < huge_from || end == len {
+        return 0;
+    }
+    let mut extra = end - len;
+    if extra < crate::cache::MIN_PIECE {
+        extra += chunk;
+    }
+    let fits = extra <= limits.max_block.min(limits.budget)
+        && len
+            .checked_add(extra)
+            .is_some_and(|t| t <= isize::MAX as usize);
+    if fits {
+        extra
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -707,6 +848,92 @@ mod tests {
     }
 
     #[test]
+    fn fresh_mappings_end_on_a_huge_page_boundary() {
+        let two = CHUNK_SIZE;
+        let mib = 1 << 20;
+        // below the threshold, or already on a boundary: nothing more
+        assert_eq!(fresh_extra(two - 4096, 2 * two, &BIG), 0);
+        assert_eq!(fresh_extra(2 * two, two, &BIG), 0);
+        // short of a boundary that reaches the threshold: up to it
+        assert_eq!(fresh_extra(mib + 4096, two, &BIG), two + mib - 4096);
+        // at least a piece's worth: a huge page more when closer
+        assert_eq!(fresh_extra(two + 4096, two, &BIG), two - 4096);
+        assert_eq!(fresh_extra(3 * mib + 4096, two, &BIG), 3 * mib - 4096);
+        assert_eq!(fresh_extra(5 * mib, two, &BIG), mib);
+        // never more than the cache could hold
+        assert_eq!(fresh_extra(two + 4096, two, &NO_CACHE), 0);
+        let small = CacheLimits { budget: mib, ..BIG };
+        assert_eq!(fresh_extra(5 * mib, two, &small), mib);
+        assert_eq!(fresh_extra(3 * mib + 4096, two, &small), 0);
+
+        let (map, large) = setup();
+        let a = large.alloc(map, 3 * mib, 16, &BIG, two).unwrap();
+        let h = header(map, a.ptr.as_ptr());
+        assert_eq!(h.base() % two, 0);
+        assert_eq!(a.map_len, 3 * mib + 4096, "the block's own length");
+        // the rest up to the boundary is one dirty piece right after it
+        assert_eq!(large.stats().dirty, (1, 3 * mib - 4096));
+        assert_eq!((h.base() + a.map_len + 3 * mib - 4096) % two, 0);
+        assert_eq!(large.check(map, &BIG), Ok(()));
+        // SAFETY: ours.
+        unsafe { core::ptr::write_bytes(a.ptr.as_ptr(), 0x5a, 3 * mib) };
+        // the next request that fits takes it: right behind the block
+        let b = large.alloc(map, 5 * mib / 2, 16, &BIG, two).unwrap();
+        assert_eq!(b.ptr.as_ptr() as usize, a.ptr.as_ptr() as usize + a.map_len);
+        assert!(
+            !b.zeroed,
+            "filed dirty: it shares the block's last huge page"
+        );
+        assert_eq!(large.stats().dirty.0, 0);
+        // SAFETY: ours; the first block is untouched by the second.
+        unsafe {
+            core::ptr::write_bytes(b.ptr.as_ptr(), 0xa5, 5 * mib / 2);
+            let s = core::slice::from_raw_parts(a.ptr.as_ptr(), 3 * mib);
+            assert!(s.iter().all(|&x| x == 0x5a));
+        }
+        // freed, the two merge back into the whole huge-page-aligned mapping
+        // SAFETY: freeing each once.
+        unsafe {
+            large.free(map, header(map, b.ptr.as_ptr()), &BIG);
+            large.free(map, header(map, a.ptr.as_ptr()), &BIG);
+        }
+        assert_eq!(large.stats().dirty, (1, 6 * mib));
+        assert_eq!(large.check(map, &BIG), Ok(()));
+        large.trim(map, &BIG);
+        assert_eq!(large.stats().dirty.0 + large.stats().clean.0, 0);
+    }
+
+    #[test]
+    fn gated_extensions_take_their_huge_pages_from_the_grant() {
+        let (map, large) = setup();
+        let (two, mib) = (CHUNK_SIZE, 1 << 20);
+        large.set_huge_gated(true);
+        // no grant: made as without extensions (no piece cached)
+        let a = large.alloc(map, 3 * mib, 16, &LIMITS, two).unwrap();
+        assert_eq!(large.stats().dirty.0, 0);
+        // a grant short of the 6 MiB mapping's three huge pages: the same
+        large.grant_huge(2);
+        let b = large.alloc(map, 3 * mib, 16, &LIMITS, two).unwrap();
+        assert_eq!(large.stats().dirty.0, 0);
+        assert_eq!(large.huge_budget(), 2);
+        // enough: extended, the grant spent
+        large.grant_huge(3);
+        let c = large.alloc(map, 3 * mib, 16, &LIMITS, two).unwrap();
+        assert_eq!(large.stats().dirty, (1, 3 * mib - 4096));
+        assert_eq!(large.huge_budget(), 0);
+        // ungated: always
+        large.set_huge_gated(false);
+        let d = large.alloc(map, 7 * mib / 2, 16, &LIMITS, two).unwrap();
+        assert_eq!(large.stats().dirty.0, 2);
+        assert_eq!(large.check(map, &LIMITS), Ok(()));
+        for x in [a, b, c, d] {
+            // SAFETY: freeing each once.
+            unsafe { large.free(map, header(map, x.ptr.as_ptr()), &LIMITS) };
+        }
+        large.trim(map, &LIMITS);
+    }
+
+    #[test]
     fn cache_reuses_and_stays_within_budget() {
         let (map, large) = setup();
         let a = large.alloc(map, 3 << 20, 16, &LIMITS, HUGE).unwrap();
@@ -756,6 +983,10 @@ mod tests {
             core::ptr::write_bytes(p, 0x11, 16 << 20);
             large.free(map, header(map, p), &big);
         }
+        // merged with the tail its fresh mapping had (up to a huge page)
+        let whole = large.stats().dirty;
+        assert_eq!(whole.0, 1);
+        assert_eq!(whole.1, a.map_len + fresh_extra(a.map_len, HUGE, &big));
         // a much smaller request is carved from its head
         let b = large.alloc(map, 2 << 20, 16, &big, HUGE).unwrap();
         assert_eq!(b.ptr, a.ptr, "carved from the cached mapping");
@@ -772,7 +1003,7 @@ mod tests {
             large.free(map, header(map, c.ptr.as_ptr()), &big);
         }
         let st = large.stats();
-        assert_eq!(st.dirty, (1, a.map_len), "the pieces merged back");
+        assert_eq!(st.dirty, whole, "the pieces merged back");
         assert_eq!(large.check(map, &big), Ok(()));
         // a bigger request grows the cached mapping: its pages move
         let d = large.alloc(map, 24 << 20, 16, &big, HUGE).unwrap();
@@ -927,10 +1158,11 @@ mod tests {
         h.user.store(p as usize, Ordering::Release);
         assert!(large.check(map, &LIMITS).is_err());
         h.user.store(0, Ordering::Release);
-        // ... or another length
-        h.map_len.store((3 << 20) + 8192, Ordering::Relaxed);
+        // ... or another length (the block merged with its fresh tail)
+        let cached_len = large.stats().dirty.1;
+        h.map_len.store(cached_len + 4096, Ordering::Relaxed);
         assert!(large.check(map, &LIMITS).is_err());
-        h.map_len.store(a.map_len, Ordering::Relaxed);
+        h.map_len.store(cached_len, Ordering::Relaxed);
         assert_eq!(large.check(map, &LIMITS), Ok(()));
         // a mapping listed twice (on a copy of the cache's bookkeeping)
         {
@@ -1066,12 +1298,16 @@ mod tests {
             Large::<PiecePal>::lookup(map.get(a.ptr.as_ptr() as usize), a.ptr.as_ptr()).unwrap();
         // SAFETY: freeing once.
         unsafe { large.free(map, h, &BIG) };
-        // a 2 MiB head carved from the cached 8 MiB, the rest stays cached
+        // merged with its fresh mapping's tail (up to a huge page boundary)
+        let whole = (8 << 20) + 4096 + fresh_extra((8 << 20) + 4096, CHUNK_SIZE, &BIG);
+        assert_eq!(whole % CHUNK_SIZE, 0);
+        assert_eq!(large.stats().dirty, (1, whole));
+        // a 2 MiB head carved from the cached mapping, the rest stays cached
         let b = large
             .alloc(map, (2 << 20) - 4096, 16, &BIG, CHUNK_SIZE)
             .unwrap();
         assert_eq!(b.ptr, a.ptr);
-        assert_eq!(large.stats().dirty, (1, (8 << 20) + 4096 - (2 << 20)));
+        assert_eq!(large.stats().dirty, (1, whole - (2 << 20)));
         let mut p = b.ptr.as_ptr();
         // SAFETY: ours.
         unsafe { core::ptr::write_bytes(p, 0x78, (2 << 20) - 4096) };
@@ -1082,7 +1318,7 @@ mod tests {
         let (q, len) = unsafe { large.resize(map, h, 5 << 20, CHUNK_SIZE) }.unwrap();
         assert_eq!(q.as_ptr(), p, "grown in place");
         assert_eq!(counts::<PieceFake>().maps, before.maps, "no mapping");
-        assert_eq!(large.stats().dirty.1, (8 << 20) + 4096 - len);
+        assert_eq!(large.stats().dirty.1, whole - len);
         assert_eq!(large.check(map, &BIG), Ok(()));
         // 20 MiB: the rest of the cached piece, then a move (the fake never
         // grows in place)
