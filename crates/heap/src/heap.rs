@@ -612,7 +612,7 @@ impl<E: HeapEnv> Heap<E> {
                             )
                         };
                     }
-                    let fresh = h.carved() - carved;
+                    let (fresh, size) = (h.carved() - carved, h.block_size());
                     if h.is_full() {
                         h.set_state(S_FULL);
                         self.current[class] = ptr::null_mut();
@@ -631,7 +631,7 @@ impl<E: HeapEnv> Heap<E> {
                     let ok = unsafe { self.bins[class].push_chain(chain) };
                     debug_assert!(ok);
                     if fresh > 0 {
-                        self.densify_at(cur, fresh, h.block_size());
+                        self.densify_at(cur, fresh, size);
                     }
                     return first.cast();
                 }
@@ -661,8 +661,9 @@ impl<E: HeapEnv> Heap<E> {
     fn densify_at(&self, slab: *mut Slab, fresh: u32, size: u32) {
         let base = Superslab::of(slab.cast::<u8>().cast_const());
         // SAFETY: `slab` is a slab record in the header of a superslab we
-        // own (a current slab), so `base` is that non-null header; no
-        // handle of its slabs is alive here.
+        // own (a current slab), so `base` is that non-null header; the
+        // refill's handle is no longer used, so no other token or handle
+        // of it is in use while this one lives.
         let mut ss =
             unsafe { OwnedSuperslab::assume_owned(ptr::NonNull::new_unchecked(base.cast_mut())) };
         if ss.is_small() {

@@ -59,9 +59,11 @@ struct SsLocal {
     prev: *mut Superslab,
     /// Which list of the owner this superslab is on (owner-defined).
     list_tag: u8,
-    /// Backed by 4 KiB pages (mapped or advised small, or purged), so its
-    /// owner may collapse it into one huge page once it is densely used
-    /// ([`crate::SuperslabPool::densify`]).
+    /// Handed out with 4 KiB pages by the pool (a heap's first superslab, a
+    /// clean one, one beyond the grant), so its owner may collapse it into
+    /// one huge page once it is densely used
+    /// ([`crate::SuperslabPool::densify`]). Cleared by a collapse, and by a
+    /// purge of idle slots (a purged superslab keeps small pages).
     small: bool,
 }
 
@@ -354,9 +356,9 @@ impl OwnedSuperslab {
         self.local_ref().list_tag
     }
 
-    /// Whether the superslab is backed by 4 KiB pages (mapped small by the
-    /// pool, or purged since), so [`crate::SuperslabPool::densify`] may
-    /// collapse it into a huge page.
+    /// Whether the pool handed the superslab out with 4 KiB pages and it
+    /// has been neither collapsed nor purged since, so
+    /// [`crate::SuperslabPool::densify`] may collapse it into a huge page.
     #[inline]
     pub fn is_small(&self) -> bool {
         self.local_ref().small
@@ -533,7 +535,9 @@ impl OwnedSuperslab {
             // it huge again when it hands it out clean)
             // SAFETY: we own the superslab's whole mapping.
             unsafe { P::advise_small(NonNull::new_unchecked(base as *mut u8), SUPERSLAB_SIZE) };
-            self.local().small = true;
+            // and no collapse either (`SuperslabPool::densify` would bring
+            // the huge page back as soon as it is used again)
+            self.local().small = false;
         }
         bytes
     }

@@ -176,3 +176,30 @@ fn carving_doubles_from_a_page() {
     assert_eq!(len(h.take(64)), 0, "a slot holds 64");
     drop(h);
 }
+
+/// A small superslab whose idle slots were purged keeps small pages: it is
+/// no collapse candidate any more (a collapse would make the purged slots
+/// resident again).
+#[test]
+fn purged_superslabs_are_not_collapsed() {
+    let map = leak(PageMap::new());
+    let owner = leak(PendingList::new());
+    let pool = SuperslabPool::<P>::new();
+    pool.set_huge_mode(HugeMode::Gated);
+    pool.grant_huge(4);
+    let mut ss = pool.acquire_for(map, 230, owner, true).expect("memory");
+    let keep = ss.alloc_slab(3, 64, 1).expect("slot");
+    let idle = ss.alloc_slab(3, 64, 1).expect("slot");
+    // SAFETY: no block was handed out.
+    unsafe { ss.release_slab(idle) };
+    assert!(ss.is_small());
+    assert_eq!(ss.purge_idle::<P>(0, 0), SLOT_SIZE);
+    assert!(!ss.is_small());
+    let collapses = Mem::fake().counts().collapses;
+    assert!(!pool.densify(&mut ss, 1000, 64));
+    assert_eq!(Mem::fake().counts().collapses, collapses);
+    // SAFETY: no block was handed out.
+    unsafe { ss.release_slab(keep) };
+    pool.release(map, ss, 0, 0, &KEEP);
+    pool.trim(map);
+}
