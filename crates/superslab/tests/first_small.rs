@@ -2,6 +2,9 @@
 //! collapsed into a huge page once densely used; fresh slabs are carved a
 //! little at a time. On the fake platform, which counts the advice calls.
 
+// Explicit drops mark where a slab handle's exclusive borrow ends.
+#![allow(clippy::drop_non_drop)]
+
 use hakmem_pagemap::PageMap;
 use hakmem_platform::fake::{Fake, FakeInstance, FakePal};
 use hakmem_superslab::*;
