@@ -86,6 +86,11 @@ impl Pal for ProfiledLinux {
         unsafe { Linux::collapse(ptr, len) }
     }
 
+    unsafe fn resident(ptr: NonNull<u8>, len: usize) -> Option<usize> {
+        // SAFETY: forwarded contract (a page-aligned mapping the caller owns).
+        unsafe { Linux::resident(ptr, len) }
+    }
+
     #[inline]
     fn now_ms() -> u64 {
         Linux::now_ms()

@@ -148,6 +148,13 @@ pub(crate) fn print(fd: i32) {
         s.pool.reused,
         s.pool.purged
     );
+    if s.pool.small_first + s.pool.collapsed + s.pool.collapse_failed > 0 {
+        let _ = writeln!(
+            w,
+            "huge pages: {} first superslabs small-paged, {} collapsed when dense ({} refused), {} fresh advised",
+            s.pool.small_first, s.pool.collapsed, s.pool.collapse_failed, s.pool.huge_fresh
+        );
+    }
     let pl = crate::sites::placement_stats();
     if pl.promotions + pl.long_frees > 0 || pl.reference.is_some() {
         let _ = writeln!(

@@ -633,6 +633,7 @@ impl<E: HeapEnv> Heap<E> {
                             )
                         };
                     }
+                    let (fresh, size) = (h.carved() - carved, h.block_size());
                     if h.is_full() {
                         h.set_state(S_FULL);
                         self.current[class] = ptr::null_mut();
@@ -650,6 +651,9 @@ impl<E: HeapEnv> Heap<E> {
                     // (want and whole ≤ room + 1).
                     let ok = unsafe { self.bins[class].push_chain(chain) };
                     debug_assert!(ok);
+                    if fresh > 0 {
+                        self.densify_at(cur, fresh, size);
+                    }
                     return first.cast();
                 }
                 h.set_state(S_FULL);
@@ -669,6 +673,22 @@ impl<E: HeapEnv> Heap<E> {
                 NewSlab::Retry => continue,
                 NewSlab::OutOfMemory => return ptr::null_mut(),
             }
+        }
+    }
+
+    /// After a refill carved `fresh` blocks of `size` bytes from `slab`: its
+    /// superslab, if small-paged, is collapsed into a huge page once densely
+    /// used (`SuperslabPool::densify`).
+    fn densify_at(&self, slab: *mut Slab, fresh: u32, size: u32) {
+        let base = Superslab::of(slab.cast::<u8>().cast_const());
+        // SAFETY: `slab` is a slab record in the header of a superslab we
+        // own (a current slab), so `base` is that non-null header; the
+        // refill's handle is no longer used, so no other token or handle
+        // of it is in use while this one lives.
+        let mut ss =
+            unsafe { OwnedSuperslab::assume_owned(ptr::NonNull::new_unchecked(base.cast_mut())) };
+        if ss.is_small() {
+            E::pool().densify(&mut ss, fresh, size);
         }
     }
 
@@ -713,7 +733,10 @@ impl<E: HeapEnv> Heap<E> {
         if self.empty_bytes > 0 && self.release_retained() {
             return NewSlab::Retry;
         }
-        let Some(mut ss) = E::pool().acquire(E::page_map(), self.tag, &self.pending) else {
+        // a heap's first superslab starts small-paged (see `acquire_for`)
+        let first = self.spaces.is_empty() && self.fulls.is_empty();
+        let Some(mut ss) = E::pool().acquire_for(E::page_map(), self.tag, &self.pending, first)
+        else {
             if self.reclaimed {
                 self.reclaimed = false;
                 return NewSlab::OutOfMemory;

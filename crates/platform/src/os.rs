@@ -101,6 +101,16 @@ pub trait Pal {
     /// The range must be a mapping the caller owns.
     unsafe fn collapse(ptr: NonNull<u8>, len: usize) -> bool;
 
+    /// How many bytes of a range are resident now (`mincore`), in whole
+    /// pages; `None` where the platform cannot tell (the default).
+    ///
+    /// # Safety
+    /// The range must be a page-aligned mapping the caller owns.
+    unsafe fn resident(ptr: NonNull<u8>, len: usize) -> Option<usize> {
+        let _ = (ptr, len);
+        None
+    }
+
     /// A monotonic clock in milliseconds (coarse: a few ms of resolution).
     fn now_ms() -> u64;
 }
@@ -460,6 +470,28 @@ impl Pal for Linux {
         unsafe { libc::madvise(ptr.as_ptr().cast(), len, MADV_COLLAPSE) == 0 }
     }
 
+    unsafe fn resident(ptr: NonNull<u8>, len: usize) -> Option<usize> {
+        // one byte per page, a chunk's worth at a time (on the stack)
+        const PAGES: usize = CHUNK_SIZE / PAGE_SIZE;
+        let mut vec = [0u8; PAGES];
+        let mut pages = 0;
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(CHUNK_SIZE);
+            // SAFETY: the caller owns the page-aligned range; `vec` holds a
+            // byte for each of the (at most PAGES) pages asked about.
+            let r =
+                unsafe { libc::mincore(ptr.as_ptr().add(at).cast(), n, vec.as_mut_ptr().cast()) };
+            if r != 0 {
+                return None;
+            }
+            let k = n.div_ceil(PAGE_SIZE);
+            pages += vec[..k].iter().filter(|&&v| v & 1 != 0).count();
+            at += n;
+        }
+        Some(pages * PAGE_SIZE)
+    }
+
     fn now_ms() -> u64 {
         crate::clock::coarse_ms()
     }
@@ -593,6 +625,22 @@ mod tests {
         );
         if std::path::Path::new("/proc/buddyinfo").exists() {
             assert!(free_huge_blocks().is_some());
+        }
+    }
+
+    #[test]
+    fn resident_counts_touched_pages() {
+        let p = Linux::map(CHUNK_SIZE, CHUNK_SIZE).unwrap();
+        // SAFETY: our fresh chunk; small pages so that one touch is one page.
+        unsafe {
+            Linux::advise_small(p, CHUNK_SIZE);
+            assert_eq!(Linux::resident(p, CHUNK_SIZE), Some(0));
+            for i in [0, 5, 511] {
+                p.as_ptr().add(i * PAGE_SIZE + 7).write_volatile(1);
+            }
+            assert_eq!(Linux::resident(p, CHUNK_SIZE), Some(3 * PAGE_SIZE));
+            assert_eq!(Linux::resident(p, 4 * PAGE_SIZE), Some(PAGE_SIZE));
+            Linux::unmap(p, CHUNK_SIZE);
         }
     }
 

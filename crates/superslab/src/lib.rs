@@ -43,7 +43,7 @@ pub use lists::{SlabList, SuperslabList};
 pub use orphanage::Orphanage;
 pub use pool::{HugeMode, PoolLimits, PoolStats, SuperslabPool, MAX_PREPARED};
 pub use remote::{remote_claim, remote_free, PendingList, RemoteBatch, MAX_SLAB_BLOCKS};
-pub use slab::{Put, Slab, SlabHandle, SlabRef};
+pub use slab::{carve_limit, Put, Slab, SlabHandle, SlabRef};
 pub use superslab::{OwnedSuperslab, Superslab, HEADER_END};
 
 /// Size and alignment of a superslab: one page-map chunk.

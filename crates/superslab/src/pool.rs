@@ -20,6 +20,17 @@
 //! a small *prepared* reserve; acquisition takes it after the dirty list.
 //! Prepared superslabs unused for the decay time are unmapped.
 //!
+//! A heap's *first* superslab ([`SuperslabPool::acquire_for`] with `first`)
+//! gets 4 KiB pages in `Gated` mode: a thread that allocates next to
+//! nothing (a helper thread, the background thread) would otherwise hold a
+//! resident 2 MiB huge page for a few KiB. Its owner calls
+//! [`SuperslabPool::densify`] whenever a refill carves fresh blocks from
+//! it; once [`DENSE_BYTES`] of a small-paged superslab are resident
+//! (counting the blocks just carved) and a huge page is at hand (the
+//! grant), it is advised huge and collapsed (`MADV_COLLAPSE`) into one huge
+//! page, so a busy heap takes only a few small faults before its memory is
+//! huge.
+//!
 //! Pooled chunks carry [`Entry::FREE_TAG`] in the page map, so a stray free
 //! into one is recognised as invalid.
 
@@ -30,7 +41,7 @@ use hakmem_pagemap::{Entry, PageMap};
 use hakmem_platform::Pal;
 
 use crate::remote::PendingList;
-use crate::superslab::{OwnedSuperslab, HEADER_END};
+use crate::superslab::{OwnedSuperslab, Superslab, HEADER_END};
 use crate::sync::{const_fn_unless_loom, AtomicU32, AtomicU8, Ordering, SpinLock};
 use crate::{SLOT_SIZE, SUPERSLAB_SIZE};
 
@@ -39,6 +50,15 @@ const MAX_CLEAN: usize = 256;
 const BATCH: usize = 8;
 /// Prepared superslabs kept at most.
 pub const MAX_PREPARED: usize = 8;
+/// Resident bytes from which [`SuperslabPool::densify`] collapses a
+/// small-paged superslab into a huge page: the header's two pages and two
+/// more. Measured on the quick matrix's threaded rows (16, 24, 32, 64 KiB):
+/// every thread that allocates at all soon passes 32 KiB (the benchmarks'
+/// own sample buffers are written page by page), and from 32 KiB the small
+/// faults taken before the collapse break the fault target on handoff-small
+/// 1x3 and 2x2, handoff-mid 1x3 and larson-loop-1k, while threads that stay
+/// below 16 KiB (the background thread) keep 2 MiB each out of RSS.
+pub const DENSE_BYTES: usize = 16 << 10;
 
 /// How fresh superslab mappings get transparent huge pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +101,14 @@ pub struct PoolStats {
     pub cold: u64,
     /// Fresh mappings advised huge by [`SuperslabPool::acquire`].
     pub huge_fresh: u64,
+    /// Heaps' first superslabs handed out with 4 KiB pages
+    /// ([`SuperslabPool::acquire_for`]).
+    pub small_first: u64,
+    /// Small-paged superslabs collapsed into a huge page by
+    /// [`SuperslabPool::densify`] (`failed`: the kernel refused).
+    pub collapsed: u64,
+    /// Collapses the kernel refused.
+    pub collapse_failed: u64,
 }
 
 /// Limits of the pool (from the policy).
@@ -172,6 +200,9 @@ pub struct SuperslabPool<P: Pal> {
     huge: AtomicU8,
     /// Fresh mappings that may still be advised huge in `Gated` mode.
     huge_budget: AtomicU32,
+    /// [`SuperslabPool::densify`]'s threshold in bytes (default
+    /// [`DENSE_BYTES`]).
+    dense: AtomicU32,
     _pal: PhantomData<P>,
 }
 
@@ -217,10 +248,14 @@ impl<P: Pal> SuperslabPool<P> {
                         prepared_used: 0,
                         cold: 0,
                         huge_fresh: 0,
+                        small_first: 0,
+                        collapsed: 0,
+                        collapse_failed: 0,
                     },
                 }),
                 huge: AtomicU8::new(HugeMode::Off as u8),
                 huge_budget: AtomicU32::new(0),
+                dense: AtomicU32::new(DENSE_BYTES as u32),
                 _pal: PhantomData,
             }
         }
@@ -256,6 +291,13 @@ impl<P: Pal> SuperslabPool<P> {
         self.huge_budget.store(n, Ordering::Relaxed);
     }
 
+    /// Sets [`SuperslabPool::densify`]'s threshold: touched bytes from
+    /// which a small-paged superslab is collapsed.
+    pub fn set_dense_bytes(&self, bytes: usize) {
+        self.dense
+            .store(bytes.min(SUPERSLAB_SIZE) as u32, Ordering::Relaxed);
+    }
+
     /// What is left of the last grant.
     pub fn huge_budget(&self) -> u32 {
         self.huge_budget.load(Ordering::Relaxed)
@@ -279,18 +321,45 @@ impl<P: Pal> SuperslabPool<P> {
     /// pooled clean one, or a fresh mapping (advised huge as
     /// [`HugeMode`] says). `None` when the OS is out of memory.
     pub fn acquire(&self, map: &PageMap, tag: u32, owner: &PendingList) -> Option<OwnedSuperslab> {
-        // whether it comes from the clean list (purged, advised small)
+        self.acquire_for(map, tag, owner, false)
+    }
+
+    /// [`SuperslabPool::acquire`], for a heap that owns no superslab yet
+    /// when `first`: in [`HugeMode::Gated`] its first superslab is then a
+    /// dirty pooled one (resident already) or a clean or fresh one with
+    /// 4 KiB pages (advised `MADV_NOHUGEPAGE`, taking nothing from the
+    /// grant), never a prepared one, and it is not counted as demand for
+    /// prepared ones; [`SuperslabPool::densify`] collapses it once it is
+    /// densely used. A superslab handed out with 4 KiB pages (first or not)
+    /// is marked small ([`OwnedSuperslab::is_small`]).
+    pub fn acquire_for(
+        &self,
+        map: &PageMap,
+        tag: u32,
+        owner: &PendingList,
+        first: bool,
+    ) -> Option<OwnedSuperslab> {
+        let small_first = first && self.huge_mode() == HugeMode::Gated;
+        // where it comes from: the clean list (purged, advised small), the
+        // dirty list (its old header says whether it is small), prepared
         let mut clean = false;
+        let mut dirty = false;
         let pooled = {
             let mut g = self.inner.lock();
             let p = match g.dirty.pop_newest() {
                 Some(p) => {
                     g.stats.reused += 1;
+                    dirty = true;
                     Some(p)
                 }
                 None => {
-                    g.stats.cold += 1;
-                    if let Some(p) = g.prepared.pop_newest() {
+                    let prepared = if small_first {
+                        None
+                    } else {
+                        g.stats.cold += 1;
+                        g.prepared.pop_newest()
+                    };
+                    if let Some(p) = prepared {
                         g.stats.prepared_used += 1;
                         Some(p)
                     } else {
@@ -303,19 +372,28 @@ impl<P: Pal> SuperslabPool<P> {
                     }
                 }
             };
+            g.stats.small_first += u64::from(small_first && !dirty);
             g.sync_counts();
             p
         };
-        let base = match pooled {
+        let (base, small) = match pooled {
             Some(p) => {
                 // SAFETY: pooled bases are non-null chunk addresses.
                 let b = unsafe { NonNull::new_unchecked(p.base as *mut u8) };
-                if clean && self.advise_fresh() {
+                let small = if dirty {
+                    // SAFETY: a pooled dirty chunk is a former superslab
+                    // whose header is intact, out of the pool and ours
+                    // alone.
+                    unsafe { Superslab::was_small(b) }
+                } else {
+                    clean
+                };
+                if clean && !small_first && self.advise_fresh() {
                     // SAFETY: out of the pool, ours alone: a whole
                     // superslab mapping.
                     unsafe { P::advise_huge(b, SUPERSLAB_SIZE) };
                 }
-                b
+                (b, small)
             }
             None => {
                 let b = P::map(SUPERSLAB_SIZE, SUPERSLAB_SIZE)?;
@@ -324,20 +402,82 @@ impl<P: Pal> SuperslabPool<P> {
                     unsafe { P::unmap(b, SUPERSLAB_SIZE) };
                     return None;
                 }
-                let huge = self.advise_fresh();
+                let huge = !small_first && self.advise_fresh();
                 if huge {
                     // SAFETY: `b` is our fresh mapping of SUPERSLAB_SIZE bytes.
                     unsafe { P::advise_huge(b, SUPERSLAB_SIZE) };
+                } else if small_first {
+                    // (THP `enabled=always` would back it huge unadvised)
+                    // SAFETY: `b` is our fresh mapping of SUPERSLAB_SIZE bytes.
+                    unsafe { P::advise_small(b, SUPERSLAB_SIZE) };
                 }
                 let mut g = self.inner.lock();
                 g.stats.mapped += 1;
                 g.stats.huge_fresh += u64::from(huge);
-                b
+                (b, !huge)
             }
         };
         // SAFETY: the chunk is empty, ours alone (fresh or from the pool) and
         // reserved in the map; formatting writes the header, then the entries.
-        Some(unsafe { OwnedSuperslab::format(base, map, tag, owner) })
+        let mut ss = unsafe { OwnedSuperslab::format(base, map, tag, owner) };
+        ss.set_small(small);
+        Some(ss)
+    }
+
+    /// Called by the owner of `ss` when a refill has carved `fresh` blocks
+    /// of `size` bytes from it: a superslab backed by 4 KiB pages
+    /// ([`OwnedSuperslab::is_small`]) of which at least [`DENSE_BYTES`] are
+    /// resident, counting the blocks just carved as about to be written
+    /// (whole up to half a slot, a page each above; [`Pal::resident`], or
+    /// where the platform cannot tell [`OwnedSuperslab::touched_bytes`],
+    /// which also gates the `mincore` call), is advised huge and collapsed
+    /// into one huge page (`MADV_COLLAPSE`, contents kept), in
+    /// [`HugeMode::Gated`] only and only while the grant holds a huge page
+    /// at hand (one is taken), so the collapse finds a free huge page and
+    /// never compacts. Afterwards it counts as huge whether or not the
+    /// kernel managed (advised, `khugepaged` may still collapse it), so a
+    /// refused collapse is not retried. True when it was collapsed.
+    pub fn densify(&self, ss: &mut OwnedSuperslab, fresh: u32, size: u32) -> bool {
+        if !ss.is_small() || self.huge_mode() != HugeMode::Gated {
+            return false;
+        }
+        // the blocks just carved are about to be written: whole ones of the
+        // classes up to half a slot, a page (their list words) of bigger
+        // ones, which a program may well not touch all of
+        let per = if size as usize <= SLOT_SIZE / 2 {
+            size as usize
+        } else {
+            hakmem_platform::PAGE_SIZE
+        };
+        let fresh = fresh as usize * per;
+        let dense = self.dense.load(Ordering::Relaxed) as usize;
+        let estimate = ss.touched_bytes().max(fresh);
+        if estimate < dense {
+            return false;
+        }
+        // SAFETY: a superslab base is a non-null chunk address.
+        let b = unsafe { NonNull::new_unchecked(ss.base() as *mut u8) };
+        // the estimate is an upper bound (big blocks are carved untouched):
+        // the pages actually resident decide where the platform can tell
+        // SAFETY: the token makes the whole superslab mapping ours.
+        let resident = unsafe { P::resident(b, SUPERSLAB_SIZE) }.map_or(estimate, |r| r + fresh);
+        if resident < dense || !self.advise_fresh() {
+            return false;
+        }
+        // SAFETY: the token makes the whole superslab mapping ours; a
+        // collapse keeps its contents, so live blocks are unaffected.
+        let ok = unsafe {
+            P::advise_huge(b, SUPERSLAB_SIZE);
+            P::collapse(b, SUPERSLAB_SIZE)
+        };
+        ss.set_small(false);
+        let mut g = self.inner.lock();
+        if ok {
+            g.stats.collapsed += 1;
+        } else {
+            g.stats.collapse_failed += 1;
+        }
+        ok
     }
 
     /// Prepares one superslab ahead of need, at time `now`: maps it,

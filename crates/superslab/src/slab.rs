@@ -28,6 +28,32 @@ pub struct Slab {
     local: UnsafeCell<SlabLocal>,
 }
 
+/// The most fresh blocks one take carves from a slab that has carved
+/// `carved` blocks of `block_size` bytes: as many bytes as it carved so far
+/// (at least a page's worth, at least two blocks: a refill leaves one in
+/// the bin). A slab's carving doubles
+/// from take to take, so a thread that uses a few blocks of a class touches
+/// a page or two of its slab instead of a whole refill's worth (64 blocks:
+/// 64 KiB of 1 KiB blocks), and a growing one needs a few more takes per
+/// slab, not one per page.
+#[inline]
+pub const fn carve_limit(carved: u32, block_size: u32) -> u32 {
+    let bytes = carved as u64 * block_size as u64;
+    let bytes = if bytes > hakmem_platform::PAGE_SIZE as u64 {
+        bytes
+    } else {
+        hakmem_platform::PAGE_SIZE as u64
+    };
+    let n = bytes / block_size as u64;
+    if n < 2 {
+        2
+    } else if n > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        n as u32
+    }
+}
+
 impl core::fmt::Debug for Slab {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Slab")
@@ -429,8 +455,10 @@ impl SlabHandle<'_> {
     }
 
     /// Takes up to `n` blocks (at least one if any is available): first from
-    /// the local free list, then carved from fresh memory. The blocks count
-    /// as used from now on.
+    /// the local free list, then carved from fresh memory, at most
+    /// [`carve_limit`] blocks a call (a slab's untouched pages stay
+    /// untouched until the blocks already carved are in use). The blocks
+    /// count as used from now on.
     pub fn take(&mut self, n: u32) -> Chain {
         self.take_up_to(n, n)
     }
@@ -464,7 +492,9 @@ impl SlabHandle<'_> {
             Chain::EMPTY
         };
         let want = n.saturating_sub(chain.len);
-        let fresh = want.min(l.capacity - l.carved);
+        let fresh = want
+            .min(l.capacity - l.carved)
+            .min(carve_limit(l.carved, l.block_size));
         if fresh > 0 {
             let bs = l.block_size as usize;
             let data = l.data as usize;

@@ -59,6 +59,12 @@ struct SsLocal {
     prev: *mut Superslab,
     /// Which list of the owner this superslab is on (owner-defined).
     list_tag: u8,
+    /// Handed out with 4 KiB pages by the pool (a heap's first superslab, a
+    /// clean one, one beyond the grant), so its owner may collapse it into
+    /// one huge page once it is densely used
+    /// ([`crate::SuperslabPool::densify`]). Cleared by a collapse, and by a
+    /// purge of idle slots (a purged superslab keeps small pages).
+    small: bool,
 }
 
 const ALL_BLOCK_SLOTS: u32 = !1u32;
@@ -174,6 +180,17 @@ impl Superslab {
     pub(crate) fn slab(&self, first: usize) -> &Slab {
         &self.slabs[first]
     }
+
+    /// Whether the former superslab at `base` was small-paged
+    /// ([`OwnedSuperslab::is_small`]) when it was given up.
+    ///
+    /// # Safety
+    /// `base` must be a former superslab whose header is intact (a dirty
+    /// pooled one) that the caller owns alone.
+    pub(crate) unsafe fn was_small(base: NonNull<u8>) -> bool {
+        // SAFETY: per the contract the header is intact and ours alone.
+        unsafe { (*(*base.cast::<Superslab>().as_ptr()).local.get()).small }
+    }
 }
 
 /// Exclusive ownership of one live superslab.
@@ -227,6 +244,7 @@ impl OwnedSuperslab {
                 next: ptr::null_mut(),
                 prev: ptr::null_mut(),
                 list_tag: 0,
+                small: false,
             }));
         }
         let ss = OwnedSuperslab(ss);
@@ -336,6 +354,45 @@ impl OwnedSuperslab {
     /// Which of the owner's lists the superslab is on.
     pub fn list_tag(&self) -> u8 {
         self.local_ref().list_tag
+    }
+
+    /// Whether the pool handed the superslab out with 4 KiB pages and it
+    /// has been neither collapsed nor purged since, so
+    /// [`crate::SuperslabPool::densify`] may collapse it into a huge page.
+    #[inline]
+    pub fn is_small(&self) -> bool {
+        self.local_ref().small
+    }
+
+    /// Records whether the superslab is backed by 4 KiB pages (the pool,
+    /// when it hands it out or collapses it).
+    pub(crate) fn set_small(&mut self, small: bool) {
+        self.local().small = small;
+    }
+
+    /// An upper estimate of the bytes of the superslab that have been
+    /// touched (its pages resident with 4 KiB pages): the header's pages,
+    /// every slab's carved blocks (a slab that carved nothing yet counts
+    /// its first refill's worth: 64 blocks, at most its span), and every
+    /// free slot that is still dirty.
+    pub fn touched_bytes(&self) -> usize {
+        let mut bytes = HEADER_END + self.local_ref().dirty_slots.count_ones() as usize * SLOT_SIZE;
+        for s in self.slabs() {
+            // SAFETY: the token makes us the owner; the handle lives only
+            // for these reads and no other handle of the slab is alive
+            // while the owner holds `&self` here.
+            let h = unsafe { s.handle() };
+            let size = h.block_size() as usize;
+            let room = h.span() as usize * SLOT_SIZE;
+            let carved = match h.carved() {
+                0 => 64,
+                n => n as usize,
+            };
+            bytes += (carved * size)
+                .min(room)
+                .next_multiple_of(hakmem_platform::PAGE_SIZE);
+        }
+        bytes
     }
 
     /// Finds `span` consecutive free slots, carves a slab for `class` with
@@ -478,6 +535,9 @@ impl OwnedSuperslab {
             // it huge again when it hands it out clean)
             // SAFETY: we own the superslab's whole mapping.
             unsafe { P::advise_small(NonNull::new_unchecked(base as *mut u8), SUPERSLAB_SIZE) };
+            // and no collapse either (`SuperslabPool::densify` would bring
+            // the huge page back as soon as it is used again)
+            self.local().small = false;
         }
         bytes
     }

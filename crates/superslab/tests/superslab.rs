@@ -27,6 +27,20 @@ fn new_owner() -> &'static PendingList {
     Box::leak(Box::new(PendingList::new()))
 }
 
+/// Takes blocks until `n` are out or the slab has none left: one take
+/// carves at most `carve_limit` fresh blocks.
+fn take_blocks(h: &mut SlabHandle<'_>, n: u32) -> Vec<usize> {
+    let mut v = Vec::new();
+    while (v.len() as u32) < n {
+        let got = chain_blocks(h.take(n - v.len() as u32));
+        if got.is_empty() {
+            break;
+        }
+        v.extend(got);
+    }
+    v
+}
+
 fn chain_blocks(mut c: Chain) -> Vec<usize> {
     let mut v = Vec::new();
     // SAFETY: chains handed out by a slab are valid lists.
@@ -284,7 +298,7 @@ fn blocks_up_to_half_a_slot_never_straddle_slots() {
     // SAFETY: we own the superslab.
     let mut h = unsafe { r.handle() };
     assert_eq!(h.capacity(), 8);
-    let blocks = chain_blocks(h.take(100));
+    let blocks = take_blocks(&mut h, 100);
     assert_eq!(blocks.len(), 8);
     for &p in &blocks {
         let in_slot = p % SLOT_SIZE;
@@ -318,9 +332,9 @@ fn take_and_put_track_used_and_transitions() {
     let r = ss.alloc_slab(1, 1024, 1).unwrap(); // 64 blocks
                                                 // SAFETY: we own the superslab.
     let mut h = unsafe { r.handle() };
-    let first = chain_blocks(h.take(10));
+    let first = take_blocks(&mut h, 10);
     assert_eq!(first.len(), 10);
-    let rest = chain_blocks(h.take(1000));
+    let rest = take_blocks(&mut h, 1000);
     assert_eq!(rest.len(), 54);
     assert!(h.is_full());
     assert!(h.take(1).is_empty());
@@ -344,7 +358,7 @@ fn take_and_put_track_used_and_transitions() {
     assert_eq!(unsafe { h.put(all[63] as *mut _) }, Put::Empty);
     assert!(h.is_releasable());
     // the whole free list comes back in one take
-    let again = chain_blocks(h.take(64));
+    let again = take_blocks(&mut h, 64);
     assert_eq!(again.iter().copied().collect::<HashSet<_>>(), set);
 }
 
@@ -358,7 +372,7 @@ fn remote_frees_reach_the_owner_through_the_pending_list() {
     let mut blocks = Vec::new();
     for s in &slabs {
         // SAFETY: we own the superslab.
-        blocks.extend(chain_blocks(unsafe { s.handle() }.take(2048)));
+        blocks.extend(take_blocks(&mut unsafe { s.handle() }, 2048));
     }
     assert_eq!(blocks.len(), 4 * 2048);
     let base = ss.base();
@@ -418,7 +432,7 @@ fn a_queued_slab_is_not_releasable_until_processed() {
     let mut ss = pool.acquire(map, 103, owner).unwrap();
     let s = ss.alloc_slab(2, 32, 1).unwrap();
     // SAFETY: owned.
-    let b = chain_blocks(unsafe { s.handle() }.take(1));
+    let b = take_blocks(&mut unsafe { s.handle() }, 1);
     // SAFETY: live block freed once.
     assert!(unsafe { remote_free(ss.header(), b[0] as *mut u8, 0xfeed) });
     // SAFETY: owned.
@@ -451,7 +465,7 @@ fn counted_remote_stacks_join_the_local_free_list() {
     let mut ss = pool.acquire(map, 104, owner).unwrap();
     let s = ss.alloc_slab(2, 32, 1).unwrap();
     // SAFETY: owned.
-    let blocks = chain_blocks(unsafe { s.handle() }.take(300));
+    let blocks = take_blocks(&mut unsafe { s.handle() }, 300);
     assert_eq!(blocks.len(), 300);
     let batch_free = |bs: &[usize]| {
         let mut b = RemoteBatch::EMPTY;
@@ -505,7 +519,7 @@ fn counted_remote_stacks_join_the_local_free_list() {
     drop(h);
     check("all drained");
     // SAFETY: owned; every block once, none lost.
-    let back: HashSet<usize> = chain_blocks(unsafe { s.handle() }.take(300))
+    let back: HashSet<usize> = take_blocks(&mut unsafe { s.handle() }, 300)
         .into_iter()
         .collect();
     assert_eq!(back, blocks.iter().copied().collect::<HashSet<_>>());
@@ -566,7 +580,7 @@ fn orphans_are_adopted_and_their_queued_slabs_forwarded() {
     let mut ss = pool.acquire(map, 106, old_owner).unwrap();
     let s = ss.alloc_slab(2, 32, 1).unwrap();
     // SAFETY: owned.
-    let blocks = chain_blocks(unsafe { s.handle() }.take(3));
+    let blocks = take_blocks(&mut unsafe { s.handle() }, 3);
     let base = ss.base();
     orphanage.abandon(ss);
     assert_eq!(map.get(base).tag(), Entry::ORPHAN_TAG);
@@ -608,10 +622,10 @@ fn slab_check_reports_a_broken_free_list_or_remote_stack() {
     let other = ss.alloc_slab(4, 64, 1).unwrap();
     // SAFETY: we own the superslab, and this is the only handle to `r`.
     let mut h = unsafe { r.handle() };
-    let b = chain_blocks(h.take(4));
+    let b = take_blocks(&mut h, 4);
     // SAFETY: we own the superslab; the handle to `other` lives for this
     // statement only.
-    let foreign = chain_blocks(unsafe { other.handle() }.take(1))[0];
+    let foreign = take_blocks(&mut unsafe { other.handle() }, 1)[0];
     for &p in &b[..3] {
         // SAFETY: live blocks of this slab, returned once.
         unsafe { h.put(p as *mut _) };
@@ -899,7 +913,7 @@ fn slab_keyed_batches_span_slots_and_drained_lists_move_whole() {
     let bs = 24576usize; // two per slot, a slab of 4 slots holds 8
     let r = ss.alloc_slab(9, bs as u32, 4).unwrap();
     // SAFETY: we own the superslab.
-    let blocks = chain_blocks(unsafe { r.handle() }.take(8));
+    let blocks = take_blocks(&mut unsafe { r.handle() }, 8);
     assert_eq!(blocks.len(), 8);
     let slots: HashSet<usize> = blocks
         .iter()
