@@ -339,7 +339,7 @@ fn the_learner_runs_under_a_special_workload_and_its_policy_reloads() {
 /// stays under the budget in peak RSS under hakmem with the budget, where
 /// the same run without it goes over (so the workload does test the
 /// budget). (Smaller budgets leave too little room for the process's own
-/// few MiB: at 48 MiB the peak is about 5 % over.)
+/// few MiB: at 48 MiB the peak is about 1.5 % over.)
 #[test]
 fn the_memory_budget_holds_the_peak_rss() {
     let lib = libhakmem();
