@@ -3,7 +3,8 @@
 //!
 //! One thread (`hakmem-background`), on by default (`HAKMEM_BACKGROUND=0`
 //! turns it off), ticks on the decay clock: every `decay_ms / 8`, clamped to
-//! [`TICK_MIN_MS`]`..=`[`TICK_MAX_MS`]. Each tick runs the [`tick`] hook
+//! [`TICK_MIN_MS`]`..=`[`TICK_MAX_MS`] (every [`TICK_MIN_MS`] under a
+//! memory budget, whose hook watches the resident set). Each tick runs the [`tick`] hook
 //! list, which gives back memory that sat unused for the decay time.
 //!
 //! The thread starts lazily, from a slow path that holds no lock (the spawn
@@ -72,7 +73,14 @@ pub fn background_running() -> bool {
 fn run() {
     loop {
         let decay = POLICY.load().decay_ms;
-        std::thread::sleep(Duration::from_millis(tick_period_ms(decay)));
+        // under a memory budget every tick watches the resident set: the
+        // shortest period, whatever the decay
+        let period = if crate::budget::budget_bytes() != 0 {
+            TICK_MIN_MS
+        } else {
+            tick_period_ms(decay)
+        };
+        std::thread::sleep(Duration::from_millis(period));
         tick(Os::now_ms());
     }
 }

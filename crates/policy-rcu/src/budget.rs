@@ -17,8 +17,14 @@
 //!   within [`HIGH_DECAY_MS`] (and from 7/8 of the budget the facade
 //!   purges what is free at once, every tick).
 //!
-//! Nothing here raises a knob: a policy already leaner than the rule stays
-//! as it is.
+//! In both levels large mappings get no huge pages (`thp_threshold` at
+//! [`NO_HUGE_MAPPINGS`]) and the large W_MAX is at most
+//! [`BUDGET_WMAX_PERMILLE`]; and the facade may size the large cache by
+//! the room the resident set has left instead of the level's share
+//! ([`FrozenPolicy::within_budget_room`]).
+//!
+//! Nothing here makes a policy keep more memory: a policy already leaner
+//! than the rule stays as it is.
 
 use hakmem_mid_mt::{mid_size, MID_CLASSES};
 use hakmem_tiny_sll::{tiny_size, TINY_CLASSES};
@@ -29,6 +35,24 @@ use crate::FrozenPolicy;
 pub const CALM_DECAY_MS: u64 = 500;
 /// Decay time at most under pressure (ms).
 pub const HIGH_DECAY_MS: u64 = 80;
+
+/// The THP gate under a budget: above any mapping (`thp_threshold`'s
+/// range ends at the address space).
+pub const NO_HUGE_MAPPINGS: usize = 1 << 47;
+
+/// Large W_MAX under a budget (thousandths).
+pub const BUDGET_WMAX_PERMILLE: u32 = 1100;
+
+/// The large cache keeps at most this fraction (1/n) of the budget dirty,
+/// however much room the resident set has left.
+pub const MAX_LARGE_ROOM_SHARE: u64 = 16;
+
+/// The step the large cache's room moves by under a budget of `budget`
+/// bytes: a 32nd of its largest room, at least 256 KiB (so that at most
+/// 33 distinct rooms exist per budget).
+pub fn room_step(budget: u64) -> u64 {
+    (budget / MAX_LARGE_ROOM_SHARE / 32).max(256 << 10)
+}
 
 /// How close the resident set is to the budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +84,23 @@ impl FrozenPolicy {
     /// `level` (see the module's documentation). A budget of 0 (none)
     /// leaves it as it is.
     pub fn within_budget(&self, budget: u64, level: Pressure) -> FrozenPolicy {
+        self.within_budget_room(budget, level, None)
+    }
+
+    /// [`FrozenPolicy::within_budget`], with the large cache's dirty bytes
+    /// set by the room the resident set has left (`large_room`, measured
+    /// by the caller: what the cache holds now plus the distance from the
+    /// resident set to the line it must stay under) instead of the level's
+    /// fixed share. The room is quantised down to [`room_step`] (so that
+    /// the policies it makes are few) and capped at
+    /// [`MAX_LARGE_ROOM_SHARE`] of the budget and at what the policy itself
+    /// keeps. `None`: the level's share.
+    pub fn within_budget_room(
+        &self,
+        budget: u64,
+        level: Pressure,
+        large_room: Option<u64>,
+    ) -> FrozenPolicy {
         let mut p = *self;
         if budget == 0 {
             return p;
@@ -69,6 +110,14 @@ impl FrozenPolicy {
             Pressure::Calm => (b / 64, b / 32, b / 64, CALM_DECAY_MS),
             Pressure::High => (0, b / 64, b / 128, HIGH_DECAY_MS),
         };
+        let large = match large_room {
+            None => large,
+            Some(room) => {
+                let step = room_step(budget);
+                let room = room.min(budget / MAX_LARGE_ROOM_SHARE) / step * step;
+                usize::try_from(room).unwrap_or(usize::MAX)
+            }
+        };
         p.large_cache_budget = p.large_cache_budget.min(large);
         p.large_cache_max_block = p.large_cache_max_block.min(p.large_cache_budget);
         p.heap_empty_budget = p.heap_empty_budget.min(keep);
@@ -76,6 +125,13 @@ impl FrozenPolicy {
         p.pool_dirty = p.pool_dirty.min(superslabs);
         p.heap_keep_empty = p.heap_keep_empty.min(superslabs / 4);
         p.decay_ms = p.decay_ms.min(decay);
+        // no huge large mappings: a large block rounded up to a 2 MiB
+        // huge page (or grown to a huge-page boundary) may be 2 MiB
+        // resident for a few hundred KiB in use
+        p.thp_threshold = NO_HUGE_MAPPINGS;
+        // a cached mapping reused for a smaller block keeps its tail
+        // resident while the block lives: less slack
+        p.large_wmax_permille = p.large_wmax_permille.min(BUDGET_WMAX_PERMILLE);
         p.shrink_bins(bins);
         p
     }
@@ -177,8 +233,59 @@ mod tests {
         lean.pool_dirty = 0;
         lean.heap_keep_empty = 0;
         lean.heap_empty_budget = 0;
+        lean.thp_threshold = NO_HUGE_MAPPINGS;
+        lean.large_wmax_permille = 1000;
         assert_eq!(lean.within_budget(64 * MIB, Pressure::High), lean);
         assert_eq!(lean.within_budget(64 * MIB, Pressure::Calm), lean);
+    }
+
+    #[test]
+    fn a_budget_makes_large_mappings_lean() {
+        for level in [Pressure::Calm, Pressure::High] {
+            let p = DEFAULT_POLICY.within_budget(128 * MIB, level);
+            assert_eq!(p.thp_threshold, NO_HUGE_MAPPINGS);
+            assert_eq!(p.large_wmax_permille, BUDGET_WMAX_PERMILLE);
+            assert_eq!(p.validate(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn the_room_sizes_the_large_cache() {
+        let b = 128 * MIB;
+        let step = room_step(b);
+        assert_eq!(step, 256 << 10);
+        // no room measured: the level's share
+        assert_eq!(
+            DEFAULT_POLICY.within_budget_room(b, Pressure::High, None),
+            DEFAULT_POLICY.within_budget(b, Pressure::High)
+        );
+        // a measured room, quantised down to the step, in either level
+        for level in [Pressure::Calm, Pressure::High] {
+            let p = DEFAULT_POLICY.within_budget_room(b, level, Some(5 * MIB + step / 2));
+            assert_eq!(p.large_cache_budget as u64, 5 * MIB);
+            assert!(p.large_cache_max_block <= p.large_cache_budget);
+            assert_eq!(p.validate(), Ok(()));
+        }
+        // no room: nothing kept dirty
+        let p = DEFAULT_POLICY.within_budget_room(b, Pressure::High, Some(0));
+        assert_eq!(p.large_cache_budget, 0);
+        assert_eq!(p.large_cache_max_block, 0);
+        // capped at a 16th of the budget, and at what the policy keeps
+        let p = DEFAULT_POLICY.within_budget_room(b, Pressure::Calm, Some(b));
+        assert_eq!(p.large_cache_budget as u64, b / MAX_LARGE_ROOM_SHARE);
+        let mut lean = DEFAULT_POLICY;
+        lean.large_cache_budget = MIB as usize;
+        lean.large_cache_max_block = MIB as usize;
+        let p = lean.within_budget_room(b, Pressure::Calm, Some(6 * MIB));
+        assert_eq!(p.large_cache_budget as u64, MIB);
+        // no budget: nothing changes
+        assert_eq!(
+            DEFAULT_POLICY.within_budget_room(0, Pressure::High, Some(0)),
+            DEFAULT_POLICY
+        );
+        // few distinct rooms: at most 33 per budget
+        assert!(b / MAX_LARGE_ROOM_SHARE / step <= 32);
+        assert_eq!(room_step(64 << 30), (64 << 30) / 16 / 32);
     }
 
     #[test]
