@@ -38,14 +38,22 @@ pub(crate) const TAIL: usize = 24;
 
 const STRIPES: usize = 4;
 
-struct HeapPtr(*mut Heap);
+/// A recording heap (null until first used) and the recorded allocations
+/// it served, which time its maintenance ([`MAINTAIN_EVERY`]).
+struct HeapPtr(*mut Heap, u32);
 // SAFETY: a recording heap is only used under its lock.
 unsafe impl Send for HeapPtr {}
+
+/// A recording heap follows the policy and ages its idle slabs once in this
+/// many recorded allocations (and on its refills, as every heap does), not
+/// on each: the check reads the clock and the policy, which cost a recorded
+/// call about as much as the rest of its heap work.
+const MAINTAIN_EVERY: u32 = 64;
 
 /// The recording heaps, `STRIPES` per [`Lane`]: lane `l`, stripe `s` is
 /// `REC[l * STRIPES + s]`. Lanes never share a heap, so never a slab.
 static REC: [SpinLock<HeapPtr>; REC_HEAPS] =
-    [const { SpinLock::new(HeapPtr(core::ptr::null_mut())) }; REC_HEAPS];
+    [const { SpinLock::new(HeapPtr(core::ptr::null_mut(), 0)) }; REC_HEAPS];
 static REC_TAGS: [AtomicU32; REC_HEAPS] = [const { AtomicU32::new(u32::MAX) }; REC_HEAPS];
 /// Set (for good) before the first recording heap's tag is published in
 /// `REC_TAGS`: frees in a process that never records skip the tag scan.
@@ -204,9 +212,13 @@ pub(crate) fn record_alloc(size: usize, align: usize, site: SiteId) -> *mut u8 {
             }
             // SAFETY: the recording heap is used under its lock only.
             let h = unsafe { &mut *g.0 };
-            h.sync_policy();
-            // no thread owns a recording heap, so its idle slabs age here
-            h.maintain(false);
+            g.1 = g.1.wrapping_add(1);
+            if g.1 % MAINTAIN_EVERY == 1 {
+                // no thread owns a recording heap, so its idle slabs age
+                // here (and on the background thread's visits)
+                h.sync_policy();
+                h.maintain(false);
+            }
             h.alloc_class(class)
         };
         if p.is_null() {
