@@ -37,13 +37,15 @@ fn recording_heaps_age_idle_slabs_while_recording_goes_on() {
         std::env::set_var("HAKMEM_DECAY_MS", "50");
     }
     // A (2000 blocks of 200 bytes: several slabs) and B share no class,
-    // also with the 24-byte record each recorded block keeps at its end.
+    // also with the short record each recorded block keeps at its end.
     const A: usize = 200;
     const B: usize = 3000;
     let b_first = alloc(B);
     let blocks: Vec<*mut u8> = (0..2000).map(|_| alloc(A)).collect();
+    // the block's class: its usable size is the class less a short record
     // SAFETY: a live block of ours.
-    let class_a = hakmem::class_of(unsafe { hakmem::usable_size(blocks[0]) } + 24);
+    let class_a = hakmem::class_of(unsafe { hakmem::usable_size(blocks[0]) } + 1);
+    assert!(hakmem::class_size(class_a) >= A);
     for p in blocks {
         free(p, A);
     }
