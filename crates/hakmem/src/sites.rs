@@ -385,7 +385,7 @@ mod tests {
     #[test]
     fn a_recorded_small_block_is_its_size_and_the_tail() {
         // a 48-byte request keeps its 16-byte tail in a 64-byte block
-        let p = crate::api::alloc_recorded(48, crate::MIN_ALIGN, SiteId::code(0x4800));
+        let p = crate::alloc_cs(core::alloc::Layout::from_size_align(48, 16).unwrap());
         assert!(!p.is_null());
         let e = crate::state::PAGE_MAP.get(p as usize);
         assert!(is_recording_tag(e.tag()));
