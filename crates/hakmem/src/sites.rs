@@ -5,8 +5,8 @@
 //! *recording heaps*, used under a lock: their blocks belong to no thread, so
 //! every `free` of one reaches the free slow path, which recognises the
 //! heap's tag and records the free. A recorded small block keeps its site
-//! stamp, the allocating thread and the requested size in its last 24 bytes
-//! (its usable size is its class minus those); a recorded large block keeps
+//! stamp, the allocating thread and the requested size in its last 16 bytes
+//! (its usable size is its class minus those; see [`TAIL`]); a recorded large block keeps
 //! them in its mapping's header. Unrecorded blocks pay nothing.
 //!
 //! Sampling is an observer of the allocation path (`observe.rs`): it asks
@@ -33,19 +33,50 @@ pub(crate) static PLACEMENT: Placement = Placement::new();
 
 static SHIFT: AtomicU32 = AtomicU32::new(12);
 
-/// Bytes at the end of a recorded small block: stamp, thread, size.
-pub(crate) const TAIL: usize = 24;
+/// Bytes at the end of a recorded small block: the stamp, then the
+/// allocating thread and the requested size in one word ([`pack_who`]).
+/// Every byte here is a byte more per block (a 48-byte request takes a
+/// 64-byte block), so the tail is as short as it can be.
+pub(crate) const TAIL: usize = 16;
+
+/// Bits of the requested size in a tail's second word: a small recorded
+/// block's size plus [`TAIL`] fits [`SLAB_MAX`].
+const SIZE_BITS: u32 = 20;
+const _: () = assert!(SLAB_MAX <= 1 << SIZE_BITS);
+
+/// The second word of a recorded small block's tail: the allocating
+/// thread's id ([`thread_id`], a slot address: 8-aligned and, in practice,
+/// below 2^47, so its bits 3..47 tell threads apart; a remote free
+/// misread would only be miscounted) above the requested size.
+fn pack_who(me: u64, size: usize) -> u64 {
+    debug_assert!(size < 1 << SIZE_BITS);
+    ((me >> 3) << SIZE_BITS) | size as u64
+}
+
+/// The thread id (as [`pack_who`] keeps it) and the size of a tail's
+/// second word.
+fn unpack_who(w: u64) -> (u64, usize) {
+    (w >> SIZE_BITS, (w & ((1 << SIZE_BITS) - 1)) as usize)
+}
 
 const STRIPES: usize = 4;
 
-struct HeapPtr(*mut Heap);
+/// A recording heap (null until first used) and the recorded allocations
+/// it served, which time its maintenance ([`MAINTAIN_EVERY`]).
+struct HeapPtr(*mut Heap, u32);
 // SAFETY: a recording heap is only used under its lock.
 unsafe impl Send for HeapPtr {}
+
+/// A recording heap follows the policy and ages its idle slabs once in this
+/// many recorded allocations (and on its refills, as every heap does), not
+/// on each: the check reads the clock and the policy, which cost a recorded
+/// call about as much as the rest of its heap work.
+const MAINTAIN_EVERY: u32 = 64;
 
 /// The recording heaps, `STRIPES` per [`Lane`]: lane `l`, stripe `s` is
 /// `REC[l * STRIPES + s]`. Lanes never share a heap, so never a slab.
 static REC: [SpinLock<HeapPtr>; REC_HEAPS] =
-    [const { SpinLock::new(HeapPtr(core::ptr::null_mut())) }; REC_HEAPS];
+    [const { SpinLock::new(HeapPtr(core::ptr::null_mut(), 0)) }; REC_HEAPS];
 static REC_TAGS: [AtomicU32; REC_HEAPS] = [const { AtomicU32::new(u32::MAX) }; REC_HEAPS];
 /// Set (for good) before the first recording heap's tag is published in
 /// `REC_TAGS`: frees in a process that never records skip the tag scan.
@@ -204,9 +235,13 @@ pub(crate) fn record_alloc(size: usize, align: usize, site: SiteId) -> *mut u8 {
             }
             // SAFETY: the recording heap is used under its lock only.
             let h = unsafe { &mut *g.0 };
-            h.sync_policy();
-            // no thread owns a recording heap, so its idle slabs age here
-            h.maintain(false);
+            g.1 = g.1.wrapping_add(1);
+            if g.1 % MAINTAIN_EVERY == 1 {
+                // no thread owns a recording heap, so its idle slabs age
+                // here (and on the background thread's visits)
+                h.sync_policy();
+                h.maintain(false);
+            }
             h.alloc_class(class)
         };
         if p.is_null() {
@@ -217,8 +252,7 @@ pub(crate) fn record_alloc(size: usize, align: usize, site: SiteId) -> *mut u8 {
         unsafe {
             let t = p.add(class_size(class) - TAIL).cast::<u64>();
             t.write_unaligned(stamp.to_bits());
-            t.add(1).write_unaligned(me);
-            t.add(2).write_unaligned(size as u64);
+            t.add(1).write_unaligned(pack_who(me, size));
         }
         return p;
     }
@@ -277,14 +311,11 @@ fn fail() -> *mut u8 {
 /// `p` must be a live block of a recording heap.
 pub(crate) unsafe fn on_free_small(p: *const u8, block_size: usize, tag: u32) {
     // SAFETY: per the contract the tail was written at allocation.
-    let (stamp, who, size) = unsafe {
+    let (stamp, w) = unsafe {
         let t = p.add(block_size - TAIL).cast::<u64>();
-        (
-            t.read_unaligned(),
-            t.add(1).read_unaligned(),
-            t.add(2).read_unaligned(),
-        )
+        (t.read_unaligned(), t.add(1).read_unaligned())
     };
+    let (who, size) = unpack_who(w);
     let stamp = Stamp::from_bits(stamp);
     let now = monotonic_ns();
     PLACEMENT.on_free(
@@ -292,7 +323,12 @@ pub(crate) unsafe fn on_free_small(p: *const u8, block_size: usize, tag: u32) {
         lane_of_tag(tag),
         now.wrapping_sub(stamp.alloc_time(now)),
     );
-    SITES.record_free(stamp, size as usize, now, who != thread_id());
+    SITES.record_free(
+        stamp,
+        size,
+        now,
+        who != unpack_who(pack_who(thread_id(), 0)).0,
+    );
 }
 
 /// A large block is being freed: record it if it was recorded.
@@ -328,4 +364,36 @@ pub fn reset() {
 /// The recording heaps' locks, for the fork handlers.
 pub(crate) fn fork_locks() -> &'static [SpinLock<impl Sized>] {
     &REC
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tail_keeps_the_thread_and_every_small_size() {
+        let me = thread_id();
+        let other = me + 64;
+        for size in [0, 1, 48, 4096, SLAB_MAX - TAIL] {
+            let (who, s) = unpack_who(pack_who(me, size));
+            assert_eq!(s, size);
+            assert_eq!(who, unpack_who(pack_who(me, 0)).0);
+            assert_ne!(who, unpack_who(pack_who(other, size)).0);
+        }
+    }
+
+    #[test]
+    fn a_recorded_small_block_is_its_size_and_the_tail() {
+        // a 48-byte request keeps its 16-byte tail in a 64-byte block
+        let p = crate::alloc_cs(core::alloc::Layout::from_size_align(48, 16).unwrap());
+        assert!(!p.is_null());
+        let e = crate::state::PAGE_MAP.get(p as usize);
+        assert!(is_recording_tag(e.tag()));
+        assert_eq!(class_size(e.class() as usize), 64);
+        // SAFETY: a live block of ours, freed once.
+        unsafe {
+            assert_eq!(crate::usable_size(p), 64 - TAIL);
+            crate::free(p);
+        }
+    }
 }

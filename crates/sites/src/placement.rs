@@ -211,9 +211,15 @@ impl<const N: usize> Placement<N> {
         if !self.enabled() {
             return Lane::Default;
         }
-        if s.countdown.fetch_sub(1, Ordering::Relaxed) <= 1 {
+        // A load and a store, not a read-modify-write (a locked instruction
+        // on every recorded call): threads allocating at one site at once
+        // may lose a tick, which only moves a review a little.
+        let left = s.countdown.load(Ordering::Relaxed);
+        if left <= 1 {
             s.countdown.store(REVIEW_EVERY, Ordering::Relaxed);
             self.review(table, slot, now);
+        } else {
+            s.countdown.store(left - 1, Ordering::Relaxed);
         }
         Lane::from_index(s.lane.load(Ordering::Relaxed) as usize)
     }
@@ -365,6 +371,25 @@ mod tests {
         assert_eq!(p.lane(slot), Lane::Long);
         assert_eq!(p.stats().promotions, 1);
         assert_eq!(p.stats().long_sites, 1);
+    }
+
+    #[test]
+    fn lane_for_reviews_once_every_review_every_calls() {
+        let (t, p) = setup();
+        let mut now = 0;
+        temporaries(t, p, MIN_REFERENCE, MS, &mut now);
+        let site = SiteId::code(0x1800);
+        let slot = t.slot_or_insert(site);
+        for _ in 0..16 {
+            t.record_alloc(site, 64, now);
+        }
+        // its blocks are long-lived by now, but only a review promotes it
+        now += 100 * MS;
+        for k in 1..REVIEW_EVERY {
+            assert_eq!(p.lane_for(t, slot, now), Lane::Default, "call {k}");
+        }
+        assert_eq!(p.lane_for(t, slot, now), Lane::Long, "the review's call");
+        assert_eq!(p.stats().promotions, 1);
     }
 
     #[test]
