@@ -80,6 +80,8 @@ pub(crate) fn set_active(which: u8, on: bool) {
         ACTIVE.fetch_and(!bit, Ordering::AcqRel);
     }
     refresh_limits();
+    // (the C `malloc`'s secure fast path leaves counting to the checked one)
+    crate::secure::refresh_limit();
 }
 
 /// True while secure mode or the debug ring is on (`secure::CHECKED`, of

@@ -56,7 +56,10 @@ pub(crate) struct ThreadSlot {
     pub prof_left: usize,
     /// The thread's kernel id, for the debug ring (0: not read yet).
     pub tid: usize,
-    _pad: [usize; 7],
+    /// The thread's debug ring (null: none claimed; `ring.rs`). The
+    /// hand-written C `malloc`/`free` record into it.
+    pub ring: *const crate::ring::Ring,
+    _pad: [usize; 6],
 }
 
 /// Byte offset of [`ThreadSlot::left`] in the slot (the hand-written C
@@ -64,6 +67,8 @@ pub(crate) struct ThreadSlot {
 pub const SAMPLE_LEFT_OFFSET: usize = core::mem::offset_of!(ThreadSlot, left);
 const _: () = assert!(SAMPLE_LEFT_OFFSET == 16);
 const _: () = assert!(core::mem::size_of::<ThreadSlot>() == 128);
+/// Byte offset of [`ThreadSlot::ring`] in the slot.
+pub const RING_OFFSET: usize = core::mem::offset_of!(ThreadSlot, ring);
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod imp {
@@ -112,6 +117,24 @@ mod imp {
         h
     }
 
+    /// The current thread's debug ring (null: none).
+    #[inline(always)]
+    pub(crate) fn ring() -> *const crate::ring::Ring {
+        let r: *const crate::ring::Ring;
+        // SAFETY: initial-exec access to our own TLS symbol, as in `heap`:
+        // reads this thread's slot's ring word.
+        unsafe {
+            core::arch::asm!(
+                "mov {r}, qword ptr [rip + hakmem_thread_slot@GOTTPOFF]",
+                "mov {r}, qword ptr fs:[{r} + {off}]",
+                r = out(reg) r,
+                off = const super::RING_OFFSET,
+                options(nostack, preserves_flags, readonly),
+            );
+        }
+        r
+    }
+
     /// The address of the current thread's slot.
     #[inline(always)]
     pub(crate) fn slot() -> *mut ThreadSlot {
@@ -149,7 +172,8 @@ mod imp {
                 site_left_one: 0,
                 prof_left: 0,
                 tid: 0,
-                _pad: [0; 7],
+                ring: core::ptr::null(),
+                _pad: [0; 6],
             })
         };
     }
@@ -164,9 +188,15 @@ mod imp {
         // SAFETY: the slot is this thread's own.
         unsafe { (*slot()).heap }
     }
+
+    #[inline(always)]
+    pub(crate) fn ring() -> *const crate::ring::Ring {
+        // SAFETY: the slot is this thread's own.
+        unsafe { (*slot()).ring }
+    }
 }
 
-pub(crate) use imp::{heap, slot};
+pub(crate) use imp::{heap, ring, slot};
 
 /// A random value from the thread's own generator (xorshift64 in the
 /// slot, seeded from the slot's address): jitter for the observers'
