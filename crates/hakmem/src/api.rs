@@ -812,8 +812,15 @@ unsafe fn free_checked(p: *mut u8, e: Entry, ra: usize) {
     let class = match locate_entry("free", p, e) {
         Located::Large(h) => {
             let _errno = ErrnoGuard::new();
+            // SAFETY: `h` is the header of the live large block `p`.
+            unsafe { crate::secure::check_large(h, p, "free") };
             if crate::ring::on() {
-                crate::ring::record(crate::ring::Kind::Free, p, h.usable(), ra);
+                crate::ring::record(
+                    crate::ring::Kind::Free,
+                    p,
+                    crate::secure::large_usable(h),
+                    ra,
+                );
             }
             crate::sites::on_free_large(h);
             LARGE_STATS.frees.add(1);
@@ -933,7 +940,7 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
     }
     match locate("malloc_usable_size", p) {
         Located::Small(c) => small_usable(p, c),
-        Located::Large(h) => h.usable(),
+        Located::Large(h) => crate::secure::large_usable(h),
         Located::Bad => 0,
     }
 }
@@ -999,11 +1006,17 @@ unsafe fn realloc_inner(p: *mut u8, size: usize, align: usize) -> (*mut u8, Opti
             us
         }
         Located::Large(h) => {
-            let us = h.usable();
+            // SAFETY: `h` is the header of the live large block `p`.
+            unsafe { crate::secure::check_large(h, p, "realloc") };
+            let us = crate::secure::large_usable(h);
             // Stay in place while the block is at most half empty; otherwise
             // a large block is resized (its tail unmapped, or its pages moved
             // by the kernel: no copy), a small request moves to a slab.
             if size <= us && size * 2 > us {
+                if crate::secure::large_size(h).is_some() {
+                    // SAFETY: our live block, of at least `us + 8` bytes.
+                    unsafe { crate::secure::set_large_canary(p, size) };
+                }
                 return (p, in_place);
             }
             // (a size no mapping can hold skips the mremap attempt: the
@@ -1011,11 +1024,22 @@ unsafe fn realloc_inner(p: *mut u8, size: usize, align: usize) -> (*mut u8, Opti
             if size > SLAB_MAX && h.alignment() >= align && !beyond_any_mapping(size, align) {
                 let old_len = h.map_len();
                 let thp = POLICY.load().thp_threshold;
+                let canary = crate::secure::large_size(h).is_some();
+                let want = if canary {
+                    crate::secure::large_request(size)
+                } else {
+                    size
+                };
                 // SAFETY: our live block; on success the old pointer is dead.
-                if let Some((q, new_len)) = unsafe { LARGE.resize(&PAGE_MAP, h, size, thp) } {
+                if let Some((q, new_len)) = unsafe { LARGE.resize(&PAGE_MAP, h, want, thp) } {
                     LARGE_STATS.resizes.add(1);
                     LARGE_STATS.bytes_live.add(new_len as u64);
                     LARGE_STATS.bytes_live.sub(old_len as u64);
+                    if canary {
+                        // SAFETY: our live block, of at least `size + 8`
+                        // bytes.
+                        unsafe { crate::secure::set_large_canary(q.as_ptr(), size) };
+                    }
                     return (q.as_ptr(), in_place);
                 }
                 // refused, though it may have grown over cached pieces

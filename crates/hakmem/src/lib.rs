@@ -72,15 +72,15 @@ pub use secure::{Flag, CHECKED};
 #[doc(hidden)]
 pub mod secure_entry {
     pub use crate::api::malloc_written_after_free;
+    pub use crate::observe::{SecureLimit, SECURE_LIMIT};
     pub use crate::ring::{
         EVENTS_OFFSET as RING_EVENTS_OFFSET, KIND_ALLOC, KIND_FREE,
         MASK_OFFSET as RING_MASK_OFFSET, POS_OFFSET as RING_POS_OFFSET,
         SIZE_SHIFT as RING_SIZE_SHIFT,
     };
     pub use crate::secure::{
-        Canary, SecureLimit, TinyInfo, CANARY, INFO_LIMIT_OFFSET, INFO_MUL_OFFSET,
-        INFO_SIZE_OFFSET, POISON_WORD, SECURE_BINS, SECURE_LIMIT, SECURE_ON, SECURE_TINY_MAX,
-        TINY_BIN_BYTES, TINY_INFO,
+        Canary, TinyInfo, CANARY, INFO_LIMIT_OFFSET, INFO_MUL_OFFSET, INFO_SIZE_OFFSET,
+        POISON_WORD, SECURE_BINS, SECURE_ON, SECURE_TINY_MAX, TINY_BIN_BYTES, TINY_INFO,
     };
     pub use crate::tls::RING_OFFSET;
 }

@@ -25,7 +25,7 @@
 //! their end faults in the guard-less unmapped space or lands in another
 //! mapping. Its cost is measured with callgrind (README, "Misuse").
 
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use crate::report::{misuse, Misuse};
 
@@ -47,26 +47,6 @@ pub static CANARY: Canary = Canary(AtomicU64::new(0));
 const POISON_BYTE: u8 = 0xDF;
 /// A word of poison (what a freed block's body holds).
 pub const POISON_WORD: u64 = u64::from_ne_bytes([POISON_BYTE; 8]);
-
-/// The bound the hand-written C `malloc` serves in secure mode on its own:
-/// a size below it is a secure tiny request ([`SECURE_BINS`] has its bin);
-/// 0 (nothing) outside secure mode and while observers are on (their
-/// countdown is `api::malloc_checked`'s). Read-only outside this module;
-/// it only ever holds 0 or `SECURE_TINY_MAX + 1`.
-#[repr(transparent)]
-#[derive(Debug)]
-pub struct SecureLimit(AtomicUsize);
-
-/// See [`SecureLimit`].
-pub static SECURE_LIMIT: SecureLimit = SecureLimit(AtomicUsize::new(0));
-
-/// Recomputes [`SECURE_LIMIT`] (secure mode or the observers switched).
-pub(crate) fn refresh_limit() {
-    let on = on() && !crate::observe::any_active();
-    SECURE_LIMIT
-        .0
-        .store(if on { SECURE_TINY_MAX + 1 } else { 0 }, Ordering::Release);
-}
 
 /// Bytes at the end of each small block that secure mode keeps for itself.
 pub(crate) const TAIL: usize = 8;
@@ -146,6 +126,7 @@ pub static TINY_INFO: [TinyInfo; hakmem_tiny_sll::TINY_CLASSES] = {
 /// The largest request the checked fast path serves in secure mode (its
 /// block, with the canary, is a tiny one).
 pub const SECURE_TINY_MAX: usize = hakmem_tiny_sll::TINY_MAX - TAIL;
+const _: () = assert!(crate::observe::SECURE_BOUND == SECURE_TINY_MAX + 1);
 
 /// The bin offset (`class * BIN_BYTES`) of the tiny class that serves a
 /// request of `size` bytes in secure mode (`max(size + 8, 32)`), by size up
@@ -194,7 +175,7 @@ pub(crate) fn enable(seed: u64) {
     );
     ON.0.store(true, Ordering::Release);
     refresh_special();
-    refresh_limit();
+    crate::observe::set_secure(true);
 }
 
 /// Recomputes [`CHECKED`] after secure mode or the ring was switched (at
@@ -439,6 +420,80 @@ pub(crate) unsafe fn checked_free(p: *mut u8, block_size: usize) -> bool {
     // SAFETY: forwarded contract.
     unsafe { poison_with(p, block_size, c) };
     true
+}
+
+/// The mapping size to ask the large tier for a block of `size` bytes: in
+/// secure mode 8 more, for the tail canary.
+#[inline]
+pub(crate) fn large_request(size: usize) -> usize {
+    if on() {
+        size.saturating_add(TAIL)
+    } else {
+        size
+    }
+}
+
+/// The header of the live large block `p`.
+fn large_header(p: *const u8) -> Option<&'static hakmem_large_cache::LargeHeader> {
+    hakmem_large_cache::Large::<crate::state::Os>::lookup(crate::state::PAGE_MAP.get(p as usize), p)
+}
+
+/// Gives the large block `p` (of `size` bytes asked for) its tail canary:
+/// the size in the header's owner word 2, the canary (unaligned) in the 8
+/// bytes right after it. A write past `size` (even one byte) is then
+/// caught at `free` and `realloc`.
+///
+/// # Safety
+/// `p` must be a live large block of at least `size + 8` bytes, not handed
+/// out yet (or being resized by its owner).
+pub(crate) unsafe fn set_large_canary(p: *mut u8, size: usize) {
+    let Some(h) = large_header(p) else {
+        return;
+    };
+    h.set_aux(2, size as u64);
+    // SAFETY: inside the block (caller's contract).
+    unsafe { p.add(size).cast::<u64>().write_unaligned(canary(p)) };
+}
+
+/// The size asked for of a live large block that carries a tail canary (in
+/// secure mode; not a block recorded by call-site sampling, which keeps its
+/// own words in the header); none otherwise.
+#[inline]
+pub(crate) fn large_size(h: &hakmem_large_cache::LargeHeader) -> Option<usize> {
+    let size = h.aux(2) as usize;
+    (on() && h.aux(1) == 0 && size != 0 && size + TAIL <= h.usable()).then_some(size)
+}
+
+/// The bytes the user may use of the live large block `h`: the size asked
+/// for when it carries a canary, else up to the end of its mapping.
+#[inline]
+pub(crate) fn large_usable(h: &hakmem_large_cache::LargeHeader) -> usize {
+    large_size(h).unwrap_or_else(|| h.usable())
+}
+
+/// Checks the tail canary of the live large block `p` (header `h`) before
+/// `op` (`free` or `realloc`): a write past its size is reported as a heap
+/// overflow (and in warn mode the call goes on). True if intact or if the
+/// block has no canary.
+///
+/// # Safety
+/// `p` must be the live large block whose header is `h`.
+pub(crate) unsafe fn check_large(
+    h: &hakmem_large_cache::LargeHeader,
+    p: *const u8,
+    op: &str,
+) -> bool {
+    let Some(size) = large_size(h) else {
+        return true;
+    };
+    // SAFETY: the canary lies inside the block (`large_size` checked that
+    // it fits in the usable bytes).
+    let ok = unsafe { p.add(size).cast::<u64>().read_unaligned() } == canary(p);
+    if !ok {
+        // (the size asked for stands for the size class)
+        misuse(Misuse::Overflow, op, p, size);
+    }
+    ok
 }
 
 #[cfg(test)]
