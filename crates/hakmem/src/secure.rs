@@ -17,13 +17,15 @@
 //! the debug ring is on ([`checked`]): `malloc`'s size limit is 0
 //! (`observe::TINY_LIMIT`) and the heaps' block-start tests always fail
 //! (`HeapEnv::secure`), so both leave their fast paths at an exit they
-//! already have, for the *checked fast paths* (`api::malloc_checked`,
-//! `api::free_checked_fast`): the same bins, with the canary and poison
-//! checks and the ring's events inline, the block-start test taken from
-//! [`TINY_INFO`]. Anything else goes on to the slow paths as before.
-//! Large blocks (their own mappings) are not given canaries: writing past
-//! their end faults in the guard-less unmapped space or lands in another
-//! mapping. Its cost is measured with callgrind (README, "Misuse").
+//! already have. There the hand-written C `malloc`/`free` take their
+//! *secure fast path* (the same bins, with the canary and poison checks and
+//! the ring's event inline, from [`SECURE_BINS`], [`TINY_INFO`] and
+//! [`CANARY`]); the rest, and the compiled `malloc`/`free`, take the
+//! *checked fast paths* (`api::malloc_checked`, `api::free_checked_fast`),
+//! which do the same in Rust. Anything else goes on to the slow paths.
+//! Large blocks (their own mappings) get a tail canary after the size asked
+//! for ([`set_large_canary`], checked by [`check_large`] at `free` and
+//! `realloc`). Its cost is measured with callgrind (README, "Misuse").
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
