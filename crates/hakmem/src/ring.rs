@@ -359,3 +359,48 @@ fn site(l: &mut Line, ra: usize) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_is_found_with_its_size_caller_and_thread_until_the_ring_wraps() {
+        set(16);
+        let a = 0x7f00_1234_5670usize as *const u8;
+        // a slow-path event (any size) claims the thread's ring
+        record(Kind::Alloc, a, 3_000_000, 0x5555_1234);
+        assert!(!crate::tls::ring().is_null());
+        record_small(Kind::Free, a, 48, 0x5555_4321);
+        for i in 1..=5usize {
+            record_small(Kind::Alloc, (i << 12) as *const u8, 16, 0);
+        }
+        let tid = crate::tls::os_tid();
+        let (alloc, free) = find(a);
+        assert_eq!(
+            alloc,
+            Some(Found {
+                kind: Kind::Alloc,
+                size: 3_000_000,
+                ra: 0x5555_1234,
+                tid,
+                age: 6,
+            })
+        );
+        assert_eq!(
+            free,
+            Some(Found {
+                kind: Kind::Free,
+                size: 48,
+                ra: 0x5555_4321,
+                tid,
+                age: 5,
+            })
+        );
+        // 16 events later both are overwritten
+        for i in 1..=16usize {
+            record_small(Kind::Free, (i << 12) as *const u8, 16, 0);
+        }
+        assert_eq!(find(a), (None, None));
+    }
+}

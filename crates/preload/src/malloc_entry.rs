@@ -17,7 +17,8 @@
 //! (`hakmem::CHECKED`; both limits are 0 then, so every call gets there), to
 //! `hakmem::malloc_checked`, the checked fast path. Off, it is the compiled
 //! version's instruction count (the limit is a memory operand instead of an
-//! immediate); observing adds a compare, a TLS decrement and three jumps.
+//! immediate); observing adds a compare, a TLS decrement and two jumps (the
+//! countdown joins the fast path past its slot-offset load, which it made).
 //!
 //! Layout facts it relies on are checked at compile time in `hakmem`
 //! (the heap's bins come first, 32 bytes each; a bin's head and room; a
@@ -85,6 +86,8 @@ mod imp {
             "1:",
             // the thread's heap (initial-exec TLS)
             "mov rcx, qword ptr [rip + hakmem_thread_slot@GOTTPOFF]",
+            // (the countdown enters here, the slot's offset in rcx)
+            "4:",
             "mov rcx, qword ptr fs:[rcx]",
             // the bin's byte offset for this size (the heap's size table)
             "movzx edx, word ptr [rcx + rdi*2 + {table}]",
@@ -104,7 +107,7 @@ mod imp {
             "ja 2f",
             "mov rcx, qword ptr [rip + hakmem_thread_slot@GOTTPOFF]",
             "sub qword ptr fs:[rcx + {left}], 1",
-            "ja 1b",
+            "ja 4b",
             // due (1 -> 0) or the thread's first (0 -> wrapped): undo the
             // decrement, malloc_observed counts the call itself
             "add qword ptr fs:[rcx + {left}], 1",
