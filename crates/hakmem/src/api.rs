@@ -1015,7 +1015,7 @@ unsafe fn realloc_inner(p: *mut u8, size: usize, align: usize) -> (*mut u8, Opti
             if size <= us && size * 2 > us {
                 if crate::secure::large_size(h).is_some() {
                     // SAFETY: our live block, of at least `us + 8` bytes.
-                    unsafe { crate::secure::set_large_canary(p, size) };
+                    unsafe { crate::large::set_large_canary(p, size) };
                 }
                 return (p, in_place);
             }
@@ -1038,7 +1038,7 @@ unsafe fn realloc_inner(p: *mut u8, size: usize, align: usize) -> (*mut u8, Opti
                     if canary {
                         // SAFETY: our live block, of at least `size + 8`
                         // bytes.
-                        unsafe { crate::secure::set_large_canary(q.as_ptr(), size) };
+                        unsafe { crate::large::set_large_canary(q.as_ptr(), size) };
                     }
                     return (q.as_ptr(), in_place);
                 }

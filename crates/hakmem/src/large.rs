@@ -156,7 +156,7 @@ fn large_alloc_with(user_size: usize, align: usize, zero: bool, growing: bool) -
             if size != user_size {
                 // SAFETY: a large block of at least `size` = `user_size` +
                 // the canary's bytes, just allocated, not handed out yet.
-                unsafe { crate::secure::set_large_canary(a.ptr.as_ptr(), user_size) };
+                unsafe { set_large_canary(a.ptr.as_ptr(), user_size) };
             }
             a.ptr.as_ptr()
         }
@@ -221,4 +221,17 @@ pub(crate) fn released_counter() -> u64 {
     let p = POOL.stats();
     let l = LARGE.stats();
     p.purged + p.unmapped + l.purged + l.unmapped
+}
+
+/// [`crate::secure::set_large_canary`] of the live large block `p`, whose
+/// header it looks up.
+///
+/// # Safety
+/// As for [`crate::secure::set_large_canary`].
+pub(crate) unsafe fn set_large_canary(p: *mut u8, size: usize) {
+    let e = PAGE_MAP.get(p as usize);
+    if let Some(h) = hakmem_large_cache::Large::<Os>::lookup(e, p) {
+        // SAFETY: forwarded contract; `h` is `p`'s header.
+        unsafe { crate::secure::set_large_canary(h, p, size) };
+    }
 }

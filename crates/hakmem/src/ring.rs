@@ -115,12 +115,45 @@ pub(crate) fn on() -> bool {
     MASK.load(Ordering::Relaxed) != 0
 }
 
+/// Byte offset of the ring word in the thread slot (`tls::ThreadSlot::ring`,
+/// which asserts it; read here without importing `tls`).
+pub const SLOT_RING_OFFSET: usize = 72;
+
+/// The address of the calling thread's ring word.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[inline(always)]
+fn ring_word() -> *mut *const Ring {
+    let p: *mut u8;
+    // SAFETY: initial-exec access to the thread slot (as `tls::slot`): its
+    // offset from the GOT plus the thread pointer; nothing is written.
+    unsafe {
+        core::arch::asm!(
+            "mov {p}, qword ptr [rip + hakmem_thread_slot@GOTTPOFF]",
+            "add {p}, qword ptr fs:0",
+            p = out(reg) p,
+            options(nostack, nomem, pure),
+        );
+    }
+    p.wrapping_add(SLOT_RING_OFFSET).cast()
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+std::thread_local! {
+    static RING_WORD: core::cell::Cell<*const Ring> = const { core::cell::Cell::new(core::ptr::null()) };
+}
+
+/// The address of the calling thread's ring word.
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+#[inline(always)]
+fn ring_word() -> *mut *const Ring {
+    RING_WORD.with(|c| c.as_ptr())
+}
+
 /// The calling thread's ring, claimed now if the ring is on and the thread
 /// has none yet; null while the ring is off.
 fn own_ring() -> *const Ring {
-    let slot = crate::tls::slot();
     // SAFETY: the thread's own slot, touched by this thread alone.
-    let r = unsafe { (*slot).ring };
+    let r = unsafe { *ring_word() };
     if !r.is_null() || !on() {
         return r;
     }
@@ -138,7 +171,7 @@ fn claim() -> *const Ring {
     }
     let r = &POOL[CLAIMED.fetch_add(1, Ordering::Relaxed) % RINGS];
     r.tid
-        .store(u64::from(crate::tls::os_tid()), Ordering::Relaxed);
+        .store(hakmem_platform::thread::os_tid() as u64, Ordering::Relaxed);
     for e in &r.events[..=mask / 16] {
         e[0].store(0, Ordering::Relaxed);
         e[1].store(0, Ordering::Relaxed);
@@ -147,7 +180,7 @@ fn claim() -> *const Ring {
     r.mask.store(mask, Ordering::Release);
     let p: *const Ring = r;
     // SAFETY: the thread's own slot, touched by this thread alone.
-    unsafe { (*crate::tls::slot()).ring = p };
+    unsafe { *ring_word() = p };
     p
 }
 
@@ -156,7 +189,7 @@ fn claim() -> *const Ring {
 /// ring, record from its first call on).
 pub(crate) fn after_fork_in_child() {
     // SAFETY: the thread's own slot, touched by this thread alone.
-    unsafe { (*crate::tls::slot()).ring = core::ptr::null() };
+    unsafe { *ring_word() = core::ptr::null() };
     if on() {
         claim();
     }
@@ -192,7 +225,8 @@ fn put(r: &Ring, w0: u64, w1: u64) {
 #[inline(always)]
 pub(crate) fn record_small(kind: Kind, addr: *const u8, size: usize, ra: usize) {
     debug_assert!((size as u64) <= SIZE_MASK);
-    let r = crate::tls::ring();
+    // SAFETY: the thread's own slot, touched by this thread alone.
+    let r = unsafe { *ring_word() };
     if r.is_null() {
         return;
     }
@@ -370,12 +404,13 @@ mod tests {
         let a = 0x7f00_1234_5670usize as *const u8;
         // a slow-path event (any size) claims the thread's ring
         record(Kind::Alloc, a, 3_000_000, 0x5555_1234);
-        assert!(!crate::tls::ring().is_null());
+        // SAFETY: the thread's own slot.
+        assert!(!unsafe { *ring_word() }.is_null());
         record_small(Kind::Free, a, 48, 0x5555_4321);
         for i in 1..=5usize {
             record_small(Kind::Alloc, (i << 12) as *const u8, 16, 0);
         }
-        let tid = crate::tls::os_tid();
+        let tid = hakmem_platform::thread::os_tid() as u32;
         let (alloc, free) = find(a);
         assert_eq!(
             alloc,

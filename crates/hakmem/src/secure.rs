@@ -435,12 +435,8 @@ pub(crate) fn large_request(size: usize) -> usize {
     }
 }
 
-/// The header of the live large block `p`.
-fn large_header(p: *const u8) -> Option<&'static hakmem_large_cache::LargeHeader> {
-    hakmem_large_cache::Large::<crate::state::Os>::lookup(crate::state::PAGE_MAP.get(p as usize), p)
-}
-
-/// Gives the large block `p` (of `size` bytes asked for) its tail canary:
+/// Gives the large block `p` (header `h`, `size` bytes asked for) its tail
+/// canary:
 /// the size in the header's owner word 2, the canary (unaligned) in the 8
 /// bytes right after it. A write past `size` (even one byte) is then
 /// caught at `free` and `realloc`.
@@ -448,10 +444,11 @@ fn large_header(p: *const u8) -> Option<&'static hakmem_large_cache::LargeHeader
 /// # Safety
 /// `p` must be a live large block of at least `size + 8` bytes, not handed
 /// out yet (or being resized by its owner).
-pub(crate) unsafe fn set_large_canary(p: *mut u8, size: usize) {
-    let Some(h) = large_header(p) else {
-        return;
-    };
+pub(crate) unsafe fn set_large_canary(
+    h: &hakmem_large_cache::LargeHeader,
+    p: *mut u8,
+    size: usize,
+) {
     h.set_aux(2, size as u64);
     // SAFETY: inside the block (caller's contract).
     unsafe { p.add(size).cast::<u64>().write_unaligned(canary(p)) };

@@ -56,9 +56,9 @@ pub(crate) struct ThreadSlot {
     pub prof_left: usize,
     /// The thread's kernel id, for the debug ring (0: not read yet).
     pub tid: usize,
-    /// The thread's debug ring (null: none claimed; `ring.rs`). The
+    /// The thread's debug ring, a `ring::Ring` (null: none claimed). The
     /// hand-written C `malloc`/`free` record into it.
-    pub ring: *const crate::ring::Ring,
+    pub ring: *const (),
     _pad: [usize; 6],
 }
 
@@ -69,6 +69,7 @@ const _: () = assert!(SAMPLE_LEFT_OFFSET == 16);
 const _: () = assert!(core::mem::size_of::<ThreadSlot>() == 128);
 /// Byte offset of [`ThreadSlot::ring`] in the slot.
 pub const RING_OFFSET: usize = core::mem::offset_of!(ThreadSlot, ring);
+const _: () = assert!(RING_OFFSET == crate::ring::SLOT_RING_OFFSET);
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod imp {
@@ -119,8 +120,8 @@ mod imp {
 
     /// The current thread's debug ring (null: none).
     #[inline(always)]
-    pub(crate) fn ring() -> *const crate::ring::Ring {
-        let r: *const crate::ring::Ring;
+    pub(crate) fn ring() -> *const () {
+        let r: *const ();
         // SAFETY: initial-exec access to our own TLS symbol, as in `heap`:
         // reads this thread's slot's ring word.
         unsafe {
@@ -190,7 +191,7 @@ mod imp {
     }
 
     #[inline(always)]
-    pub(crate) fn ring() -> *const crate::ring::Ring {
+    pub(crate) fn ring() -> *const () {
         // SAFETY: the slot is this thread's own.
         unsafe { (*slot()).ring }
     }
