@@ -118,24 +118,6 @@ mod imp {
         h
     }
 
-    /// The current thread's debug ring (null: none).
-    #[inline(always)]
-    pub(crate) fn ring() -> *const () {
-        let r: *const ();
-        // SAFETY: initial-exec access to our own TLS symbol, as in `heap`:
-        // reads this thread's slot's ring word.
-        unsafe {
-            core::arch::asm!(
-                "mov {r}, qword ptr [rip + hakmem_thread_slot@GOTTPOFF]",
-                "mov {r}, qword ptr fs:[{r} + {off}]",
-                r = out(reg) r,
-                off = const super::RING_OFFSET,
-                options(nostack, preserves_flags, readonly),
-            );
-        }
-        r
-    }
-
     /// The address of the current thread's slot.
     #[inline(always)]
     pub(crate) fn slot() -> *mut ThreadSlot {
@@ -189,15 +171,9 @@ mod imp {
         // SAFETY: the slot is this thread's own.
         unsafe { (*slot()).heap }
     }
-
-    #[inline(always)]
-    pub(crate) fn ring() -> *const () {
-        // SAFETY: the slot is this thread's own.
-        unsafe { (*slot()).ring }
-    }
 }
 
-pub(crate) use imp::{heap, ring, slot};
+pub(crate) use imp::{heap, slot};
 
 /// A random value from the thread's own generator (xorshift64 in the
 /// slot, seeded from the slot's address): jitter for the observers'
@@ -267,19 +243,6 @@ const PROF_LEFT_OFFSET: usize = core::mem::offset_of!(ThreadSlot, prof_left);
 pub(crate) fn prof_restart(period: usize) {
     // SAFETY: the thread's own slot, touched by this thread alone.
     unsafe { (*slot()).prof_left = period.max(1) };
-}
-
-/// The calling thread's kernel id (`gettid`), read once per thread.
-#[inline]
-pub(crate) fn os_tid() -> u32 {
-    let slot = slot();
-    // SAFETY: the thread's own slot, touched by this thread alone.
-    unsafe {
-        if (*slot).tid == 0 {
-            (*slot).tid = hakmem_platform::thread::os_tid() as usize;
-        }
-        (*slot).tid as u32
-    }
 }
 
 /// Forgets the cached kernel id (in a forked child, whose thread has a new
