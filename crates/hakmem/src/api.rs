@@ -174,39 +174,54 @@ fn malloc_checked_observed(size: usize, ra: usize) -> *mut u8 {
 #[inline(always)]
 fn pop_checked(size: usize, ra: usize) -> *mut u8 {
     let secure = crate::secure::on();
-    // secure::request, with the secure flag read once
-    let req = if secure {
-        size.saturating_add(crate::secure::TAIL).max(32)
+    // secure::request's class, with the secure flag read once
+    let small = if secure {
+        size <= crate::secure::SECURE_TINY_MAX
     } else {
-        size
+        size <= TINY_MAX
     };
-    if req <= TINY_MAX {
+    if small {
         let heap = tls::heap();
-        // SAFETY: `req <= TINY_MAX`; the heap (ours or the placeholder) is
-        // live.
-        let off = unsafe { size_bin(heap, req) };
+        let off = if secure {
+            crate::secure::secure_bin(size)
+        } else {
+            // SAFETY: `size <= TINY_MAX`; the heap (ours or the
+            // placeholder) is live.
+            unsafe { size_bin(heap, size) }
+        };
         // SAFETY: `heap` is this thread's heap or the placeholder (whose
         // bins are empty: the pop writes nothing); `off` is a bin offset
         // from its size table.
         let p = unsafe { Bin::pop_raw(Heap::bin_at(heap, off)) };
         if !p.is_null() {
-            // (the bin at `off` is that of class `off / BIN_BYTES`, a tiny
-            // class: the size table holds nothing else)
-            if let (true, Some(info)) = (secure, crate::secure::tiny_info(off)) {
-                let bs = info.size;
+            if secure {
+                // (the bin at `off` is that of class `off / BIN_BYTES`, a
+                // tiny class: the size table holds nothing else)
+                let bs = crate::secure::tiny_info_of(off).size;
                 // SAFETY: a block of `bs` bytes (at least 32: secure
                 // requests are) being handed out.
                 if !unsafe { crate::secure::alloc_ok(p, bs) } {
                     return written_after_free(p, bs, size, ra);
                 }
             }
-            if crate::ring::on() {
-                return record_alloc(p, size, ra);
-            }
-            return p;
+            return record_alloc(p, size, ra);
         }
     }
     serve_cold(size, ra)
+}
+
+/// The secure fast path of the hand-written C `malloc` (`hakmem-preload`)
+/// found a write into the free block `p` of `bs` bytes it popped for a
+/// request of `size` bytes from `ra`: [`written_after_free`].
+///
+/// # Safety
+/// `p` is a block of `bs` bytes (a tiny class's, at least 32) the calling
+/// thread just took from its bin to hand out.
+#[doc(hidden)]
+#[cold]
+#[inline(never)]
+pub unsafe fn malloc_written_after_free(size: usize, ra: usize, p: *mut u8, bs: usize) -> *mut u8 {
+    written_after_free(p, bs, size, ra)
 }
 
 /// [`pop_checked`] found a write into the free block `p` of `bs` bytes:
@@ -217,37 +232,15 @@ fn written_after_free(p: *mut u8, bs: usize, size: usize, ra: usize) -> *mut u8 
     misuse(Misuse::WriteAfterFree, "malloc", p, bs);
     // SAFETY: a block of `bs` bytes being handed out.
     unsafe { crate::secure::set_canary(p, bs) };
-    if crate::ring::on() {
-        return record_alloc(p, size, ra);
-    }
-    p
+    record_alloc(p, size, ra)
 }
 
-/// Records the allocation of `p` in the debug ring; returns `p`.
-#[inline(never)]
-fn record_alloc(p: *mut u8, size: usize, ra: usize) -> *mut u8 {
-    let tid = cached_tid();
-    if tid == 0 {
-        return record_alloc_first(p, size, ra);
-    }
-    crate::ring::record(crate::ring::Kind::Alloc, p, size, ra, tid);
-    p
-}
-
-/// [`record_alloc`] on a thread whose kernel id is not read yet.
-#[cold]
-#[inline(never)]
-fn record_alloc_first(p: *mut u8, size: usize, ra: usize) -> *mut u8 {
-    crate::ring::record(crate::ring::Kind::Alloc, p, size, ra, tls::os_tid());
-    p
-}
-
-/// The thread's kernel id if [`tls::os_tid`] read it already, else 0 (so
-/// that the ring's callers make no call in the common case).
+/// Records the allocation of `p` (a small block, `size` bytes asked for)
+/// in the thread's debug ring; returns `p`.
 #[inline(always)]
-fn cached_tid() -> u32 {
-    // SAFETY: the thread's own slot, touched by this thread alone.
-    unsafe { (*tls::slot()).tid as u32 }
+fn record_alloc(p: *mut u8, size: usize, ra: usize) -> *mut u8 {
+    crate::ring::record_small(crate::ring::Kind::Alloc, p, size, ra);
+    p
 }
 
 /// [`serve`], out of line.
@@ -465,7 +458,7 @@ fn serve(size: usize, ra: usize) -> *mut u8 {
     crate::init::ensure();
     let p = malloc_served(size);
     if crate::ring::on() {
-        crate::ring::record(crate::ring::Kind::Alloc, p, size, ra, tls::os_tid());
+        crate::ring::record(crate::ring::Kind::Alloc, p, size, ra);
     }
     crate::learner::maybe_start();
     crate::background::maybe_start();
@@ -641,63 +634,57 @@ unsafe fn free_keyed(p: *mut u8, x: usize, heap: *mut Heap, ra: usize) {
 /// key matches no entry): `x` is the bin offset of the slot's class.
 #[inline(never)]
 unsafe fn free_checked_fast(p: *mut u8, x: usize, heap: *mut Heap, ra: usize) {
-    // SAFETY: `heap` is this thread's own heap; its key and mark are
-    // immutable while the thread lives.
-    let (key, mark) = unsafe { ((*heap).key, (*heap).mark) };
-    let e = Entry((x ^ key) as u32);
-    if let Some(info) = crate::secure::tiny_info(x) {
+    if x < crate::secure::TINY_BIN_BYTES {
+        let info = crate::secure::tiny_info_of(x);
         let off = (p as usize & (SLOT_SIZE - 1)) as u64;
-        // SAFETY: `x` is a bin offset of our heap (caller's contract).
-        let bin = unsafe { Heap::bin_at(heap, x) };
-        let at_start = info.mul.wrapping_mul(off) < info.limit;
-        // SAFETY: (evaluated only at a block start of the slot's class) the
-        // pointer lies in a slab slot of ours with at least 16 readable
-        // bytes.
-        let not_free = at_start && unsafe { (*p.cast::<Block>()).mark.load() } != mark;
-        // SAFETY: the bin is our own heap's, which only this thread touches.
-        let room = not_free && unsafe { (*bin).room() } > 0;
-        if room && !crate::sites::is_recording_tag(e.tag()) {
-            let size = info.size;
-            if crate::secure::on() {
+        if info.mul.wrapping_mul(off) < info.limit {
+            // SAFETY: `heap` is this thread's own heap; its mark is
+            // immutable while the thread lives.
+            let mark = unsafe { (*heap).mark };
+            // SAFETY: a block start of the slot's class: the pointer lies
+            // in a slab slot of ours with at least 16 readable bytes.
+            let not_free = unsafe { (*p.cast::<Block>()).mark.load() } != mark;
+            // SAFETY: `x` is a bin offset of our heap (caller's contract).
+            let bin = unsafe { Heap::bin_at(heap, x) };
+            // SAFETY: the bin is our own heap's, which only this thread
+            // touches.
+            let room = not_free && unsafe { (*bin).room() } > 0;
+            // (no recording heap: an own slot is the thread's own heap's,
+            // and no thread owns a recording heap)
+            if room {
+                let size = info.size;
                 // SAFETY: a live block of this class (a block start in a
                 // live slab of ours, not free), which the caller gives up.
-                unsafe {
-                    if !crate::secure::free_ok(p, size) {
-                        // overwritten canary: reported (and the block
-                        // still freed, in warn mode) by the checked path
-                        return free_general(p, e, ra);
-                    }
-                    crate::secure::poison(p, size);
+                if crate::secure::on() && !unsafe { crate::secure::checked_free(p, size) } {
+                    // overwritten canary: reported (and the block still
+                    // freed, in warn mode) by the checked path
+                    // SAFETY: `heap` is this thread's own heap; its key is
+                    // immutable while the thread lives.
+                    let e = Entry((x ^ unsafe { (*heap).key }) as u32);
+                    // SAFETY: forwarded contract; `e` is `p`'s entry.
+                    return unsafe { free_general(p, e, ra) };
                 }
-            }
-            // SAFETY: our bin, which has room, and our block of its class.
-            let pushed = unsafe { Bin::try_push_raw(bin, p, mark) };
-            debug_assert!(pushed);
-            if crate::ring::on() {
+                // SAFETY: our bin, which has room, and our block of its
+                // class.
+                let pushed = unsafe { Bin::try_push_raw(bin, p, mark) };
+                debug_assert!(pushed);
                 record_free(p, size, ra);
+                return;
             }
-            return;
         }
     }
+    // SAFETY: `heap` is this thread's own heap; its key is immutable while
+    // the thread lives.
+    let e = Entry((x ^ unsafe { (*heap).key }) as u32);
     // SAFETY: forwarded contract; `e` is `p`'s entry.
     unsafe { free_general(p, e, ra) }
 }
 
-/// Records the free of `p` (a small block of `size` bytes) in the ring.
-#[inline(never)]
+/// Records the free of `p` (a small block of `size` bytes) in the thread's
+/// debug ring.
+#[inline(always)]
 fn record_free(p: *mut u8, size: usize, ra: usize) {
-    let tid = cached_tid();
-    if tid == 0 {
-        return record_free_first(p, size, ra);
-    }
-    crate::ring::record(crate::ring::Kind::Free, p, size, ra, tid);
-}
-
-/// [`record_free`] on a thread whose kernel id is not read yet.
-#[cold]
-#[inline(never)]
-fn record_free_first(p: *mut u8, size: usize, ra: usize) {
-    crate::ring::record(crate::ring::Kind::Free, p, size, ra, tls::os_tid());
+    crate::ring::record_small(crate::ring::Kind::Free, p, size, ra);
 }
 
 /// [`free_after_lookup`] for a pointer whose entry is not a slot of the
@@ -850,8 +837,15 @@ unsafe fn free_checked(p: *mut u8, e: Entry, ra: usize) {
     let class = match locate_entry("free", p, e) {
         Located::Large(h) => {
             let _errno = ErrnoGuard::new();
+            // SAFETY: `h` is the header of the live large block `p`.
+            unsafe { crate::secure::check_large(h, p, "free") };
             if crate::ring::on() {
-                crate::ring::record(crate::ring::Kind::Free, p, h.usable(), ra, tls::os_tid());
+                crate::ring::record(
+                    crate::ring::Kind::Free,
+                    p,
+                    crate::secure::large_usable(h),
+                    ra,
+                );
             }
             crate::sites::on_free_large(h);
             LARGE_STATS.frees.add(1);
@@ -875,13 +869,7 @@ unsafe fn free_checked(p: *mut u8, e: Entry, ra: usize) {
     // (after the secure checks: an overflow report shows the block's past,
     // not this free)
     if crate::ring::on() {
-        crate::ring::record(
-            crate::ring::Kind::Free,
-            p,
-            class_size(class),
-            ra,
-            tls::os_tid(),
-        );
+        crate::ring::record(crate::ring::Kind::Free, p, class_size(class), ra);
     }
     let heap = tls::heap();
     // SAFETY: the slot's heap is ours (or the placeholder, never written).
@@ -929,7 +917,7 @@ pub fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
                 unsafe { crate::secure::on_alloc(p, class_size(class)) };
             }
             if crate::ring::on() {
-                crate::ring::record(crate::ring::Kind::Alloc, p, size, 0, tls::os_tid());
+                crate::ring::record(crate::ring::Kind::Alloc, p, size, 0);
             }
             return p;
         }
@@ -977,7 +965,7 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
     }
     match locate("malloc_usable_size", p) {
         Located::Small(c) => small_usable(p, c),
-        Located::Large(h) => h.usable(),
+        Located::Large(h) => crate::secure::large_usable(h),
         Located::Bad => 0,
     }
 }
@@ -1043,11 +1031,17 @@ unsafe fn realloc_inner(p: *mut u8, size: usize, align: usize) -> (*mut u8, Opti
             us
         }
         Located::Large(h) => {
-            let us = h.usable();
+            // SAFETY: `h` is the header of the live large block `p`.
+            unsafe { crate::secure::check_large(h, p, "realloc") };
+            let us = crate::secure::large_usable(h);
             // Stay in place while the block is at most half empty; otherwise
             // a large block is resized (its tail unmapped, or its pages moved
             // by the kernel: no copy), a small request moves to a slab.
             if size <= us && size * 2 > us {
+                if crate::secure::large_size(h).is_some() {
+                    // SAFETY: our live block, of at least `us + 8` bytes.
+                    unsafe { crate::large::set_large_canary(p, size) };
+                }
                 return (p, in_place);
             }
             // (a size no mapping can hold skips the mremap attempt: the
@@ -1055,11 +1049,22 @@ unsafe fn realloc_inner(p: *mut u8, size: usize, align: usize) -> (*mut u8, Opti
             if size > SLAB_MAX && h.alignment() >= align && !beyond_any_mapping(size, align) {
                 let old_len = h.map_len();
                 let thp = POLICY.load().thp_threshold;
+                let canary = crate::secure::large_size(h).is_some();
+                let want = if canary {
+                    crate::secure::large_request(size)
+                } else {
+                    size
+                };
                 // SAFETY: our live block; on success the old pointer is dead.
-                if let Some((q, new_len)) = unsafe { LARGE.resize(&PAGE_MAP, h, size, thp) } {
+                if let Some((q, new_len)) = unsafe { LARGE.resize(&PAGE_MAP, h, want, thp) } {
                     LARGE_STATS.resizes.add(1);
                     LARGE_STATS.bytes_live.add(new_len as u64);
                     LARGE_STATS.bytes_live.sub(old_len as u64);
+                    if canary {
+                        // SAFETY: our live block, of at least `size + 8`
+                        // bytes.
+                        unsafe { crate::large::set_large_canary(q.as_ptr(), size) };
+                    }
                     return (q.as_ptr(), in_place);
                 }
                 // refused, though it may have grown over cached pieces
@@ -1098,7 +1103,7 @@ unsafe fn realloc_inner(p: *mut u8, size: usize, align: usize) -> (*mut u8, Opti
 fn realloc_grow_large(size: usize, align: usize) -> *mut u8 {
     let p = crate::large::large_alloc_growing(size, align);
     if crate::ring::on() {
-        crate::ring::record(crate::ring::Kind::Alloc, p, size, 0, tls::os_tid());
+        crate::ring::record(crate::ring::Kind::Alloc, p, size, 0);
     }
     p
 }

@@ -151,6 +151,7 @@ extern "C" fn after_in_child() {
     crate::learner::after_fork_in_child();
     // the child's thread has a kernel id of its own
     crate::tls::forget_tid();
+    crate::ring::after_fork_in_child();
     crate::background::after_fork_in_child();
 }
 

@@ -65,7 +65,11 @@ fn init_slow() {
         _ => DEFAULT_POLICY,
     };
     let mut policy = opts.initial_policy(&base);
-    let ring = opts.trace.unwrap_or(if opts.secure { 4096 } else { 0 });
+    let ring = opts.trace.unwrap_or(if opts.secure {
+        crate::ring::CAP as u32
+    } else {
+        0
+    });
     crate::ring::set(ring as usize);
     crate::secure::refresh_special();
     if opts.secure {

@@ -115,7 +115,9 @@ pub(crate) fn large_alloc_growing(size: usize, align: usize) -> *mut u8 {
     large_alloc_with(size, align, false, true)
 }
 
-fn large_alloc_with(size: usize, align: usize, zero: bool, growing: bool) -> *mut u8 {
+fn large_alloc_with(user_size: usize, align: usize, zero: bool, growing: bool) -> *mut u8 {
+    // (secure mode: room for the tail canary after the block)
+    let size = crate::secure::large_request(user_size);
     // requests no mapping can hold fail before any system call
     if beyond_any_mapping(size, align) {
         set_errno(libc::ENOMEM);
@@ -149,7 +151,12 @@ fn large_alloc_with(size: usize, align: usize, zero: bool, growing: bool) -> *mu
             LARGE_STATS.bytes_live.add(a.map_len as u64);
             if zero && !a.zeroed {
                 // SAFETY: the block has at least `size` bytes.
-                unsafe { ptr::write_bytes(a.ptr.as_ptr(), 0, size) };
+                unsafe { ptr::write_bytes(a.ptr.as_ptr(), 0, user_size) };
+            }
+            if size != user_size {
+                // SAFETY: a large block of at least `size` = `user_size` +
+                // the canary's bytes, just allocated, not handed out yet.
+                unsafe { set_large_canary(a.ptr.as_ptr(), user_size) };
             }
             a.ptr.as_ptr()
         }
@@ -214,4 +221,17 @@ pub(crate) fn released_counter() -> u64 {
     let p = POOL.stats();
     let l = LARGE.stats();
     p.purged + p.unmapped + l.purged + l.unmapped
+}
+
+/// [`crate::secure::set_large_canary`] of the live large block `p`, whose
+/// header it looks up.
+///
+/// # Safety
+/// As for [`crate::secure::set_large_canary`].
+pub(crate) unsafe fn set_large_canary(p: *mut u8, size: usize) {
+    let e = PAGE_MAP.get(p as usize);
+    if let Some(h) = hakmem_large_cache::Large::<Os>::lookup(e, p) {
+        // SAFETY: forwarded contract; `h` is `p`'s header.
+        unsafe { crate::secure::set_large_canary(h, p, size) };
+    }
 }

@@ -67,6 +67,23 @@ pub use profile::{
     profile, reset_profile, Profile, ProfileRow, DEFAULT_SHIFT as PROF_DEFAULT_SHIFT,
 };
 pub use secure::{Flag, CHECKED};
+/// For the hand-written C `malloc`/`free` of `hakmem-preload`: secure
+/// mode's fast path and the debug ring's layout.
+#[doc(hidden)]
+pub mod secure_entry {
+    pub use crate::api::malloc_written_after_free;
+    pub use crate::observe::{SecureLimit, SECURE_LIMIT};
+    pub use crate::ring::{
+        EVENTS_OFFSET as RING_EVENTS_OFFSET, KIND_ALLOC, KIND_FREE,
+        MASK_OFFSET as RING_MASK_OFFSET, POS_OFFSET as RING_POS_OFFSET,
+        SIZE_SHIFT as RING_SIZE_SHIFT,
+    };
+    pub use crate::secure::{
+        Canary, TinyInfo, CANARY, INFO_LIMIT_OFFSET, INFO_MUL_OFFSET, INFO_SIZE_OFFSET,
+        POISON_WORD, SECURE_BINS, SECURE_ON, SECURE_TINY_MAX, TINY_BIN_BYTES, TINY_INFO,
+    };
+    pub use crate::tls::RING_OFFSET;
+}
 pub use sites::placement_stats;
 pub use tls::SAMPLE_LEFT_OFFSET;
 

@@ -93,10 +93,40 @@ pub(crate) fn set_checked(on: bool) {
     refresh_limits();
 }
 
+/// The bound of the hand-written C `malloc`'s secure fast path: a size
+/// below it is a secure tiny request (`secure::SECURE_BINS` has its bin);
+/// 0 (nothing) outside secure mode and while observers are on (their
+/// countdown is `api::malloc_checked`'s). Read-only outside this module;
+/// it only ever holds 0 or [`SECURE_BOUND`].
+#[repr(transparent)]
+#[derive(Debug)]
+pub struct SecureLimit(AtomicUsize);
+
+/// See [`SecureLimit`].
+pub static SECURE_LIMIT: SecureLimit = SecureLimit(AtomicUsize::new(0));
+
+/// [`SECURE_LIMIT`] in secure mode without observers: the largest secure
+/// tiny request (`TINY_MAX` less the canary's 8 bytes), plus one.
+pub(crate) const SECURE_BOUND: usize = TINY_MAX - 8 + 1;
+
+/// True in secure mode (`secure::enable`; a copy, as for [`CHECKED`]).
+static SECURE: AtomicBool = AtomicBool::new(false);
+
+/// Secure mode was turned on (at start-up).
+pub(crate) fn set_secure(on: bool) {
+    SECURE.store(on, Ordering::Release);
+    refresh_limits();
+}
+
 /// Sets the fast paths' limits from the observers that are on and from
-/// [`CHECKED`].
+/// [`CHECKED`] and [`SECURE`].
 fn refresh_limits() {
     let any = any_active();
+    let secure = SECURE.load(Ordering::Relaxed);
+    SECURE_LIMIT.0.store(
+        if secure && !any { SECURE_BOUND } else { 0 },
+        Ordering::Release,
+    );
     // The countdown limit first: a call that misses the fast path's limit
     // must find the countdown's already in place.
     // (Both 0 in the checked modes: `api::malloc_checked` counts down.)

@@ -17,21 +17,38 @@
 //! the debug ring is on ([`checked`]): `malloc`'s size limit is 0
 //! (`observe::TINY_LIMIT`) and the heaps' block-start tests always fail
 //! (`HeapEnv::secure`), so both leave their fast paths at an exit they
-//! already have, for the *checked fast paths* (`api::malloc_checked`,
-//! `api::free_checked_fast`): the same bins, with the canary and poison
-//! checks and the ring's events inline, the block-start test taken from
-//! [`TINY_INFO`]. Anything else goes on to the slow paths as before.
-//! Large blocks (their own mappings) are not given canaries: writing past
-//! their end faults in the guard-less unmapped space or lands in another
-//! mapping. Its cost is measured with callgrind (README, "Misuse").
+//! already have. There the hand-written C `malloc`/`free` take their
+//! *secure fast path* (the same bins, with the canary and poison checks and
+//! the ring's event inline, from [`SECURE_BINS`], [`TINY_INFO`] and
+//! [`CANARY`]); the rest, and the compiled `malloc`/`free`, take the
+//! *checked fast paths* (`api::malloc_checked`, `api::free_checked_fast`),
+//! which do the same in Rust. Anything else goes on to the slow paths.
+//! Large blocks (their own mappings) get a tail canary after the size asked
+//! for ([`set_large_canary`], checked by [`check_large`] at `free` and
+//! `realloc`). Its cost is measured with callgrind (README, "Misuse").
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use crate::report::{misuse, Misuse};
 
-static ON: AtomicBool = AtomicBool::new(false);
-static CANARY: AtomicU64 = AtomicU64::new(0);
+/// True in secure mode (read by the hand-written C `free`: its secure fast
+/// path). Read-only outside this module.
+pub static SECURE_ON: Flag = Flag(AtomicBool::new(false));
+static ON: &Flag = &SECURE_ON;
+
+/// The process's canary key (a block's canary is this XOR its address).
+/// Read-only outside this module; set once, at start-up, before any block
+/// exists.
+#[repr(transparent)]
+#[derive(Debug)]
+pub struct Canary(AtomicU64);
+
+/// The canary key, read by the hand-written C `malloc` and `free`.
+pub static CANARY: Canary = Canary(AtomicU64::new(0));
+
 const POISON_BYTE: u8 = 0xDF;
+/// A word of poison (what a freed block's body holds).
+pub const POISON_WORD: u64 = u64::from_ne_bytes([POISON_BYTE; 8]);
 
 /// Bytes at the end of each small block that secure mode keeps for itself.
 pub(crate) const TAIL: usize = 8;
@@ -70,7 +87,7 @@ pub(crate) fn checked() -> bool {
 /// the block size.
 #[repr(C, align(32))]
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct TinyInfo {
+pub struct TinyInfo {
     /// The block-start test: an offset `x` in a slot is a block start when
     /// `mul.wrapping_mul(x) < limit`.
     pub mul: u64,
@@ -82,8 +99,15 @@ pub(crate) struct TinyInfo {
 
 const _: () = assert!(core::mem::size_of::<TinyInfo>() == crate::classes::BIN_BYTES);
 
+/// Byte offset of [`TinyInfo::mul`] (the hand-written C `free` reads it).
+pub const INFO_MUL_OFFSET: usize = core::mem::offset_of!(TinyInfo, mul);
+/// Byte offset of [`TinyInfo::limit`].
+pub const INFO_LIMIT_OFFSET: usize = core::mem::offset_of!(TinyInfo, limit);
+/// Byte offset of [`TinyInfo::size`].
+pub const INFO_SIZE_OFFSET: usize = core::mem::offset_of!(TinyInfo, size);
+
 /// [`TinyInfo`] of every tiny class, by class.
-pub(crate) static TINY_INFO: [TinyInfo; hakmem_tiny_sll::TINY_CLASSES] = {
+pub static TINY_INFO: [TinyInfo; hakmem_tiny_sll::TINY_CLASSES] = {
     let sizes = hakmem_tiny_sll::classes::TINY_SIZES;
     let mut t = [TinyInfo {
         mul: 0,
@@ -101,21 +125,59 @@ pub(crate) static TINY_INFO: [TinyInfo; hakmem_tiny_sll::TINY_CLASSES] = {
     t
 };
 
-/// The [`TinyInfo`] of the tiny class whose bin is at byte offset `off`
-/// (`class * BIN_BYTES`), or none for a class above the tiny ones.
+/// The largest request the checked fast path serves in secure mode (its
+/// block, with the canary, is a tiny one).
+pub const SECURE_TINY_MAX: usize = hakmem_tiny_sll::TINY_MAX - TAIL;
+const _: () = assert!(crate::observe::SECURE_BOUND == SECURE_TINY_MAX + 1);
+
+/// The bin offset (`class * BIN_BYTES`) of the tiny class that serves a
+/// request of `size` bytes in secure mode (`max(size + 8, 32)`), by size up
+/// to [`SECURE_TINY_MAX`]: one load on the checked fast path.
+pub static SECURE_BINS: [u16; SECURE_TINY_MAX + 1] = {
+    let sizes = hakmem_tiny_sll::classes::TINY_SIZES;
+    let mut t = [0u16; SECURE_TINY_MAX + 1];
+    let mut size = 0;
+    while size < t.len() {
+        let req = if size + TAIL < 32 { 32 } else { size + TAIL };
+        let mut c = 0;
+        while (sizes[c] as usize) < req {
+            c += 1;
+        }
+        t[size] = (c * crate::classes::BIN_BYTES) as u16;
+        size += 1;
+    }
+    t
+};
+
+/// The bin offset of the tiny class serving a secure-mode request of
+/// `size` bytes (at most [`SECURE_TINY_MAX`]).
 #[inline(always)]
-pub(crate) fn tiny_info(off: usize) -> Option<&'static TinyInfo> {
-    TINY_INFO.get(off / crate::classes::BIN_BYTES)
+pub(crate) fn secure_bin(size: usize) -> usize {
+    debug_assert!(size <= SECURE_TINY_MAX);
+    SECURE_BINS[size.min(SECURE_TINY_MAX)] as usize
+}
+
+/// The bin offsets of the tiny classes are below this.
+pub const TINY_BIN_BYTES: usize = hakmem_tiny_sll::TINY_CLASSES * crate::classes::BIN_BYTES;
+const _: () = assert!(hakmem_tiny_sll::TINY_CLASSES.is_power_of_two());
+
+/// [`tiny_info`] of an offset known to be a tiny class's bin offset (below
+/// [`TINY_BIN_BYTES`]): no bounds test (the class number is masked).
+#[inline(always)]
+pub(crate) fn tiny_info_of(off: usize) -> &'static TinyInfo {
+    debug_assert!(off < TINY_BIN_BYTES);
+    &TINY_INFO[(off / crate::classes::BIN_BYTES) & (hakmem_tiny_sll::TINY_CLASSES - 1)]
 }
 
 /// Turns secure mode on (at start-up, before any block exists).
 pub(crate) fn enable(seed: u64) {
-    CANARY.store(
+    CANARY.0.store(
         seed.rotate_left(17) ^ 0x5EC0_5EC0_5EC0_5EC0,
         Ordering::Relaxed,
     );
-    ON.store(true, Ordering::Release);
+    ON.0.store(true, Ordering::Release);
     refresh_special();
+    crate::observe::set_secure(true);
 }
 
 /// Recomputes [`CHECKED`] after secure mode or the ring was switched (at
@@ -129,7 +191,7 @@ pub(crate) fn refresh_checked() {
 /// True in secure mode.
 #[inline(always)]
 pub(crate) fn on() -> bool {
-    ON.load(Ordering::Relaxed)
+    ON.get()
 }
 
 /// Why the cross-thread `free` path leaves its short cut, one bit each
@@ -183,7 +245,7 @@ pub(crate) fn request(size: usize) -> usize {
 
 #[inline(always)]
 fn canary(p: *const u8) -> u64 {
-    CANARY.load(Ordering::Relaxed) ^ p as u64
+    CANARY.0.load(Ordering::Relaxed) ^ p as u64
 }
 
 /// The tag of a block poisoned by a free: the complement of its canary
@@ -192,8 +254,6 @@ fn canary(p: *const u8) -> u64 {
 fn poison_tag(canary: u64) -> u64 {
     !canary
 }
-
-const POISON_WORD: u64 = u64::from_ne_bytes([POISON_BYTE; 8]);
 
 /// True if the `len` bytes at `body` all hold the poison byte. `len` is a
 /// multiple of 8 (block bodies are multiples of 16 bytes, less the 16 list
@@ -205,14 +265,14 @@ const POISON_WORD: u64 = u64::from_ne_bytes([POISON_BYTE; 8]);
 #[inline(always)]
 unsafe fn still_poisoned(body: *const u8, len: usize) -> bool {
     debug_assert!(len.is_multiple_of(8));
-    let mut q = body.cast::<u64>();
-    let end = body.wrapping_add(len).cast::<u64>();
-    while q < end {
+    let words = body.cast::<u64>();
+    let mut i = 0;
+    while i < len / 8 {
         // SAFETY: inside the body (caller's contract).
-        if unsafe { q.read() } != POISON_WORD {
+        if unsafe { words.add(i).read() } != POISON_WORD {
             return false;
         }
-        q = q.wrapping_add(1);
+        i += 1;
     }
     true
 }
@@ -321,6 +381,17 @@ pub(crate) unsafe fn free_ok(p: *mut u8, block_size: usize) -> bool {
 /// As for [`on_free`].
 #[inline(always)]
 pub(crate) unsafe fn poison(p: *mut u8, block_size: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { poison_with(p, block_size, canary(p)) }
+}
+
+/// [`poison`] given the block's canary `c` (which [`checked_free`] has at
+/// hand).
+///
+/// # Safety
+/// As for [`on_free`].
+#[inline(always)]
+unsafe fn poison_with(p: *mut u8, block_size: usize, c: u64) {
     // SAFETY: the block is ours and `block_size` long (16-aligned, so its
     // words are aligned).
     unsafe {
@@ -331,8 +402,97 @@ pub(crate) unsafe fn poison(p: *mut u8, block_size: usize) {
             q.write_volatile(POISON_WORD);
             q = q.add(1);
         }
-        tail.write(poison_tag(canary(p)));
+        tail.write(poison_tag(c));
     }
+}
+
+/// The checked `free` fast path's secure step: true if the canary of the
+/// block of `block_size` bytes at `p` is intact, and then the block is
+/// poisoned; false (nothing written) if it was overwritten.
+///
+/// # Safety
+/// As for [`on_free`].
+#[inline(always)]
+pub(crate) unsafe fn checked_free(p: *mut u8, block_size: usize) -> bool {
+    let c = canary(p);
+    // SAFETY: the block is ours and `block_size` long (16-aligned).
+    if unsafe { p.add(block_size - TAIL).cast::<u64>().read() } != c {
+        return false;
+    }
+    // SAFETY: forwarded contract.
+    unsafe { poison_with(p, block_size, c) };
+    true
+}
+
+/// The mapping size to ask the large tier for a block of `size` bytes: in
+/// secure mode 8 more, for the tail canary.
+#[inline]
+pub(crate) fn large_request(size: usize) -> usize {
+    if on() {
+        size.saturating_add(TAIL)
+    } else {
+        size
+    }
+}
+
+/// Gives the large block `p` (header `h`, `size` bytes asked for) its tail
+/// canary:
+/// the size in the header's owner word 2, the canary (unaligned) in the 8
+/// bytes right after it. A write past `size` (even one byte) is then
+/// caught at `free` and `realloc`.
+///
+/// # Safety
+/// `p` must be a live large block of at least `size + 8` bytes, not handed
+/// out yet (or being resized by its owner).
+pub(crate) unsafe fn set_large_canary(
+    h: &hakmem_large_cache::LargeHeader,
+    p: *mut u8,
+    size: usize,
+) {
+    h.set_aux(2, size as u64);
+    // SAFETY: inside the block (caller's contract).
+    unsafe { p.add(size).cast::<u64>().write_unaligned(canary(p)) };
+}
+
+/// The size asked for of a live large block that carries a tail canary (in
+/// secure mode; not a block recorded by call-site sampling, which keeps its
+/// own words in the header); none otherwise.
+#[inline]
+pub(crate) fn large_size(h: &hakmem_large_cache::LargeHeader) -> Option<usize> {
+    let size = h.aux(2) as usize;
+    (on() && h.aux(1) == 0 && size != 0 && size + TAIL <= h.usable()).then_some(size)
+}
+
+/// The bytes the user may use of the live large block `h`: the size asked
+/// for when it carries a canary, else up to the end of its mapping.
+#[inline]
+pub(crate) fn large_usable(h: &hakmem_large_cache::LargeHeader) -> usize {
+    large_size(h).unwrap_or_else(|| h.usable())
+}
+
+/// Checks the tail canary of the live large block `p` (header `h`) before
+/// `op` (`free` or `realloc`): a write past its size is reported as a heap
+/// overflow (and in warn mode the call goes on). True if intact or if the
+/// block has no canary.
+///
+/// # Safety
+/// `p` must be the live large block whose header is `h`.
+pub(crate) unsafe fn check_large(
+    h: &hakmem_large_cache::LargeHeader,
+    p: *const u8,
+    op: &str,
+) -> bool {
+    let Some(size) = large_size(h) else {
+        return true;
+    };
+    // SAFETY: the canary lies inside the block (`large_size` checked that
+    // it fits in the usable bytes).
+    let ok = unsafe { p.add(size).cast::<u64>().read_unaligned() } == canary(p);
+    if !ok {
+        // (the size asked for stands for the size class)
+        misuse(Misuse::Overflow, op, p, size);
+    }
+    ok
 }
 
 #[cfg(test)]
@@ -351,9 +511,24 @@ mod tests {
                 "class {c}"
             );
             let off = c * crate::classes::BIN_BYTES;
-            assert!(core::ptr::eq(tiny_info(off).unwrap(), info));
+            assert!(core::ptr::eq(tiny_info_of(off), info));
         }
-        assert!(tiny_info(TINY_INFO.len() * crate::classes::BIN_BYTES).is_none());
+        assert_eq!(TINY_BIN_BYTES, TINY_INFO.len() * crate::classes::BIN_BYTES);
+    }
+
+    #[test]
+    fn secure_bins_hold_the_class_of_each_request_with_its_canary() {
+        for size in 0..=SECURE_TINY_MAX {
+            let req = (size + TAIL).max(32);
+            let c = crate::classes::class_of(req);
+            assert_eq!(
+                secure_bin(size),
+                c * crate::classes::BIN_BYTES,
+                "size {size}"
+            );
+            assert!(TINY_INFO[c].size >= req);
+        }
+        assert_eq!(SECURE_BINS.len(), SECURE_TINY_MAX + 1);
     }
 
     #[test]

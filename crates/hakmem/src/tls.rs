@@ -56,7 +56,10 @@ pub(crate) struct ThreadSlot {
     pub prof_left: usize,
     /// The thread's kernel id, for the debug ring (0: not read yet).
     pub tid: usize,
-    _pad: [usize; 7],
+    /// The thread's debug ring, a `ring::Ring` (null: none claimed). The
+    /// hand-written C `malloc`/`free` record into it.
+    pub ring: *const (),
+    _pad: [usize; 6],
 }
 
 /// Byte offset of [`ThreadSlot::left`] in the slot (the hand-written C
@@ -64,6 +67,9 @@ pub(crate) struct ThreadSlot {
 pub const SAMPLE_LEFT_OFFSET: usize = core::mem::offset_of!(ThreadSlot, left);
 const _: () = assert!(SAMPLE_LEFT_OFFSET == 16);
 const _: () = assert!(core::mem::size_of::<ThreadSlot>() == 128);
+/// Byte offset of [`ThreadSlot::ring`] in the slot.
+pub const RING_OFFSET: usize = core::mem::offset_of!(ThreadSlot, ring);
+const _: () = assert!(RING_OFFSET == crate::ring::SLOT_RING_OFFSET);
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod imp {
@@ -149,7 +155,8 @@ mod imp {
                 site_left_one: 0,
                 prof_left: 0,
                 tid: 0,
-                _pad: [0; 7],
+                ring: core::ptr::null(),
+                _pad: [0; 6],
             })
         };
     }
@@ -236,19 +243,6 @@ const PROF_LEFT_OFFSET: usize = core::mem::offset_of!(ThreadSlot, prof_left);
 pub(crate) fn prof_restart(period: usize) {
     // SAFETY: the thread's own slot, touched by this thread alone.
     unsafe { (*slot()).prof_left = period.max(1) };
-}
-
-/// The calling thread's kernel id (`gettid`), read once per thread.
-#[inline]
-pub(crate) fn os_tid() -> u32 {
-    let slot = slot();
-    // SAFETY: the thread's own slot, touched by this thread alone.
-    unsafe {
-        if (*slot).tid == 0 {
-            (*slot).tid = hakmem_platform::thread::os_tid() as usize;
-        }
-        (*slot).tid as u32
-    }
 }
 
 /// Forgets the cached kernel id (in a forked child, whose thread has a new

@@ -296,8 +296,8 @@ pub struct Options {
     pub prof_json: Option<Path>,
     /// `HAKMEM_POLICY_DIR`: where learned policies are kept per executable.
     pub policy_dir: Option<Path>,
-    /// `HAKMEM_TRACE`: events kept in the debug ring (0: off; secure mode
-    /// keeps 4096 when unset).
+    /// `HAKMEM_TRACE`: events each thread keeps in the debug ring (0: off;
+    /// secure mode keeps 2048 when unset).
     pub trace: Option<u32>,
     /// `HAKMEM_BACKGROUND`: the background maintenance thread (time-driven
     /// decay).

@@ -289,12 +289,13 @@ pub static TABLE: [Spec; VARS] = [
         policy_field: None,
         default: "0",
         fallback: "using 0",
-        description: "Debug ring: keep the last N allocations and frees (address, size, caller, \
-                      thread; N rounded up to a power of two) so that a misuse report says \
-                      where the block was allocated and freed before. Small calls take the \
-                      checked fast path, as in secure mode, which records each one (about 3× \
-                      the default's instructions per call). Secure mode keeps 4096 unless this \
-                      is set; 0 turns it off.",
+        description: "Debug ring: keep the last N allocations and frees of each thread \
+                      (address, size, caller; N rounded up to a power of two, at most 2048) so \
+                      that a misuse report says where the block was allocated and freed \
+                      before, and by which thread. Small calls take the checked fast path, as \
+                      in secure mode, which records each one (about 2.5× the default's \
+                      instructions per call). Secure mode keeps 2048 unless this is set; 0 \
+                      turns it off.",
     },
     Spec {
         var: Var::Background,

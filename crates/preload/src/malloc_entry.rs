@@ -17,7 +17,8 @@
 //! (`hakmem::CHECKED`; both limits are 0 then, so every call gets there), to
 //! `hakmem::malloc_checked`, the checked fast path. Off, it is the compiled
 //! version's instruction count (the limit is a memory operand instead of an
-//! immediate); observing adds a compare, a TLS decrement and three jumps.
+//! immediate); observing adds a compare, a TLS decrement and two jumps (the
+//! countdown joins the fast path past its slot-offset load, which it made).
 //!
 //! Layout facts it relies on are checked at compile time in `hakmem`
 //! (the heap's bins come first, 32 bytes each; a bin's head and room; a
@@ -29,6 +30,7 @@ use core::ffi::c_void;
 mod imp {
     use super::c_void;
     use facade as hk;
+    use facade::secure_entry as se;
     use hakmem_heap::{HEAP_KEY_OFFSET, HEAP_MARK_OFFSET, HEAP_SIZE_BINS_OFFSET};
     use hakmem_pagemap::{Entry, TOP_ENTRIES, TOP_INDEX_SHIFT, TOP_OFFSET};
     use hakmem_tiny_sll::{
@@ -47,6 +49,22 @@ mod imp {
     /// Secure mode or the debug ring is on: the checked fast path.
     extern "C" fn malloc_checked_entry(size: usize, caller: usize) -> *mut c_void {
         hk::malloc_checked(size, caller).cast()
+    }
+
+    /// The secure fast path found a write into a free block (`p`, of `bs`
+    /// bytes) it popped.
+    ///
+    /// # Safety
+    /// As for `hakmem::secure_entry::malloc_written_after_free`.
+    unsafe extern "C" fn malloc_written_entry(
+        size: usize,
+        caller: usize,
+        p: *mut u8,
+        bs: usize,
+    ) -> *mut c_void {
+        // SAFETY: called by `malloc`'s secure fast path with the block it
+        // just popped from this thread's bin and its class's size.
+        unsafe { se::malloc_written_after_free(size, caller, p, bs).cast() }
     }
 
     /// The observers' countdown ran out (a due call).
@@ -68,6 +86,8 @@ mod imp {
             "1:",
             // the thread's heap (initial-exec TLS)
             "mov rcx, qword ptr [rip + hakmem_thread_slot@GOTTPOFF]",
+            // (the countdown enters here, the slot's offset in rcx)
+            "4:",
             "mov rcx, qword ptr fs:[rcx]",
             // the bin's byte offset for this size (the heap's size table)
             "movzx edx, word ptr [rcx + rdi*2 + {table}]",
@@ -87,7 +107,7 @@ mod imp {
             "ja 2f",
             "mov rcx, qword ptr [rip + hakmem_thread_slot@GOTTPOFF]",
             "sub qword ptr fs:[rcx + {left}], 1",
-            "ja 1b",
+            "ja 4b",
             // due (1 -> 0) or the thread's first (0 -> wrapped): undo the
             // decrement, malloc_observed counts the call itself
             "add qword ptr fs:[rcx + {left}], 1",
@@ -99,8 +119,81 @@ mod imp {
             "2:",
             "mov rsi, qword ptr [rsp]",
             "cmp byte ptr [rip + {checked}], 0",
-            "jne {checked_entry}",
+            "jne 6f",
             "jmp {slow}",
+            // secure mode, no observers and a secure tiny size (else the
+            // checked fast path): pop the bin of the size's secure class
+            "6:",
+            "cmp rdi, qword ptr [rip + {slimit}]",
+            "jae {checked_entry}",
+            "lea rdx, [rip + {sbins}]",
+            "movzx edx, word ptr [rdx + rdi*2]",
+            "mov r11, qword ptr [rip + hakmem_thread_slot@GOTTPOFF]",
+            "mov rcx, qword ptr fs:[r11]",
+            "mov rax, qword ptr [rcx + rdx + {head}]",
+            "test rax, rax",
+            "je {checked_entry}",
+            "mov r8, qword ptr [rax]",
+            "mov qword ptr [rcx + rdx + {head}], r8",
+            "inc dword ptr [rcx + rdx + {room}]",
+            "mov qword ptr [rax + {mark}], 0",
+            // its size (r8), canary (r9) and tail word (r10)
+            "lea r8, [rip + {tiny_info}]",
+            "mov r8, qword ptr [r8 + rdx + {info_size}]",
+            "mov r9, qword ptr [rip + {canary}]",
+            "xor r9, rax",
+            "lea r10, [rax + r8 - 8]",
+            // tagged by a free (the canary's complement)? then the body,
+            // bytes 16 up to the tail, must still hold the poison
+            "mov rcx, r9",
+            "not rcx",
+            "cmp qword ptr [r10], rcx",
+            "jne 7f",
+            "mov rdx, 24",
+            "sub rdx, r8",
+            "movabs rcx, {poison}",
+            "8:",
+            "cmp qword ptr [r10 + rdx], rcx",
+            "jne 9f",
+            "add rdx, 8",
+            "jnz 8b",
+            // the canary
+            "7:",
+            "mov qword ptr [r10], r9",
+            // the thread's debug ring, if it has one: (p | alloc, ra |
+            // size << shift)
+            "mov rcx, qword ptr fs:[r11 + {ring}]",
+            "test rcx, rcx",
+            "jz 5f",
+            "mov rdx, qword ptr [rcx + {rpos}]",
+            "lea r8, [rax + {kalloc}]",
+            "mov qword ptr [rcx + rdx + {rev}], r8",
+            "shl rdi, {sshift}",
+            "or rdi, rsi",
+            "mov qword ptr [rcx + rdx + {rev} + 8], rdi",
+            "add rdx, 16",
+            "and rdx, qword ptr [rcx + {rmask}]",
+            "mov qword ptr [rcx + {rpos}], rdx",
+            "5:",
+            "ret",
+            // written after free: reported there
+            "9:",
+            "mov rdx, rax",
+            "mov rcx, r8",
+            "jmp {written}",
+            slimit = sym se::SECURE_LIMIT,
+            sbins = sym se::SECURE_BINS,
+            tiny_info = sym se::TINY_INFO,
+            info_size = const se::INFO_SIZE_OFFSET,
+            canary = sym se::CANARY,
+            poison = const se::POISON_WORD,
+            ring = const se::RING_OFFSET,
+            rpos = const se::RING_POS_OFFSET,
+            rmask = const se::RING_MASK_OFFSET,
+            rev = const se::RING_EVENTS_OFFSET,
+            kalloc = const se::KIND_ALLOC,
+            sshift = const se::RING_SIZE_SHIFT,
+            written = sym malloc_written_entry,
             limit = sym hk::TINY_LIMIT,
             checked = sym hk::CHECKED,
             checked_entry = sym malloc_checked_entry,
@@ -198,12 +291,72 @@ mod imp {
             // full: undo the decrement (the room was 0)
             "3:",
             "mov dword ptr [rax + rsi + {room}], 0",
-            // missed after the lookup: (p, entry ^ key, heap, the caller's
-            // return address for the debug ring)
+            // missed after the lookup (in secure mode, always: the bins'
+            // block tests refuse every offset): the secure fast path
             "4:",
+            "cmp byte ptr [rip + {secure}], 0",
+            "jne 6f",
+            // (p, entry ^ key, heap, the caller's return address for the
+            // debug ring)
+            "7:",
             "mov rdx, rax",
             "mov rcx, qword ptr [rsp]",
             "jmp {keyed}",
+            // secure mode: a tiny class's block start (its class's test),
+            // not free already, room in the bin, its canary intact
+            "6:",
+            "cmp rsi, {tiny_bytes}",
+            "jae 7b",
+            "lea r8, [rip + {tiny_info}]",
+            "movzx edx, di",
+            "imul rdx, qword ptr [r8 + rsi + {info_mul}]",
+            "cmp rdx, qword ptr [r8 + rsi + {info_limit}]",
+            "jae 7b",
+            "mov rdx, qword ptr [rax + {mark}]",
+            "cmp qword ptr [rdi + {bmark}], rdx",
+            "je 7b",
+            "cmp dword ptr [rax + rsi + {room}], 0",
+            "je 7b",
+            "mov r8, qword ptr [r8 + rsi + {info_size}]",
+            "mov r9, qword ptr [rip + {canary}]",
+            "xor r9, rdi",
+            "lea r10, [rdi + r8 - 8]",
+            "cmp qword ptr [r10], r9",
+            "jne 7b",
+            // tag the tail (the canary's complement), poison the body
+            // (bytes 16 up to the tail)
+            "not r9",
+            "mov qword ptr [r10], r9",
+            "mov rcx, 24",
+            "sub rcx, r8",
+            "movabs r11, {poison}",
+            "8:",
+            "mov qword ptr [r10 + rcx], r11",
+            "add rcx, 8",
+            "jnz 8b",
+            // push, marked
+            "dec dword ptr [rax + rsi + {room}]",
+            "mov rcx, qword ptr [rax + rsi + {head}]",
+            "mov qword ptr [rdi + {next}], rcx",
+            "mov qword ptr [rdi + {bmark}], rdx",
+            "mov qword ptr [rax + rsi + {head}], rdi",
+            // the thread's debug ring, if it has one: (p | free, ra |
+            // block size << shift)
+            "mov rcx, qword ptr [rip + hakmem_thread_slot@GOTTPOFF]",
+            "mov rcx, qword ptr fs:[rcx + {ring}]",
+            "test rcx, rcx",
+            "jz 9f",
+            "mov rdx, qword ptr [rcx + {rpos}]",
+            "lea r9, [rdi + {kfree}]",
+            "mov qword ptr [rcx + rdx + {rev}], r9",
+            "shl r8, {sshift}",
+            "or r8, qword ptr [rsp]",
+            "mov qword ptr [rcx + rdx + {rev} + 8], r8",
+            "add rdx, 16",
+            "and rdx, qword ptr [rcx + {rmask}]",
+            "mov qword ptr [rcx + {rpos}], rdx",
+            "9:",
+            "ret",
             // not a slot of ours (a cross-thread free, most often)
             "5:",
             "mov rdx, rax",
@@ -225,6 +378,20 @@ mod imp {
             room = const BIN_ROOM_OFFSET,
             head = const BIN_HEAD_OFFSET,
             next = const BLOCK_NEXT_OFFSET,
+            secure = sym se::SECURE_ON,
+            tiny_bytes = const se::TINY_BIN_BYTES,
+            tiny_info = sym se::TINY_INFO,
+            info_mul = const se::INFO_MUL_OFFSET,
+            info_limit = const se::INFO_LIMIT_OFFSET,
+            info_size = const se::INFO_SIZE_OFFSET,
+            canary = sym se::CANARY,
+            poison = const se::POISON_WORD,
+            ring = const se::RING_OFFSET,
+            rpos = const se::RING_POS_OFFSET,
+            rmask = const se::RING_MASK_OFFSET,
+            rev = const se::RING_EVENTS_OFFSET,
+            kfree = const se::KIND_FREE,
+            sshift = const se::RING_SIZE_SHIFT,
             slow = sym free_slow_entry,
             keyed = sym free_keyed_entry,
             other = sym free_other_entry,

@@ -67,7 +67,7 @@ const USE_AFTER_FREE: Expect = Expect::Named(&["use after free", "write after fr
 
 /// The cases of misuse.c: name, whether it needs `HAKMEM_SECURE=1`, and the
 /// error names its report must contain.
-const CASES: [(&str, bool, Expect); 24] = [
+const CASES: [(&str, bool, Expect); 25] = [
     ("double_free_tiny", false, DOUBLE_FREE),
     ("double_free_delayed", false, DOUBLE_FREE),
     ("double_free_mid", false, DOUBLE_FREE),
@@ -90,6 +90,7 @@ const CASES: [(&str, bool, Expect); 24] = [
     ("usable_size_foreign", false, INVALID),
     ("overflow_1byte_tiny", true, OVERFLOW),
     ("overflow_1byte_mid", true, OVERFLOW),
+    ("overflow_1byte_large", true, OVERFLOW),
     ("write_after_free_tiny", true, USE_AFTER_FREE),
     ("write_after_free_mid", true, USE_AFTER_FREE),
 ];
@@ -428,6 +429,14 @@ fn overflow_1byte_mid_aborts() {
     aborts_named("overflow_1byte_mid");
 }
 
+/// `HAKMEM_SECURE=1`: one byte written past the usable size (the size asked
+/// for: its tail canary follows) of a 3,000,000 B block (the large tier, above the 1 MiB slab classes),
+/// then `free`.
+#[test]
+fn overflow_1byte_large_aborts() {
+    aborts_named("overflow_1byte_large");
+}
+
 /// `HAKMEM_SECURE=1`: a byte of a freed 48 B block changed, then its class
 /// reused.
 #[test]
@@ -589,6 +598,13 @@ fn overflow_1byte_tiny_warns() {
 #[test]
 fn overflow_1byte_mid_warns() {
     warns("overflow_1byte_mid");
+}
+
+/// With `HAKMEM_ON_ERROR=warn`: `HAKMEM_SECURE=1`: one byte written past the
+/// usable size of a 3,000,000 B block (the large tier, above the 1 MiB slab classes), then `free`.
+#[test]
+fn overflow_1byte_large_warns() {
+    warns("overflow_1byte_large");
 }
 
 /// With `HAKMEM_ON_ERROR=warn`: `HAKMEM_SECURE=1`: a byte of a freed 48 B block

@@ -437,6 +437,7 @@ static size_t overflow(size_t n) {
 
 static size_t case_overflow_1byte_tiny(void) { return overflow(48); }
 static size_t case_overflow_1byte_mid(void) { return overflow(5000); }
+static size_t case_overflow_1byte_large(void) { return overflow(3000000); }
 
 /* Secure mode: a write into a freed block, found when the block is reused
  * (or leaves a quarantine). */
@@ -487,6 +488,7 @@ static const struct {
     {"usable_size_foreign", case_usable_size_foreign},
     {"overflow_1byte_tiny", case_overflow_1byte_tiny},
     {"overflow_1byte_mid", case_overflow_1byte_mid},
+    {"overflow_1byte_large", case_overflow_1byte_large},
     {"write_after_free_tiny", case_write_after_free_tiny},
     {"write_after_free_mid", case_write_after_free_mid},
 };
