@@ -699,7 +699,10 @@ impl<P: Pal> Large<P> {
 /// reach `huge_from` once rounded up to a huge-page multiple gets a
 /// 2 MiB-aligned, huge-page-advised mapping that ends on a boundary;
 /// without it, its last partial huge page (or, below `huge_from`, all of
-/// it) would fault in 4 KiB pages, up to 511 faults per 2 MiB. The extra bytes become a cached piece of the block's family
+/// it) would fault in 4 KiB pages, up to 511 faults per 2 MiB. Only when
+/// the block uses at least a quarter of that last huge page: a huge page is
+/// resident whole once touched, so a block that ends just past a boundary
+/// would double its resident size for a few faults. The extra bytes become a cached piece of the block's family
 /// ([`Large::cache_fresh_tail`]): at least [`MIN_PIECE`] (a huge page more
 /// when the distance to the boundary is shorter), never touched until a
 /// request carves or takes it, merged back when the block is freed. 0 when
@@ -716,6 +719,12 @@ pub(crate) fn fresh_extra(len: usize, huge_from: usize, limits: &CacheLimits) ->
         return 0;
     }
     let mut extra = end - len;
+    if extra > chunk / 4 * 3 {
+        // The block would use less than a quarter of its last huge page,
+        // which is resident whole once touched (a block of 2 MiB and a
+        // header page would take 4 MiB): its few 4 KiB faults cost less.
+        return 0;
+    }
     if extra < crate::cache::MIN_PIECE {
         extra += chunk;
     }
@@ -856,8 +865,12 @@ mod tests {
         assert_eq!(fresh_extra(2 * two, two, &BIG), 0);
         // short of a boundary that reaches the threshold: up to it
         assert_eq!(fresh_extra(mib + 4096, two, &BIG), two + mib - 4096);
+        // a block that would use less than a quarter of its last huge
+        // page: no extension (the huge page would be resident whole)
+        assert_eq!(fresh_extra(two + 4096, two, &BIG), 0);
+        assert_eq!(fresh_extra(two + mib / 2 - 4096, two, &BIG), 0);
+        assert_eq!(fresh_extra(two + mib / 2, two, &BIG), mib + mib / 2);
         // at least a piece's worth: a huge page more when closer
-        assert_eq!(fresh_extra(two + 4096, two, &BIG), two - 4096);
         assert_eq!(fresh_extra(3 * mib + 4096, two, &BIG), 3 * mib - 4096);
         assert_eq!(fresh_extra(5 * mib, two, &BIG), mib);
         // never more than the cache could hold
@@ -976,11 +989,13 @@ mod tests {
     fn other_sizes_are_carved_merged_and_grown_from_cached_memory() {
         let (map, large) = setup();
         let big = BIG;
-        let a = large.alloc(map, 16 << 20, 16, &big, HUGE).unwrap();
+        // (15 MiB: its mapping uses most of its last huge page, so it is
+        // extended to the boundary)
+        let a = large.alloc(map, 15 << 20, 16, &big, HUGE).unwrap();
         let p = a.ptr.as_ptr();
         // SAFETY: ours; freeing once.
         unsafe {
-            core::ptr::write_bytes(p, 0x11, 16 << 20);
+            core::ptr::write_bytes(p, 0x11, 15 << 20);
             large.free(map, header(map, p), &big);
         }
         // merged with the tail its fresh mapping had (up to a huge page)
@@ -1009,8 +1024,8 @@ mod tests {
         let d = large.alloc(map, 24 << 20, 16, &big, HUGE).unwrap();
         assert!(!d.zeroed);
         assert_eq!(large.stats().dirty.0, 0, "grown, not mapped afresh");
-        // SAFETY: 16 MiB of it were the old pages.
-        let s = unsafe { core::slice::from_raw_parts(d.ptr.as_ptr().add(8 << 20), 8 << 20) };
+        // SAFETY: 18 MiB of it were the old pages (15 MiB written).
+        let s = unsafe { core::slice::from_raw_parts(d.ptr.as_ptr().add(8 << 20), 7 << 20) };
         assert!(
             s.iter().all(|&x| x == 0x11),
             "the resident pages came along"
@@ -1291,15 +1306,15 @@ mod tests {
         let map = Box::new(PageMap::new());
         let map: &PageMap = &map;
         let large = Large::<PiecePal>::new();
-        let a = large.alloc(map, 8 << 20, 16, &BIG, CHUNK_SIZE).unwrap();
+        let a = large.alloc(map, 7 << 20, 16, &BIG, CHUNK_SIZE).unwrap();
         // SAFETY: ours.
-        unsafe { core::ptr::write_bytes(a.ptr.as_ptr(), 0x77, 8 << 20) };
+        unsafe { core::ptr::write_bytes(a.ptr.as_ptr(), 0x77, 7 << 20) };
         let h =
             Large::<PiecePal>::lookup(map.get(a.ptr.as_ptr() as usize), a.ptr.as_ptr()).unwrap();
         // SAFETY: freeing once.
         unsafe { large.free(map, h, &BIG) };
         // merged with its fresh mapping's tail (up to a huge page boundary)
-        let whole = (8 << 20) + 4096 + fresh_extra((8 << 20) + 4096, CHUNK_SIZE, &BIG);
+        let whole = (7 << 20) + 4096 + fresh_extra((7 << 20) + 4096, CHUNK_SIZE, &BIG);
         assert_eq!(whole % CHUNK_SIZE, 0);
         assert_eq!(large.stats().dirty, (1, whole));
         // a 2 MiB head carved from the cached mapping, the rest stays cached
