@@ -340,6 +340,27 @@ fn the_learner_runs_under_a_special_workload_and_its_policy_reloads() {
 /// the same run without it goes over (so the workload does test the
 /// budget). (Smaller budgets leave too little room for the process's own
 /// few MiB: at 48 MiB the peak is about 1.5 % over.)
+/// The standard output of a workload run that must have succeeded under
+/// libhakmem.so (its result line names the library).
+fn hakmem_result(out: std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("malloc_lib=libhakmem.so"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The number `k=N` of a result line.
+fn result_field(stdout: &str, k: &str) -> u64 {
+    stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(k)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {k}= in {stdout}"))
+}
+
 #[test]
 fn the_memory_budget_holds_the_peak_rss() {
     let lib = libhakmem();
@@ -351,20 +372,8 @@ fn the_memory_budget_holds_the_peak_rss() {
         if let Some(b) = budget {
             cmd.env("HAKMEM_MEM_BUDGET_MB", b);
         }
-        let out = cmd.output().expect("run cache-budget");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success() && stdout.contains("malloc_lib=libhakmem.so"),
-            "{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let field = |k: &str| -> u64 {
-            stdout
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(k)?.strip_prefix('='))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("no {k}= in {stdout}"))
-        };
+        let stdout = hakmem_result(cmd.output().expect("run cache-budget"));
+        let field = |k: &str| result_field(&stdout, k);
         (field("peak_rss_kb"), field("budget_kb"), field("cache_kb"))
     };
     let (peak, budget, cache) = run(Some("128"));
@@ -396,19 +405,8 @@ fn the_memory_budget_keeps_the_working_set_resident() {
         .env("HAKMEM_MEM_BUDGET_MB", "128")
         .output()
         .expect("run cache-budget");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success() && stdout.contains("malloc_lib=libhakmem.so"),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let field = |k: &str| -> u64 {
-        stdout
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(k)?.strip_prefix('='))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {k}= in {stdout}"))
-    };
+    let stdout = hakmem_result(out);
+    let field = |k: &str| result_field(&stdout, k);
     let (faults, cache_kb, budget_kb) = (field("minflt"), field("cache_kb"), field("budget_kb"));
     assert!(field("peak_rss_kb") <= budget_kb, "{stdout}");
     let requests = 2 * 4000;
