@@ -608,6 +608,13 @@ unsafe fn free_keyed(p: *mut u8, x: usize, heap: *mut Heap, ra: usize) {
         }
         // a slot of ours: the fast path refused it (its bin is full, or no
         // block start, or free already)
+        if x < crate::secure::TINY_BIN_BYTES && !crate::profile::on() {
+            // SAFETY: forwarded contract; `x` is a tiny bin offset of the
+            // thread's own heap.
+            if unsafe { free_to_full_bin(p, x, heap) } {
+                return;
+            }
+        }
         // SAFETY: `heap` is this thread's heap or the placeholder; its key
         // is immutable while the thread lives.
         let e = Entry((x ^ unsafe { (*heap).key }) as u32);
@@ -616,6 +623,44 @@ unsafe fn free_keyed(p: *mut u8, x: usize, heap: *mut Heap, ra: usize) {
     }
     // SAFETY: forwarded contract; `x` is not a slot of ours.
     unsafe { free_not_ours(p, x, heap, ra) }
+}
+
+/// `free` of a tiny block of the thread's own heap that the fast path
+/// refused only because its bin is full (the most common refusal: a
+/// program freeing more than its bins hold): the fast path's own tests
+/// again (a block start by the bin's test, its free mark not set, no room),
+/// then [`Heap::free_local`], which spills half the bin and pushes the
+/// block, without [`free_general`]'s full validation (which finds nothing
+/// more for such a block: its slot is a live slab slot of ours). Returns
+/// false, having done nothing, for anything else: that goes to
+/// [`free_general`], which validates and reports.
+///
+/// # Safety
+/// As for [`free_keyed`], and `x` is below
+/// [`crate::secure::TINY_BIN_BYTES`]: the bin offset of a tiny class in
+/// `heap`, the thread's own heap (the placeholder's key matches no entry).
+#[inline(never)]
+unsafe fn free_to_full_bin(p: *mut u8, x: usize, heap: *mut Heap) -> bool {
+    // SAFETY: `x` is a bin offset of our heap (caller's contract).
+    let bin = unsafe { Heap::bin_at(heap, x) };
+    let off = (p as usize & (SLOT_SIZE - 1)) as u64;
+    // SAFETY: a bin of our own heap, which only this thread touches.
+    if !unsafe { Bin::block_start_raw(bin, off) } || unsafe { (*bin).room() } > 0 {
+        return false;
+    }
+    // SAFETY: `heap` is this thread's own heap; its mark is immutable while
+    // the thread lives.
+    let mark = unsafe { (*heap).mark };
+    // SAFETY: a block start of the slot's class (the bin's test, set only
+    // for classes whose blocks never straddle a slot): the pointer lies in
+    // a slab slot of ours with at least 16 readable bytes.
+    if unsafe { (*p.cast::<Block>()).mark.load() } == mark {
+        return false; // free already: reported by the general path
+    }
+    // SAFETY: a live block of class `x / BIN_BYTES` (a block start in a
+    // live slab of our own heap, not free), which the caller gives up.
+    unsafe { (*heap).free_local(p, x / BIN_BYTES) };
+    true
 }
 
 /// `free` of a block in a slot of the thread's own heap while secure mode
