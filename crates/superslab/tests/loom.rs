@@ -80,8 +80,14 @@ fn setup(c: Chunk, w: &World) -> (OwnedSuperslab, SlabRef, Vec<usize>) {
         )
     };
     let s = ss.alloc_slab(CLASS, BS, 1).unwrap();
-    // SAFETY: we own the superslab (we just formatted it).
-    let blocks = chain_blocks(unsafe { s.handle() }.take(4));
+    // (a fresh slab carves a page's worth at a time: take until four)
+    let mut blocks = Vec::new();
+    while blocks.len() < 4 {
+        // SAFETY: we own the superslab (we just formatted it).
+        let c = unsafe { s.handle() }.take(4 - blocks.len() as u32);
+        assert!(c.len > 0, "the slab holds at least four blocks");
+        blocks.extend(chain_blocks(c));
+    }
     assert_eq!(blocks.len(), 4);
     for &b in &blocks {
         // SAFETY: a block we hold, 16384 bytes, 16-aligned; no other thread
