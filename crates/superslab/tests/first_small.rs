@@ -74,7 +74,8 @@ fn first_superslabs_start_small_and_collapse_when_dense() {
     assert!(first.is_small());
     assert_eq!(Mem::fake().counts().collapses, c1.collapses);
     // a second page (the carve doubles): dense, collapsed with the grant
-    // SAFETY: as above.
+    // SAFETY: we own the superslab, and the earlier handle is gone: one
+    // handle at a time.
     let got = len(unsafe { slab.handle() }.take(200));
     assert_eq!(got, 64);
     assert!(pool.densify(&mut first, 64, 64));

@@ -63,7 +63,8 @@ impl<E: HeapEnv> Heap<E> {
             }
         } else if self.remote[i ^ 1].key() == k {
             // (the pair's other entry: see `start_batch`)
-            // SAFETY: as above.
+            // SAFETY: `p` is claimed (its mark swapped in above), given up
+            // by the caller, and of this batch's slot (the key matched).
             if unsafe { self.remote[i ^ 1].push(p) } {
                 self.flush_batch(i ^ 1);
             }
