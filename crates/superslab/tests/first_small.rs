@@ -10,14 +10,20 @@ use hakmem_platform::fake::{Fake, FakeInstance, FakePal};
 use hakmem_superslab::*;
 use hakmem_tiny_sll::Chain;
 
-struct Mem;
-impl FakeInstance for Mem {
-    fn fake() -> &'static Fake {
-        static F: Fake = Fake::new(64 << 20);
-        &F
-    }
+/// One fake platform per test: the tests run in parallel and assert on the
+/// fake's call counters, which a shared fake would mix up.
+macro_rules! fake_platform {
+    ($mem:ident, $pal:ident) => {
+        struct $mem;
+        impl FakeInstance for $mem {
+            fn fake() -> &'static Fake {
+                static F: Fake = Fake::new(64 << 20);
+                &F
+            }
+        }
+        type $pal = FakePal<$mem>;
+    };
 }
-type P = FakePal<Mem>;
 
 const KEEP: PoolLimits = PoolLimits {
     dirty: 4,
@@ -40,6 +46,7 @@ fn len(mut c: Chain) -> usize {
 
 #[test]
 fn first_superslabs_start_small_and_collapse_when_dense() {
+    fake_platform!(Mem, P);
     let map = leak(PageMap::new());
     let owner = leak(PendingList::new());
     let pool = SuperslabPool::<P>::new();
@@ -136,6 +143,7 @@ fn first_superslabs_start_small_and_collapse_when_dense() {
 
 #[test]
 fn direct_and_off_modes_hand_out_first_superslabs_as_before() {
+    fake_platform!(Mem, P);
     let map = leak(PageMap::new());
     let owner = leak(PendingList::new());
     let pool = SuperslabPool::<P>::new();
@@ -156,6 +164,7 @@ fn direct_and_off_modes_hand_out_first_superslabs_as_before() {
 
 #[test]
 fn carving_doubles_from_a_page() {
+    fake_platform!(Mem, P);
     assert_eq!(carve_limit(0, 16), 256);
     assert_eq!(carve_limit(0, 64), 64);
     assert_eq!(carve_limit(64, 64), 64);
@@ -186,6 +195,7 @@ fn carving_doubles_from_a_page() {
 /// resident again).
 #[test]
 fn purged_superslabs_are_not_collapsed() {
+    fake_platform!(Mem, P);
     let map = leak(PageMap::new());
     let owner = leak(PendingList::new());
     let pool = SuperslabPool::<P>::new();
