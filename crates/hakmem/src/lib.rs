@@ -38,6 +38,8 @@ mod report;
 mod ring;
 mod secure;
 mod sites;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod slot_addr;
 mod state;
 mod stats;
 mod thread;

@@ -123,18 +123,9 @@ pub const SLOT_RING_OFFSET: usize = 72;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[inline(always)]
 fn ring_word() -> *mut *const Ring {
-    let p: *mut u8;
-    // SAFETY: initial-exec access to the thread slot (as `tls::slot`): its
-    // offset from the GOT plus the thread pointer; nothing is written.
-    unsafe {
-        core::arch::asm!(
-            "mov {p}, qword ptr [rip + hakmem_thread_slot@GOTTPOFF]",
-            "add {p}, qword ptr fs:0",
-            p = out(reg) p,
-            options(nostack, nomem, pure),
-        );
-    }
-    p.wrapping_add(SLOT_RING_OFFSET).cast()
+    crate::slot_addr::get()
+        .wrapping_add(SLOT_RING_OFFSET)
+        .cast()
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]

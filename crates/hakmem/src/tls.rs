@@ -121,19 +121,7 @@ mod imp {
     /// The address of the current thread's slot.
     #[inline(always)]
     pub(crate) fn slot() -> *mut ThreadSlot {
-        let p: *mut ThreadSlot;
-        // SAFETY: initial-exec access to our own TLS symbol: its offset from
-        // the GOT plus the thread pointer (which `fs:0` holds) is this
-        // thread's slot; nothing is written.
-        unsafe {
-            core::arch::asm!(
-                "mov {p}, qword ptr [rip + hakmem_thread_slot@GOTTPOFF]",
-                "add {p}, qword ptr fs:0",
-                p = out(reg) p,
-                options(nostack, nomem, pure),
-            );
-        }
-        p
+        crate::slot_addr::get().cast()
     }
 }
 
