@@ -114,7 +114,8 @@ pub struct Heap<E> {
     /// every tiny size), next to the bins: the malloc fast paths index it
     /// from the heap pointer they already hold (one instruction fewer than
     /// a table elsewhere in a position-independent library). Never written
-    /// after construction.
+    /// after construction (where a checked mode points size 0 at
+    /// [`Heap::CHECKED_ZERO_BIN`]).
     pub size_bins: [u16; TINY_MAX + 1],
     /// Page-map tag of the superslabs this heap owns (`u32::MAX` for the
     /// placeholder, which owns nothing).
@@ -257,6 +258,17 @@ enum NewSlab {
 }
 
 impl<E> Heap<E> {
+    /// The bin offset a heap made in a checked mode ([`HeapEnv::secure`])
+    /// gives size 0 in [`Heap::size_bins`]: a bin past the classes, which
+    /// stays disabled (never holds a block). A checked mode sets the fast
+    /// paths' size limit to 0, which still lets size 0 through; this bin
+    /// sends it on to the checked path as well (which records it in the
+    /// debug ring, for one).
+    pub const CHECKED_ZERO_BIN: u16 = {
+        assert!(NBINS - 1 >= NCLASSES && (NBINS - 1) * BIN_BYTES <= u16::MAX as usize);
+        ((NBINS - 1) * BIN_BYTES) as u16
+    };
+
     /// A heap with every bin disabled and tag `tag` (its key is the
     /// never-matching one when `tag` is not a heap tag).
     pub(crate) const fn disabled(tag: u32) -> Heap<E> {

@@ -215,6 +215,10 @@ impl<E: HeapEnv> Registry<E> {
         // (page aligned, and a heap's alignment is 64).
         unsafe {
             h.write(Heap::disabled(tag));
+            if E::secure() {
+                // checked mode: `malloc(0)` must reach the checked path too
+                (*h).size_bins[0] = Heap::<E>::CHECKED_ZERO_BIN;
+            }
             (*h).in_use = true;
             (*h).next_all = g.all;
         }

@@ -12,7 +12,8 @@ use common::{
     assert_all_superslabs_pooled, drain_orphans, free_all_and_exit, remote_free, Live, TestEnv,
     ThreadHeap,
 };
-use hakmem_heap::classes::{class_of, class_size, class_span, NCLASSES, SLAB_MAX};
+use hakmem_heap::classes::{class_of, class_size, class_span, BIN_BYTES, NCLASSES, SLAB_MAX};
+use hakmem_heap::Heap;
 use hakmem_heap::HeapEnv;
 use hakmem_pagemap::Entry;
 use hakmem_policy_rcu::{FrozenPolicy, DEFAULT_POLICY};
@@ -127,6 +128,33 @@ fn tiny_refill_fills_the_bin_and_spills_return_half() {
     assert_eq!(t.heap().stats.classes[c].slabs_created.get(), slabs);
     assert!(E::hooks().fresh.load(Ordering::SeqCst) <= slabs * 2048);
     free_all_and_exit(t, &mut live);
+}
+
+/// A checked mode's fast paths take sizes up to a limit of 0, which still
+/// lets size 0 through: a heap made in one points size 0 at a bin past the
+/// classes, which never holds a block, so `malloc(0)` misses too.
+#[test]
+fn a_checked_heap_sends_size_0_past_its_bins() {
+    test_env!(E, 64 << 20);
+    let mut plain = ThreadHeap::<E>::new();
+    let plain_bins = plain.heap().size_bins;
+    assert_eq!(plain_bins[0], plain_bins[1]);
+    E::hooks().secure.store(true, Ordering::SeqCst);
+    let mut t = ThreadHeap::<E>::new();
+    let h = t.heap();
+    assert_eq!(h.size_bins[0], Heap::<E>::CHECKED_ZERO_BIN);
+    assert_eq!(h.size_bins[1..], plain_bins[1..], "only size 0");
+    let off = h.size_bins[0] as usize;
+    assert!(off / BIN_BYTES >= NCLASSES);
+    let p = t.alloc(0);
+    assert!(!p.is_null(), "size 0 is served by the slow path");
+    let h = t.heap();
+    let bin = &h.bins[off / BIN_BYTES];
+    assert_eq!((bin.len(), bin.cap(), bin.room()), (0, 0, 0));
+    // SAFETY: a block of ours, freed once.
+    unsafe { t.free(p) };
+    let bin = &t.heap().bins[off / BIN_BYTES];
+    assert_eq!((bin.len(), bin.room()), (0, 0), "nor does a free fill it");
 }
 
 #[test]

@@ -67,8 +67,9 @@ const USE_AFTER_FREE: Expect = Expect::Named(&["use after free", "write after fr
 
 /// The cases of misuse.c: name, whether it needs `HAKMEM_SECURE=1`, and the
 /// error names its report must contain.
-const CASES: [(&str, bool, Expect); 25] = [
+const CASES: [(&str, bool, Expect); 26] = [
     ("double_free_tiny", false, DOUBLE_FREE),
+    ("double_free_zero", false, DOUBLE_FREE),
     ("double_free_delayed", false, DOUBLE_FREE),
     ("double_free_mid", false, DOUBLE_FREE),
     ("double_free_large", false, DOUBLE_FREE),
@@ -292,6 +293,12 @@ const ENABLED_LOOSE: [&str; 8] = [
 #[test]
 fn double_free_tiny_aborts() {
     aborts_named("double_free_tiny");
+}
+
+/// `free` twice in a row of a `malloc(0)` block.
+#[test]
+fn double_free_zero_aborts() {
+    aborts_named("double_free_zero");
 }
 
 /// A 48 B block freed, then 64 other blocks of its class, then it again.
@@ -723,6 +730,37 @@ fn a_traced_double_free_says_where_the_block_was_allocated_and_freed() {
     assert_eq!(ring_thread(&lines[0]), ring_thread(&lines[1]), "{lines:?}");
     for l in &lines {
         assert!(l.ends_with(" events ago"), "{l:?}");
+    }
+}
+
+/// `malloc(0)` takes its own path to a minimum-size block; the ring still
+/// has its allocation, with the size asked for, in both ring modes.
+#[test]
+fn a_traced_double_free_of_malloc_0_names_its_allocation() {
+    for env in [("HAKMEM_TRACE", "256"), ("HAKMEM_SECURE", "1")] {
+        let run = run_traced("double_free_zero", &[env]);
+        assert_eq!(
+            run.status.signal(),
+            Some(libc::SIGABRT),
+            "{env:?}: {}",
+            run.describe()
+        );
+        if env.0 == "HAKMEM_TRACE" {
+            // (secure mode's class is the usable size plus its canary)
+            let t = parse_target(&run);
+            check_report("double_free_zero", &run, &t, DOUBLE_FREE);
+        }
+        let lines = ring_lines(&run);
+        assert_eq!(lines.len(), 2, "{env:?}: {}", run.describe());
+        assert!(
+            lines[0].starts_with("hakmem:   allocated by thread ")
+                && lines[0].contains("(0 B) at "),
+            "{env:?}: {lines:?}"
+        );
+        assert!(
+            lines[1].starts_with("hakmem:   freed by thread "),
+            "{env:?}: {lines:?}"
+        );
     }
 }
 

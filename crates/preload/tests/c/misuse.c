@@ -145,6 +145,7 @@ static size_t double_free(size_t n) {
 }
 
 static size_t case_double_free_tiny(void) { return double_free(48); }
+static size_t case_double_free_zero(void) { return double_free(0); }
 static size_t case_double_free_mid(void) { return double_free(5000); }
 static size_t case_double_free_large(void) { return double_free(8 * MiB); }
 
@@ -467,6 +468,7 @@ static const struct {
     size_t (*fn)(void); /* returns the size the burst should favour */
 } CASES[] = {
     {"double_free_tiny", case_double_free_tiny},
+    {"double_free_zero", case_double_free_zero},
     {"double_free_delayed", case_double_free_delayed},
     {"double_free_mid", case_double_free_mid},
     {"double_free_large", case_double_free_large},
