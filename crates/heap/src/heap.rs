@@ -265,7 +265,7 @@ impl<E> Heap<E> {
     /// sends it on to the checked path as well (which records it in the
     /// debug ring, for one).
     pub const CHECKED_ZERO_BIN: u16 = {
-        assert!(NBINS - 1 >= NCLASSES && (NBINS - 1) * BIN_BYTES <= u16::MAX as usize);
+        assert!(NBINS > NCLASSES && (NBINS - 1) * BIN_BYTES <= u16::MAX as usize);
         ((NBINS - 1) * BIN_BYTES) as u16
     };
 
