@@ -8,11 +8,20 @@ pub const NAMES: &[&str] = &[
     "system",
     "hakmem",
     "hakmem-inproc",
+    "hakmem-prof",
     "mimalloc",
     "jemalloc",
     "tcmalloc",
     "snmalloc",
 ];
+
+/// Columns run only when `--allocators` names them: variants of hakmem
+/// that measure an option's cost against the plain column.
+pub const OPT_IN: &[&str] = &["hakmem-prof"];
+
+/// The environment of the `hakmem-prof` column: the profiler at its
+/// default sampling rate.
+const PROF_ENV: &[(&str, &str)] = &[("HAKMEM_PROF", "1")];
 
 /// The column every ratio is taken against.
 pub const REFERENCE: &str = "mimalloc";
@@ -41,13 +50,15 @@ pub struct Allocator {
     pub preload: Option<PathBuf>,
     /// Run the `global-hakmem` build of the workloads.
     pub inproc: bool,
+    /// Extra environment of its runs (before the workload's own).
+    pub env: &'static [(&'static str, &'static str)],
 }
 
 impl Allocator {
     /// How its runs get the allocator, in a few words for the reports:
     /// the preloaded library's file name, the in-process build, or none.
     pub fn launch(&self) -> String {
-        match (&self.preload, self.inproc) {
+        let how = match (&self.preload, self.inproc) {
             (Some(p), _) => format!(
                 "LD_PRELOAD {}",
                 p.file_name()
@@ -56,7 +67,17 @@ impl Allocator {
             ),
             (None, true) => "in-process #[global_allocator]".into(),
             (None, false) => "glibc malloc, no preload".into(),
-        }
+        };
+        self.env
+            .iter()
+            .fold(how, |how, (k, v)| format!("{how}, {k}={v}"))
+    }
+
+    /// Whether its runs use the preloaded `libhakmem.so`.
+    pub fn preloads_hakmem(&self) -> bool {
+        self.preload
+            .as_deref()
+            .is_some_and(|p| file_name(p) == "libhakmem.so")
     }
 }
 
@@ -106,20 +127,25 @@ pub fn plan(
     let mut out = Vec::new();
     let mut notes = Vec::new();
     for &name in NAMES {
-        if let Some(sel) = selected {
-            if !sel.iter().any(|s| s == name) {
-                continue;
-            }
+        match selected {
+            Some(sel) if !sel.iter().any(|s| s == name) => continue,
+            None if OPT_IN.contains(&name) => continue,
+            _ => {}
         }
         let a = |preload: Option<PathBuf>, inproc| Allocator {
             name,
             preload,
             inproc,
+            env: &[],
         };
         match name {
             "system" => out.push(a(None, false)),
             "hakmem" => out.push(a(Some(paths.release.join("libhakmem.so")), false)),
             "hakmem-inproc" => out.push(a(None, true)),
+            "hakmem-prof" => out.push(Allocator {
+                env: PROF_ENV,
+                ..a(Some(paths.release.join("libhakmem.so")), false)
+            }),
             "mimalloc" => out.push(a(Some(paths.release.join("libmimalloc_preload.so")), false)),
             "jemalloc" => out.push(a(Some(paths.release.join("libjemalloc_preload.so")), false)),
             "tcmalloc" | "snmalloc" => {
@@ -172,7 +198,7 @@ impl Allocator {
         match &self.preload {
             None => Check::Ok,
             Some(p) if lib == file_name(p) => Check::Ok,
-            Some(p) if self.name == "hakmem" => Check::Note(format!(
+            Some(p) if self.preloads_hakmem() => Check::Note(format!(
                 "{} does not provide malloc yet (malloc resolved from {lib}): the hakmem column measures that",
                 file_name(p)
             )),
@@ -232,6 +258,15 @@ mod tests {
         );
         assert_eq!(some[1].preload.as_deref(), Some(Path::new("/opt/sn.so")));
         assert!(notes.is_empty());
+
+        // the opt-in column only when named: hakmem with the profiler on
+        let sel = ["hakmem".to_string(), "hakmem-prof".to_string()];
+        let (both, _) = plan(Some(&sel), &paths(), &no_env, &tc_only);
+        assert_eq!(both[1].name, "hakmem-prof");
+        assert_eq!(both[1].preload, both[0].preload);
+        assert_eq!((both[0].env, both[1].env), (&[][..], PROF_ENV));
+        assert!(both[1].launch().ends_with("libhakmem.so, HAKMEM_PROF=1"));
+        assert!(both.iter().all(Allocator::preloads_hakmem));
     }
 
     #[test]

@@ -210,7 +210,14 @@ pub fn main(
         let failed_build = broken.iter().find(|(n, _)| *n == a.name);
         let result = match failed_build {
             Some((_, e)) => Err(e.clone()),
-            None => pair(a.name, &prog, a.preload.as_deref(), &[], false),
+            None => {
+                let env: Vec<(String, String)> = a
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                pair(a.name, &prog, a.preload.as_deref(), &env, false)
+            }
         };
         rows.push(Row {
             name: a.name.to_string(),

@@ -66,10 +66,12 @@ pub fn build(allocators: &[Allocator]) -> Result<Vec<(&'static str, String)>, St
         cargo(&args)?;
     }
     let mut broken = Vec::new();
-    if allocators.iter().any(|a| a.name == "hakmem") {
+    if allocators.iter().any(Allocator::preloads_hakmem) {
         if let Err(e) = cargo(&["build", "--release", "-p", "hakmem-preload"]) {
-            eprintln!("bench-matrix: {e}: the hakmem column fails");
-            broken.push(("hakmem", format!("build failed: {e}")));
+            eprintln!("bench-matrix: {e}: the libhakmem.so columns fail");
+            for a in allocators.iter().filter(|a| a.preloads_hakmem()) {
+                broken.push((a.name, format!("build failed: {e}")));
+            }
         }
     }
     if allocators.iter().any(|a| a.inproc) {

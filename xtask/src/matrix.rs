@@ -92,14 +92,17 @@ fn list(selected: &[Workload], allocs: &[Allocator], opts: &Options) {
 }
 
 fn how(a: &Allocator) -> String {
-    match (&a.preload, a.inproc) {
+    let how = match (&a.preload, a.inproc) {
         (Some(p), _) => format!("LD_PRELOAD={}", p.display()),
         (None, true) => {
             "#[global_allocator] hakmem::HakMem (workloads built with --features global-hakmem)"
                 .into()
         }
         (None, false) => "no preload (glibc malloc)".into(),
-    }
+    };
+    a.env
+        .iter()
+        .fold(how, |how, (k, v)| format!("{how} {k}={v}"))
 }
 
 /// Runs one workload under one allocator and judges the result.
@@ -123,9 +126,10 @@ fn run_one(
             );
         }
     }
-    let mut env: Vec<(String, String)> = w
-        .env()
+    let mut env: Vec<(String, String)> = a
+        .env
         .iter()
+        .chain(w.env())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     if let Some(p) = &a.preload {
